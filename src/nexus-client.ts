@@ -1,0 +1,110 @@
+// Client of the Nexus internal API (../shared/contracts/omicron/nexus-internal.json): the calls a
+// sled agent makes, each one HTTP request and no policy. Retrying and ordering belong to
+// common/nexus-notifier.ts; this file only says what a response means.
+import { Pool, type Dispatcher } from 'undici';
+import type {
+  DatasetPutRequest, DiskRuntimeState, InstanceRuntimeState, SledAgentStartupInfo, ZpoolPutRequest,
+} from './params.js';
+
+/** A Nexus answer that was not 2xx, or a request that never got one. */
+export class NexusError extends Error {
+  constructor(
+    message: string,
+    /** HTTP status, or null when no response arrived (connection refused, timeout, ...). */
+    readonly status: number | null,
+  ) {
+    super(message);
+    this.name = 'NexusError';
+  }
+
+  /** 4xx: Nexus understood and refused; sending the same thing again will not help. */
+  get permanent(): boolean {
+    return this.status !== null && this.status >= 400 && this.status < 500;
+  }
+}
+
+export interface NexusClientOptions {
+  /** Per-request timeout for headers and body, ms. */
+  timeoutMs?: number;
+}
+
+export class NexusClient {
+  readonly origin: string;
+  private readonly pool: Pool;
+  private readonly timeoutMs: number;
+
+  /** `address` is "host:port" or "[v6]:port". */
+  constructor(address: string, options: NexusClientOptions = {}) {
+    this.origin = `http://${address}`;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.pool = new Pool(this.origin, { connections: 16, pipelining: 1 });
+  }
+
+  private async send(method: Dispatcher.HttpMethod, path: string, body: unknown): Promise<void> {
+    const res = await this.request(method, path, body);
+    // Drain so the connection returns to the pool.
+    const text = await res.body.text();
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      throw new NexusError(`Nexus answered ${method} ${path} with ${res.statusCode}: ${truncate(text)}`, res.statusCode);
+    }
+  }
+
+  private async request(method: Dispatcher.HttpMethod, path: string, body?: unknown) {
+    try {
+      return await this.pool.request({
+        method,
+        path,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+    } catch (err) {
+      const cause = err instanceof Error ? err.message : String(err);
+      throw new NexusError(`cannot reach Nexus at ${this.origin} for ${method} ${path}: ${cause}`, null);
+    }
+  }
+
+  sledAgentPost(sledId: string, info: SledAgentStartupInfo): Promise<void> {
+    return this.send('POST', `/sled_agents/${sledId}`, info);
+  }
+
+  instancePut(instanceId: string, state: InstanceRuntimeState): Promise<void> {
+    return this.send('PUT', `/instances/${instanceId}`, state);
+  }
+
+  diskPut(diskId: string, state: DiskRuntimeState): Promise<void> {
+    return this.send('PUT', `/disks/${diskId}`, state);
+  }
+
+  zpoolPut(sledId: string, zpoolId: string, body: ZpoolPutRequest): Promise<void> {
+    return this.send('PUT', `/sled_agents/${sledId}/zpools/${zpoolId}`, body);
+  }
+
+  datasetPut(zpoolId: string, datasetId: string, body: DatasetPutRequest): Promise<void> {
+    return this.send('PUT', `/zpools/${zpoolId}/dataset/${datasetId}`, body);
+  }
+
+  /**
+   * Starts downloading an update artifact. Resolves once Nexus answered 2xx, with the body as a
+   * stream for the caller to write; any other status is a NexusError (the original wrote a 404
+   * page to disk as if it were the artifact).
+   */
+  async artifactDownload(kind: string, name: string, version: number) {
+    const path = `/artifacts/${encodeURIComponent(kind)}/${encodeURIComponent(name)}/${version}`;
+    const res = await this.request('GET', path);
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const text = await res.body.text().catch(() => '');
+      throw new NexusError(`Nexus answered GET ${path} with ${res.statusCode}: ${truncate(text)}`, res.statusCode);
+    }
+    return res.body;
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+function truncate(text: string, max = 200): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}

@@ -1,0 +1,250 @@
+// Wire types of the sled agent API, field for field from ../shared/contracts/omicron/sled-agent.json
+// (and the Nexus internal and Crucible agent types the sim sends or serves). The schemas are what
+// fastify validates requests with and what `sled-agent openapi sled` publishes; the contract test
+// compares them structurally with the contract, so any drift here fails a test.
+import { Type, type Static, type TSchema } from 'typebox';
+
+// The contract spells tags as single-value enums and unions as oneOf; TypeBox would emit `const`
+// and `anyOf`, so these helpers keep the published document in the contract's shape.
+export function StringEnum<const T extends readonly string[]>(values: T, options: object = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+export function OneOf<T extends TSchema[]>(schemas: [...T], options: object = {}) {
+  return Type.Unsafe<Static<T[number]>>({ oneOf: schemas, ...options });
+}
+
+// OpenAPI 3.0 nullability (`nullable: true` beside `type`), which fastify's ajv understands.
+export function Nullable<T extends TSchema>(schema: T, options: object = {}) {
+  return Type.Unsafe<Static<T> | null>({ ...schema, nullable: true, ...options });
+}
+
+// Every variant of a tagged union is an object; saying so at the top (redundant for the
+// contract) lets ajv use the tag to name the bad field instead of "must match one schema".
+const TAGGED_ON = (propertyName: string) => ({ type: 'object', discriminator: { propertyName } });
+
+const Uuid = (options: object = {}) => Type.String({ format: 'uuid', ...options });
+const Uint = (format: 'uint8' | 'uint16' | 'uint32' | 'uint64', options: object = {}) =>
+  Type.Integer({ format, minimum: 0, ...options });
+
+export const Generation = Uint('uint64', {
+  description: 'Generation numbers stored in the database, used for optimistic concurrency control',
+});
+export const ByteCount = Uint('uint64', { description: 'A count of bytes' });
+export const InstanceCpuCount = Uint('uint16', { description: 'The number of CPUs in an Instance' });
+
+export const INSTANCE_STATES = [
+  'creating', 'starting', 'running', 'stopping', 'stopped',
+  'rebooting', 'migrating', 'repairing', 'failed', 'destroyed',
+] as const;
+export const InstanceState = StringEnum(INSTANCE_STATES);
+export type InstanceState = Static<typeof InstanceState>;
+
+export const INSTANCE_STATES_REQUESTED = ['running', 'stopped', 'reboot', 'migrating', 'destroyed'] as const;
+export const InstanceStateRequested = StringEnum(INSTANCE_STATES_REQUESTED);
+export type InstanceStateRequested = Static<typeof InstanceStateRequested>;
+
+export const InstanceRuntimeState = Type.Object({
+  run_state: InstanceState,
+  sled_id: Uuid(),
+  propolis_id: Uuid(),
+  dst_propolis_id: Type.Optional(Nullable(Uuid())),
+  propolis_addr: Type.Optional(Nullable(Type.String())),
+  migration_id: Type.Optional(Nullable(Uuid())),
+  ncpus: InstanceCpuCount,
+  memory: ByteCount,
+  hostname: Type.String({ description: 'RFC1035-compliant hostname for the Instance.' }),
+  gen: Generation,
+  time_updated: Type.String({ format: 'date-time' }),
+}, { description: 'Runtime state of the Instance, including the actual running state and minimal metadata' });
+export type InstanceRuntimeState = Static<typeof InstanceRuntimeState>;
+
+export const InstanceRuntimeStateMigrateParams = Type.Object({
+  migration_id: Uuid(),
+  dst_propolis_id: Uuid(),
+});
+export type InstanceRuntimeStateMigrateParams = Static<typeof InstanceRuntimeStateMigrateParams>;
+
+export const InstanceRuntimeStateRequested = Type.Object({
+  run_state: InstanceStateRequested,
+  migration_params: Type.Optional(Nullable(InstanceRuntimeStateMigrateParams)),
+});
+export type InstanceRuntimeStateRequested = Static<typeof InstanceRuntimeStateRequested>;
+
+export const MacAddr = Type.String({
+  pattern: '^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$', minLength: 17, maxLength: 17,
+});
+export const Name = Type.String({ pattern: '[a-z](|[a-zA-Z0-9-]*[a-zA-Z0-9])', maxLength: 63 });
+const Ipv4Net = Type.String({
+  pattern: '(^(10\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9]\\.){2}(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])/(1[0-9]|2[0-8]|[8-9]))$)|(^(172\\.16\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])/(1[2-9]|2[0-8]))$)|(^(192\\.168\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])/(1[6-9]|2[0-8]))$)',
+  maxLength: 18,
+});
+const Ipv6Net = Type.String({
+  pattern: '^(fd|FD)[0-9a-fA-F]{2}:((([0-9a-fA-F]{1,4}\\:){6}[0-9a-fA-F]{1,4})|(([0-9a-fA-F]{1,4}:){1,6}:))/(6[4-9]|[7-9][0-9]|1[0-1][0-9]|12[0-6])$',
+  maxLength: 43,
+});
+export const IpNet = OneOf([Ipv4Net, Ipv6Net]);
+
+export const NetworkInterface = Type.Object({
+  name: Name,
+  ip: Type.String({ format: 'ip' }),
+  mac: MacAddr,
+  subnet: IpNet,
+  vni: Uint('uint32'),
+  slot: Uint('uint8'),
+});
+export type NetworkInterface = Static<typeof NetworkInterface>;
+
+export const CrucibleOpts = Type.Object({
+  target: Type.Array(Type.String()),
+  lossy: Type.Boolean(),
+  key: Type.Optional(Nullable(Type.String())),
+  cert_pem: Type.Optional(Nullable(Type.String())),
+  key_pem: Type.Optional(Nullable(Type.String())),
+  root_cert_pem: Type.Optional(Nullable(Type.String())),
+  control: Type.Optional(Nullable(Type.String())),
+});
+
+// VolumeConstructionRequest is recursive, so it is the one type published as a shared schema
+// (registered with fastify under its $id) and referenced by name.
+export type VolumeConstructionRequest =
+  | { type: 'volume'; block_size: number; sub_volumes: VolumeConstructionRequest[]; read_only_parent?: VolumeConstructionRequest | null }
+  | { type: 'url'; block_size: number; url: string }
+  | { type: 'region'; block_size: number; opts: Static<typeof CrucibleOpts>; gen: number }
+  | { type: 'file'; block_size: number; path: string };
+const VcrRef = Type.Unsafe<VolumeConstructionRequest>({ $ref: 'VolumeConstructionRequest#' });
+export const VolumeConstructionRequestSchema = {
+  $id: 'VolumeConstructionRequest',
+  ...OneOf([
+    Type.Object({
+      type: StringEnum(['volume']),
+      block_size: Uint('uint64'),
+      sub_volumes: Type.Array(VcrRef),
+      read_only_parent: Type.Optional(Type.Unsafe<VolumeConstructionRequest | null>({ type: 'object', nullable: true, allOf: [VcrRef] })),
+    }),
+    Type.Object({ type: StringEnum(['url']), block_size: Uint('uint64'), url: Type.String() }),
+    Type.Object({ type: StringEnum(['region']), block_size: Uint('uint64'), opts: CrucibleOpts, gen: Uint('uint64') }),
+    Type.Object({ type: StringEnum(['file']), block_size: Uint('uint64'), path: Type.String() }),
+  ], TAGGED_ON('type')),
+};
+
+export const DiskRequest = Type.Object({
+  name: Type.String(),
+  slot: Uint('uint8'),
+  read_only: Type.Boolean(),
+  device: Type.String(),
+  gen: Uint('uint64'),
+  volume_construction_request: VcrRef,
+});
+
+export const InstanceHardware = Type.Object({
+  runtime: InstanceRuntimeState,
+  nics: Type.Array(NetworkInterface),
+  disks: Type.Array(DiskRequest),
+  cloud_init_bytes: Type.Optional(Nullable(Type.String())),
+});
+export type InstanceHardware = Static<typeof InstanceHardware>;
+
+export const InstanceMigrateParams = Type.Object({
+  src_propolis_id: Uuid(),
+  src_propolis_addr: Type.String(),
+});
+
+export const InstanceEnsureBody = Type.Object({
+  initial: InstanceHardware,
+  target: InstanceRuntimeStateRequested,
+  migrate: Type.Optional(Nullable(InstanceMigrateParams)),
+}, { description: 'Sent to a sled agent to establish the runtime state of an Instance' });
+export type InstanceEnsureBody = Static<typeof InstanceEnsureBody>;
+
+const instanceTag = <const S extends string>(state: S) =>
+  Type.Object({ state: StringEnum([state]), instance: Uuid() });
+const plainTag = <const S extends string>(state: S) => Type.Object({ state: StringEnum([state]) });
+
+export const DiskState = OneOf([
+  plainTag('creating'),
+  plainTag('detached'),
+  instanceTag('attaching'),
+  instanceTag('attached'),
+  instanceTag('detaching'),
+  plainTag('destroyed'),
+  plainTag('faulted'),
+], { ...TAGGED_ON('state'), description: 'State of a Disk (primarily: attached or not)' });
+export type DiskState = Static<typeof DiskState>;
+
+export const DiskStateRequested = OneOf([
+  plainTag('detached'),
+  instanceTag('attached'),
+  plainTag('destroyed'),
+  plainTag('faulted'),
+], { ...TAGGED_ON('state'), description: 'Used to request a Disk state change' });
+export type DiskStateRequested = Static<typeof DiskStateRequested>;
+
+export const DiskRuntimeState = Type.Object({
+  disk_state: DiskState,
+  gen: Generation,
+  time_updated: Type.String({ format: 'date-time' }),
+});
+export type DiskRuntimeState = Static<typeof DiskRuntimeState>;
+
+export const DiskEnsureBody = Type.Object({
+  initial_runtime: DiskRuntimeState,
+  target: DiskStateRequested,
+});
+export type DiskEnsureBody = Static<typeof DiskEnsureBody>;
+
+export const UpdateArtifactKind = StringEnum(['zone']);
+export const UpdateArtifact = Type.Object({
+  name: Type.String(),
+  version: Type.Integer({ format: 'int64' }),
+  kind: UpdateArtifactKind,
+});
+export type UpdateArtifact = Static<typeof UpdateArtifact>;
+
+export const ApiError = Type.Object({
+  request_id: Type.String(),
+  error_code: Type.Optional(Type.String()),
+  message: Type.String(),
+}, { description: 'Error information from a response.' });
+export type ApiError = Static<typeof ApiError>;
+
+/** A 204 response: @fastify/swagger publishes `type: 'null'` as a response with no content. */
+export const NoContent = (description: string) => Type.Unsafe<void>({ type: 'null', description });
+
+export const InstancePathParam = Type.Object({ instance_id: Uuid() });
+export const DiskPathParam = Type.Object({ disk_id: Uuid() });
+
+// Crucible agent (../shared/contracts/crucible/crucible-agent.json), served by the sim per dataset.
+export const RegionState = StringEnum(['requested', 'created', 'tombstoned', 'destroyed', 'failed']);
+export const RegionId = Type.String();
+export const CreateRegion = Type.Object({
+  id: RegionId,
+  block_size: Uint('uint64'),
+  extent_size: Uint('uint64'),
+  extent_count: Uint('uint64'),
+  encrypted: Type.Boolean(),
+  cert_pem: Type.Optional(Nullable(Type.String())),
+  key_pem: Type.Optional(Nullable(Type.String())),
+  root_pem: Type.Optional(Nullable(Type.String())),
+});
+export type CreateRegion = Static<typeof CreateRegion>;
+export const Region = Type.Object({
+  id: RegionId,
+  state: RegionState,
+  block_size: Uint('uint64'),
+  extent_size: Uint('uint64'),
+  extent_count: Uint('uint64'),
+  port_number: Uint('uint16'),
+  encrypted: Type.Boolean(),
+  cert_pem: Type.Optional(Nullable(Type.String())),
+  key_pem: Type.Optional(Nullable(Type.String())),
+  root_pem: Type.Optional(Nullable(Type.String())),
+});
+export type Region = Static<typeof Region>;
+export const RegionPathParam = Type.Object({ id: RegionId });
+
+// Nexus internal API bodies the agent sends (../shared/contracts/omicron/nexus-internal.json).
+export interface SledAgentStartupInfo { sa_address: string }
+export interface ZpoolPutRequest { size: number }
+export type NexusDatasetKind = 'crucible' | 'cockroach' | 'clickhouse';
+export interface DatasetPutRequest { address: string; kind: NexusDatasetKind }

@@ -1,0 +1,154 @@
+// The fastify app factory every HTTP server of the agent shares: the omicron error envelope,
+// request ids, the 1 MiB body limit, strict JSON validation with the contract's integer formats,
+// and one log line per request.
+import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import { ApiError } from './common/errors.js';
+
+/** dropshot's `request_body_max_bytes` on the sled, bootstrap and sim servers. */
+export const REQUEST_BODY_MAX_BYTES = 1 << 20;
+
+const intFormat = (min: number, max: number) => ({
+  type: 'number' as const,
+  validate: (n: number) => Number.isInteger(n) && n >= min && n <= max,
+});
+
+/**
+ * The contract's integer formats, enforced. JSON numbers above 2^53 cannot be represented
+ * exactly in JavaScript, so uint64/int64 are refused past that instead of silently rounded.
+ */
+export const CONTRACT_FORMATS = {
+  uint8: intFormat(0, 0xff),
+  uint16: intFormat(0, 0xffff),
+  uint32: intFormat(0, 0xffff_ffff),
+  uint64: intFormat(0, Number.MAX_SAFE_INTEGER),
+  int64: intFormat(Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
+  ip: (s: string) => isIP(s) !== 0,
+  ipv6: (s: string) => isIP(s) === 6,
+};
+
+export interface ServerOptions {
+  logger: Logger;
+  bodyLimit?: number;
+  /** Extra schemas referenced by $id from route schemas. */
+  sharedSchemas?: object[];
+}
+
+/** One log line per request, when it is done (fastify's default writes two). */
+class OneLinePerRequest extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const line = {
+      method: request.method,
+      url: request.url,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 100) / 100,
+    };
+    if (error) request.log.error({ ...line, err: error }, 'request failed');
+    else request.log.info(line, 'request completed');
+  }
+}
+
+export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>;
+
+export function createServer(options: ServerOptions): App {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: options.bodyLimit ?? REQUEST_BODY_MAX_BYTES,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    logController: new OneLinePerRequest({ requestIdLogLabel: 'req_id' }),
+    return503OnClosing: true,
+    ajv: {
+      customOptions: {
+        // The wire is typed: "5" is not a generation. Unknown fields are ignored, as serde does.
+        coerceTypes: false,
+        removeAdditional: false,
+        discriminator: true,
+        // The contract's patterns are ECMA-262 without the u flag (Ipv6Net escapes ':').
+        unicodeRegExp: false,
+        allErrors: false,
+        formats: CONTRACT_FORMATS,
+      },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  for (const schema of options.sharedSchemas ?? []) app.addSchema(schema);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+    const { status, code, message } = describeError(error);
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    else request.log.debug({ err: error.message }, 'request refused');
+    void reply.status(status).send({ request_id: request.id, error_code: code, message });
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({
+      request_id: request.id,
+      error_code: 'NotFound',
+      message: `no route for ${request.method} ${request.url.split('?')[0]}`,
+    });
+  });
+
+  return app;
+}
+
+function describeError(error: FastifyError | ApiError): { status: number; code: string; message: string } {
+  if (error instanceof ApiError) {
+    return { status: error.statusCode, code: error.errorCode, message: error.message };
+  }
+  if ('validation' in error && error.validation) {
+    return { status: 400, code: 'InvalidRequest', message: validationMessage(error) };
+  }
+  const status = error.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    return { status, code: CLIENT_ERROR_CODES[status] ?? 'InvalidRequest', message: clientMessage(error, status) };
+  }
+  return { status: 500, code: 'Internal', message: 'Internal Server Error' };
+}
+
+const CLIENT_ERROR_CODES: Record<number, string> = {
+  413: 'PayloadTooLarge',
+  415: 'UnsupportedMediaType',
+};
+
+function clientMessage(error: FastifyError, status: number): string {
+  if (status === 413) return `request body is larger than the limit of ${REQUEST_BODY_MAX_BYTES} bytes`;
+  if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) {
+    return `unable to parse JSON body: ${error.message}`;
+  }
+  return error.message;
+}
+
+/** "body/target/run_state must be one of: running, stopped, ..." rather than ajv's terse text. */
+function validationMessage(error: FastifyError): string {
+  const first = error.validation?.[0];
+  if (!first) return error.message;
+  const where = `${error.validationContext ?? 'body'}${first.instancePath}`;
+  const params = first.params as Record<string, unknown>;
+  switch (first.keyword) {
+    case 'required':
+      return `${where}/${String(params.missingProperty)} is required`;
+    case 'enum':
+      return `${where} must be one of: ${(params.allowedValues as unknown[]).join(', ')}`;
+    case 'format':
+      return `${where} must be a valid ${String(params.format)}`;
+    case 'discriminator': {
+      const tag = String(params.tag);
+      return params.error === 'mapping'
+        ? `${where}/${tag} has an unknown value`
+        : `${where}/${tag} must be a string naming the variant`;
+    }
+    default:
+      return `${where} ${first.message ?? 'is invalid'}`;
+  }
+}
+

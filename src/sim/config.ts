@@ -1,0 +1,130 @@
+// Configuration of the simulated sled agent: a built-in default, optionally overlaid by a TOML
+// file, then by the CLI's positional arguments. Every field is validated before anything starts,
+// and a bad one is reported by name.
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { Type, type Static } from 'typebox';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { parseSocketAddr } from '../common/address.js';
+import { StringEnum } from '../params.js';
+import { CONTRACT_FORMATS, REQUEST_BODY_MAX_BYTES } from '../server.js';
+
+const Address = Type.String({ minLength: 1 });
+
+export const SimConfigSchema = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  sim_mode: StringEnum(['auto', 'explicit']),
+  nexus_address: Address,
+  dropshot: Type.Object({
+    bind_address: Address,
+    request_body_max_bytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
+  }, { additionalProperties: false }),
+  log: Type.Object({
+    level: StringEnum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  }, { additionalProperties: false }),
+  sim: Type.Object({
+    /** Auto mode: delay before each simulated step (the original's 1500 ms). */
+    auto_delay_ms: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+  }, { additionalProperties: false }),
+  storage: Type.Object({
+    /** Address the simulated Crucible agents listen on. */
+    ip: Type.String({ format: 'ip' }),
+    zpools: Type.Array(Type.Object({
+      /** Fixed id, so a restarted sim reports the same pools; random when absent. */
+      id: Type.Optional(Type.String({ format: 'uuid' })),
+      size: Type.Integer({ format: 'uint64' }),
+    }, { additionalProperties: false }), { maxItems: 256 }),
+  }, { additionalProperties: false }),
+  updates: Type.Object({
+    artifact_dir: Type.String({ minLength: 1 }),
+  }, { additionalProperties: false }),
+  nexus: Type.Object({
+    timeout_ms: Type.Integer({ minimum: 1 }),
+    backoff_initial_ms: Type.Integer({ minimum: 1 }),
+    backoff_max_ms: Type.Integer({ minimum: 1 }),
+  }, { additionalProperties: false }),
+}, { additionalProperties: false });
+
+export type SimConfig = Static<typeof SimConfigSchema>;
+
+export const DEFAULT_SLED_ID = 'fb0f7546-4d46-40ca-9d56-cbb810684ca7';
+
+/** The built-in configuration: what `npm start` runs. */
+export function defaultSimConfig(): SimConfig {
+  return {
+    id: DEFAULT_SLED_ID,
+    sim_mode: 'auto',
+    nexus_address: '127.0.0.1:12221',
+    dropshot: { bind_address: '127.0.0.1:12345', request_body_max_bytes: REQUEST_BODY_MAX_BYTES },
+    log: { level: 'info' },
+    sim: { auto_delay_ms: 1500 },
+    // The original CLI creates ten 1 TiB pools.
+    storage: { ip: '127.0.0.1', zpools: Array.from({ length: 10 }, () => ({ size: 2 ** 40 })) },
+    updates: { artifact_dir: join(tmpdir(), 'sled-agent-sim', 'zones') },
+    nexus: { timeout_ms: 10_000, backoff_initial_ms: 250, backoff_max_ms: 30_000 },
+  };
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false, formats: CONTRACT_FORMATS });
+(addFormatsModule as unknown as { default: (a: Ajv) => void }).default?.(ajv)
+  ?? (addFormatsModule as unknown as (a: Ajv) => void)(ajv);
+const validate = ajv.compile(SimConfigSchema);
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Validates a complete config; throws ConfigError listing every bad field. */
+export function checkSimConfig(config: unknown, source: string): SimConfig {
+  if (!validate(config)) {
+    const problems = (validate.errors ?? []).map((e) => {
+      const where = e.instancePath || '(top level)';
+      if (e.keyword === 'additionalProperties') {
+        return `${where}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
+      }
+      return `${where}: ${e.message ?? 'is invalid'}`;
+    });
+    throw new ConfigError(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
+  }
+  const checked = config as SimConfig;
+  for (const [field, value] of [['nexus_address', checked.nexus_address], ['dropshot.bind_address', checked.dropshot.bind_address]] as const) {
+    try {
+      parseSocketAddr(value);
+    } catch (err) {
+      throw new ConfigError(`invalid configuration (${source}): ${field}: ${(err as Error).message}`);
+    }
+  }
+  if (checked.nexus.backoff_max_ms < checked.nexus.backoff_initial_ms) {
+    throw new ConfigError(`invalid configuration (${source}): nexus.backoff_max_ms is below nexus.backoff_initial_ms`);
+  }
+  return checked;
+}
+
+/** The default config with a TOML file's tables merged over it (one level deep). */
+export function loadSimConfigFile(path: string, base: SimConfig = defaultSimConfig()): SimConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read configuration file ${path}: ${(err as Error).message}`);
+  }
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`configuration file ${path} is not valid TOML: ${(err as Error).message}`);
+  }
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(parsed)) {
+    const old = merged[key];
+    merged[key] = isPlainObject(old) && isPlainObject(value) ? { ...old, ...value } : value;
+  }
+  return checkSimConfig(merged, path);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}

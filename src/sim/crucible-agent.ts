@@ -1,0 +1,75 @@
+// A simulated Crucible agent, one per simulated dataset (omicron sim/http_entrypoints_storage.rs
+// against ../shared/contracts/crucible/crucible-agent.json): regions list/create/get/delete.
+// Regions come up "created" at once; a deleted region stays listed as "destroyed".
+import type { Logger } from 'pino';
+import { conflict, objectNotFound } from '../common/errors.js';
+import { ApiError as ApiErrorSchema, CreateRegion, NoContent, Region, RegionPathParam } from '../params.js';
+import { createServer, type App } from '../server.js';
+import { Type } from 'typebox';
+
+const errors = { '4xx': ApiErrorSchema, '5xx': ApiErrorSchema };
+
+export class CrucibleData {
+  private readonly regions = new Map<string, Region>();
+
+  list(): Region[] {
+    return [...this.regions.values()];
+  }
+
+  get(id: string): Region {
+    const region = this.regions.get(id);
+    if (!region) throw objectNotFound('Region not found');
+    return region;
+  }
+
+  /** Idempotent for the same parameters; a different request for a live id is a conflict. */
+  create(params: CreateRegion): Region {
+    const existing = this.regions.get(params.id);
+    const region: Region = {
+      id: params.id,
+      state: 'created',
+      block_size: params.block_size,
+      extent_size: params.extent_size,
+      extent_count: params.extent_count,
+      port_number: 0,
+      encrypted: false,
+      cert_pem: null,
+      key_pem: null,
+      root_pem: null,
+    };
+    if (existing && existing.state !== 'destroyed') {
+      const same = existing.block_size === region.block_size
+        && existing.extent_size === region.extent_size
+        && existing.extent_count === region.extent_count;
+      if (same) return existing;
+      throw conflict(`region ${params.id} already exists with different parameters`);
+    }
+    this.regions.set(params.id, region);
+    return region;
+  }
+
+  delete(id: string): void {
+    const region = this.get(id);
+    this.regions.set(id, { ...region, state: 'destroyed' });
+  }
+}
+
+export function crucibleAgentApp(data: CrucibleData, log: Logger): App {
+  const app = createServer({ logger: log });
+  app.get('/crucible/0/regions', {
+    schema: { operationId: 'region_list', response: { 200: Type.Array(Region), ...errors } },
+  }, async () => data.list());
+  app.post('/crucible/0/regions', {
+    schema: { operationId: 'region_create', body: CreateRegion, response: { 200: Region, ...errors } },
+  }, async (request) => data.create(request.body));
+  app.get('/crucible/0/regions/:id', {
+    schema: { operationId: 'region_get', params: RegionPathParam, response: { 200: Region, ...errors } },
+  }, async (request) => data.get(request.params.id));
+  app.delete('/crucible/0/regions/:id', {
+    schema: { operationId: 'region_delete', params: RegionPathParam, response: { 204: NoContent('successful deletion'), ...errors } },
+  }, async (request, reply) => {
+    data.delete(request.params.id);
+    return reply.status(204).send();
+  });
+  return app;
+}

@@ -1,0 +1,32 @@
+// The simulated sled agent's routes (omicron sim/http_entrypoints.rs): one small handler each,
+// parse and call the agent. Validation happens in the schemas; errors are thrown as ApiErrors.
+import * as endpoints from '../endpoints.js';
+import type { App } from '../server.js';
+import type { SimSledAgent } from './sled-agent.js';
+
+export function simRoutes(app: App, agent: SimSledAgent): void {
+  app.put('/instances/:instance_id', { schema: endpoints.instancePut }, async (request) => {
+    const { initial, target } = request.body;
+    return agent.instanceEnsure(request.params.instance_id, initial, target);
+  });
+
+  app.post('/instances/:instance_id/poke', { schema: endpoints.instancePoke }, async (request, reply) => {
+    agent.instancePoke(request.params.instance_id);
+    return reply.status(204).send();
+  });
+
+  app.put('/disks/:disk_id', { schema: endpoints.diskPut }, async (request) => {
+    const { initial_runtime, target } = request.body;
+    return agent.diskEnsure(request.params.disk_id, initial_runtime, target);
+  });
+
+  app.post('/disks/:disk_id/poke', { schema: endpoints.diskPoke }, async (request, reply) => {
+    agent.diskPoke(request.params.disk_id);
+    return reply.status(204).send();
+  });
+
+  app.post('/update', { schema: endpoints.updateArtifact }, async (request, reply) => {
+    await agent.updateArtifact(request.body);
+    return reply.status(204).send();
+  });
+}

@@ -1,0 +1,97 @@
+// Starting and stopping a simulated sled agent: its HTTP server, its storage with the Crucible
+// agents, and its conversation with Nexus. Registration runs in the background and is retried
+// until Nexus answers, so the agent serves requests while Nexus is still down.
+import type { Logger } from 'pino';
+import { formatSocketAddr, parseSocketAddr } from '../common/address.js';
+import { NexusNotifier } from '../common/nexus-notifier.js';
+import { NexusClient } from '../nexus-client.js';
+import { registerOpenApi, SLED_AGENT_API_INFO } from '../openapi.js';
+import { VolumeConstructionRequestSchema } from '../params.js';
+import { createServer, type App } from '../server.js';
+import type { SimConfig } from './config.js';
+import { simRoutes } from './http-entrypoints.js';
+import { SimSledAgent } from './sled-agent.js';
+import { SimStorage } from './storage.js';
+
+export interface SimParts {
+  agent: SimSledAgent;
+  app: App;
+  nexus: NexusClient;
+  notifier: NexusNotifier;
+  storage: SimStorage;
+}
+
+/** Wires a simulated sled agent and its HTTP app without binding anything. */
+export async function buildSim(config: SimConfig, log: Logger): Promise<SimParts> {
+  const nexus = new NexusClient(config.nexus_address, { timeoutMs: config.nexus.timeout_ms });
+  const notifier = new NexusNotifier(log.child({ component: 'nexus-notifier' }), {
+    initialMs: config.nexus.backoff_initial_ms,
+    maxMs: config.nexus.backoff_max_ms,
+    factor: 2,
+  });
+  const storage = new SimStorage(config.id, config.storage.ip, log.child({ component: 'storage' }));
+  const agent = new SimSledAgent({
+    id: config.id,
+    mode: config.sim_mode,
+    autoDelayMs: config.sim.auto_delay_ms,
+    artifactDir: config.updates.artifact_dir,
+    log,
+    nexus,
+    notifier,
+    storage,
+  });
+  const app = createServer({
+    logger: log,
+    bodyLimit: config.dropshot.request_body_max_bytes,
+    sharedSchemas: [VolumeConstructionRequestSchema],
+  });
+  await registerOpenApi(app, SLED_AGENT_API_INFO);
+  simRoutes(app, agent);
+  return { agent, app, nexus, notifier, storage };
+}
+
+export interface RunningSim extends SimParts {
+  /** The bound address, "ip:port" / "[ip6]:port", with the real port. */
+  address: string;
+  /** Settles when the sled, its zpools and datasets are all registered with Nexus. */
+  registered: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startSim(config: SimConfig, log: Logger): Promise<RunningSim> {
+  const parts = await buildSim(config, log);
+  const { app, agent, nexus, notifier, storage } = parts;
+  const bind = parseSocketAddr(config.dropshot.bind_address);
+  await storage.start(config.storage.zpools);
+  await app.listen({ host: bind.host, port: bind.port });
+  const { port } = app.server.address() as { port: number };
+  const address = formatSocketAddr({ host: bind.host, port });
+  log.info({ address, sled_id: config.id, sim_mode: config.sim_mode, nexus: nexus.origin }, 'simulated sled agent listening');
+
+  const registered = (async () => {
+    const outcome = await notifier.push('sled', 'sled agent registration',
+      () => nexus.sledAgentPost(config.id, { sa_address: address }));
+    if (outcome === 'cancelled') return; // shut down first
+    if (outcome !== 'delivered') {
+      log.error({ outcome }, 'Nexus refused to register this sled; storage not reported');
+      return;
+    }
+    log.info({ nexus: nexus.origin }, 'registered with Nexus');
+    await storage.report(nexus, notifier);
+  })();
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      agent.close();
+      await app.close();
+      const undelivered = await notifier.drain(2_000);
+      if (undelivered > 0) log.warn({ undelivered }, 'shutting down with updates Nexus has not received');
+      await storage.close();
+      await nexus.close();
+      log.info('simulated sled agent stopped');
+    })();
+    return closing;
+  };
+  return { ...parts, address, registered, close };
+}

@@ -1,0 +1,73 @@
+// The simulated sled agent (omicron sim/sled_agent.rs): instances and disks as SimCollections
+// over the shared state machines, simulated storage, update downloads, and every simulated
+// state change pushed to Nexus through the notifier.
+import type { Logger } from 'pino';
+import type { NexusNotifier } from '../common/nexus-notifier.js';
+import type { NexusClient } from '../nexus-client.js';
+import type {
+  DiskRuntimeState, DiskStateRequested, InstanceHardware, InstanceRuntimeState,
+  InstanceRuntimeStateRequested, UpdateArtifact,
+} from '../params.js';
+import { downloadArtifact } from '../updates.js';
+import { SimCollection, type SimMode } from './collection.js';
+import { SimDisk } from './disk.js';
+import { SimInstance } from './instance.js';
+import type { SimStorage } from './storage.js';
+
+export interface SimSledAgentOptions {
+  id: string;
+  mode: SimMode;
+  autoDelayMs: number;
+  artifactDir: string;
+  log: Logger;
+  nexus: NexusClient;
+  notifier: NexusNotifier;
+  storage: SimStorage;
+}
+
+export class SimSledAgent {
+  readonly id: string;
+  readonly instances: SimCollection<InstanceRuntimeState, InstanceRuntimeStateRequested, SimInstance>;
+  readonly disks: SimCollection<DiskRuntimeState, DiskStateRequested, SimDisk>;
+  readonly storage: SimStorage;
+
+  constructor(private readonly options: SimSledAgentOptions) {
+    const { log, nexus, notifier, mode, autoDelayMs } = options;
+    this.id = options.id;
+    this.storage = options.storage;
+    this.instances = new SimCollection({
+      kind: 'instance', mode, autoDelayMs, log,
+      notify: (id, state) => void notifier.push(`instance:${id}`, `instance gen ${state.gen}`, () => nexus.instancePut(id, state)),
+    }, (_id, initial) => new SimInstance(initial));
+    this.disks = new SimCollection({
+      kind: 'disk', mode, autoDelayMs, log,
+      notify: (id, state) => void notifier.push(`disk:${id}`, `disk gen ${state.gen}`, () => nexus.diskPut(id, state)),
+    }, (_id, initial) => new SimDisk(initial));
+  }
+
+  /** `initial.runtime` is used only for an instance this sled has not seen; `migrate` is ignored, as in the original sim. */
+  instanceEnsure(id: string, initial: InstanceHardware, target: InstanceRuntimeStateRequested): InstanceRuntimeState {
+    return this.instances.ensure(id, initial.runtime, target);
+  }
+
+  instancePoke(id: string): void {
+    this.instances.poke(id);
+  }
+
+  diskEnsure(id: string, initial: DiskRuntimeState, target: DiskStateRequested): DiskRuntimeState {
+    return this.disks.ensure(id, initial, target);
+  }
+
+  diskPoke(id: string): void {
+    this.disks.poke(id);
+  }
+
+  async updateArtifact(artifact: UpdateArtifact): Promise<void> {
+    await downloadArtifact(artifact, this.options.nexus, this.options.artifactDir, this.options.log);
+  }
+
+  close(): void {
+    this.instances.close();
+    this.disks.close();
+  }
+}

@@ -1,0 +1,64 @@
+// Simulated storage (omicron sim/storage.rs): configured zpools, one Crucible dataset on each
+// with its own Crucible agent HTTP server, all reported to Nexus once the sled is registered.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { formatSocketAddr } from '../common/address.js';
+import type { NexusNotifier } from '../common/nexus-notifier.js';
+import type { NexusClient } from '../nexus-client.js';
+import type { App } from '../server.js';
+import { CrucibleData, crucibleAgentApp } from './crucible-agent.js';
+
+export interface SimZpool {
+  id: string;
+  size: number;
+  dataset: SimDataset;
+}
+
+export interface SimDataset {
+  id: string;
+  address: string;
+  crucible: CrucibleData;
+  app: App;
+}
+
+export class SimStorage {
+  readonly zpools: SimZpool[] = [];
+
+  constructor(
+    private readonly sledId: string,
+    private readonly ip: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Creates the pools and starts one Crucible agent per pool's dataset. */
+  async start(pools: ReadonlyArray<{ id?: string; size: number }>): Promise<void> {
+    await Promise.all(pools.map(async (pool) => {
+      const crucible = new CrucibleData();
+      const datasetId = randomUUID();
+      const app = crucibleAgentApp(crucible, this.log.child({ component: 'crucible-agent', dataset: datasetId }));
+      await app.listen({ host: this.ip, port: 0 });
+      const { port } = app.server.address() as { port: number };
+      this.zpools.push({
+        id: pool.id ?? randomUUID(),
+        size: pool.size,
+        dataset: { id: datasetId, address: formatSocketAddr({ host: this.ip, port }), crucible, app },
+      });
+    }));
+  }
+
+  /** Reports every pool, then its dataset, to Nexus; resolves when all were delivered. */
+  async report(nexus: NexusClient, notifier: NexusNotifier): Promise<void> {
+    await Promise.all(this.zpools.map(async (pool) => {
+      const zpool = await notifier.push(`zpool:${pool.id}`, 'zpool_put',
+        () => nexus.zpoolPut(this.sledId, pool.id, { size: pool.size }));
+      if (zpool !== 'delivered') return;
+      await notifier.push(`dataset:${pool.dataset.id}`, 'dataset_put',
+        () => nexus.datasetPut(pool.id, pool.dataset.id, { address: pool.dataset.address, kind: 'crucible' }));
+    }));
+    this.log.info({ zpools: this.zpools.length }, 'storage reported to Nexus');
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.zpools.map((pool) => pool.dataset.app.close()));
+  }
+}
