@@ -56,9 +56,10 @@ class OneLinePerRequest extends LogController {
 export type App = FastifyInstance<any, any, any, Logger, TypeBoxTypeProvider>;
 
 export function createServer(options: ServerOptions): App {
+  const bodyLimit = options.bodyLimit ?? REQUEST_BODY_MAX_BYTES;
   const app = Fastify({
     loggerInstance: options.logger,
-    bodyLimit: options.bodyLimit ?? REQUEST_BODY_MAX_BYTES,
+    bodyLimit,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     logController: new OneLinePerRequest({ requestIdLogLabel: 'req_id' }),
@@ -77,6 +78,8 @@ export function createServer(options: ServerOptions): App {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Every body on these APIs is JSON; anything else is a 415 rather than a string to validate.
+  app.removeContentTypeParser('text/plain');
   for (const schema of options.sharedSchemas ?? []) app.addSchema(schema);
 
   app.addHook('onRequest', async (request, reply) => {
@@ -84,7 +87,7 @@ export function createServer(options: ServerOptions): App {
   });
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
-    const { status, code, message } = describeError(error);
+    const { status, code, message } = describeError(error, bodyLimit);
     if (status >= 500) request.log.error({ err: error }, 'request failed');
     else request.log.debug({ err: error.message }, 'request refused');
     void reply.status(status).send({ request_id: request.id, error_code: code, message });
@@ -101,7 +104,7 @@ export function createServer(options: ServerOptions): App {
   return app;
 }
 
-function describeError(error: FastifyError | ApiError): { status: number; code: string; message: string } {
+function describeError(error: FastifyError | ApiError, bodyLimit: number): { status: number; code: string; message: string } {
   if (error instanceof ApiError) {
     return { status: error.statusCode, code: error.errorCode, message: error.message };
   }
@@ -110,7 +113,7 @@ function describeError(error: FastifyError | ApiError): { status: number; code: 
   }
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
-    return { status, code: CLIENT_ERROR_CODES[status] ?? 'InvalidRequest', message: clientMessage(error, status) };
+    return { status, code: CLIENT_ERROR_CODES[status] ?? 'InvalidRequest', message: clientMessage(error, status, bodyLimit) };
   }
   return { status: 500, code: 'Internal', message: 'Internal Server Error' };
 }
@@ -120,8 +123,9 @@ const CLIENT_ERROR_CODES: Record<number, string> = {
   415: 'UnsupportedMediaType',
 };
 
-function clientMessage(error: FastifyError, status: number): string {
-  if (status === 413) return `request body is larger than the limit of ${REQUEST_BODY_MAX_BYTES} bytes`;
+function clientMessage(error: FastifyError, status: number, bodyLimit: number): string {
+  if (status === 413) return `request body is larger than the limit of ${bodyLimit} bytes`;
+  if (status === 415) return `${error.message}; send the body as application/json`;
   if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) {
     return `unable to parse JSON body: ${error.message}`;
   }

@@ -64,9 +64,8 @@ function program(): Command {
 
 async function runSim(config: SimConfig): Promise<void> {
   const log = createLogger(effectiveLevel(config.log.level));
-  const sim = await startSim(config, log);
-  process.stdout.write(`listening on http://${sim.address}\n`);
-
+  // Handlers go in before the "listening" line: a supervisor may signal the moment it reads it.
+  const starting = startSim(config, log);
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
@@ -75,13 +74,15 @@ async function runSim(config: SimConfig): Promise<void> {
       process.exit(EXIT_FAILURE);
     }
     log.info({ signal }, 'shutting down');
-    sim.close().then(() => process.exit(0), (err) => {
+    starting.then((sim) => sim.close()).then(() => process.exit(0), (err) => {
       log.error({ err }, 'error during shutdown');
       process.exit(EXIT_FAILURE);
     });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const sim = await starting;
+  process.stdout.write(`listening on http://${sim.address}\n`);
 }
 
 async function main(argv: string[]): Promise<void> {

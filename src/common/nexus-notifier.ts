@@ -72,19 +72,26 @@ export class NexusNotifier {
     lane.running = true;
     let attempt = 0;
     while (lane.pending && !this.stopped) {
+      // Taken off `pending` while in flight, so a newer push queues behind it instead of
+      // superseding something already on the wire.
       const entry = lane.pending;
+      lane.pending = null;
       try {
         await entry.send();
-        if (lane.pending === entry) lane.pending = null;
         settle(entry, 'delivered');
         attempt = 0;
         this.log.debug({ key, what: entry.what }, 'delivered to Nexus');
       } catch (err) {
         if (err instanceof NexusError && err.permanent) {
-          if (lane.pending === entry) lane.pending = null;
           settle(entry, 'refused');
           this.log.error({ key, what: entry.what, err: err.message }, 'Nexus refused update; not retrying');
           continue;
+        }
+        if (lane.pending) {
+          // Something newer arrived meanwhile: that is what to retry with.
+          settle(entry, 'superseded');
+        } else {
+          lane.pending = entry;
         }
         attempt += 1;
         const delay = this.delayFor(attempt);

@@ -1,0 +1,128 @@
+// The sled-agent command as a user runs it: usage errors, a real simulated agent process on
+// loopback that announces its port, registers with Nexus, logs one JSON line per request and
+// shuts down cleanly on SIGTERM.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeNexus } from './support/fake-nexus.js';
+import { instanceEnsure } from './support/sim.js';
+
+const CLI = ['--import', 'tsx', 'src/bin/sled-agent.ts'];
+
+/** Runs the CLI to completion: its exit status, stdout and stderr. */
+function runCli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+describe('usage errors exit 2 with the usage on stderr', () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ['no arguments', [], /Usage: sled-agent/],
+    ['an unknown command', ['frobnicate'], /unknown command 'frobnicate'/],
+    ['sim without arguments', ['sim'], /missing required argument 'SLED_ID'/],
+    ['a bad sled id', ['sim', 'not-a-uuid', '127.0.0.1:0', '127.0.0.1:1'], /\/id: must match format "uuid"/],
+    ['a host name for an address', ['sim', randomUUID(), 'localhost:0', '127.0.0.1:1'], /BIND_ADDR:PORT: "localhost:0" is not a socket address/],
+    ['an unbracketed IPv6 address', ['sim', randomUUID(), '127.0.0.1:0', '::1:12221'], /NEXUS_ADDR:PORT/],
+    ['a bad sim mode', ['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--sim-mode', 'lazy'], /Allowed choices are auto, explicit/],
+    ['an unknown API', ['openapi', 'nexus'], /unknown API "nexus": try one of \{sled\}/],
+  ];
+  it.concurrent.each(cases)('%s', async (_what, args, message) => {
+    const res = await runCli(args);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toMatch(message);
+    expect(res.stderr).toMatch(/Usage: sled-agent/);
+    expect(res.stdout).toBe('');
+  });
+
+  it.concurrent('refuses a config file that is not valid TOML, naming the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sled-agent-cli-'));
+    const file = join(dir, 'bad.toml');
+    writeFileSync(file, 'sim_mode = \n');
+    const res = await runCli(['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--config', file]);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toContain(`configuration file ${file} is not valid TOML`);
+  });
+});
+
+describe('sled-agent sim', () => {
+  let child: ChildProcess | undefined;
+  let nexus: FakeNexus | undefined;
+  afterEach(async () => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+    await nexus?.close();
+  });
+
+  async function start(bind: string, env: NodeJS.ProcessEnv = {}, extra: string[] = []) {
+    nexus = await FakeNexus.start();
+    const id = randomUUID();
+    child = spawn(process.execPath, [...CLI, 'sim', id, bind, nexus.address, '--sim-mode', 'explicit', ...extra], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const stderr: string[] = [];
+    createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+    const lines = createInterface({ input: child.stdout! });
+    const [first] = await once(lines, 'line') as [string];
+    return { id, first, stderr, child };
+  }
+
+  it('announces its real port, registers, serves, logs one JSON line per request and stops on SIGTERM', async () => {
+    const { id, first, stderr, child: proc } = await start('127.0.0.1:0');
+    const m = /^listening on http:\/\/127\.0\.0\.1:(\d+)$/.exec(first);
+    expect(m, first).not.toBeNull();
+    const port = Number(m![1]);
+    expect(port).toBeGreaterThan(0);
+
+    const reg = await nexus!.waitFor((r) => r.url === `/sled_agents/${id}`);
+    expect(reg.body).toEqual({ sa_address: `127.0.0.1:${port}` });
+
+    const res = await fetch(`http://127.0.0.1:${port}/instances/${randomUUID()}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(instanceEnsure(id, 'running')),
+    });
+    expect(res.status).toBe(200);
+    expect((await res.json()).run_state).toBe('starting');
+
+    proc.kill('SIGTERM');
+    const [code] = await once(proc, 'exit');
+    expect(code).toBe(0);
+    const records = stderr.map((l) => JSON.parse(l));
+    const completed = records.filter((r) => r.msg === 'request completed');
+    expect(completed).toHaveLength(1);
+    expect(completed[0]).toMatchObject({ level: 30, method: 'PUT', status: 200 });
+    expect(typeof completed[0].req_id).toBe('string');
+    expect(records.some((r) => r.msg === 'simulated sled agent stopped')).toBe(true);
+  });
+
+  it('honours LOG_LEVEL over the configured level', async () => {
+    const { id, first, stderr, child: proc } = await start('127.0.0.1:0', { LOG_LEVEL: 'warn' });
+    const port = Number(/:(\d+)$/.exec(first)![1]);
+    await nexus!.waitFor((r) => r.url === `/sled_agents/${id}`);
+    const res = await fetch(`http://127.0.0.1:${port}/disks/not-a-uuid/poke`, { method: 'POST' });
+    expect(res.status).toBe(400);
+    proc.kill('SIGTERM');
+    await once(proc, 'exit');
+    expect(stderr.map((l) => JSON.parse(l)).filter((r) => r.level < 40)).toEqual([]);
+  });
+
+  const hasIpv6Loopback = Object.values(networkInterfaces()).flat().some((i) => i?.address === '::1');
+  it.runIf(hasIpv6Loopback)('accepts a bracketed IPv6 bind address', async () => {
+    const { first, child: proc, stderr } = await start('[::1]:0');
+    expect(first).toMatch(/^listening on http:\/\/\[::1\]:\d+$/);
+    proc.kill('SIGTERM');
+    const [code, sig] = await once(proc, 'exit');
+    expect({ code, sig }, stderr.join('\n')).toEqual({ code: 0, sig: null });
+  });
+});
