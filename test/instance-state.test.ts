@@ -256,19 +256,21 @@ describe('InstanceStates.requestTransition: reference §5 table', () => {
   });
 
   describe('requested migrating while migrating with missing ids: internal error', () => {
-    const internal: Outcome = {
-      kind: 'error', statusCode: 500, errorCode: 'Internal',
-      message: 'migrating instance has no migration_id or dst_propolis_id',
-    };
-    const cases: [string, Partial<InstanceRuntimeState>][] = [
-      ['dst_propolis_id missing', { migration_id: MIG_1, dst_propolis_id: null }],
-      ['migration_id missing', { migration_id: null, dst_propolis_id: DST_1 }],
-      ['both missing', { migration_id: null, dst_propolis_id: null }],
-      ['both undefined', { migration_id: undefined, dst_propolis_id: undefined }],
+    const internal = (message: string): Outcome => ({ kind: 'error', statusCode: 500, errorCode: 'Internal', message });
+    const NO_MIGRATION = internal('migrating but no migration id present');
+    const NO_DST = internal('migrating but no dst propolis id present');
+    const cases: [string, Partial<InstanceRuntimeState>, InstanceRuntimeStateRequested, Outcome][] = [
+      ['dst_propolis_id missing, same migration', { migration_id: MIG_1, dst_propolis_id: null }, migrate(MIG_1, DST_1), NO_DST],
+      ['migration_id missing', { migration_id: null, dst_propolis_id: DST_1 }, migrate(MIG_1, DST_1), NO_MIGRATION],
+      ['both missing', { migration_id: null, dst_propolis_id: null }, migrate(MIG_1, DST_1), NO_MIGRATION],
+      ['both undefined', { migration_id: undefined, dst_propolis_id: undefined }, migrate(MIG_1, DST_1), NO_MIGRATION],
+      // The migration id is compared first: another migration is the caller's error, a 400.
+      ['dst_propolis_id missing, other migration', { migration_id: MIG_1, dst_propolis_id: null }, migrate(MIG_2, DST_1),
+        invalid(`migration already in progress: ${MIG_1}`)],
     ];
-    for (const [name, ids] of cases) {
-      it(`${name}: 500 Internal, nothing changes`, () => {
-        checkRequest(new InstanceStates(runtime('migrating', ids)), migrate(MIG_1, DST_1), internal);
+    for (const [name, ids, target, outcome] of cases) {
+      it(`${name}: ${describeOutcome(outcome)}, nothing changes`, () => {
+        checkRequest(new InstanceStates(runtime('migrating', ids)), target, outcome);
       });
     }
   });

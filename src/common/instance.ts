@@ -121,16 +121,13 @@ export class InstanceStates {
     }
     if (state === 'migrating') {
       const { migration_id: id, dst_propolis_id: dst } = this.current;
-      if (!id || !dst) {
-        // Internal inconsistency, not the caller's fault: a 500, as in the original.
-        throw new ApiError(500, 'Internal', 'migrating instance has no migration_id or dst_propolis_id');
-      }
-      if (id === params.migration_id) {
-        if (dst === params.dst_propolis_id) return null;
-        // "perfoming" is the original's spelling; clients may match on it.
-        throw invalidRequest(`already perfoming given migration to different propolis: ${dst}`);
-      }
-      throw invalidRequest(`migration already in progress: ${id}`);
+      // Internal inconsistencies are not the caller's fault: a 500, as in the original.
+      if (!id) throw new ApiError(500, 'Internal', 'migrating but no migration id present');
+      if (id !== params.migration_id) throw invalidRequest(`migration already in progress: ${id}`);
+      if (!dst) throw new ApiError(500, 'Internal', 'migrating but no dst propolis id present');
+      if (dst === params.dst_propolis_id) return null;
+      // "perfoming" is the original's spelling; clients may match on it.
+      throw invalidRequest(`already perfoming given migration to different propolis: ${dst}`);
     }
     throw invalidRequest(`cannot migrate instance in state "${state}"`);
   }
