@@ -66,13 +66,17 @@ async function runSim(config: SimConfig): Promise<void> {
   const log = createLogger(effectiveLevel(config.log.level));
   // Handlers go in before the "listening" line: a supervisor may signal the moment it reads it.
   const starting = startSim(config, log);
-  let signals = 0;
+  let firstSignalAt = 0;
   const onSignal = (signal: NodeJS.Signals) => {
-    signals += 1;
-    if (signals > 1) {
+    const now = Date.now();
+    if (firstSignalAt !== 0) {
+      // One Ctrl-C reaches us twice under `npm start` (from the terminal's process group and
+      // relayed by npm), so only a signal well after the first means "stop waiting".
+      if (now - firstSignalAt < 1000) return;
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(EXIT_FAILURE);
     }
+    firstSignalAt = now;
     log.info({ signal }, 'shutting down');
     starting.then((sim) => sim.close()).then(() => process.exit(0), (err) => {
       log.error({ err }, 'error during shutdown');

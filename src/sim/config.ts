@@ -97,6 +97,11 @@ export function checkSimConfig(config: unknown, source: string): SimConfig {
       throw new ConfigError(`invalid configuration (${source}): ${field}: ${(err as Error).message}`);
     }
   }
+  const ids = checked.storage.zpools.map((pool) => pool.id).filter((id) => id !== undefined);
+  const duplicate = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (duplicate) {
+    throw new ConfigError(`invalid configuration (${source}): storage.zpools: zpool id ${duplicate} is given more than once`);
+  }
   if (checked.nexus.backoff_max_ms < checked.nexus.backoff_initial_ms) {
     throw new ConfigError(`invalid configuration (${source}): nexus.backoff_max_ms is below nexus.backoff_initial_ms`);
   }
@@ -117,11 +122,18 @@ export function loadSimConfigFile(path: string, base: SimConfig = defaultSimConf
   } catch (err) {
     throw new ConfigError(`configuration file ${path} is not valid TOML: ${(err as Error).message}`);
   }
-  const merged: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(parsed)) {
-    const old = merged[key];
-    merged[key] = isPlainObject(old) && isPlainObject(value) ? { ...old, ...value } : value;
-  }
+  // Built with defineProperty semantics (fromEntries), so a "__proto__" key in the file is an
+  // unknown field for validation to name, not a prototype to swap in.
+  const base_ = base as unknown as Record<string, unknown>;
+  const merged = Object.fromEntries([
+    ...Object.entries(base_).filter(([key]) => !Object.hasOwn(parsed, key)),
+    ...Object.entries(parsed).map(([key, value]) => {
+      const old = Object.hasOwn(base_, key) ? base_[key] : undefined;
+      return [key, isPlainObject(old) && isPlainObject(value)
+        ? Object.fromEntries([...Object.entries(old), ...Object.entries(value)])
+        : value];
+    }),
+  ]);
   return checkSimConfig(merged, path);
 }
 

@@ -62,8 +62,15 @@ export async function startSim(config: SimConfig, log: Logger): Promise<RunningS
   const parts = await buildSim(config, log);
   const { app, agent, nexus, notifier, storage } = parts;
   const bind = parseSocketAddr(config.dropshot.bind_address);
-  await storage.start(config.storage.zpools);
-  await app.listen({ host: bind.host, port: bind.port });
+  try {
+    await storage.start(config.storage.zpools);
+    await app.listen({ host: bind.host, port: bind.port });
+  } catch (err) {
+    // A failed start leaves nothing behind: no Crucible agent keeps answering for a dead sled.
+    agent.close();
+    await Promise.allSettled([storage.close(), app.close(), nexus.close()]);
+    throw err;
+  }
   const { port } = app.server.address() as { port: number };
   const address = formatSocketAddr({ host: bind.host, port });
   log.info({ address, sled_id: config.id, sim_mode: config.sim_mode, nexus: nexus.origin }, 'simulated sled agent listening');

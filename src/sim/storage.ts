@@ -30,20 +30,31 @@ export class SimStorage {
     private readonly log: Logger,
   ) {}
 
-  /** Creates the pools and starts one Crucible agent per pool's dataset. */
+  /** Creates the pools and starts one Crucible agent per pool's dataset; all or none. */
   async start(pools: ReadonlyArray<{ id?: string; size: number }>): Promise<void> {
-    await Promise.all(pools.map(async (pool) => {
+    const started = await Promise.allSettled(pools.map(async (pool): Promise<SimZpool> => {
       const crucible = new CrucibleData();
       const datasetId = randomUUID();
       const app = crucibleAgentApp(crucible, this.log.child({ component: 'crucible-agent', dataset: datasetId }));
-      await app.listen({ host: this.ip, port: 0 });
+      try {
+        await app.listen({ host: this.ip, port: 0 });
+      } catch (err) {
+        await app.close();
+        throw err;
+      }
       const { port } = app.server.address() as { port: number };
-      this.zpools.push({
+      return {
         id: pool.id ?? randomUUID(),
         size: pool.size,
         dataset: { id: datasetId, address: formatSocketAddr({ host: this.ip, port }), crucible, app },
-      });
+      };
     }));
+    for (const result of started) if (result.status === 'fulfilled') this.zpools.push(result.value);
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await this.close();
+      throw new Error(`cannot start a simulated Crucible agent on ${this.ip}: ${(failed.reason as Error).message}`);
+    }
   }
 
   /** Reports every pool, then its dataset, to Nexus; resolves when all were delivered. */
@@ -60,5 +71,6 @@ export class SimStorage {
 
   async close(): Promise<void> {
     await Promise.all(this.zpools.map((pool) => pool.dataset.app.close()));
+    this.zpools.length = 0;
   }
 }
