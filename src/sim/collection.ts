@@ -21,6 +21,30 @@ export interface SimObject<Current, Requested> {
   readyToDestroy(): boolean;
 }
 
+/** What the shared state machines (common/instance.ts, common/disk.ts) have in common. */
+export interface StateMachine<Current extends { gen: number }, Requested> {
+  readonly current: Current;
+  readonly desired: Requested | null;
+  requestTransition(target: Requested): unknown;
+}
+
+/** A SimObject over one of the shared state machines; subclasses say how a step is simulated. */
+export abstract class SimulatedStateMachine<Current extends { gen: number }, Requested, M extends StateMachine<Current, Requested>>
+implements SimObject<Current, Requested> {
+  constructor(protected readonly states: M) {}
+
+  get current(): Current { return this.states.current; }
+  get desired(): Requested | null { return this.states.desired; }
+  get generation(): number { return this.states.current.gen; }
+
+  requestTransition(target: Requested): void {
+    this.states.requestTransition(target);
+  }
+
+  abstract executeDesiredTransition(): void;
+  abstract readyToDestroy(): boolean;
+}
+
 export interface SimCollectionOptions<Current> {
   kind: string;
   mode: SimMode;

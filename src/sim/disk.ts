@@ -2,21 +2,11 @@
 // state that was asked for.
 import { DiskStates } from '../common/disk.js';
 import type { DiskRuntimeState, DiskStateRequested } from '../params.js';
-import type { SimObject } from './collection.js';
+import { SimulatedStateMachine } from './collection.js';
 
-export class SimDisk implements SimObject<DiskRuntimeState, DiskStateRequested> {
-  private readonly states: DiskStates;
-
+export class SimDisk extends SimulatedStateMachine<DiskRuntimeState, DiskStateRequested, DiskStates> {
   constructor(initial: DiskRuntimeState) {
-    this.states = new DiskStates({ ...initial });
-  }
-
-  get current() { return this.states.current; }
-  get desired() { return this.states.desired; }
-  get generation() { return this.states.current.gen; }
-
-  requestTransition(target: DiskStateRequested): void {
-    this.states.requestTransition(target);
+    super(new DiskStates({ ...initial }));
   }
 
   executeDesiredTransition(): void {

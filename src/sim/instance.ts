@@ -2,21 +2,11 @@
 // observations a real VM would produce on the way to the desired state.
 import { InstanceStates } from '../common/instance.js';
 import type { InstanceRuntimeState, InstanceRuntimeStateRequested } from '../params.js';
-import type { SimObject } from './collection.js';
+import { SimulatedStateMachine } from './collection.js';
 
-export class SimInstance implements SimObject<InstanceRuntimeState, InstanceRuntimeStateRequested> {
-  private readonly states: InstanceStates;
-
+export class SimInstance extends SimulatedStateMachine<InstanceRuntimeState, InstanceRuntimeStateRequested, InstanceStates> {
   constructor(initial: InstanceRuntimeState) {
-    this.states = new InstanceStates({ ...initial });
-  }
-
-  get current() { return this.states.current; }
-  get desired() { return this.states.desired; }
-  get generation() { return this.states.current.gen; }
-
-  requestTransition(target: InstanceRuntimeStateRequested): void {
-    this.states.requestTransition(target);
+    super(new InstanceStates({ ...initial }));
   }
 
   executeDesiredTransition(): void {
