@@ -82,8 +82,10 @@ export function createServer(options: ServerOptions): App {
   app.removeContentTypeParser('text/plain');
   for (const schema of options.sharedSchemas ?? []) app.addSchema(schema);
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback style: an async hook costs a promise per request on the hot path.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
