@@ -1,7 +1,7 @@
 // Route schemas of the sled agent API, shared by the real agent's and the sim's route tables so
 // both publish the same contract (../shared/contracts/omicron/sled-agent.json).
 import {
-  ApiError, DiskEnsureBody, DiskPathParam, DiskRuntimeState, InstanceEnsureBody, InstancePathParam,
+  ApiError, DatasetEnsureBody, DiskEnsureBody, ServiceEnsureBody, DiskPathParam, DiskRuntimeState, InstanceEnsureBody, InstancePathParam,
   InstanceRuntimeState, NoContent, UpdateArtifact,
 } from './params.js';
 
@@ -24,6 +24,18 @@ export const diskPut = {
 export const updateArtifact = {
   operationId: 'update_artifact',
   body: UpdateArtifact,
+  response: { 204: NoContent('resource updated'), ...errors },
+} as const;
+
+export const servicesPut = {
+  operationId: 'services_put',
+  body: ServiceEnsureBody,
+  response: { 204: NoContent('resource updated'), ...errors },
+} as const;
+
+export const filesystemPut = {
+  operationId: 'filesystem_put',
+  body: DatasetEnsureBody,
   response: { 204: NoContent('resource updated'), ...errors },
 } as const;
 

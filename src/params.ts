@@ -201,6 +201,32 @@ export const UpdateArtifact = Type.Object({
 });
 export type UpdateArtifact = Static<typeof UpdateArtifact>;
 
+export const ServiceRequest = Type.Object({
+  name: Type.String(),
+  addresses: Type.Array(Type.String({ format: 'ipv6' })),
+  gz_addresses: Type.Optional(Type.Array(Type.String({ format: 'ipv6' }), { default: [] })),
+});
+export type ServiceRequest = Static<typeof ServiceRequest>;
+
+export const ServiceEnsureBody = Type.Object({
+  services: Type.Array(ServiceRequest),
+}, { description: 'Used to request that the Sled initialize certain services on initialization.' });
+export type ServiceEnsureBody = Static<typeof ServiceEnsureBody>;
+
+export const DatasetKind = OneOf([
+  Type.Object({ type: StringEnum(['cockroach_db']), all_addresses: Type.Array(Type.String()) }),
+  Type.Object({ type: StringEnum(['crucible']) }),
+  Type.Object({ type: StringEnum(['clickhouse']) }),
+], TAGGED_ON('type'));
+export type DatasetKind = Static<typeof DatasetKind>;
+
+export const DatasetEnsureBody = Type.Object({
+  zpool_id: Uuid(),
+  dataset_kind: DatasetKind,
+  address: Type.String(),
+}, { description: 'Used to request a new dataset kind exists within a zpool.' });
+export type DatasetEnsureBody = Static<typeof DatasetEnsureBody>;
+
 export const ApiError = Type.Object({
   request_id: Type.String(),
   error_code: Type.Optional(Type.String()),

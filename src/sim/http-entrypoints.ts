@@ -25,6 +25,16 @@ export function simRoutes(app: App, agent: SimSledAgent): void {
     return reply.status(204).send();
   });
 
+  app.put('/services', { schema: endpoints.servicesPut }, async (request, reply) => {
+    agent.servicesEnsure(request.body.services);
+    return reply.status(204).send();
+  });
+
+  app.put('/filesystem', { schema: endpoints.filesystemPut }, async (request, reply) => {
+    agent.filesystemEnsure(request.body);
+    return reply.status(204).send();
+  });
+
   app.post('/update', { schema: endpoints.updateArtifact }, async (request, reply) => {
     await agent.updateArtifact(request.body);
     return reply.status(204).send();

@@ -5,13 +5,14 @@ import type { Logger } from 'pino';
 import type { NexusNotifier } from '../common/nexus-notifier.js';
 import type { NexusClient } from '../nexus-client.js';
 import type {
-  DiskRuntimeState, DiskStateRequested, InstanceHardware, InstanceRuntimeState,
-  InstanceRuntimeStateRequested, UpdateArtifact,
+  DatasetEnsureBody, DiskRuntimeState, DiskStateRequested, InstanceHardware, InstanceRuntimeState,
+  InstanceRuntimeStateRequested, ServiceRequest, UpdateArtifact,
 } from '../params.js';
 import { downloadArtifact } from '../updates.js';
 import { SimCollection, type SimMode } from './collection.js';
 import { SimDisk } from './disk.js';
 import { SimInstance } from './instance.js';
+import { SimServices } from './services.js';
 import type { SimStorage } from './storage.js';
 
 export interface SimSledAgentOptions {
@@ -30,11 +31,13 @@ export class SimSledAgent {
   readonly instances: SimCollection<InstanceRuntimeState, InstanceRuntimeStateRequested, SimInstance>;
   readonly disks: SimCollection<DiskRuntimeState, DiskStateRequested, SimDisk>;
   readonly storage: SimStorage;
+  readonly services: SimServices;
 
   constructor(private readonly options: SimSledAgentOptions) {
     const { log, nexus, notifier, mode, autoDelayMs } = options;
     this.id = options.id;
     this.storage = options.storage;
+    this.services = new SimServices(log.child({ component: 'services' }));
     this.instances = new SimCollection({
       kind: 'instance', mode, autoDelayMs, log,
       notify: (id, state) => void notifier.push(`instance:${id}`, `instance gen ${state.gen}`, () => nexus.instancePut(id, state)),
@@ -60,6 +63,14 @@ export class SimSledAgent {
 
   diskPoke(id: string): void {
     this.disks.poke(id);
+  }
+
+  servicesEnsure(services: ServiceRequest[]): void {
+    this.services.ensure(services);
+  }
+
+  filesystemEnsure(body: DatasetEnsureBody): void {
+    this.storage.ensureDataset(body.zpool_id, body.dataset_kind, body.address, this.options.nexus, this.options.notifier);
   }
 
   async updateArtifact(artifact: UpdateArtifact): Promise<void> {

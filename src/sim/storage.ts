@@ -4,7 +4,9 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { formatSocketAddr } from '../common/address.js';
 import type { NexusNotifier } from '../common/nexus-notifier.js';
+import { objectNotFound } from '../common/errors.js';
 import type { NexusClient } from '../nexus-client.js';
+import type { DatasetKind, NexusDatasetKind } from '../params.js';
 import type { App } from '../server.js';
 import { CrucibleData, crucibleAgentApp } from './crucible-agent.js';
 
@@ -21,8 +23,25 @@ export interface SimDataset {
   app: App;
 }
 
+/** A dataset asked for with PUT /filesystem (RSS): recorded and reported, nothing served. */
+export interface RequestedDataset {
+  id: string;
+  zpoolId: string;
+  kind: DatasetKind;
+  address: string;
+}
+
+/** The sled agent API spells the kinds one way, the Nexus internal API another. */
+const NEXUS_KIND: Record<DatasetKind['type'], NexusDatasetKind> = {
+  cockroach_db: 'cockroach',
+  crucible: 'crucible',
+  clickhouse: 'clickhouse',
+};
+
 export class SimStorage {
   readonly zpools: SimZpool[] = [];
+  readonly requested: RequestedDataset[] = [];
+  private reported: Promise<void> | null = null;
 
   constructor(
     private readonly sledId: string,
@@ -58,7 +77,31 @@ export class SimStorage {
   }
 
   /** Reports every pool, then its dataset, to Nexus; resolves when all were delivered. */
-  async report(nexus: NexusClient, notifier: NexusNotifier): Promise<void> {
+  report(nexus: NexusClient, notifier: NexusNotifier): Promise<void> {
+    this.reported = this.reportAll(nexus, notifier);
+    return this.reported;
+  }
+
+  /**
+   * PUT /filesystem: ensures a dataset of `kind` on the pool (one per kind per pool, as the
+   * original names datasets by kind) and reports it to Nexus once the pools are reported.
+   * Returns false if it already existed.
+   */
+  ensureDataset(zpoolId: string, kind: DatasetKind, address: string, nexus: NexusClient, notifier: NexusNotifier): boolean {
+    if (!this.zpools.some((pool) => pool.id === zpoolId)) {
+      throw objectNotFound(`no zpool with id ${zpoolId} on this sled (it has ${this.zpools.map((p) => p.id).join(', ') || 'none'})`);
+    }
+    if (this.requested.some((d) => d.zpoolId === zpoolId && d.kind.type === kind.type)) return false;
+    const dataset: RequestedDataset = { id: randomUUID(), zpoolId, kind, address };
+    this.requested.push(dataset);
+    this.log.info({ zpool: zpoolId, dataset: dataset.id, kind: kind.type, address }, 'dataset created (simulated)');
+    // Nexus must know the pool before it can take a dataset on it.
+    void (this.reported ?? Promise.resolve()).then(() => notifier.push(`dataset:${dataset.id}`, 'dataset_put',
+      () => nexus.datasetPut(zpoolId, dataset.id, { address, kind: NEXUS_KIND[kind.type] })));
+    return true;
+  }
+
+  private async reportAll(nexus: NexusClient, notifier: NexusNotifier): Promise<void> {
     await Promise.all(this.zpools.map(async (pool) => {
       const zpool = await notifier.push(`zpool:${pool.id}`, 'zpool_put',
         () => nexus.zpoolPut(this.sledId, pool.id, { size: pool.size }));
