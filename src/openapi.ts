@@ -10,6 +10,13 @@ export const SLED_AGENT_API_INFO = {
   version: '0.0.1',
 };
 
+export const BOOTSTRAP_API_INFO = {
+  title: 'Oxide Bootstrap Agent API',
+  description: 'API for interacting with bootstrapping agents',
+  contact: { url: 'https://oxide.computer', email: 'api@oxide.computer' },
+  version: '0.0.1',
+};
+
 /** Must be registered before the routes it documents. */
 export async function registerOpenApi(app: App, info: typeof SLED_AGENT_API_INFO): Promise<void> {
   await app.register(swagger, {

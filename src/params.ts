@@ -269,6 +269,26 @@ export const Region = Type.Object({
 export type Region = Static<typeof Region>;
 export const RegionPathParam = Type.Object({ id: RegionId });
 
+// Bootstrap agent API (../shared/contracts/omicron/bootstrap-agent.json).
+export const Ipv6Subnet = Type.Object({ net: Ipv6Net }, {
+  description: 'Wraps an [`Ipv6Network`] with a compile-time prefix length.',
+});
+export const SledAgentRequest = Type.Object({ subnet: Ipv6Subnet }, {
+  description: 'Configuration information for launching a Sled Agent.',
+});
+export type SledAgentRequest = Static<typeof SledAgentRequest>;
+export const SledAgentResponse = Type.Object({ id: Uuid() }, {
+  description: 'Describes the Sled Agent running on the device.',
+});
+export type SledAgentResponse = Static<typeof SledAgentResponse>;
+export const ByteArray = Type.Array(Uint('uint8'));
+export const ShareRequest = Type.Object({ identity: ByteArray }, {
+  description: 'Identity signed by local RoT and Oxide certificate chain.',
+});
+export const ShareResponse = Type.Object({ shared_secret: ByteArray }, {
+  description: 'Sent between bootstrap agents to establish trust quorum.',
+});
+
 // Nexus internal API bodies the agent sends (../shared/contracts/omicron/nexus-internal.json).
 export interface SledAgentStartupInfo { sa_address: string }
 export interface ZpoolPutRequest { size: number }

@@ -35,7 +35,9 @@ describe('usage errors exit 2 with the usage on stderr', () => {
     ['a host name for an address', ['sim', randomUUID(), 'localhost:0', '127.0.0.1:1'], /BIND_ADDR:PORT: "localhost:0" is not a socket address/],
     ['an unbracketed IPv6 address', ['sim', randomUUID(), '127.0.0.1:0', '::1:12221'], /NEXUS_ADDR:PORT/],
     ['a bad sim mode', ['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--sim-mode', 'lazy'], /Allowed choices are auto, explicit/],
-    ['an unknown API', ['openapi', 'nexus'], /unknown API "nexus": try one of \{sled\}/],
+    ['an rss config that does not exist', ['rss', '/nonexistent/config-rss.toml'], /cannot read RSS configuration file \/nonexistent\/config-rss.toml/],
+    ['a bootstrap config that does not exist', ['bootstrap', '/nonexistent/b.toml'], /cannot read configuration file \/nonexistent\/b.toml/],
+    ['an unknown API', ['openapi', 'nexus'], /unknown API "nexus": try one of \{sled, bootstrap\}/],
   ];
   it.concurrent.each(cases)('%s', async (_what, args, message) => {
     const res = await runCli(args);

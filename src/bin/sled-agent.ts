@@ -6,10 +6,15 @@ import { parseSocketAddr } from '../common/address.js';
 import { createLogger, effectiveLevel } from '../logger.js';
 import { openApiDocument } from '../openapi.js';
 import {
-  ConfigError, checkSimConfig, defaultSimConfig, loadSimConfigFile, type SimConfig,
+  ConfigError, DEFAULT_SLED_ID, checkSimConfig, defaultSimConfig, loadSimConfigFile, type SimConfig,
 } from '../sim/config.js';
 import { buildSim, startSim } from '../sim/server.js';
-import pino from 'pino';
+import { checkBootstrapConfig, defaultBootstrapConfig, loadBootstrapConfigFile } from '../bootstrap/config.js';
+import { buildBootstrap, startBootstrap } from '../bootstrap/server.js';
+import { formatRackSetupSummary, loadRssConfig, runRackSetup } from '../rack-setup/index.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
@@ -49,12 +54,45 @@ function program(): Command {
       await runSim(config);
     });
 
+  cli.command('bootstrap')
+    .description('run a bootstrap agent, which starts this sled\'s sled agent when RSS asks')
+    .argument('<CONFIG_FILE>', 'bootstrap agent configuration (TOML)')
+    .action(async (path: string) => {
+      const config = loadBootstrapConfigFile(path);
+      const log = createLogger(effectiveLevel(config.sled_agent.log.level));
+      await serveUntilSignalled(log, startBootstrap(config, log));
+    });
+
+  cli.command('rss')
+    .description('run the rack setup service: start every listed sled, then its services and datasets')
+    .argument('<CONFIG_FILE>', 'config-rss.toml (the original format, with bootstrap_address per [[request]])')
+    .option('--state-dir <DIR>', 'where the plan is kept (resumed if half done)', join(tmpdir(), 'sled-agent-rss'))
+    .action(async (path: string, opts: { stateDir: string }) => {
+      const config = loadRssConfig(path);
+      const log = createLogger(effectiveLevel('info'));
+      const abort = new AbortController();
+      const stop = () => abort.abort(new Error('interrupted; the plan keeps what was done'));
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      const result = await runRackSetup(config, opts.stateDir, log, { signal: abort.signal });
+      process.stdout.write(`${formatRackSetupSummary(result)}\n`);
+      log.flush();
+    });
+
   cli.command('openapi')
     .description('print the OpenAPI document of an API this agent serves')
-    .argument('<API>', 'which API: sled')
+    .argument('<API>', 'which API: sled or bootstrap')
     .action(async (api: string) => {
-      if (api !== 'sled') throw new UsageError(`unknown API "${api}": try one of {sled}`);
-      const { app } = await buildSim(defaultSimConfig(), pino({ level: 'silent' }));
+      const silent = pino({ level: 'silent' });
+      let app;
+      if (api === 'sled') {
+        app = (await buildSim(defaultSimConfig(), silent)).app;
+      } else if (api === 'bootstrap') {
+        const id = DEFAULT_SLED_ID;
+        app = (await buildBootstrap(checkBootstrapConfig({ ...defaultBootstrapConfig(id) }, 'defaults'), silent)).app;
+      } else {
+        throw new UsageError(`unknown API "${api}": try one of {sled, bootstrap}`);
+      }
       process.stdout.write(`${JSON.stringify(await openApiDocument(app), null, 2)}\n`);
       await app.close();
     });
@@ -64,8 +102,15 @@ function program(): Command {
 
 async function runSim(config: SimConfig): Promise<void> {
   const log = createLogger(effectiveLevel(config.log.level));
-  // Handlers go in before the "listening" line: a supervisor may signal the moment it reads it.
-  const starting = startSim(config, log);
+  await serveUntilSignalled(log, startSim(config, log));
+}
+
+/**
+ * Waits for a server to start, prints "listening on http://ADDR", and stops it gracefully on
+ * SIGINT/SIGTERM. Handlers go in before the line is printed: a supervisor may signal the moment
+ * it reads it.
+ */
+async function serveUntilSignalled(log: Logger, starting: Promise<{ address: string; close(): Promise<void> }>): Promise<void> {
   let firstSignalAt = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     const now = Date.now();
@@ -78,15 +123,15 @@ async function runSim(config: SimConfig): Promise<void> {
     }
     firstSignalAt = now;
     log.info({ signal }, 'shutting down');
-    starting.then((sim) => sim.close()).then(() => process.exit(0), (err) => {
+    starting.then((server) => server.close()).then(() => process.exit(0), (err) => {
       log.error({ err }, 'error during shutdown');
       process.exit(EXIT_FAILURE);
     });
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const sim = await starting;
-  process.stdout.write(`listening on http://${sim.address}\n`);
+  const server = await starting;
+  process.stdout.write(`listening on http://${server.address}\n`);
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -68,10 +68,16 @@ export function defaultSimConfig(): SimConfig {
   };
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false, formats: CONTRACT_FORMATS });
-(addFormatsModule as unknown as { default: (a: Ajv) => void }).default?.(ajv)
-  ?? (addFormatsModule as unknown as (a: Ajv) => void)(ajv);
-const validate = ajv.compile(SimConfigSchema);
+/** The validator every config file goes through: all errors at once, the contract's formats. */
+export function configAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, strict: false, formats: CONTRACT_FORMATS });
+  const addFormats = ((addFormatsModule as unknown as { default?: (a: Ajv) => void }).default
+    ?? (addFormatsModule as unknown as (a: Ajv) => void));
+  addFormats(ajv);
+  return ajv;
+}
+
+const validate = configAjv().compile(SimConfigSchema);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -110,33 +116,41 @@ export function checkSimConfig(config: unknown, source: string): SimConfig {
 
 /** The default config with a TOML file's tables merged over it (one level deep). */
 export function loadSimConfigFile(path: string, base: SimConfig = defaultSimConfig()): SimConfig {
+  return mergeSimConfig(base, readTomlFile(path), path);
+}
+
+/** Reads a TOML file into a plain object; errors name the file. */
+export function readTomlFile(path: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new ConfigError(`cannot read configuration file ${path}: ${(err as Error).message}`);
   }
-  let parsed: Record<string, unknown>;
   try {
-    parsed = parseToml(text) as Record<string, unknown>;
+    return parseToml(text) as Record<string, unknown>;
   } catch (err) {
     throw new ConfigError(`configuration file ${path} is not valid TOML: ${(err as Error).message}`);
   }
+}
+
+/** `partial`'s tables merged over `base` (one level deep), then validated. */
+export function mergeSimConfig(base: SimConfig, partial: Record<string, unknown>, source: string): SimConfig {
   // Built with defineProperty semantics (fromEntries), so a "__proto__" key in the file is an
   // unknown field for validation to name, not a prototype to swap in.
   const base_ = base as unknown as Record<string, unknown>;
   const merged = Object.fromEntries([
-    ...Object.entries(base_).filter(([key]) => !Object.hasOwn(parsed, key)),
-    ...Object.entries(parsed).map(([key, value]) => {
+    ...Object.entries(base_).filter(([key]) => !Object.hasOwn(partial, key)),
+    ...Object.entries(partial).map(([key, value]) => {
       const old = Object.hasOwn(base_, key) ? base_[key] : undefined;
       return [key, isPlainObject(old) && isPlainObject(value)
         ? Object.fromEntries([...Object.entries(old), ...Object.entries(value)])
         : value];
     }),
   ]);
-  return checkSimConfig(merged, path);
+  return checkSimConfig(merged, source);
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }

@@ -17,6 +17,7 @@ export function loadContract(rel: string): any {
 export const sledAgentContract = loadContract('omicron/sled-agent.json');
 export const nexusContract = loadContract('omicron/nexus-internal.json');
 export const crucibleContract = loadContract('crucible/crucible-agent.json');
+export const bootstrapContract = loadContract('omicron/bootstrap-agent.json');
 
 const addFormats = ((addFormatsModule as any).default ?? addFormatsModule) as (ajv: Ajv) => void;
 const ajv = new Ajv({ strict: false, allErrors: true, unicodeRegExp: false, formats: CONTRACT_FORMATS });
@@ -24,11 +25,12 @@ addFormats(ajv);
 ajv.addSchema(sledAgentContract, 'sled-agent.json');
 ajv.addSchema(nexusContract, 'nexus-internal.json');
 ajv.addSchema(crucibleContract, 'crucible-agent.json');
+ajv.addSchema(bootstrapContract, 'bootstrap-agent.json');
 
 const cache = new Map<string, ValidateFunction>();
 
 /** Throws with ajv's errors unless `value` is a valid `doc#/components/schemas/name`. */
-export function expectSchema(doc: 'sled-agent.json' | 'nexus-internal.json' | 'crucible-agent.json', name: string, value: unknown): void {
+export function expectSchema(doc: 'sled-agent.json' | 'nexus-internal.json' | 'crucible-agent.json' | 'bootstrap-agent.json', name: string, value: unknown): void {
   const ref = `${doc}#/components/schemas/${name}`;
   let validate = cache.get(ref);
   if (!validate) {

@@ -1,0 +1,133 @@
+// The bootstrap agent (omicron bootstrap/agent.rs): brings this sled's sled agent up when RSS
+// asks (`start_sled`), remembers that request across restarts, and holds this sled's trust-quorum
+// share for its peers.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { formatSocketAddr } from '../common/address.js';
+import { ApiError, conflict, invalidRequest, objectNotFound } from '../common/errors.js';
+import { addressInNet, formatIpv6Net, parseIpv6Net, sameNet } from '../common/ipv6.js';
+import { readJsonIfExists, writeJsonAtomic } from '../common/persist.js';
+import type { SledAgentRequest } from '../params.js';
+import { startSim, type RunningSim } from '../sim/server.js';
+import { SLED_AGENT_PORT, type BootstrapConfig } from './config.js';
+import {
+  decodeShare, establishQuorum, readShareFile, shareResponseBody, type QuorumResult, type ShareDistribution,
+} from './trust-quorum.js';
+
+export const SLED_AGENT_REQUEST_FILE = 'sled-agent-request.json';
+
+interface Running {
+  subnet: string;
+  sim: RunningSim;
+}
+
+export class BootstrapAgent {
+  private running: Running | null = null;
+  /** start_sled calls are serialised: two RSS retries must not start two sled agents. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private share: ShareDistribution | null = null;
+
+  constructor(readonly config: BootstrapConfig, private readonly log: Logger) {}
+
+  get requestPath(): string {
+    return join(this.config.data_dir, SLED_AGENT_REQUEST_FILE);
+  }
+
+  /** The running sled agent, if any. */
+  get sledAgent(): RunningSim | null {
+    return this.running?.sim ?? null;
+  }
+
+  /** Loads the share (if configured) and starts the sled agent a persisted request asks for. */
+  async init(): Promise<void> {
+    if (this.config.trust_quorum) {
+      this.share = await readShareFile(this.config.trust_quorum.share_file);
+      this.log.info({ threshold: this.share.threshold, total: this.share.total_shares }, 'trust-quorum share loaded');
+    }
+    const persisted = await readJsonIfExists(this.requestPath);
+    if (persisted === null) {
+      this.log.info('no sled agent request persisted; waiting for start_sled');
+      return;
+    }
+    const subnet = (persisted as SledAgentRequest | null)?.subnet?.net;
+    if (typeof subnet !== 'string') throw new Error(`${this.requestPath} does not hold a sled agent request`);
+    this.log.info({ subnet }, 'starting the sled agent from the persisted request');
+    await this.startSled({ subnet: { net: subnet } });
+  }
+
+  /**
+   * PUT /start_sled. Idempotent for the same subnet; a different subnet is refused naming both
+   * (the original answered 500). The request is persisted once the sled agent is up, so a crash
+   * before that leaves RSS to ask again.
+   */
+  startSled(request: SledAgentRequest): Promise<{ id: string }> {
+    const next = this.queue.then(() => this.doStartSled(request));
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  private async doStartSled(request: SledAgentRequest): Promise<{ id: string }> {
+    let net;
+    try {
+      net = parseIpv6Net(request.subnet.net);
+    } catch (err) {
+      throw invalidRequest(`subnet: ${(err as Error).message}`);
+    }
+    if (net.prefix !== 64) throw invalidRequest(`subnet: a sled's subnet is a /64, not /${net.prefix}`);
+    const subnet = formatIpv6Net(net);
+    if (this.running) {
+      if (sameNet(parseIpv6Net(this.running.subnet), net)) return { id: this.config.id };
+      throw conflict(`the sled agent is already running on subnet ${this.running.subnet}; refusing to move it to ${subnet}`);
+    }
+    const address = this.config.sled_address
+      ?? formatSocketAddr({ host: addressInNet(net, 1n), port: SLED_AGENT_PORT });
+    const config = {
+      ...this.config.sled_agent,
+      id: this.config.id,
+      dropshot: { ...this.config.sled_agent.dropshot, bind_address: address },
+    };
+    let sim: RunningSim;
+    try {
+      sim = await startSim(config, this.log.child({ component: 'sled-agent' }));
+    } catch (err) {
+      const hint = this.config.sled_address ? '' : '; on a machine without that address, set sled_address in the bootstrap config';
+      throw new ApiError(500, 'Internal', `cannot start the sled agent on ${address}: ${(err as Error).message}${hint}`);
+    }
+    try {
+      await writeJsonAtomic(this.requestPath, { subnet: { net: subnet } });
+    } catch (err) {
+      await sim.close();
+      throw new ApiError(500, 'Internal', `cannot persist the sled agent request to ${this.requestPath}: ${(err as Error).message}`);
+    }
+    this.running = { subnet, sim };
+    this.log.info({ subnet, address: sim.address, id: this.config.id }, 'sled agent started');
+    return { id: this.config.id };
+  }
+
+  /** GET /request_share: this sled's share, for a requester in the configured peer list only. */
+  requestShare(identity: Uint8Array): { shared_secret: number[] } {
+    if (!this.share || !this.config.trust_quorum) throw objectNotFound('this sled holds no trust-quorum share');
+    const who = new TextDecoder('utf-8', { fatal: false }).decode(identity);
+    if (!this.config.trust_quorum.allowed_identities.includes(who)) {
+      this.log.warn({ identity: who }, 'refused a share request from an unknown identity');
+      throw new ApiError(403, 'Forbidden', `identity ${JSON.stringify(who)} is not a trust-quorum peer of this sled`);
+    }
+    this.log.info({ identity: who }, 'share given to a peer');
+    return shareResponseBody(decodeShare(this.share));
+  }
+
+  /** Gathers shares from the configured peers and reconstructs the rack secret. */
+  async establishQuorum(timeoutMs = 5_000): Promise<QuorumResult> {
+    if (!this.share || !this.config.trust_quorum) throw new Error('no trust quorum configured on this sled');
+    const identity = new TextEncoder().encode(this.config.id);
+    const result = await establishQuorum(this.share, decodeShare(this.share), this.config.trust_quorum.peers, identity, { timeoutMs });
+    this.log.info({ used: result.used, failed: result.failed.map((f) => `${f.peer}: ${f.error.message}`) }, 'rack secret reconstructed');
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+    await this.running?.sim.close();
+    this.running = null;
+  }
+}
