@@ -128,3 +128,63 @@ describe('sled-agent sim', () => {
     expect({ code, sig }, stderr.join('\n')).toEqual({ code: 0, sig: null });
   });
 });
+
+describe('sled-agent bootstrap', () => {
+  let nexus: FakeNexus | undefined;
+  const children: ChildProcess[] = [];
+  afterEach(async () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await nexus?.close();
+  });
+
+  async function startBootstrap(configPath: string) {
+    const child = spawn(process.execPath, [...CLI, 'bootstrap', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    const [first] = await once(createInterface({ input: child.stdout! }), 'line') as [string];
+    const m = /^listening on http:\/\/(127\.0\.0\.1:\d+)$/.exec(first);
+    expect(m, first).not.toBeNull();
+    return { child, address: m![1]! };
+  }
+
+  it('starts the sled agent on start_sled, and after being killed brings it back from the persisted request', async () => {
+    nexus = await FakeNexus.start();
+    const dir = mkdtempSync(join(tmpdir(), 'sled-agent-bootstrap-'));
+    const id = randomUUID();
+    const configPath = join(dir, 'bootstrap.toml');
+    writeFileSync(configPath, [
+      `id = "${id}"`,
+      'bind_address = "127.0.0.1:0"',
+      `data_dir = "${join(dir, 'data')}"`,
+      'sled_address = "127.0.0.1:0"',
+      '[sled_agent]',
+      `nexus_address = "${nexus.address}"`,
+      'sim_mode = "explicit"',
+      '[sled_agent.storage]',
+      'ip = "127.0.0.1"',
+      'zpools = []',
+      '',
+    ].join('\n'));
+
+    const first = await startBootstrap(configPath);
+    const res = await fetch(`http://${first.address}/start_sled`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ subnet: { net: 'fd00:1122:3344:101::/64' } }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ id });
+    await nexus.waitForCount((r) => r.url === `/sled_agents/${id}`, 1);
+
+    // No graceful shutdown: the persisted request must be enough.
+    first.child.kill('SIGKILL');
+    await once(first.child, 'exit');
+    const second = await startBootstrap(configPath);
+    const [, reg] = await nexus.waitForCount((r) => r.url === `/sled_agents/${id}`, 2);
+    // The sled agent it started is up and serving.
+    const poke = await fetch(`http://${reg!.body.sa_address}/instances/${randomUUID()}/poke`, { method: 'POST' });
+    expect(poke.status).toBe(404);
+    second.child.kill('SIGTERM');
+    const [code] = await once(second.child, 'exit');
+    expect(code).toBe(0);
+  }, 60_000);
+});
