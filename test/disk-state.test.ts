@@ -1,5 +1,5 @@
 // Table-driven tests of the disk state machine against the reference table
-// (/work/shared/reference/omicron-sled-agent.md §6), plus state-machine-level equivalents of the
+// (../shared/reference/omicron-sled-agent.md §6), plus state-machine-level equivalents of the
 // original's sim disk tests (§16).
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DiskStates, attachedInstance, type DiskAction, type DiskAttachmentState } from '../src/common/disk.js';

@@ -1,4 +1,4 @@
-// The wire contract, loaded from ../shared/contracts, with an ajv that validates values against
+// The wire contract (test/contracts/, verbatim copies of ../shared/contracts), with an ajv that validates values against
 // its component schemas, and a structural normaliser for comparing schemas across documents.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -8,7 +8,9 @@ import addFormatsModule from 'ajv-formats';
 import { CONTRACT_FORMATS } from '../../src/server.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const CONTRACTS_DIR = join(here, '..', '..', '..', 'shared', 'contracts');
+export const CONTRACTS_DIR = join(here, '..', 'contracts');
+/** The authoritative copies, beside the repository (absent on a clone elsewhere). */
+export const SHARED_CONTRACTS_DIR = join(here, '..', '..', '..', 'shared', 'contracts');
 
 export function loadContract(rel: string): any {
   return JSON.parse(readFileSync(join(CONTRACTS_DIR, rel), 'utf8'));
