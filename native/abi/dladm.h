@@ -1,0 +1,5 @@
+// libdladm declarations: see ../abi.h and illumos-abi.md.
+#pragma once
+
+extern "C" {
+}  // extern "C"

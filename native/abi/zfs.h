@@ -1,0 +1,5 @@
+// libzfs declarations: see ../abi.h and illumos-abi.md.
+#pragma once
+
+extern "C" {
+}  // extern "C"

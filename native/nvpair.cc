@@ -1,0 +1,1 @@
+// libnvpair: resolved for zfs.cc and events.cc (to be written).

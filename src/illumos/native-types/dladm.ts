@@ -1,0 +1,3 @@
+// What native/dladm.cc exports (to be written).
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface DladmNative {}

@@ -1,0 +1,216 @@
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <dirent.h>
+#include <unistd.h>
+
+const char *fake_state_dir(void) {
+  const char *dir = getenv("FAKE_ILLUMOS_STATE");
+  return (dir != NULL && dir[0] != '\0') ? dir : NULL;
+}
+
+int fake_path(char *buf, size_t len, const char *sub, const char *name) {
+  const char *dir = fake_state_dir();
+  if (dir == NULL) {
+    errno = ENOENT;
+    return -1;
+  }
+  int n = name != NULL ? snprintf(buf, len, "%s/%s/%s", dir, sub, name) : snprintf(buf, len, "%s/%s", dir, sub);
+  if (n < 0 || (size_t)n >= len) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  return 0;
+}
+
+int fake_mkdir(const char *sub) {
+  char path[4096];
+  if (fake_path(path, sizeof(path), sub, NULL) != 0) return -1;
+  for (char *p = path + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+int fake_write_file(const char *path, const char *data, size_t len) {
+  char tmp[4200];
+  int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+  if (n < 0 || (size_t)n >= sizeof(tmp)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, data + off, len - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      close(fd);
+      unlink(tmp);
+      errno = saved;
+      return -1;
+    }
+    off += (size_t)w;
+  }
+  if (close(fd) != 0 || rename(tmp, path) != 0) {
+    int saved = errno;
+    unlink(tmp);
+    errno = saved;
+    return -1;
+  }
+  return 0;
+}
+
+char *fake_read_file(const char *path, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  size_t cap = 4096, used = 0;
+  char *buf = malloc(cap + 1);
+  if (buf == NULL) {
+    close(fd);
+    errno = ENOMEM;
+    return NULL;
+  }
+  for (;;) {
+    if (used == cap) {
+      char *bigger = realloc(buf, cap * 2 + 1);
+      if (bigger == NULL) {
+        free(buf);
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+      }
+      buf = bigger;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + used, cap - used);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      free(buf);
+      close(fd);
+      errno = saved;
+      return NULL;
+    }
+    if (r == 0) break;
+    used += (size_t)r;
+  }
+  close(fd);
+  buf[used] = '\0';
+  if (len != NULL) *len = used;
+  return buf;
+}
+
+int fake_lock(void) {
+  char path[4096];
+  if (fake_mkdir("") != 0 || fake_path(path, sizeof(path), "", ".lock") != 0) return -1;
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  while (flock(fd, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      int saved = errno;
+      close(fd);
+      errno = saved;
+      return -1;
+    }
+  }
+  return fd;
+}
+
+void fake_unlock(int fd) {
+  if (fd < 0) return;
+  flock(fd, LOCK_UN);
+  close(fd);
+}
+
+int64_t fake_hrtime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int fake_emit_zone_event(const char *zonename, int32_t zoneid, const char *newstate, const char *oldstate) {
+  char path[4096];
+  if (fake_mkdir("") != 0 || fake_path(path, sizeof(path), "", "zone-events.log") != 0) return -1;
+  char line[512];
+  int n = snprintf(line, sizeof(line), "%s %d %s %s %lld\n", zonename, (int)zoneid, newstate, oldstate,
+                   (long long)fake_hrtime());
+  if (n < 0 || (size_t)n >= sizeof(line)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  /* O_APPEND writes under PIPE_BUF are atomic, so concurrent writers never interleave a line. */
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  ssize_t w = write(fd, line, (size_t)n);
+  int saved = errno;
+  close(fd);
+  if (w != n) {
+    errno = w < 0 ? saved : EIO;
+    return -1;
+  }
+  return 0;
+}
+
+static void fake_escape_fmri(char *out, size_t len, const char *fmri) {
+  size_t i = 0;
+  for (; fmri[i] != '\0' && i + 1 < len; i++) out[i] = (fmri[i] == '/' || fmri[i] == ':') ? '_' : fmri[i];
+  out[i] = '\0';
+}
+
+int fake_smf_path(char *buf, size_t len, const char *zone, const char *fmri) {
+  char sub[512], name[512];
+  int n = snprintf(sub, sizeof(sub), "smf/%s", zone);
+  if (n < 0 || (size_t)n >= sizeof(sub)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  fake_escape_fmri(name, sizeof(name), fmri);
+  return fake_path(buf, len, sub, name);
+}
+
+int fake_smf_set_state(const char *zone, const char *fmri, const char *state) {
+  char sub[512], path[4096];
+  int n = snprintf(sub, sizeof(sub), "smf/%s", zone);
+  if (n < 0 || (size_t)n >= sizeof(sub)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  if (fake_mkdir(sub) != 0 || fake_smf_path(path, sizeof(path), zone, fmri) != 0) return -1;
+  return fake_write_file(path, state, strlen(state));
+}
+
+int fake_smf_clear_zone(const char *zone) {
+  char sub[512], dirpath[4096];
+  int n = snprintf(sub, sizeof(sub), "smf/%s", zone);
+  if (n < 0 || (size_t)n >= sizeof(sub)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  if (fake_path(dirpath, sizeof(dirpath), sub, NULL) != 0) return -1;
+  DIR *d = opendir(dirpath);
+  if (d == NULL) return errno == ENOENT ? 0 : -1;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char file[4400];
+    int m = snprintf(file, sizeof(file), "%s/%s", dirpath, e->d_name);
+    if (m > 0 && (size_t)m < sizeof(file)) unlink(file);
+  }
+  closedir(d);
+  return rmdir(dirpath) == 0 || errno == ENOENT ? 0 : -1;
+}

@@ -1,0 +1,53 @@
+/*
+ * Shared by the fake illumos libraries and the fake zoneadm/zlogin: where the fake host keeps
+ * its state (the directory in FAKE_ILLUMOS_STATE, so a restarted agent sees what an earlier
+ * process made), small file helpers, and the zone-state event log that the fake event channel
+ * delivers from.
+ */
+#ifndef FAKE_ILLUMOS_COMMON_H
+#define FAKE_ILLUMOS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The state directory (FAKE_ILLUMOS_STATE); NULL if unset. Subdirectories are created on use. */
+const char *fake_state_dir(void);
+
+/* Writes "<state>/<sub>/<name>" into buf; returns 0, or -1 if it does not fit or no state dir. */
+int fake_path(char *buf, size_t len, const char *sub, const char *name);
+
+/* mkdir -p of "<state>/<sub>". Returns 0 or -1 (errno set). */
+int fake_mkdir(const char *sub);
+
+/* Atomically replaces a file's contents (temp + rename). Returns 0 or -1 (errno set). */
+int fake_write_file(const char *path, const char *data, size_t len);
+
+/* Reads a whole file into a malloc'd NUL-terminated buffer; NULL (errno set) on failure. */
+char *fake_read_file(const char *path, size_t *len);
+
+/* An exclusive lock over the whole fake host's state, across processes (flock). */
+int fake_lock(void);          /* returns an fd to pass to fake_unlock, or -1 */
+void fake_unlock(int fd);
+
+/*
+ * Appends one zone-state event to "<state>/zone-events.log" as
+ * "<zonename> <zoneid> <newstate> <oldstate> <when-ns>\n" (states are the kernel's event
+ * strings: uninitialized, initialized, ready, running, shutting_down).
+ */
+int fake_emit_zone_event(const char *zonename, int32_t zoneid, const char *newstate, const char *oldstate);
+
+/*
+ * The fake SMF repository: one file per service instance of a zone,
+ * "<state>/smf/<zone>/<fmri with '/' and ':' as '_'>", holding the restarter state
+ * ("uninitialized", "offline", "online", "degraded", "maintenance", "disabled"). Written
+ * atomically (rename), so a watcher sees one whole state at a time. fake_smf_clear_zone removes
+ * all of a zone's instances (the zone halted).
+ */
+int fake_smf_set_state(const char *zone, const char *fmri, const char *state);
+int fake_smf_path(char *buf, size_t len, const char *zone, const char *fmri);
+int fake_smf_clear_zone(const char *zone);
+
+/* CLOCK_MONOTONIC in ns, like gethrtime(). */
+int64_t fake_hrtime(void);
+
+#endif

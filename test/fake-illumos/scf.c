@@ -1,0 +1,2 @@
+/* Fake scf (to be written): see common.h and ../../../shared/reference/illumos-abi.md §8. */
+#include "common.h"

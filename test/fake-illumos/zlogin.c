@@ -1,0 +1,4 @@
+/* Fake zlogin (to be written): see common.h and ../../../shared/reference/illumos-abi.md §8. */
+#include "common.h"
+
+int main(void) { return 1; }

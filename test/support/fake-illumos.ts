@@ -1,0 +1,27 @@
+// The fake illumos (test/fake-illumos/, built by global-setup.ts): where its libraries and
+// programs are, and a fresh state directory per test.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadNative, type NativeAddon } from '../../src/illumos/addon.js';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** SLED_AGENT_ASAN=1 selects the sanitizer build (npm run test:asan). */
+export const FAKE_ROOT = join(repo, 'build', process.env.SLED_AGENT_ASAN === '1' ? 'fake-illumos-asan' : 'fake-illumos');
+export const FAKE_LIB_DIR = join(FAKE_ROOT, 'lib');
+export const FAKE_BIN_DIR = join(FAKE_ROOT, 'bin');
+
+/** A new, empty fake host: sets FAKE_ILLUMOS_STATE (read by the fakes at each call); returns its path and a remover. */
+export function freshFakeHost(): { state: string; remove(): void } {
+  const state = mkdtempSync(join(tmpdir(), 'fake-illumos-'));
+  process.env.FAKE_ILLUMOS_STATE = state;
+  return { state, remove: () => rmSync(state, { recursive: true, force: true }) };
+}
+
+/** The addon with the fake libraries loaded (once per test file's process). */
+export function fakeIllumos(): NativeAddon {
+  const addon = loadNative();
+  addon.load(FAKE_LIB_DIR);
+  return addon;
+}
