@@ -47,8 +47,10 @@ export type NativeAddon = CoreNative & ZonecfgNative & DladmNative & ZfsNative &
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 let addon: NativeAddon | null = null;
 
+/** SLED_AGENT_ADDON points at another build of the addon (the sanitizer build of npm run test:asan). */
 export function loadNative(): NativeAddon {
-  addon ??= createRequire(import.meta.url)(join(root, 'build', 'Release', 'sled_agent_native.node')) as NativeAddon;
+  const path = process.env.SLED_AGENT_ADDON || join(root, 'build', 'Release', 'sled_agent_native.node');
+  addon ??= createRequire(import.meta.url)(path) as NativeAddon;
   return addon;
 }
 
