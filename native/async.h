@@ -78,22 +78,29 @@ struct Job {
   std::function<T()> work;
   std::function<Napi::Value(Napi::Env, T&)> convert;
   Napi::Promise::Deferred deferred;
+  napi_threadsafe_function tsfn = nullptr;
   std::optional<T> result;
   std::optional<NativeError> error;
 };
 
+// Runs on the JS thread (or with env == nullptr while the environment is torn down). Plain N-API
+// here rather than node-addon-api's TypedThreadSafeFunction: that one compares its callback
+// template argument with nullptr in a constant expression, which g++ rejects under
+// -fsanitize=undefined (-fno-delete-null-pointer-checks), and test:asan must build.
 template <typename T>
-void SettleJob(Napi::Env env, Napi::Function, std::nullptr_t*, Job<T>* job) {
-  std::unique_ptr<Job<T>> owned(job);
-  if (env == nullptr) return;  // the environment is going away; nobody is waiting
-  if (owned->error) {
-    owned->deferred.Reject(ToJsError(env, *owned->error).Value());
+void SettleJob(napi_env raw_env, napi_value, void*, void* data) {
+  std::unique_ptr<Job<T>> job(static_cast<Job<T>*>(data));
+  if (raw_env == nullptr) return;  // nobody is waiting any more
+  Napi::Env env(raw_env);
+  Napi::HandleScope scope(env);
+  if (job->error) {
+    job->deferred.Reject(ToJsError(env, *job->error).Value());
     return;
   }
   try {
-    owned->deferred.Resolve(owned->convert(env, *owned->result));
+    job->deferred.Resolve(job->convert(env, *job->result));
   } catch (const Napi::Error& e) {
-    owned->deferred.Reject(e.Value());
+    job->deferred.Reject(e.Value());
   }
 }
 
@@ -102,20 +109,26 @@ void SettleJob(Napi::Env env, Napi::Function, std::nullptr_t*, Job<T>* job) {
 template <typename T>
 Napi::Promise Schedule(Napi::Env env, SerialThread& thread, std::function<T()> work,
                        std::function<Napi::Value(Napi::Env, T&)> convert) {
-  using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Job<T>, &SettleJob<T>>;
-  auto* job = new Job<T>{std::move(work), std::move(convert), Napi::Promise::Deferred::New(env), std::nullopt, std::nullopt};
+  auto job = std::make_unique<Job<T>>(Job<T>{std::move(work), std::move(convert), Napi::Promise::Deferred::New(env),
+                                             nullptr, std::nullopt, std::nullopt});
   Napi::Promise promise = job->deferred.Promise();
-  Tsfn tsfn = Tsfn::New(env, thread.name().c_str(), 0, 1);
-  thread.Post([job, tsfn]() mutable {
+  napi_status status = napi_create_threadsafe_function(
+      env, nullptr, nullptr, Napi::String::New(env, thread.name()), 0, 1, nullptr, nullptr, nullptr,
+      &SettleJob<T>, &job->tsfn);
+  NAPI_THROW_IF_FAILED(env, status, promise);
+  Job<T>* raw = job.release();
+  thread.Post([raw]() {
     try {
-      job->result.emplace(job->work());
+      raw->result.emplace(raw->work());
     } catch (const NativeError& e) {
-      job->error = e;
+      raw->error = e;
     } catch (const std::exception& e) {
-      job->error = NativeError{"EINTERNAL", e.what()};
+      raw->error = NativeError{"EINTERNAL", e.what()};
     }
-    if (tsfn.BlockingCall(job) != napi_ok) delete job;
-    tsfn.Release();
+    napi_threadsafe_function tsfn = raw->tsfn;
+    // On success SettleJob owns the job; if the environment is closing, nobody will call it.
+    if (napi_call_threadsafe_function(tsfn, raw, napi_tsfn_blocking) != napi_ok) delete raw;
+    napi_release_threadsafe_function(tsfn, napi_tsfn_release);
   });
   return promise;
 }

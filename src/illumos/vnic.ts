@@ -1,0 +1,253 @@
+// VNICs and links over the addon's libdladm binding (native/dladm.cc), with the naming rules the
+// agent owns: link-name validity (checked here, before any native call), the `ox<Scope><n>`
+// allocator of omicron's illumos/vnic.rs, and an RAII-style Vnic that deletes its link once.
+import { loadNative } from './addon.js';
+import type { DladmNative, NativeLinkInfo, NativeVnic } from './native-types/dladm.js';
+
+export type { LinkClass, NativeLinkInfo as LinkInfo, NativeVnic as VnicInfo } from './native-types/dladm.js';
+
+/** MAXLINKNAMELEN: names are at most 31 characters. */
+export const MAXLINKNAMELEN = 32;
+/** Every VNIC the agent creates itself starts with this (omicron's VNIC_PREFIX). */
+export const VNIC_PREFIX = 'ox';
+/** Control-plane VNICs (omicron's VNIC_PREFIX_CONTROL). */
+export const VNIC_PREFIX_CONTROL = 'oxControl';
+/** Guest VNICs over OPTE ports (omicron's VNIC_PREFIX_GUEST). */
+export const VNIC_PREFIX_GUEST = 'vopte';
+/** The prefixes of VNICs the agent owns and removes at start-up. */
+export const OWNED_VNIC_PREFIXES: readonly string[] = [VNIC_PREFIX, VNIC_PREFIX_GUEST];
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  try {
+    return typeof value === 'bigint' || typeof value === 'symbol' ? String(value) : (JSON.stringify(value) ?? String(value));
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/** A link name the rules refuse; nothing was asked of the system. */
+export class InvalidLinkNameError extends Error {
+  readonly code = 'ERR_INVALID_LINK_NAME';
+  constructor(
+    readonly linkName: unknown,
+    reason: string,
+  ) {
+    super(`invalid link name ${describe(linkName)}: ${reason}`);
+    this.name = 'InvalidLinkNameError';
+  }
+}
+
+/** An argument other than a name that is refused before any native call. */
+export class InvalidVnicArgumentError extends Error {
+  constructor(
+    readonly code: 'ERR_INVALID_MAC' | 'ERR_OUT_OF_RANGE' | 'ERR_INVALID_ARG_TYPE',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'InvalidVnicArgumentError';
+  }
+}
+
+/**
+ * Why `name` is not a valid link name, or null if it is. The rules of illumos's
+ * dladm_valid_linkname: shorter than MAXLINKNAMELEN, not starting with a digit, ending in a number
+ * without leading zeroes ("net0", "net10", not "net00"), only [A-Za-z0-9_.].
+ */
+export function linkNameProblem(name: unknown): string | null {
+  if (typeof name !== 'string') return 'not a string';
+  if (name.length === 0) return 'empty';
+  if (name.length >= MAXLINKNAMELEN) return `longer than ${MAXLINKNAMELEN - 1} characters`;
+  if (!/^[A-Za-z0-9_.]+$/.test(name)) return 'only letters, digits, "_" and "." are allowed';
+  if (/^[0-9]/.test(name)) return 'starts with a digit';
+  const number = /[0-9]+$/.exec(name)?.[0];
+  if (number === undefined) return 'does not end in a digit';
+  if (number.length > 1 && number.startsWith('0')) return 'its number has a leading zero';
+  return null;
+}
+
+/** Returns `name` if it is a valid link name, else throws InvalidLinkNameError. */
+export function validateLinkName(name: unknown): string {
+  const problem = linkNameProblem(name);
+  if (problem !== null) throw new InvalidLinkNameError(name, problem);
+  return name as string;
+}
+
+const MAC_RE = /^[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){5}$/;
+
+/** "a8:40:25:0:1:2" -> "a8:40:25:00:01:02"; throws InvalidVnicArgumentError if malformed. */
+export function normalizeMac(mac: unknown): string {
+  if (typeof mac !== 'string' || !MAC_RE.test(mac)) {
+    throw new InvalidVnicArgumentError('ERR_INVALID_MAC', `invalid MAC address ${describe(mac)}: expected xx:xx:xx:xx:xx:xx`);
+  }
+  return mac
+    .split(':')
+    .map((octet) => octet.toLowerCase().padStart(2, '0'))
+    .join(':');
+}
+
+function checkInteger(what: string, value: unknown, lo: number, hi: number): number {
+  if (typeof value !== 'number') throw new InvalidVnicArgumentError('ERR_INVALID_ARG_TYPE', `${what} must be a number`);
+  if (!Number.isInteger(value) || value < lo || value > hi) {
+    throw new InvalidVnicArgumentError('ERR_OUT_OF_RANGE', `${what} must be an integer from ${lo} to ${hi}, got ${value}`);
+  }
+  return value;
+}
+
+export interface CreateVnicOptions {
+  name: string;
+  /** The physical link or etherstub it goes over. */
+  link: string;
+  /** Fixed MAC "xx:xx:xx:xx:xx:xx"; random (02:08:20:...) when absent. */
+  mac?: string;
+  /** 802.1Q VLAN id, 1..4094; untagged when absent. */
+  vlan?: number;
+  /** MTU to set on the new VNIC (the library checks it against the link's range). */
+  mtu?: number;
+}
+
+function dladm(native?: DladmNative): DladmNative {
+  return native ?? loadNative();
+}
+
+/** Creates a temporary VNIC. Every argument is checked before any native call. */
+export async function createVnic(options: CreateVnicOptions, native?: DladmNative): Promise<NativeVnic> {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidVnicArgumentError('ERR_INVALID_ARG_TYPE', 'options must be an object');
+  }
+  const name = validateLinkName(options.name);
+  const link = validateLinkName(options.link);
+  const mac = options.mac === undefined ? undefined : normalizeMac(options.mac);
+  const vlan = options.vlan === undefined ? undefined : checkInteger('vlan', options.vlan, 1, 4094);
+  const mtu = options.mtu === undefined ? undefined : checkInteger('mtu', options.mtu, 68, 65535);
+  return dladm(native).vnicCreate({ name, link, mac, vlan, mtu });
+}
+
+/** Deletes a VNIC by name. */
+export async function deleteVnic(name: string, native?: DladmNative): Promise<void> {
+  await dladm(native).vnicDelete(validateLinkName(name));
+}
+
+/** Every VNIC on the system. */
+export async function listVnics(native?: DladmNative): Promise<NativeVnic[]> {
+  return dladm(native).vnicList();
+}
+
+/** Any link (physical, etherstub, VNIC, ...) by name. */
+export async function lookupLink(name: string, native?: DladmNative): Promise<NativeLinkInfo> {
+  return dladm(native).linkLookup(validateLinkName(name));
+}
+
+/** True if `name` starts with one of the prefixes the agent owns. */
+export function isOwnedVnicName(name: string, prefixes: readonly string[] = OWNED_VNIC_PREFIXES): boolean {
+  return prefixes.some((p) => p.length > 0 && name.startsWith(p));
+}
+
+/**
+ * The VNICs an earlier run of the agent left behind (omicron deletes every VNIC starting with
+ * "ox" or "vopte" at start-up). Wrap them with Vnic.wrapExisting to release them.
+ */
+export async function listOwnedVnics(
+  prefixes: readonly string[] = OWNED_VNIC_PREFIXES,
+  native?: DladmNative,
+): Promise<NativeVnic[]> {
+  const all = await dladm(native).vnicList();
+  return all.filter((v) => isOwnedVnicName(v.name, prefixes));
+}
+
+/** Which of the agent's kinds a VNIC name is, as omicron's VnicKind::from_name. */
+export type VnicKind = 'oxide' | 'guest';
+
+export function vnicKind(name: string): VnicKind | null {
+  if (name.startsWith(VNIC_PREFIX)) return 'oxide';
+  if (name.startsWith(VNIC_PREFIX_GUEST)) return 'guest';
+  return null;
+}
+
+/**
+ * A VNIC the agent owns: release() deletes it, once. Ownership is by convention; another process
+ * in the global zone could still delete it. Use with `await using` (Symbol.asyncDispose) or call
+ * release() in a finally.
+ */
+export class Vnic {
+  #release: Promise<void> | null = null;
+
+  private constructor(
+    readonly name: string,
+    readonly kind: VnicKind,
+    readonly info: NativeVnic | null,
+    private readonly native: DladmNative | undefined,
+  ) {}
+
+  /** Creates a VNIC and owns it. Its name must have an owned prefix ("ox", "vopte"). */
+  static async create(options: CreateVnicOptions, native?: DladmNative): Promise<Vnic> {
+    const name = validateLinkName(options.name);
+    const kind = vnicKind(name);
+    if (kind === null) throw new InvalidLinkNameError(name, `not a name the agent owns (${OWNED_VNIC_PREFIXES.join(', ')})`);
+    const info = await createVnic(options, native);
+    return new Vnic(info.name, kind, info, native);
+  }
+
+  /** Takes ownership of an existing VNIC (start-up adoption); throws for a name the agent does not own. */
+  static wrapExisting(vnic: string | NativeVnic, native?: DladmNative): Vnic {
+    const name = typeof vnic === 'string' ? vnic : vnic.name;
+    validateLinkName(name);
+    const kind = vnicKind(name);
+    if (kind === null) throw new InvalidLinkNameError(name, 'not a VNIC the sled agent manages');
+    return new Vnic(name, kind, typeof vnic === 'string' ? null : vnic, native);
+  }
+
+  get released(): boolean {
+    return this.#release !== null;
+  }
+
+  /** Deletes the VNIC the first time; every later call returns that same outcome. */
+  release(): Promise<void> {
+    this.#release ??= deleteVnic(this.name, this.native);
+    return this.#release;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+/**
+ * Allocates VNIC names unique within a scope, as omicron's VnicAllocator: `ox<Scope><n>` with
+ * one counter shared by an allocator and its superscopes (new VnicAllocator("Foo") gives oxFoo0,
+ * oxFoo1; its superscope "Baz" then gives oxBazFoo2).
+ */
+export class VnicAllocator {
+  readonly #counter: { value: number };
+
+  constructor(
+    readonly scope: string,
+    /** The physical link or etherstub its VNICs go over. */
+    readonly link: string,
+    private readonly native?: DladmNative,
+    counter?: { value: number },
+  ) {
+    // The scope sits between the prefix and the counter: it must not end in a digit, or the
+    // counter would merge into its number (and "oxFoo0" + 5 would be the invalid "oxFoo05").
+    if (!/^[A-Za-z_.]([A-Za-z0-9_.]*[A-Za-z_.])?$|^$/.test(scope)) {
+      throw new InvalidLinkNameError(scope, 'an allocator scope is [A-Za-z0-9_.]* and does not begin or end with a digit');
+    }
+    this.#counter = counter ?? { value: 0 };
+  }
+
+  /** A new allocator sharing this one's counter, with `scope` before this one's. */
+  newSuperscope(scope: string): VnicAllocator {
+    return new VnicAllocator(`${scope}${this.scope}`, this.link, this.native, this.#counter);
+  }
+
+  /** The next name, e.g. "oxFoo0"; it must still be a valid link name when used. */
+  next(): string {
+    return `${VNIC_PREFIX}${this.scope}${this.#counter.value++}`;
+  }
+
+  /** A control-plane VNIC (`oxControl<Scope><n>`) over this allocator's link. */
+  async newControl(mac?: string): Promise<Vnic> {
+    const name = this.newSuperscope('Control').next();
+    return Vnic.create({ name, link: this.link, ...(mac === undefined ? {} : { mac }) }, this.native);
+  }
+}
