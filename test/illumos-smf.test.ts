@@ -219,8 +219,9 @@ describe('SMF state (native)', () => {
        const a = createRequire(import.meta.url)(process.env.ADDON);
        const caps = a.load(process.env.LIBS);
        console.log(JSON.stringify({ loaded: caps.libraries.scf.loaded }));
-       for (const p of [a.smfState('z', 'svc:/a:default'), a.smfWaitState('z', 'svc:/a:default', { states: ['online'] }).promise]) {
-         try { await p; console.log('resolved?!'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }
+       const calls = [() => a.smfState('z', 'svc:/a:default'), () => a.smfWaitState('z', 'svc:/a:default', { states: ['online'] }).promise];
+       for (const call of calls) {
+         try { await call(); console.log('resolved?!'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }
        }`,
       { ADDON: ADDON_PATH, LIBS: empty, FAKE_ILLUMOS_STATE: state },
     );
