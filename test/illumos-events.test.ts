@@ -21,6 +21,7 @@ import { waitForZoneState, ZoneEvents, type ZoneStateEvent } from '../src/illumo
 import type { NativeZoneEvent } from '../src/illumos/native-types/events.js';
 import { getServiceState, waitForServiceState } from '../src/illumos/smf.js';
 import { FAKE_BIN_DIR, FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { runChild } from './support/child.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ADDON_PATH = process.env.SLED_AGENT_ADDON || join(repo, 'build', 'Release', 'sled_agent_native.node');
@@ -87,31 +88,6 @@ async function subscribe(c: Collector) {
 }
 
 /** Runs a Node ESM script in a child process; resolves with its exit code and output. */
-function runChild(script: string, env: Record<string, string>, timeoutMs = 10_000, onStdout?: (line: string) => void) {
-  return new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      const text = d.toString();
-      stdout += text;
-      for (const line of text.split('\n')) if (line !== '') onStdout?.(line);
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`child did not exit within ${timeoutMs} ms; stdout: ${stdout} stderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
 describe('zone state events (native)', () => {
   it('delivers each state change with zonename, zoneid, states and a bigint hrtime', async () => {
     const state = fresh();

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isNativeError, type NativeAddon } from '../src/illumos/addon.js';
 import { getServiceState, waitForServiceState } from '../src/illumos/smf.js';
-import { FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { runChild } from './support/child.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ADDON_PATH = process.env.SLED_AGENT_ADDON || join(repo, 'build', 'Release', 'sled_agent_native.node');
@@ -72,27 +73,6 @@ function setStatesLater(state: string, zone: string, fmri: string, values: strin
 }
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function runChild(script: string, env: Record<string, string>, timeoutMs = 10_000) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`child did not exit within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('SMF state (native)', () => {
   it('reads restarter/state of an instance in a zone', async () => {

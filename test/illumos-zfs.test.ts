@@ -2,13 +2,13 @@
 // illumos: every call's success and failure paths, the typed layer's checks before any native
 // call, state that outlives the process, the library being absent, the fake libnvpair's own
 // semantics (a C harness), and a randomized fuzz of datasetCreate/datasetGet.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { NativeAddon } from '../src/illumos/addon.js';
 import type { ZfsNative } from '../src/illumos/native-types/zfs.js';
 import {
@@ -36,6 +36,7 @@ import {
   validatePropertyMap,
 } from '../src/illumos/zfs.js';
 import { FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { runChild } from './support/child.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ADDON_PATH = process.env.SLED_AGENT_ADDON || join(repo, 'build', 'Release', 'sled_agent_native.node');
@@ -67,27 +68,6 @@ async function failure(p: Promise<unknown>): Promise<(Error & { code?: string })
   } catch (err) {
     return err as Error & { code?: string };
   }
-}
-
-function runChild(script: string, env: Record<string, string>, timeoutMs = 15_000) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`child did not exit within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 const CHILD_PRELUDE = `const { createRequire } = await import('node:module');
