@@ -3,10 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <stdatomic.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <dirent.h>
@@ -34,6 +37,9 @@ int fake_path(char *buf, size_t len, const char *sub, const char *name) {
 int fake_mkdir(const char *sub) {
   char path[4096];
   if (fake_path(path, sizeof(path), sub, NULL) != 0) return -1;
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0; /* the common case: one syscall */
+  if (mkdir(path, 0755) == 0) return 0;                       /* only the last one missing */
   for (char *p = path + 1; *p != '\0'; p++) {
     if (*p != '/') continue;
     *p = '\0';
@@ -115,10 +121,63 @@ char *fake_read_file(const char *path, size_t *len) {
   return buf;
 }
 
+#define FAKE_GEN_LEN 17
+
+uint64_t fake_gen_read(int lockfd, int slot) {
+  char buf[FAKE_GEN_LEN + 1];
+  ssize_t r;
+  do {
+    r = pread(lockfd, buf, FAKE_GEN_LEN, (off_t)slot * FAKE_GEN_LEN);
+  } while (r < 0 && errno == EINTR);
+  if (r != FAKE_GEN_LEN) return 0;
+  buf[FAKE_GEN_LEN] = '\0';
+  return (uint64_t)strtoull(buf, NULL, 16);
+}
+
+/* splitmix64 over a per-process random start: distinct tokens without a syscall each. A forked
+ * child starts over from its own random start rather than repeat its parent's sequence. */
+static _Atomic uint64_t gen_state;
+static _Atomic int gen_seeded;
+static pthread_once_t gen_once = PTHREAD_ONCE_INIT;
+
+static void gen_child(void) { atomic_store(&gen_seeded, 0); }
+static void gen_init(void) { (void)pthread_atfork(NULL, NULL, gen_child); }
+
+static uint64_t gen_next(void) {
+  (void)pthread_once(&gen_once, gen_init);
+  if (!atomic_load(&gen_seeded)) {
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) seed = 0;
+    seed ^= (uint64_t)fake_hrtime() ^ ((uint64_t)getpid() << 40);
+    atomic_store(&gen_state, seed);
+    atomic_store(&gen_seeded, 1);
+  }
+  uint64_t z = atomic_fetch_add(&gen_state, 0x9E3779B97F4A7C15ULL) + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t fake_gen_bump(int lockfd, int slot) {
+  char buf[FAKE_GEN_LEN + 1];
+  uint64_t tok = 0;
+  while (tok == 0) tok = gen_next();
+  (void)snprintf(buf, sizeof(buf), "%016llx\n", (unsigned long long)tok);
+  ssize_t w;
+  do {
+    w = pwrite(lockfd, buf, FAKE_GEN_LEN, (off_t)slot * FAKE_GEN_LEN);
+  } while (w < 0 && errno == EINTR);
+  return w == FAKE_GEN_LEN ? tok : 0;
+}
+
 int fake_lock(void) {
   char path[4096];
-  if (fake_mkdir("") != 0 || fake_path(path, sizeof(path), "", ".lock") != 0) return -1;
+  if (fake_path(path, sizeof(path), "", ".lock") != 0) return -1;
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) { /* the state directory is not there yet */
+    if (fake_mkdir("") != 0) return -1;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  }
   if (fd < 0) return -1;
   while (flock(fd, LOCK_EX) != 0) {
     if (errno != EINTR) {

@@ -25,6 +25,19 @@ int fake_write_file(const char *path, const char *data, size_t len);
 /* Reads a whole file into a malloc'd NUL-terminated buffer; NULL (errno set) on failure. */
 char *fake_read_file(const char *path, size_t *len);
 
+/*
+ * Generation tokens for per-process caches of an area of state, kept in the lock file (slot N at
+ * byte offset 17*N, "%016llx\n"; written in place, as a rename over an existing file costs a
+ * data flush on ext4): a random non-zero token that every writer of that area replaces before it
+ * unlocks, so a cache is still good while the token is the one it was loaded at. lockfd is what
+ * fake_lock() returned. fake_gen_read returns 0 when there is no token (the cache must reload);
+ * fake_gen_bump returns the new token, or 0 if it could not write one.
+ */
+#define FAKE_GEN_LINKS 0
+#define FAKE_GEN_ZFS 1
+uint64_t fake_gen_read(int lockfd, int slot);
+uint64_t fake_gen_bump(int lockfd, int slot);
+
 /* An exclusive lock over the whole fake host's state, across processes (flock). */
 int fake_lock(void);          /* returns an fd to pass to fake_unlock, or -1 */
 void fake_unlock(int fd);

@@ -5,11 +5,14 @@
  *
  * State, under $FAKE_ILLUMOS_STATE/links/ (every read-modify-write under fake_lock()):
  *   seeded          created once the initial links exist
- *   next-id         the next datalink_id_t to hand out (ids are never reused)
+ *   next-id         the next datalink_id_t to hand out (ids are never reused; rewritten in place)
  *   by-id/<id>      one file per link, "key=value" lines:
  *                     name=oxFoo0  class=phys|etherstub|vnic|vlan  flags=<DLMGMT_* bits>
  *                     over=<link id or 0>  mactype=fixed|random|primary  mac=xx:xx:xx:xx:xx:xx
  *                     vid=<0..4094>  mtu=<bytes>
+ * Each process keeps the links in memory and reloads them only when the token in slot
+ * FAKE_GEN_LINKS of $FAKE_ILLUMOS_STATE/.lock (fake_gen_bump, replaced on every change) is not
+ * the one it loaded at.
  * Seeding (on the first call that finds no "seeded"): physical links from FAKE_ILLUMOS_PHYS_LINKS
  * (comma-separated, default "net0,net1"; ids from 1, flags ACTIVE|PERSIST, MAC a8:40:25:00:00:<id>,
  * MTU from FAKE_ILLUMOS_PHYS_MTU, default 9000), then etherstubs from FAKE_ILLUMOS_ETHERSTUBS
@@ -33,6 +36,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -243,6 +247,22 @@ typedef struct {
   size_t n;
 } links_t;
 
+/*
+ * This process's copy of links/by-id, good while the lock file's FAKE_GEN_LINKS token is `token`
+ * and the state directory is still `dir`. Only touched with fake_lock() held and `cache_mu`
+ * (fake_lock() already excludes other threads, the mutex makes that plain to the compiler).
+ * `changed`: this locked section wrote something; the token is replaced when it ends.
+ */
+static struct {
+  int valid;
+  uint64_t token;
+  char dir[4096];
+  links_t links;
+  unsigned long next_id; /* links/next-id as read or last written; 0: not known */
+  int changed;
+} cache;
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static const char *class_str(uint32_t c) {
   switch (c) {
     case DATALINK_CLASS_PHYS: return "phys";
@@ -320,6 +340,37 @@ static int parse_link(const char *text, link_t *l) {
   return l->name[0] != '\0' && l->cls != 0 ? 0 : -1;
 }
 
+/* Puts (or replaces) a link in the cache, keeping id order; drops the cache if out of memory. */
+static void cache_put(const link_t *l) {
+  links_t *c = &cache.links;
+  size_t i = 0;
+  while (i < c->n && c->v[i].id < l->id) i++;
+  if (i < c->n && c->v[i].id == l->id) {
+    c->v[i] = *l;
+    return;
+  }
+  link_t *bigger = realloc(c->v, (c->n + 1) * sizeof(link_t));
+  if (bigger == NULL) {
+    cache.valid = 0;
+    return;
+  }
+  c->v = bigger;
+  memmove(&c->v[i + 1], &c->v[i], (c->n - i) * sizeof(link_t));
+  c->v[i] = *l;
+  c->n++;
+}
+
+static void cache_drop(datalink_id_t id) {
+  links_t *c = &cache.links;
+  for (size_t i = 0; i < c->n; i++) {
+    if (c->v[i].id == id) {
+      memmove(&c->v[i], &c->v[i + 1], (c->n - i - 1) * sizeof(link_t));
+      c->n--;
+      return;
+    }
+  }
+}
+
 static int write_link(const link_t *l) {
   char name[32], path[4096], text[512];
   snprintf(name, sizeof(name), "%u", l->id);
@@ -329,14 +380,26 @@ static int write_link(const link_t *l) {
                    l->name, class_str(l->cls), l->flags, l->over, mactype_str(l->mactype), l->mac[0], l->mac[1],
                    l->mac[2], l->mac[3], l->mac[4], l->mac[5], (unsigned)l->vid, l->mtu);
   if (n < 0 || (size_t)n >= sizeof(text)) return -1;
-  return fake_write_file(path, text, (size_t)n);
+  cache.changed = 1;
+  if (fake_write_file(path, text, (size_t)n) != 0) {
+    cache.valid = 0;
+    return -1;
+  }
+  if (cache.valid) cache_put(l);
+  return 0;
 }
 
 static int remove_link(datalink_id_t id) {
   char name[32], path[4096];
   snprintf(name, sizeof(name), "%u", id);
   if (fake_path(path, sizeof(path), "links/by-id", name) != 0) return -1;
-  return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+  cache.changed = 1;
+  if (unlink(path) == 0 || errno == ENOENT) {
+    if (cache.valid) cache_drop(id);
+    return 0;
+  }
+  cache.valid = 0;
+  return -1;
 }
 
 static int cmp_link(const void *a, const void *b) {
@@ -404,14 +467,28 @@ static link_t *by_id(links_t *ls, datalink_id_t id) {
 static datalink_id_t alloc_id(void) {
   char path[4096];
   if (fake_path(path, sizeof(path), "links", "next-id") != 0) return 0;
-  char *text = fake_read_file(path, NULL);
-  unsigned long next = text != NULL ? strtoul(text, NULL, 10) : 1;
-  free(text);
+  unsigned long next = cache.valid ? cache.next_id : 0;
+  if (next == 0) {
+    char *text = fake_read_file(path, NULL);
+    next = text != NULL ? strtoul(text, NULL, 10) : 1;
+    free(text);
+  }
   if (next == 0) next = 1;
+  cache.next_id = 0;
+  cache.changed = 1;
   char buf[32];
   int n = snprintf(buf, sizeof(buf), "%lu\n", next + 1);
-  if (fake_write_file(path, buf, (size_t)n) != 0) return 0;
-  return (datalink_id_t)next;
+  /* Rewritten in place (read only under the lock): a rename over it costs a data flush on ext4. */
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return 0;
+  ssize_t w;
+  do {
+    w = pwrite(fd, buf, (size_t)n, 0);
+  } while (w < 0 && errno == EINTR);
+  int ok = w == n && ftruncate(fd, n) == 0;
+  if (close(fd) != 0) ok = 0;
+  if (ok) cache.next_id = next + 1;
+  return ok ? (datalink_id_t)next : 0;
 }
 
 static uint32_t env_u32(const char *name, uint32_t fallback) {
@@ -455,20 +532,59 @@ static int ensure_seeded(void) {
   return fake_write_file(path, "1\n", 2);
 }
 
-/* Locks, seeds and loads every link; returns the lock fd (>= 0) or -1. */
+/* Ends a locked section: replaces the token if anything was written, then unlocks. */
+static void unlock_state(int fd) {
+  if (cache.changed) {
+    uint64_t tok = fake_gen_bump(fd, FAKE_GEN_LINKS);
+    if (tok == 0) cache.valid = 0;
+    cache.token = tok;
+    cache.changed = 0;
+  }
+  pthread_mutex_unlock(&cache_mu);
+  fake_unlock(fd);
+}
+
+/* Locks, seeds and loads every link (from the cache when still good); returns the lock fd (>= 0)
+ * or -1. */
 static int open_state(links_t *ls) {
+  ls->v = NULL;
+  ls->n = 0;
   int fd = fake_lock();
   if (fd < 0) return -1;
-  if (ensure_seeded() != 0 || load_links(ls) != 0) {
-    fake_unlock(fd);
-    return -1;
+  pthread_mutex_lock(&cache_mu);
+  cache.changed = 0;
+  const char *dir = fake_state_dir();
+  uint64_t tok = fake_gen_read(fd, FAKE_GEN_LINKS);
+  if (!cache.valid || tok == 0 || tok != cache.token || dir == NULL || strcmp(dir, cache.dir) != 0) {
+    cache.valid = 0;
+    cache.next_id = 0;
+    free_links(&cache.links);
+    links_t fresh;
+    if (ensure_seeded() != 0 || load_links(&fresh) != 0) {
+      unlock_state(fd);
+      return -1;
+    }
+    cache.links = fresh;
+    snprintf(cache.dir, sizeof(cache.dir), "%s", dir);
+    cache.valid = 1;
+    cache.token = tok;
+    if (tok == 0) cache.changed = 1; /* no token yet: make one now */
+  }
+  if (cache.links.n > 0) {
+    ls->v = malloc(cache.links.n * sizeof(link_t));
+    if (ls->v == NULL) {
+      unlock_state(fd);
+      return -1;
+    }
+    memcpy(ls->v, cache.links.v, cache.links.n * sizeof(link_t));
+    ls->n = cache.links.n;
   }
   return fd;
 }
 
 static void close_state(int fd, links_t *ls) {
   free_links(ls);
-  fake_unlock(fd);
+  unlock_state(fd);
 }
 
 static uint32_t lower_mtu(links_t *ls, const link_t *l) {
@@ -633,7 +749,7 @@ dladm_status_t dladm_walk_datalink_id(int (*fn)(dladm_handle_t, datalink_id_t, v
     leave(h);
     return DLADM_STATUS_FAILED;
   }
-  fake_unlock(fd); /* the callback calls back into the library, which locks again */
+  unlock_state(fd); /* the callback calls back into the library, which locks again */
   int any_media = ((dmedia >> 32) & 1) != 0;
   for (size_t i = 0; i < ls.n; i++) {
     const link_t *l = &ls.v[i];

@@ -16,6 +16,9 @@
  *                                index values spelled as zfs prints them) and user properties
  *                                ("module:name"), plus the fake's own "@creation", "@guid",
  *                                "@mounted" ("yes"/"no") and "@mountedat".
+ * Each process keeps pools and datasets in memory, and reloads them only when the token in slot
+ * FAKE_GEN_ZFS of $FAKE_ILLUMOS_STATE/.lock (fake_gen_bump, replaced on every change) is not the one it
+ * loaded at.
  * Space: every filesystem "uses" 24 KiB; a pool's allocated = 24 KiB x its datasets; a
  * dataset's used = 24 KiB x (itself + descendants); available = pool free, capped by a quota.
  * Nothing is really mounted: mount state is recorded, and mountpoints are not created.
@@ -58,6 +61,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -602,6 +606,114 @@ static int kvs_set(kvs_t *p, const char *key, const char *val) {
   return 0;
 }
 
+typedef struct {
+  char name[ZFS_MAX_DATASET_NAME_LEN];
+  uint64_t size;
+  char health[32];
+  uint64_t guid;
+} pool_t;
+
+/*
+ * This process's copy of zfs/pools and every zfs/ds/.../@props, good while the lock file's
+ * FAKE_GEN_ZFS token is `token` and the state directory is still `dir`. When not `valid`, every function
+ * goes to the files as before. Only touched between zlock() and zunlock() (fake_lock() already
+ * excludes other threads; the mutex makes that plain to the compiler). `changed`: this locked
+ * section wrote something, so the token is replaced when it ends.
+ */
+typedef struct {
+  char *name;
+  kvs_t rec;
+} ds_ent_t;
+
+static struct {
+  int valid;
+  uint64_t token;
+  char dir[4096];
+  int have_pools; /* zfs/pools exists */
+  pool_t *pools;
+  size_t npools;
+  ds_ent_t *ds;
+  size_t nds, cap;
+  int changed;
+} zc;
+static pthread_mutex_t zc_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void zc_clear(void) {
+  for (size_t i = 0; i < zc.nds; i++) {
+    free(zc.ds[i].name);
+    kvs_free(&zc.ds[i].rec);
+  }
+  free(zc.ds);
+  free(zc.pools);
+  zc.ds = NULL;
+  zc.pools = NULL;
+  zc.nds = zc.cap = zc.npools = 0;
+  zc.have_pools = 0;
+  zc.valid = 0;
+}
+
+static int kvs_copy(const kvs_t *src, kvs_t *dst) {
+  memset(dst, 0, sizeof(*dst));
+  for (size_t i = 0; i < src->n; i++) {
+    if (kvs_set(dst, src->kv[i].key, src->kv[i].val) != 0) {
+      kvs_free(dst);
+      errno = ENOMEM;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static ds_ent_t *zc_find(const char *name) {
+  for (size_t i = 0; i < zc.nds; i++) {
+    if (strcmp(zc.ds[i].name, name) == 0) return &zc.ds[i];
+  }
+  return NULL;
+}
+
+/* Adds or replaces a dataset in the cache (taking a copy); drops the cache if out of memory. */
+static void zc_put(const char *name, const kvs_t *rec) {
+  kvs_t copy;
+  if (kvs_copy(rec, &copy) != 0) {
+    zc_clear();
+    return;
+  }
+  ds_ent_t *e = zc_find(name);
+  if (e != NULL) {
+    kvs_free(&e->rec);
+    e->rec = copy;
+    return;
+  }
+  if (zc.nds == zc.cap) {
+    size_t cap = zc.cap == 0 ? 16 : zc.cap * 2;
+    ds_ent_t *bigger = realloc(zc.ds, cap * sizeof(ds_ent_t));
+    if (bigger == NULL) {
+      kvs_free(&copy);
+      zc_clear();
+      return;
+    }
+    zc.ds = bigger;
+    zc.cap = cap;
+  }
+  char *n = strdup(name);
+  if (n == NULL) {
+    kvs_free(&copy);
+    zc_clear();
+    return;
+  }
+  zc.ds[zc.nds].name = n;
+  zc.ds[zc.nds].rec = copy;
+  zc.nds++;
+}
+
+static void zc_remove(const char *name) {
+  ds_ent_t *e = zc_find(name);
+  if (e == NULL) return;
+  free(e->name);
+  kvs_free(&e->rec);
+  *e = zc.ds[--zc.nds];
+}
+
 static int ds_dir(char *buf, size_t len, const char *name) {
   char sub[ZFS_MAX_DATASET_NAME_LEN + 16];
   int n = snprintf(sub, sizeof(sub), "zfs/ds/%s", name);
@@ -640,13 +752,9 @@ static char *unescape(const char *s) {
   return out;
 }
 
-/* Loads a dataset's record. -1 with errno ENOENT if it does not exist. Lock held. */
-static int ds_load(const char *name, kvs_t *out) {
-  char path[4200];
+/* Parses a record file's text (consumed) into *out. */
+static int ds_parse(char *data, kvs_t *out) {
   memset(out, 0, sizeof(*out));
-  if (ds_file(path, sizeof(path), name) != 0) return -1;
-  char *data = fake_read_file(path, NULL);
-  if (data == NULL) return -1;
   char *save = NULL;
   for (char *line = strtok_r(data, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
     char *eq = strchr(line, '=');
@@ -666,10 +774,30 @@ static int ds_load(const char *name, kvs_t *out) {
   return 0;
 }
 
+/* Loads a dataset's record. -1 with errno ENOENT if it does not exist. Lock held. */
+static int ds_load(const char *name, kvs_t *out) {
+  char path[4200];
+  memset(out, 0, sizeof(*out));
+  if (ds_file(path, sizeof(path), name) != 0) return -1;
+  if (zc.valid) {
+    const ds_ent_t *e = zc_find(name);
+    if (e == NULL) {
+      errno = ENOENT;
+      return -1;
+    }
+    return kvs_copy(&e->rec, out);
+  }
+  char *data = fake_read_file(path, NULL);
+  if (data == NULL) return -1;
+  return ds_parse(data, out);
+}
+
 static int ds_exists(const char *name) {
   char path[4200];
   struct stat st;
-  return ds_file(path, sizeof(path), name) == 0 && stat(path, &st) == 0;
+  if (ds_file(path, sizeof(path), name) != 0) return 0;
+  if (zc.valid) return zc_find(name) != NULL;
+  return stat(path, &st) == 0;
 }
 
 /* Writes a dataset's record (creating its directory). Lock held. */
@@ -694,17 +822,14 @@ static int ds_save(const char *name, const kvs_t *p) {
     }
     buf[len++] = '\n';
   }
+  zc.changed = 1;
   int rc = fake_write_file(path, buf, len);
   free(buf);
+  if (rc != 0) zc_clear();
+  else if (zc.valid) zc_put(name, p);
   return rc;
 }
 
-typedef struct {
-  char name[ZFS_MAX_DATASET_NAME_LEN];
-  uint64_t size;
-  char health[32];
-  uint64_t guid;
-} pool_t;
 
 static uint64_t fake_guid(void) {
   uint64_t g = (uint64_t)fake_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)rand();
@@ -727,7 +852,11 @@ static int ensure_pools(void) {
   char path[4096];
   struct stat st;
   if (pools_path(path, sizeof(path)) != 0) return -1;
+  if (zc.valid && zc.have_pools) return 0;
   if (stat(path, &st) == 0) return 0;
+  /* Seeding: the files change, so this process reloads them next time. */
+  zc_clear();
+  zc.changed = 1;
   if (fake_mkdir("zfs/ds") != 0) return -1;
   const char *spec = getenv("FAKE_ILLUMOS_POOLS");
   if (spec == NULL || spec[0] == '\0') spec = DEFAULT_POOLS;
@@ -768,12 +897,27 @@ static int ensure_pools(void) {
 }
 
 /* Reads the pools. Returns a malloc'd array (count in *n), NULL on failure. Lock held. */
+static pool_t *pools_parse(char *data, size_t *n);
+
 static pool_t *pools_load(size_t *n) {
   char path[4096];
   *n = 0;
   if (ensure_pools() != 0 || pools_path(path, sizeof(path)) != 0) return NULL;
+  if (zc.valid && zc.have_pools) {
+    pool_t *copy = malloc((zc.npools > 0 ? zc.npools : 1) * sizeof(pool_t));
+    if (copy == NULL) return NULL;
+    if (zc.npools > 0) memcpy(copy, zc.pools, zc.npools * sizeof(pool_t));
+    *n = zc.npools;
+    return copy;
+  }
   char *data = fake_read_file(path, NULL);
   if (data == NULL) return NULL;
+  return pools_parse(data, n);
+}
+
+/* Parses the pools file's text (consumed). */
+static pool_t *pools_parse(char *data, size_t *n) {
+  *n = 0;
   size_t cap = 8;
   pool_t *pools = calloc(cap, sizeof(pool_t));
   if (pools == NULL) {
@@ -824,10 +968,29 @@ static int pool_find(const char *name, pool_t *out) {
 }
 
 /* Names of the direct children of `name` (sorted, malloc'd). Lock held. */
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 static char **ds_children(const char *name, size_t *count) {
   char dir[4096];
   *count = 0;
   if (ds_dir(dir, sizeof(dir), name) != 0) return NULL;
+  if (zc.valid) {
+    size_t len = strlen(name);
+    char **out = calloc(1, sizeof(char *));
+    if (out == NULL) return NULL;
+    for (size_t i = 0; i < zc.nds; i++) {
+      const char *c = zc.ds[i].name;
+      if (strncmp(c, name, len) != 0 || c[len] != '/' || c[len + 1] == '\0' || strchr(c + len + 1, '/') != NULL)
+        continue;
+      char **bigger = realloc(out, (*count + 2) * sizeof(char *));
+      if (bigger == NULL) break;
+      out = bigger;
+      out[*count] = strdup(c);
+      if (out[*count] != NULL) (*count)++;
+    }
+    if (*count > 1) qsort(out, *count, sizeof(char *), cmp_names);
+    return out;
+  }
   DIR *d = opendir(dir);
   char **out = calloc(1, sizeof(char *));
   if (d == NULL || out == NULL) {
@@ -1091,6 +1254,98 @@ static int valid_proplist(libzfs_handle_t *hdl, nvlist_t *props, int zoned, cons
 /* ------------------------------------------------------------------------------------------ */
 /* The library                                                                                 */
 
+/* Reads every dataset record under the directory `dir` (dataset `name`, "" for zfs/ds itself). */
+static int zc_load_dir(const char *dir, const char *name) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return errno == ENOENT && name[0] == '\0' ? 0 : -1;
+  struct dirent *e;
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || e->d_name[0] == '@') continue;
+    char child[ZFS_MAX_DATASET_NAME_LEN * 2], sub[4400], file[4500];
+    int n = name[0] != '\0' ? snprintf(child, sizeof(child), "%s/%s", name, e->d_name)
+                             : snprintf(child, sizeof(child), "%s", e->d_name);
+    int m = snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
+    int k = snprintf(file, sizeof(file), "%s/@props", sub);
+    if (n < 0 || (size_t)n >= sizeof(child) || m < 0 || (size_t)m >= sizeof(sub) || k < 0 || (size_t)k >= sizeof(file)) {
+      rc = -1;
+      break;
+    }
+    char *data = fake_read_file(file, NULL);
+    if (data != NULL) {
+      kvs_t rec;
+      if (ds_parse(data, &rec) != 0) {
+        rc = -1;
+        break;
+      }
+      zc_put(child, &rec);
+      kvs_free(&rec);
+      if (!zc.valid) {
+        rc = -1;
+        break;
+      }
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+      rc = -1;
+      break;
+    }
+    struct stat st;
+    if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode)) rc = zc_load_dir(sub, child);
+  }
+  closedir(d);
+  return rc;
+}
+
+/* Fills the cache from the files. Lock held. */
+static int zc_load(void) {
+  char path[4096];
+  zc_clear();
+  zc.valid = 1; /* so zc_put keeps what it is given */
+  if (pools_path(path, sizeof(path)) != 0) goto fail;
+  char *data = fake_read_file(path, NULL);
+  if (data != NULL) {
+    zc.pools = pools_parse(data, &zc.npools);
+    if (zc.pools == NULL) goto fail;
+    zc.have_pools = 1;
+  } else if (errno != ENOENT) {
+    goto fail;
+  }
+  if (fake_path(path, sizeof(path), "zfs/ds", NULL) != 0 || zc_load_dir(path, "") != 0 || !zc.valid) goto fail;
+  return 0;
+fail:
+  zc_clear();
+  return -1;
+}
+
+/* fake_lock(), and the cache brought up to date (or left invalid: the files are used). */
+static int zlock(void) {
+  int lk = fake_lock();
+  if (lk < 0) return -1;
+  pthread_mutex_lock(&zc_mu);
+  zc.changed = 0;
+  const char *dir = fake_state_dir();
+  uint64_t tok = fake_gen_read(lk, FAKE_GEN_ZFS);
+  if (!zc.valid || tok == 0 || tok != zc.token || dir == NULL || strcmp(dir, zc.dir) != 0) {
+    if (dir != NULL && zc_load() == 0) {
+      (void)snprintf(zc.dir, sizeof(zc.dir), "%s", dir);
+      zc.token = tok;
+      if (tok == 0) zc.changed = 1; /* no token yet: make one now */
+    }
+  }
+  return lk;
+}
+
+/* Replaces the token if this locked section wrote anything, then fake_unlock(). */
+static void zunlock(int lk) {
+  if (zc.changed) {
+    uint64_t tok = fake_gen_bump(lk, FAKE_GEN_ZFS);
+    if (tok == 0) zc_clear();
+    zc.token = tok;
+    zc.changed = 0;
+  }
+  pthread_mutex_unlock(&zc_mu);
+  fake_unlock(lk);
+}
+
 libzfs_handle_t *libzfs_init(void) {
   /* The real one opens /dev/zfs and /etc/mnttab; the fake needs its state directory. */
   if (fake_state_dir() == NULL) {
@@ -1126,13 +1381,13 @@ zfs_handle_t *zfs_open(libzfs_handle_t *hdl, const char *path, int types) {
     (void)zfs_error(hdl, EZFS_INVALIDNAME, errbuf);
     return NULL;
   }
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) {
     (void)state_error(hdl, errbuf);
     return NULL;
   }
   int exists = ensure_pools() == 0 && ds_exists(path);
-  fake_unlock(lk);
+  zunlock(lk);
   if (!exists) {
     (void)zfs_standard_error(hdl, ENOENT, errbuf);
     return NULL;
@@ -1157,10 +1412,10 @@ zfs_type_t zfs_get_type(const zfs_handle_t *zhp) { return zhp->type; }
 boolean_t zfs_dataset_exists(libzfs_handle_t *hdl, const char *path, zfs_type_t types) {
   (void)hdl;
   if (!(types & ZFS_TYPE_FILESYSTEM) || !validate_name(NULL, path, 0)) return B_FALSE;
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return B_FALSE;
   int exists = ensure_pools() == 0 && ds_exists(path);
-  fake_unlock(lk);
+  zunlock(lk);
   return exists ? B_TRUE : B_FALSE;
 }
 
@@ -1174,7 +1429,7 @@ int zfs_create(libzfs_handle_t *hdl, const char *path, zfs_type_t type, nvlist_t
   if (type != ZFS_TYPE_FILESYSTEM) return zfs_error(hdl, EZFS_BADTYPE, errbuf);
   if (!validate_name(hdl, path, 1)) return zfs_error(hdl, EZFS_INVALIDNAME, errbuf);
 
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return state_error(hdl, errbuf);
   int rc = -1;
   kvs_t parent_rec = {0}, rec = {0};
@@ -1233,7 +1488,7 @@ nomem:
 out:
   kvs_free(&parent_rec);
   kvs_free(&rec);
-  fake_unlock(lk);
+  zunlock(lk);
   return rc;
 }
 
@@ -1242,7 +1497,7 @@ int zfs_destroy(zfs_handle_t *zhp, boolean_t defer) {
   char errbuf[1024];
   if (defer) return EINVAL; /* defer applies to snapshots only; the real one returns EINVAL */
   (void)snprintf(errbuf, sizeof(errbuf), "cannot destroy '%s'", zhp->name);
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return state_error(hdl, errbuf);
   int rc = 0;
   kvs_t rec = {0};
@@ -1265,19 +1520,28 @@ int zfs_destroy(zfs_handle_t *zhp, boolean_t defer) {
     goto out;
   }
   char path[4200], dir[4096];
-  if (ds_file(path, sizeof(path), zhp->name) != 0 || ds_dir(dir, sizeof(dir), zhp->name) != 0 || unlink(path) != 0) {
+  if (ds_file(path, sizeof(path), zhp->name) != 0 || ds_dir(dir, sizeof(dir), zhp->name) != 0) {
     rc = state_error(hdl, errbuf);
     goto out;
   }
+  zc.changed = 1;
+  if (unlink(path) != 0) {
+    int saved = errno;
+    zc_clear();
+    errno = saved;
+    rc = state_error(hdl, errbuf);
+    goto out;
+  }
+  zc_remove(zhp->name);
   (void)rmdir(dir);
 out:
   kvs_free(&rec);
-  fake_unlock(lk);
+  zunlock(lk);
   return rc;
 }
 
 boolean_t zfs_is_mounted(zfs_handle_t *zhp, char **where) {
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return B_FALSE;
   kvs_t rec;
   boolean_t mounted = B_FALSE;
@@ -1292,7 +1556,7 @@ boolean_t zfs_is_mounted(zfs_handle_t *zhp, char **where) {
     }
     kvs_free(&rec);
   }
-  fake_unlock(lk);
+  zunlock(lk);
   return mounted;
 }
 
@@ -1302,13 +1566,13 @@ int zfs_mount(zfs_handle_t *zhp, const char *options, int flags) {
   libzfs_handle_t *hdl = zhp->hdl;
   char errbuf[1024];
   (void)snprintf(errbuf, sizeof(errbuf), "cannot mount '%s'", zhp->name);
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return state_error(hdl, errbuf);
   int rc = 0;
   kvs_t rec;
   char mp[ZFS_MAXPROPLEN];
   if (ds_load(zhp->name, &rec) != 0) {
-    fake_unlock(lk);
+    zunlock(lk);
     return zfs_standard_error(hdl, ENOENT, errbuf);
   }
   if (!ds_mountable(zhp->name, &rec, mp, sizeof(mp))) goto out; /* nothing to do: 0 */
@@ -1325,7 +1589,7 @@ int zfs_mount(zfs_handle_t *zhp, const char *options, int flags) {
   if (ds_save(zhp->name, &rec) != 0) rc = state_error(hdl, errbuf);
 out:
   kvs_free(&rec);
-  fake_unlock(lk);
+  zunlock(lk);
   return rc;
 }
 
@@ -1335,7 +1599,7 @@ int zfs_unmount(zfs_handle_t *zhp, const char *mountpoint, int flags) {
   libzfs_handle_t *hdl = zhp->hdl;
   char errbuf[1024];
   (void)snprintf(errbuf, sizeof(errbuf), "cannot unmount '%s'", zhp->name);
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return state_error(hdl, errbuf);
   int rc = 0;
   kvs_t rec;
@@ -1346,7 +1610,7 @@ int zfs_unmount(zfs_handle_t *zhp, const char *mountpoint, int flags) {
     }
     kvs_free(&rec);
   }
-  fake_unlock(lk);
+  zunlock(lk);
   return rc;
 }
 
@@ -1354,7 +1618,7 @@ int zfs_prop_get(zfs_handle_t *zhp, zfs_prop_t prop, char *propbuf, size_t propl
                  char *statbuf, size_t statlen, boolean_t literal) {
   const prop_desc_t *pd = prop_by_id(prop);
   if (pd == NULL || propbuf == NULL || proplen == 0) return -1;
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return -1;
   kvs_t rec;
   int rc = -1;
@@ -1363,7 +1627,7 @@ int zfs_prop_get(zfs_handle_t *zhp, zfs_prop_t prop, char *propbuf, size_t propl
     rc = ds_prop(zhp->name, &rec, pd, value, sizeof(value), src, statbuf, statlen);
     kvs_free(&rec);
   }
-  fake_unlock(lk);
+  zunlock(lk);
   if (rc != 0) return -1;
   if (!literal && pd->type == PT_NUMBER && pd->id != P_CREATION && pd->id != P_GUID && pd->id != P_COMPRESSRATIO) {
     uint64_t n = strtoull(value, NULL, 10);
@@ -1381,7 +1645,7 @@ int zfs_prop_set_list(zfs_handle_t *zhp, nvlist_t *props) {
   libzfs_handle_t *hdl = zhp->hdl;
   char errbuf[1024];
   (void)snprintf(errbuf, sizeof(errbuf), "cannot set property for '%s'", zhp->name);
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return state_error(hdl, errbuf);
   int rc = -1;
   kvs_t rec = {0}, changes = {0};
@@ -1430,7 +1694,7 @@ int zfs_prop_set_list(zfs_handle_t *zhp, nvlist_t *props) {
 out:
   kvs_free(&rec);
   kvs_free(&changes);
-  fake_unlock(lk);
+  zunlock(lk);
   return rc;
 }
 
@@ -1450,7 +1714,7 @@ nvlist_t *zfs_get_user_props(zfs_handle_t *zhp) {
   nvlist_free(zhp->user_props);
   zhp->user_props = NULL;
   if (nvlist_alloc(&zhp->user_props, NV_UNIQUE_NAME, 0) != 0) return NULL;
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return zhp->user_props;
   /* From the pool's root down to the dataset, so nearer settings replace farther ones. */
   char anc[ZFS_MAX_DATASET_NAME_LEN];
@@ -1471,16 +1735,16 @@ nvlist_t *zfs_get_user_props(zfs_handle_t *zhp) {
     }
     kvs_free(&rec);
   }
-  fake_unlock(lk);
+  zunlock(lk);
   return zhp->user_props;
 }
 
 int zfs_iter_filesystems(zfs_handle_t *zhp, zfs_iter_f func, void *data) {
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return state_error(zhp->hdl, "cannot iterate filesystems");
   size_t n = 0;
   char **kids = ds_children(zhp->name, &n);
-  fake_unlock(lk); /* never hold the lock across the callback: it may call back into us */
+  zunlock(lk); /* never hold the lock across the callback: it may call back into us */
   int rc = 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
     zfs_handle_t *child = new_handle(zhp->hdl, kids[i]);
@@ -1497,11 +1761,11 @@ int zfs_iter_filesystems(zfs_handle_t *zhp, zfs_iter_f func, void *data) {
 int zfs_iter_children(zfs_handle_t *zhp, zfs_iter_f func, void *data) { return zfs_iter_filesystems(zhp, func, data); }
 
 int zfs_iter_root(libzfs_handle_t *hdl, zfs_iter_f func, void *data) {
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return state_error(hdl, "cannot iterate filesystems");
   size_t n = 0;
   pool_t *pools = pools_load(&n);
-  fake_unlock(lk);
+  zunlock(lk);
   int rc = 0;
   for (size_t i = 0; pools != NULL && i < n && rc == 0; i++) {
     zfs_handle_t *root = new_handle(hdl, pools[i].name);
@@ -1532,14 +1796,14 @@ zpool_handle_t *zpool_open_canfail(libzfs_handle_t *hdl, const char *pool) {
     (void)zfs_error(hdl, EZFS_INVALIDNAME, errbuf);
     return NULL;
   }
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) {
     (void)state_error(hdl, errbuf);
     return NULL;
   }
   pool_t p;
   int found = pool_find(pool, &p) == 0;
-  fake_unlock(lk);
+  zunlock(lk);
   if (!found) {
     zfs_error_aux(hdl, "no such pool");
     (void)zfs_error(hdl, EZFS_NOENT, errbuf);
@@ -1560,11 +1824,11 @@ int zpool_get_state(zpool_handle_t *zhp) {
 }
 
 int zpool_iter(libzfs_handle_t *hdl, zpool_iter_f func, void *data) {
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return state_error(hdl, "cannot iterate pools");
   size_t n = 0;
   pool_t *pools = pools_load(&n);
-  fake_unlock(lk);
+  zunlock(lk);
   if (pools == NULL) return state_error(hdl, "cannot iterate pools");
   int rc = 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
@@ -1577,11 +1841,11 @@ int zpool_iter(libzfs_handle_t *hdl, zpool_iter_f func, void *data) {
 
 /* Size figures of a pool; -1 if it is gone. */
 static int pool_figures(const char *name, pool_t *p, uint64_t *alloc) {
-  int lk = fake_lock();
+  int lk = zlock();
   if (lk < 0) return -1;
   int rc = pool_find(name, p);
   if (rc == 0) *alloc = FAKE_DS_BYTES * ds_count(name);
-  fake_unlock(lk);
+  zunlock(lk);
   return rc;
 }
 
