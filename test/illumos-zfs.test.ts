@@ -691,6 +691,8 @@ describe('fuzz (fast-check)', () => {
   const oddString = (max: number) =>
     fc.oneof(fc.string({ maxLength: max }), fc.array(oddChar, { maxLength: max }).map((cs) => cs.join('')), fc.string({ unit: 'binary', maxLength: max }));
   const name = fc.oneof(
+    // Valid names in a fair share of the runs, so both paths are always exercised.
+    fc.stringMatching(/^[a-z][a-z0-9_.:-]{0,10}$/).map((s) => `rpool/${s}`),
     oddString(12).map((s) => `rpool/${s}`),
     oddString(8).map((s) => `${OXP}/${s}`),
     oddString(300),
@@ -707,7 +709,7 @@ describe('fuzz (fast-check)', () => {
     let created = 0;
     let rejected = 0;
     await fc.assert(
-      fc.asyncProperty(name, fc.dictionary(propName, propValue, { maxKeys: 4 }), fc.array(propName, { maxLength: 5 }), async (n, props, wanted) => {
+      fc.asyncProperty(name, fc.oneof(fc.constant<Record<string, string>>({}), fc.dictionary(propName, propValue, { maxKeys: 4 })), fc.array(propName, { maxLength: 5 }), async (n, props, wanted) => {
         const err = await failure(addon.datasetCreate(n, props));
         if (err !== null) {
           rejected++;
