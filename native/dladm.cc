@@ -436,18 +436,6 @@ double OptInteger(Napi::Env env, const Napi::Object& obj, const char* key, doubl
   return d;
 }
 
-// Runs `body` (which returns a Promise); an exception thrown while checking arguments becomes a
-// rejected Promise, so callers see one failure path.
-Napi::Value AsPromise(const Napi::CallbackInfo& info, const std::function<Napi::Value()>& body) {
-  try {
-    return body();
-  } catch (const Napi::Error& e) {
-    auto deferred = Napi::Promise::Deferred::New(info.Env());
-    deferred.Reject(e.Value());
-    return deferred.Promise();
-  }
-}
-
 Napi::Object VnicToJs(Napi::Env env, const VnicInfo& v, bool with_over_name) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("name", v.name);

@@ -6,6 +6,7 @@
 
 #include <napi.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -68,6 +69,18 @@ inline double OptNumber(const Napi::Object& obj, const char* key, double fallbac
   if (v.IsUndefined() || v.IsNull()) return fallback;
   if (!v.IsNumber()) ThrowArgError(obj.Env(), std::string(key) + " must be a number");
   return v.As<Napi::Number>().DoubleValue();
+}
+
+// Runs `body` (which returns a Promise); an exception thrown while checking arguments becomes a
+// rejected Promise, so a caller sees one failure path.
+inline Napi::Value AsPromise(const Napi::CallbackInfo& info, const std::function<Napi::Value()>& body) {
+  try {
+    return body();
+  } catch (const Napi::Error& e) {
+    auto deferred = Napi::Promise::Deferred::New(info.Env());
+    deferred.Reject(e.Value());
+    return deferred.Promise();
+  }
 }
 
 }  // namespace sled

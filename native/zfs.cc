@@ -172,16 +172,6 @@ NvlistPtr StringNvlist(const Props& props) {
 
 // --- argument checks (JS thread) ---
 
-Napi::Value AsPromise(const Napi::CallbackInfo& info, const std::function<Napi::Value()>& body) {
-  try {
-    return body();
-  } catch (const Napi::Error& e) {
-    auto deferred = Napi::Promise::Deferred::New(info.Env());
-    deferred.Reject(e.Value());
-    return deferred.Promise();
-  }
-}
-
 std::string NoNul(Napi::Env env, std::string s, const std::string& what) {
   if (s.find('\0') != std::string::npos) ThrowArgError(env, what + " must not contain NUL characters");
   return s;
