@@ -556,7 +556,7 @@ describe('state, processes, and the library being absent', () => {
     await expect(addon.datasetList('rpool/persist')).resolves.toEqual(['rpool/persist/child']);
     expect(await addon.datasetGet('rpool/persist/child', ['oxide:uuid'])).toEqual({ 'oxide:uuid': 'c-1' });
     // The state files are what the fake's header says.
-    const props = readFileSync(join(host.state, 'zfs', 'ds', 'rpool', 'persist', '@props'), 'utf8');
+    const props = readFileSync(join(host.state, 'zfs', 'ds', 'rpool!persist'), 'utf8');
     expect(props).toContain('mountpoint=/persist\n');
     expect(props).toContain('oxide:uuid=p-1\n');
     expect(props).toContain('@mounted=yes\n');

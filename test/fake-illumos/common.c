@@ -170,19 +170,76 @@ uint64_t fake_gen_bump(int lockfd, int slot) {
   return w == FAKE_GEN_LEN ? tok : 0;
 }
 
+/*
+ * The lock file stays open between locked sections (open + close of it were half of a lock's
+ * cost): one fd per process, used by one thread at a time (lk_mu, held from fake_lock to
+ * fake_unlock, does between threads what a separate open file description did). It is opened
+ * again when the state directory changes, when "<state>/.lock" is no longer that file (the state
+ * directory was removed and made again), and in a forked child (which must not share its parent's
+ * open file description, whose flock the parent holds).
+ */
+static pthread_mutex_t lk_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int lk_fd = -1;
+static pid_t lk_pid;
+static dev_t lk_dev;
+static ino_t lk_ino;
+static char lk_path[4096];
+static pthread_once_t lk_once = PTHREAD_ONCE_INIT;
+
+static void lk_child(void) {
+  /* Only this thread goes on in the child: the mutex may have been held by another one. */
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  memcpy(&lk_mu, &fresh, sizeof(fresh));
+  int fd = atomic_exchange(&lk_fd, -1);
+  if (fd >= 0) close(fd); /* the parent's flock stays: its own fd still refers to it */
+}
+static void lk_init(void) { (void)pthread_atfork(NULL, NULL, lk_child); }
+
 int fake_lock(void) {
   char path[4096];
   if (fake_path(path, sizeof(path), "", ".lock") != 0) return -1;
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0 && errno == ENOENT) { /* the state directory is not there yet */
-    if (fake_mkdir("") != 0) return -1;
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  (void)pthread_once(&lk_once, lk_init);
+  pthread_mutex_lock(&lk_mu);
+  int fd = atomic_load(&lk_fd);
+  if (fd >= 0) {
+    struct stat st;
+    if (lk_pid != getpid() || strcmp(path, lk_path) != 0 || stat(path, &st) != 0 || st.st_ino != lk_ino ||
+        st.st_dev != lk_dev) {
+      close(fd);
+      fd = -1;
+      atomic_store(&lk_fd, -1);
+    }
   }
-  if (fd < 0) return -1;
+  if (fd < 0) {
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) { /* the state directory is not there yet */
+      if (fake_mkdir("") == 0) fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    }
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) != 0) {
+      int saved = errno;
+      close(fd);
+      fd = -1;
+      errno = saved;
+    }
+    if (fd < 0) {
+      int saved = errno;
+      pthread_mutex_unlock(&lk_mu);
+      errno = saved;
+      return -1;
+    }
+    lk_pid = getpid();
+    lk_dev = st.st_dev;
+    lk_ino = st.st_ino;
+    (void)snprintf(lk_path, sizeof(lk_path), "%s", path);
+    atomic_store(&lk_fd, fd);
+  }
   while (flock(fd, LOCK_EX) != 0) {
     if (errno != EINTR) {
       int saved = errno;
       close(fd);
+      atomic_store(&lk_fd, -1);
+      pthread_mutex_unlock(&lk_mu);
       errno = saved;
       return -1;
     }
@@ -193,7 +250,11 @@ int fake_lock(void) {
 void fake_unlock(int fd) {
   if (fd < 0) return;
   flock(fd, LOCK_UN);
-  close(fd);
+  if (fd == atomic_load(&lk_fd)) {
+    pthread_mutex_unlock(&lk_mu); /* the fd stays open for the next fake_lock */
+  } else {
+    close(fd); /* one the caller opened itself */
+  }
 }
 
 int64_t fake_hrtime(void) {

@@ -38,7 +38,11 @@ char *fake_read_file(const char *path, size_t *len);
 uint64_t fake_gen_read(int lockfd, int slot);
 uint64_t fake_gen_bump(int lockfd, int slot);
 
-/* An exclusive lock over the whole fake host's state, across processes (flock). */
+/*
+ * An exclusive lock over the whole fake host's state, across processes (flock) and threads. The
+ * lock file's fd stays open in the process between sections (so do not close it: fake_unlock
+ * keeps it for the next fake_lock); fake_unlock given an fd the caller opened itself closes it.
+ */
 int fake_lock(void);          /* returns an fd to pass to fake_unlock, or -1 */
 void fake_unlock(int fd);
 

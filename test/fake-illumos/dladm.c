@@ -374,14 +374,17 @@ static void cache_drop(datalink_id_t id) {
 static int write_link(const link_t *l) {
   char name[32], path[4096], text[512];
   snprintf(name, sizeof(name), "%u", l->id);
-  if (fake_mkdir("links/by-id") != 0 || fake_path(path, sizeof(path), "links/by-id", name) != 0) return -1;
+  if (fake_path(path, sizeof(path), "links/by-id", name) != 0) return -1;
   int n = snprintf(text, sizeof(text),
                    "name=%s\nclass=%s\nflags=%u\nover=%u\nmactype=%s\nmac=%02x:%02x:%02x:%02x:%02x:%02x\nvid=%u\nmtu=%u\n",
                    l->name, class_str(l->cls), l->flags, l->over, mactype_str(l->mactype), l->mac[0], l->mac[1],
                    l->mac[2], l->mac[3], l->mac[4], l->mac[5], (unsigned)l->vid, l->mtu);
   if (n < 0 || (size_t)n >= sizeof(text)) return -1;
   cache.changed = 1;
-  if (fake_write_file(path, text, (size_t)n) != 0) {
+  /* links/by-id is there but when the state directory was just made (no stat each time). */
+  int rc = fake_write_file(path, text, (size_t)n);
+  if (rc != 0 && errno == ENOENT && fake_mkdir("links/by-id") == 0) rc = fake_write_file(path, text, (size_t)n);
+  if (rc != 0) {
     cache.valid = 0;
     return -1;
   }
@@ -468,6 +471,7 @@ static datalink_id_t alloc_id(void) {
   char path[4096];
   if (fake_path(path, sizeof(path), "links", "next-id") != 0) return 0;
   unsigned long next = cache.valid ? cache.next_id : 0;
+  int known = next != 0; /* the file holds exactly "<next>\n", written by this process */
   if (next == 0) {
     char *text = fake_read_file(path, NULL);
     next = text != NULL ? strtoul(text, NULL, 10) : 1;
@@ -485,7 +489,8 @@ static datalink_id_t alloc_id(void) {
   do {
     w = pwrite(fd, buf, (size_t)n, 0);
   } while (w < 0 && errno == EINTR);
-  int ok = w == n && ftruncate(fd, n) == 0;
+  /* The number only grows, so a text this process wrote (cache.next_id) is never longer. */
+  int ok = w == n && (known || ftruncate(fd, n) == 0);
   if (close(fd) != 0) ok = 0;
   if (ok) cache.next_id = next + 1;
   return ok ? (datalink_id_t)next : 0;

@@ -8,9 +8,11 @@
  *                                seeded on first use from $FAKE_ILLUMOS_POOLS
  *                                ("name:size[:health],..."; default below), each pool getting
  *                                its root dataset.
- *   zfs/ds/<dataset name>/@props one file per dataset (the dataset's name is the directory path,
- *                                so children are subdirectories; '@' cannot occur in a
- *                                filesystem name, so "@props" cannot collide with a child):
+ *   zfs/ds/<escaped name>        one flat file per dataset, all in one directory (the name with
+ *                                '/' as '!' and other bytes outside [A-Za-z0-9-_.: ] as %XX, so
+ *                                "rpool/a/b" is "rpool!a!b"; children are found by name, from
+ *                                the cache or one readdir; a create is a temp file "@tmp.<pid>"
+ *                                renamed to a new name, a destroy one unlink):
  *                                "key=value\n" lines, value %-escaped ('%', '\n', '\r'). Keys are
  *                                locally set properties (canonical form: numbers in bytes,
  *                                index values spelled as zfs prints them) and user properties
@@ -61,6 +63,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -614,7 +617,7 @@ typedef struct {
 } pool_t;
 
 /*
- * This process's copy of zfs/pools and every zfs/ds/.../@props, good while the lock file's
+ * This process's copy of zfs/pools and every zfs/ds/<escaped name>, good while the lock file's
  * FAKE_GEN_ZFS token is `token` and the state directory is still `dir`. When not `valid`, every function
  * goes to the files as before. Only touched between zlock() and zunlock() (fake_lock() already
  * excludes other threads; the mutex makes that plain to the compiler). `changed`: this locked
@@ -714,25 +717,46 @@ static void zc_remove(const char *name) {
   *e = zc.ds[--zc.nds];
 }
 
-static int ds_dir(char *buf, size_t len, const char *name) {
-  char sub[ZFS_MAX_DATASET_NAME_LEN + 16];
-  int n = snprintf(sub, sizeof(sub), "zfs/ds/%s", name);
-  if (n < 0 || (size_t)n >= sizeof(sub)) {
-    errno = ENAMETOOLONG;
-    return -1;
+/* A dataset's file name in zfs/ds: its name with '/' as '!' and any other byte outside
+ * [A-Za-z0-9-_.: ] (such as '!' or '%') as %XX, so a stored name (which has none of those) keeps
+ * its length, under NAME_MAX. Never starts with '.' or '@' (a pool name starts with a letter). */
+static int ds_escape(char *buf, size_t len, const char *name) {
+  size_t j = 0;
+  for (const char *c = name; *c != '\0'; c++) {
+    int plain = valid_char(*c) || *c == '/';
+    if (j + (plain ? 1 : 3) >= len) {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
+    if (plain) buf[j++] = *c == '/' ? '!' : *c;
+    else j += (size_t)sprintf(buf + j, "%%%02X", (unsigned char)*c);
   }
-  return fake_path(buf, len, sub, NULL);
+  buf[j] = '\0';
+  return 0;
+}
+
+/* The dataset name of a file in zfs/ds (malloc'd), or NULL. */
+static char *ds_unescape(const char *file) {
+  char *out = malloc(strlen(file) + 1);
+  if (out == NULL) return NULL;
+  size_t j = 0;
+  for (size_t i = 0; file[i] != '\0'; i++) {
+    if (file[i] == '%' && isxdigit((unsigned char)file[i + 1]) && isxdigit((unsigned char)file[i + 2])) {
+      char hex[3] = {file[i + 1], file[i + 2], '\0'};
+      out[j++] = (char)strtol(hex, NULL, 16);
+      i += 2;
+    } else {
+      out[j++] = file[i] == '!' ? '/' : file[i];
+    }
+  }
+  out[j] = '\0';
+  return out;
 }
 
 static int ds_file(char *buf, size_t len, const char *name) {
-  char dir[4096];
-  if (ds_dir(dir, sizeof(dir), name) != 0) return -1;
-  int n = snprintf(buf, len, "%s/@props", dir);
-  if (n < 0 || (size_t)n >= len) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  return 0;
+  char esc[ZFS_MAX_DATASET_NAME_LEN * 3 + 1];
+  if (ds_escape(esc, sizeof(esc), name) != 0) return -1;
+  return fake_path(buf, len, "zfs/ds", esc);
 }
 
 static char *unescape(const char *s) {
@@ -778,7 +802,6 @@ static int ds_parse(char *data, kvs_t *out) {
 static int ds_load(const char *name, kvs_t *out) {
   char path[4200];
   memset(out, 0, sizeof(*out));
-  if (ds_file(path, sizeof(path), name) != 0) return -1;
   if (zc.valid) {
     const ds_ent_t *e = zc_find(name);
     if (e == NULL) {
@@ -787,6 +810,7 @@ static int ds_load(const char *name, kvs_t *out) {
     }
     return kvs_copy(&e->rec, out);
   }
+  if (ds_file(path, sizeof(path), name) != 0) return -1;
   char *data = fake_read_file(path, NULL);
   if (data == NULL) return -1;
   return ds_parse(data, out);
@@ -795,18 +819,53 @@ static int ds_load(const char *name, kvs_t *out) {
 static int ds_exists(const char *name) {
   char path[4200];
   struct stat st;
-  if (ds_file(path, sizeof(path), name) != 0) return 0;
   if (zc.valid) return zc_find(name) != NULL;
+  if (ds_file(path, sizeof(path), name) != 0) return 0;
   return stat(path, &st) == 0;
 }
 
-/* Writes a dataset's record (creating its directory). Lock held. */
+/* Writes `len` bytes to a new temp file in zfs/ds (named with '@', which no dataset file has) and
+ * renames it to `path`: a rename to a name not yet there (a create) costs no flush on ext4. */
+static int ds_write(const char *path, const char *data, size_t len) {
+  char tmp[4200];
+  if (fake_path(tmp, sizeof(tmp), "zfs/ds", "@tmp") != 0) return -1;
+  size_t n = strlen(tmp);
+  if (snprintf(tmp + n, sizeof(tmp) - n, ".%ld", (long)getpid()) >= (int)(sizeof(tmp) - n)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) { /* zfs/ds not there yet */
+    if (fake_mkdir("zfs/ds") != 0) return -1;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  }
+  if (fd < 0) return -1;
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, data + off, len - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int saved = errno;
+      close(fd);
+      unlink(tmp);
+      errno = saved;
+      return -1;
+    }
+    off += (size_t)w;
+  }
+  if (close(fd) != 0 || rename(tmp, path) != 0) {
+    int saved = errno;
+    unlink(tmp);
+    errno = saved;
+    return -1;
+  }
+  return 0;
+}
+
+/* Writes a dataset's record. Lock held. */
 static int ds_save(const char *name, const kvs_t *p) {
-  char dir[4096], path[4200];
-  if (ds_dir(dir, sizeof(dir), name) != 0 || ds_file(path, sizeof(path), name) != 0) return -1;
-  char sub[ZFS_MAX_DATASET_NAME_LEN + 16];
-  (void)snprintf(sub, sizeof(sub), "zfs/ds/%s", name);
-  if (fake_mkdir(sub) != 0) return -1;
+  char path[4200];
+  if (ds_file(path, sizeof(path), name) != 0) return -1;
   size_t cap = 256, len = 0;
   for (size_t i = 0; i < p->n; i++) cap += strlen(p->kv[i].key) + 3 * strlen(p->kv[i].val) + 2;
   char *buf = malloc(cap);
@@ -823,13 +882,12 @@ static int ds_save(const char *name, const kvs_t *p) {
     buf[len++] = '\n';
   }
   zc.changed = 1;
-  int rc = fake_write_file(path, buf, len);
+  int rc = ds_write(path, buf, len);
   free(buf);
   if (rc != 0) zc_clear();
   else if (zc.valid) zc_put(name, p);
   return rc;
 }
-
 
 static uint64_t fake_guid(void) {
   uint64_t g = (uint64_t)fake_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)rand();
@@ -970,54 +1028,54 @@ static int pool_find(const char *name, pool_t *out) {
 /* Names of the direct children of `name` (sorted, malloc'd). Lock held. */
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Whether `c` is a direct child of `name` (of length len). */
+static int is_child(const char *c, const char *name, size_t len) {
+  return strncmp(c, name, len) == 0 && c[len] == '/' && c[len + 1] != '\0' && strchr(c + len + 1, '/') == NULL;
+}
+
 static char **ds_children(const char *name, size_t *count) {
   char dir[4096];
+  size_t len = strlen(name);
   *count = 0;
-  if (ds_dir(dir, sizeof(dir), name) != 0) return NULL;
+  if (fake_path(dir, sizeof(dir), "zfs/ds", NULL) != 0) return NULL;
+  char **out = calloc(1, sizeof(char *));
+  if (out == NULL) return NULL;
   if (zc.valid) {
-    size_t len = strlen(name);
-    char **out = calloc(1, sizeof(char *));
-    if (out == NULL) return NULL;
     for (size_t i = 0; i < zc.nds; i++) {
       const char *c = zc.ds[i].name;
-      if (strncmp(c, name, len) != 0 || c[len] != '/' || c[len + 1] == '\0' || strchr(c + len + 1, '/') != NULL)
-        continue;
+      if (!is_child(c, name, len)) continue;
       char **bigger = realloc(out, (*count + 2) * sizeof(char *));
       if (bigger == NULL) break;
       out = bigger;
       out[*count] = strdup(c);
       if (out[*count] != NULL) (*count)++;
     }
-    if (*count > 1) qsort(out, *count, sizeof(char *), cmp_names);
-    return out;
-  }
-  DIR *d = opendir(dir);
-  char **out = calloc(1, sizeof(char *));
-  if (d == NULL || out == NULL) {
-    if (d != NULL) closedir(d);
-    free(out);
-    return NULL;
-  }
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || e->d_name[0] == '@') continue;
-    char child[ZFS_MAX_DATASET_NAME_LEN * 2];
-    (void)snprintf(child, sizeof(child), "%s/%s", name, e->d_name);
-    if (!ds_exists(child)) continue;
-    char **bigger = realloc(out, (*count + 2) * sizeof(char *));
-    if (bigger == NULL) break;
-    out = bigger;
-    out[*count] = strdup(child);
-    if (out[*count] != NULL) (*count)++;
-  }
-  closedir(d);
-  for (size_t i = 1; i < *count; i++) {
-    for (size_t j = i; j > 0 && strcmp(out[j - 1], out[j]) > 0; j--) {
-      char *t = out[j];
-      out[j] = out[j - 1];
-      out[j - 1] = t;
+  } else {
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+      free(out);
+      return NULL;
     }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (e->d_name[0] == '.' || e->d_name[0] == '@') continue;
+      char *child = ds_unescape(e->d_name);
+      if (child == NULL) break;
+      if (!is_child(child, name, len)) {
+        free(child);
+        continue;
+      }
+      char **bigger = realloc(out, (*count + 2) * sizeof(char *));
+      if (bigger == NULL) {
+        free(child);
+        break;
+      }
+      out = bigger;
+      out[(*count)++] = child;
+    }
+    closedir(d);
   }
+  if (*count > 1) qsort(out, *count, sizeof(char *), cmp_names);
   return out;
 }
 
@@ -1254,20 +1312,19 @@ static int valid_proplist(libzfs_handle_t *hdl, nvlist_t *props, int zoned, cons
 /* ------------------------------------------------------------------------------------------ */
 /* The library                                                                                 */
 
-/* Reads every dataset record under the directory `dir` (dataset `name`, "" for zfs/ds itself). */
-static int zc_load_dir(const char *dir, const char *name) {
+/* Reads every dataset record in the directory `dir` (zfs/ds: one flat file per dataset). */
+static int zc_load_dir(const char *dir) {
   DIR *d = opendir(dir);
-  if (d == NULL) return errno == ENOENT && name[0] == '\0' ? 0 : -1;
+  if (d == NULL) return errno == ENOENT ? 0 : -1;
   struct dirent *e;
   int rc = 0;
   while (rc == 0 && (e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || e->d_name[0] == '@') continue;
-    char child[ZFS_MAX_DATASET_NAME_LEN * 2], sub[4400], file[4500];
-    int n = name[0] != '\0' ? snprintf(child, sizeof(child), "%s/%s", name, e->d_name)
-                             : snprintf(child, sizeof(child), "%s", e->d_name);
-    int m = snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
-    int k = snprintf(file, sizeof(file), "%s/@props", sub);
-    if (n < 0 || (size_t)n >= sizeof(child) || m < 0 || (size_t)m >= sizeof(sub) || k < 0 || (size_t)k >= sizeof(file)) {
+    if (e->d_name[0] == '.' || e->d_name[0] == '@') continue; /* ".", "..", temp files */
+    char file[4500];
+    int k = snprintf(file, sizeof(file), "%s/%s", dir, e->d_name);
+    char *name = ds_unescape(e->d_name);
+    if (k < 0 || (size_t)k >= sizeof(file) || name == NULL) {
+      free(name);
       rc = -1;
       break;
     }
@@ -1275,21 +1332,17 @@ static int zc_load_dir(const char *dir, const char *name) {
     if (data != NULL) {
       kvs_t rec;
       if (ds_parse(data, &rec) != 0) {
+        free(name);
         rc = -1;
         break;
       }
-      zc_put(child, &rec);
+      zc_put(name, &rec);
       kvs_free(&rec);
-      if (!zc.valid) {
-        rc = -1;
-        break;
-      }
-    } else if (errno != ENOENT && errno != ENOTDIR) {
+      if (!zc.valid) rc = -1;
+    } else if (errno != ENOENT) {
       rc = -1;
-      break;
     }
-    struct stat st;
-    if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode)) rc = zc_load_dir(sub, child);
+    free(name);
   }
   closedir(d);
   return rc;
@@ -1309,7 +1362,7 @@ static int zc_load(void) {
   } else if (errno != ENOENT) {
     goto fail;
   }
-  if (fake_path(path, sizeof(path), "zfs/ds", NULL) != 0 || zc_load_dir(path, "") != 0 || !zc.valid) goto fail;
+  if (fake_path(path, sizeof(path), "zfs/ds", NULL) != 0 || zc_load_dir(path) != 0 || !zc.valid) goto fail;
   return 0;
 fail:
   zc_clear();
@@ -1519,8 +1572,8 @@ int zfs_destroy(zfs_handle_t *zhp, boolean_t defer) {
     rc = zfs_standard_error(hdl, EINVAL, errbuf);
     goto out;
   }
-  char path[4200], dir[4096];
-  if (ds_file(path, sizeof(path), zhp->name) != 0 || ds_dir(dir, sizeof(dir), zhp->name) != 0) {
+  char path[4200];
+  if (ds_file(path, sizeof(path), zhp->name) != 0) {
     rc = state_error(hdl, errbuf);
     goto out;
   }
@@ -1533,7 +1586,6 @@ int zfs_destroy(zfs_handle_t *zhp, boolean_t defer) {
     goto out;
   }
   zc_remove(zhp->name);
-  (void)rmdir(dir);
 out:
   kvs_free(&rec);
   zunlock(lk);
