@@ -366,9 +366,7 @@ bool ReadVnic(dladm_handle_t h, datalink_id_t id, VnicInfo* out) {
   return true;
 }
 
-// Result types for Schedule<T> are ours (internal linkage): with T = bool or int, SettleJob<T>
-// has vague linkage and g++ -fsanitize=undefined (which implies -fno-delete-null-pointer-checks)
-// cannot fold `SettleJob<T> != nullptr` in node-addon-api's CallJsWrapper, breaking the ASan build.
+// What the scheduled jobs below produce.
 struct Done {};
 struct AbiResult {
   int vnic_create_args;
