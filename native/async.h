@@ -38,7 +38,26 @@ class SerialThread {
     cv_.notify_one();
   }
 
-  // Finishes queued tasks, then joins. Called from an environment cleanup hook.
+  // Ties the thread to a Node environment: when the last environment using it goes away (the
+  // main thread's, or a worker's), `close` runs on this thread (releasing the library handle the
+  // thread owns) and the thread is joined.
+  void AttachTo(Napi::Env env, std::function<void()> close = nullptr) {
+    {
+      std::lock_guard<std::mutex> lock(envs_mu_);
+      ++envs_;
+      if (close) close_ = std::move(close);
+    }
+    env.AddCleanupHook([this] {
+      {
+        std::lock_guard<std::mutex> lock(envs_mu_);
+        if (--envs_ > 0) return;
+      }
+      if (close_) Post(close_);
+      Stop();
+    });
+  }
+
+  // Finishes queued tasks, then joins.
   void Stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -71,6 +90,9 @@ class SerialThread {
   std::deque<std::function<void()>> queue_;
   std::thread thread_;
   bool stopping_ = false;
+  std::mutex envs_mu_;
+  int envs_ = 0;
+  std::function<void()> close_;
 };
 
 template <typename T>

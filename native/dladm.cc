@@ -61,10 +61,6 @@ SerialThread thread("dladm");
 dladm_handle_t g_handle = nullptr;
 int g_vnic_create_args = 0;  // 0: not probed yet; 14 or 15; -1: an unsupported form
 
-// Environments using the module (main thread, workers); the last one to go closes the handle.
-std::mutex g_envs_mu;
-int g_envs = 0;
-
 const char* const kStatusNames[] = {
     "DLADM_STATUS_OK",
     "DLADM_STATUS_BADARG",
@@ -605,23 +601,10 @@ Napi::Value DladmAbiJs(const Napi::CallbackInfo& info) {
   });
 }
 
-void Cleanup() {
-  {
-    std::lock_guard<std::mutex> lock(g_envs_mu);
-    if (--g_envs > 0) return;
-  }
-  thread.Post([] { CloseHandle(); });
-  thread.Stop();
-}
-
 }  // namespace
 
 void InitDladm(Napi::Env env, Napi::Object exports) {
-  {
-    std::lock_guard<std::mutex> lock(g_envs_mu);
-    ++g_envs;
-  }
-  env.AddCleanupHook(Cleanup);
+  thread.AttachTo(env, CloseHandle);
   exports.Set("vnicCreate", Napi::Function::New(env, VnicCreateJs, "vnicCreate"));
   exports.Set("vnicDelete", Napi::Function::New(env, VnicDeleteJs, "vnicDelete"));
   exports.Set("vnicList", Napi::Function::New(env, VnicListJs, "vnicList"));

@@ -80,10 +80,6 @@ SerialThread thread("zfs");
 // Touched only on `thread`.
 libzfs_handle_t* g_hdl = nullptr;
 
-// Environments using the module (main thread, workers); the last one to go finis the handle.
-std::mutex g_envs_mu;
-int g_envs = 0;
-
 const char* const kErrorNames[] = {
     "EZFS_NOMEM", "EZFS_BADPROP", "EZFS_PROPREADONLY", "EZFS_PROPTYPE", "EZFS_PROPNONINHERIT",
     "EZFS_PROPSPACE", "EZFS_BADTYPE", "EZFS_BUSY", "EZFS_EXISTS", "EZFS_NOENT", "EZFS_BADSTREAM",
@@ -533,15 +529,6 @@ Napi::Value PoolListJs(const Napi::CallbackInfo& info) {
   });
 }
 
-void Cleanup() {
-  {
-    std::lock_guard<std::mutex> lock(g_envs_mu);
-    if (--g_envs > 0) return;
-  }
-  thread.Post([] { CloseHandle(); });
-  thread.Stop();
-}
-
 }  // namespace
 
 const char* ZfsErrorName(int code) {
@@ -554,11 +541,7 @@ const char* ZfsErrorName(int code) {
 }
 
 void InitZfs(Napi::Env env, Napi::Object exports) {
-  {
-    std::lock_guard<std::mutex> lock(g_envs_mu);
-    ++g_envs;
-  }
-  env.AddCleanupHook(Cleanup);
+  thread.AttachTo(env, CloseHandle);
   exports.Set("datasetCreate", Napi::Function::New(env, DatasetCreateJs, "datasetCreate"));
   exports.Set("datasetMount", Napi::Function::New(env, DatasetMountJs, "datasetMount"));
   exports.Set("datasetUnmount", Napi::Function::New(env, DatasetUnmountJs, "datasetUnmount"));

@@ -644,6 +644,7 @@ Napi::Value ZoneDelete(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitZonecfg(Napi::Env env, Napi::Object exports) {
+  thread.AttachTo(env);
   exports.Set("zoneConfigure", Napi::Function::New(env, ZoneConfigure, "zoneConfigure"));
   exports.Set("zoneConfig", Napi::Function::New(env, ZoneConfig, "zoneConfig"));
   exports.Set("zoneList", Napi::Function::New(env, ZoneList, "zoneList"));
