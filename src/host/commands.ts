@@ -1,0 +1,55 @@
+// The commands the agent runs inside a zone (reference §7 steps 4-5, §10, §11), built here once
+// as argument arrays. The illumos host hands them to zlogin; the sim host interprets exactly
+// this set (src/sim/host.ts), and the fake illumos ships programs of the same names that act on
+// its state (test/fake-illumos/). Anything else is "command not found" in a simulated zone.
+//
+// Semantics both backends honour (exit status 0 unless said):
+//   ipadm show-addr -p -o ADDR <vnic>/<name>   stdout "<ip>/<prefix>\n"; exit 1, stderr
+//                                              "ipadm: Address object not found" if absent
+//   ipadm create-addr -t -T addrconf <vnic>/linklocal
+//   ipadm create-addr -t -T static -a <ip>/<prefix> <vnic>/<name>
+//                                              exit 1 "ipadm: Could not create address: Address
+//                                              object already exists" if the addrobj exists;
+//                                              exit 1 if <vnic> is not one of the zone's links
+//   ipadm delete-addr <vnic>/<name>            exit 1 if absent
+//   svccfg import <manifest.xml>               /var/svc/manifest/site/<svc>/manifest.xml
+//                                              defines svc:/system/illumos/<svc> with instance
+//                                              :default (disabled); the propolis-server service
+//                                              exists in every zone installed from
+//                                              propolis-server's image
+//   svccfg -s <service fmri> add <instance>    exit 1 if the service is unknown or the instance exists
+//   svccfg -s <instance fmri> addpg <pg> <type>
+//   svccfg -s <instance fmri> setprop <pg>/<prop>=<value>
+//   svccfg -s <instance fmri> refresh
+//   svcadm enable -t <instance fmri>           the instance goes online (after its start-up);
+//                                              restarter/state is what waitForService watches
+//   svcadm disable -t <instance fmri>          the instance goes disabled
+//   route add -inet6 default -inet6 <ip>
+
+export const NETWORK_MILESTONE = 'svc:/milestone/network:default';
+export const PROPOLIS_SERVICE = 'svc:/system/illumos/propolis-server';
+
+/** The addrobj names omicron uses: static IPv6, link-local. */
+export const ADDROBJ_STATIC6 = 'omicron6';
+export const ADDROBJ_LINKLOCAL = 'linklocal';
+
+export const ipadmShowAddr = (addrobj: string): string[] => ['ipadm', 'show-addr', '-p', '-o', 'ADDR', addrobj];
+export const ipadmCreateLinkLocal = (vnic: string): string[] =>
+  ['ipadm', 'create-addr', '-t', '-T', 'addrconf', `${vnic}/${ADDROBJ_LINKLOCAL}`];
+export const ipadmCreateStatic = (addrobj: string, cidr: string): string[] =>
+  ['ipadm', 'create-addr', '-t', '-T', 'static', '-a', cidr, addrobj];
+export const ipadmDeleteAddr = (addrobj: string): string[] => ['ipadm', 'delete-addr', addrobj];
+
+export const svccfgImport = (manifest: string): string[] => ['svccfg', 'import', manifest];
+export const svccfgAddInstance = (service: string, instance: string): string[] => ['svccfg', '-s', service, 'add', instance];
+export const svccfgAddPg = (fmri: string, pg: string, type: string): string[] => ['svccfg', '-s', fmri, 'addpg', pg, type];
+export const svccfgSetProp = (fmri: string, prop: string, value: string): string[] => ['svccfg', '-s', fmri, 'setprop', `${prop}=${value}`];
+export const svccfgRefresh = (fmri: string): string[] => ['svccfg', '-s', fmri, 'refresh'];
+export const svcadmEnable = (fmri: string): string[] => ['svcadm', 'enable', '-t', fmri];
+export const svcadmDisable = (fmri: string): string[] => ['svcadm', 'disable', '-t', fmri];
+export const routeAddDefault6 = (gateway: string): string[] => ['route', 'add', '-inet6', 'default', '-inet6', gateway];
+
+/** `/var/svc/manifest/site/<service>/manifest.xml` */
+export const siteManifest = (service: string): string => `/var/svc/manifest/site/${service}/manifest.xml`;
+/** `/opt/oxide/<service>.tar.gz`, the zone image of a service (reference §7). */
+export const zoneImage = (service: string): string => `/opt/oxide/${service}.tar.gz`;

@@ -1,0 +1,199 @@
+// The Host: what the instance, service and storage managers need from the machine, and nothing
+// more. Two backends implement it: `illumos` (src/illumos/host.ts: the native addon plus exec'd
+// zoneadm/zlogin) and `sim` (src/sim/host.ts: pure TypeScript, state persisted to a directory,
+// modelled latencies). Both pass the one suite in test/support/host-suite.ts.
+//
+// Every wait here is an event wait with a deadline; nothing sleeps and retries. Errors are Errors
+// with a string `code` (the library's, e.g. Z_NO_ZONE, DLADM_STATUS_NOTFOUND, EZFS_EXISTS,
+// ECOMMAND for a failed command, ETIMEDOUT for a deadline, ABORT_ERR for a signal).
+import type { SocketAddr } from '../common/address.js';
+
+// ---- links ----
+
+export interface VnicSpec {
+  /** An owned name ("ox..." or "vopte..."): at most 31 bytes, ending in a digit. */
+  name: string;
+  /** The link it goes over (a physical link or an etherstub such as "stub0"). */
+  link: string;
+  /** "xx:xx:xx:xx:xx:xx"; a random one when absent. */
+  mac?: string;
+  /** 0 or absent: untagged. */
+  vlan?: number;
+}
+
+export interface VnicInfo {
+  name: string;
+  /** The link it goes over. */
+  link: string;
+  mac: string;
+  vlan: number;
+}
+
+export interface HostLinks {
+  /** Creates a temporary VNIC; code DLADM_STATUS_EXIST if the name is taken, DLADM_STATUS_NOTFOUND if `link` is unknown. */
+  createVnic(spec: VnicSpec): Promise<VnicInfo>;
+  /** Deletes a VNIC (DLADM_STATUS_NOTFOUND if there is none). */
+  deleteVnic(name: string): Promise<void>;
+  /** Every VNIC on the host. */
+  listVnics(): Promise<VnicInfo[]>;
+  /** Whether a link (physical, etherstub or VNIC) of that name exists. */
+  linkExists(name: string): Promise<boolean>;
+}
+
+// ---- zones ----
+
+/** zone_state_str() names. */
+export type ZoneState =
+  | 'configured'
+  | 'incomplete'
+  | 'installed'
+  | 'ready'
+  | 'running'
+  | 'shutting_down'
+  | 'down'
+  | 'mounted';
+
+export interface ZoneSpec {
+  /** Validated against ZONENAME_MAX and ZONENAME_REGEXP (src/illumos/zones.ts). */
+  name: string;
+  brand: string;
+  /** Absolute. */
+  zonepath: string;
+  autoboot?: boolean;
+  /** Exclusive-IP NICs: `add net; set physical=<vnic>`. */
+  nets: Array<{ physical: string }>;
+  /** `add device; set match=<path glob>`. */
+  devices: Array<{ match: string }>;
+  /** Delegated datasets: `add dataset; set name=<dataset>`. */
+  datasets: Array<{ name: string }>;
+}
+
+export interface ZoneInfo {
+  name: string;
+  state: ZoneState;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+}
+
+export interface HostZones {
+  /** Creates a configuration (code Z_NAME_IN_USE if the name is taken). */
+  configure(spec: ZoneSpec): Promise<void>;
+  /** The configuration of a zone (Z_NO_ZONE if there is none). */
+  config(name: string): Promise<ZoneSpec>;
+  /** `zoneadm install <image>`: configured -> installed. */
+  install(name: string, image: string): Promise<void>;
+  /** `zoneadm boot`: installed -> running. Resolves when zoneadm returns, not when services are up. */
+  boot(name: string): Promise<void>;
+  /** `zoneadm halt`: -> installed. */
+  halt(name: string): Promise<void>;
+  /** `zoneadm uninstall -F`: installed -> configured. */
+  uninstall(name: string): Promise<void>;
+  /** Deletes a configuration (refused while installed or above). */
+  delete(name: string): Promise<void>;
+  /** Every non-global zone with its state. */
+  list(): Promise<ZoneInfo[]>;
+  /**
+   * Runs a command in a running zone (zlogin) with an argument array; rejects with code
+   * ECOMMAND and the command's stderr when it exits non-zero.
+   */
+  exec(zone: string, argv: readonly string[], options?: { timeoutMs?: number }): Promise<ExecResult>;
+}
+
+// ---- datasets ----
+
+export interface PoolInfo {
+  name: string;
+  /** Bytes. */
+  size: bigint;
+  allocated: bigint;
+  free: bigint;
+  /** "ONLINE", "DEGRADED", "FAULTED", "OFFLINE", "REMOVED", "UNAVAIL". */
+  health: string;
+}
+
+export interface HostDatasets {
+  /** Creates a filesystem with properties (EZFS_EXISTS if it exists, EZFS_NOENT if the parent does not). */
+  create(name: string, props: Record<string, string>): Promise<void>;
+  /** Property values (null where unset), including user properties such as oxide:uuid. */
+  get(name: string, props: readonly string[]): Promise<Record<string, string | null>>;
+  set(name: string, props: Record<string, string>): Promise<void>;
+  exists(name: string): Promise<boolean>;
+  /** Names of the direct children. */
+  listChildren(parent: string): Promise<string[]>;
+  destroy(name: string): Promise<void>;
+  listPools(): Promise<PoolInfo[]>;
+}
+
+// ---- events and waits ----
+
+/** The kernel's zone status names (sys/zone.h ZONE_EVENT_*). */
+export type ZoneEventState = 'uninitialized' | 'initialized' | 'ready' | 'running' | 'shutting_down';
+
+export interface ZoneStateEvent {
+  zonename: string;
+  zoneid: number;
+  oldstate: ZoneEventState;
+  newstate: ZoneEventState;
+  /** Monotonic ns (gethrtime on illumos): for order and intervals only. */
+  when: bigint;
+}
+
+export interface WaitOptions {
+  /** Rejects with code ETIMEDOUT after this many ms. */
+  timeoutMs: number;
+  /** Aborting rejects with code ABORT_ERR. */
+  signal?: AbortSignal;
+}
+
+export type SmfState = 'uninitialized' | 'offline' | 'online' | 'degraded' | 'maintenance' | 'disabled' | 'legacy_run';
+
+export interface HostEvents {
+  /** Calls `listener` for every zone state change until the returned function is called. */
+  subscribe(listener: (event: ZoneStateEvent) => void): () => void;
+  /**
+   * Resolves once `zone` is running (at once if it already is). Rejects with code ZONE_GONE if
+   * the zone stops existing in the kernel or is removed while waiting.
+   */
+  waitForZoneRunning(zone: string, options: WaitOptions): Promise<void>;
+  /**
+   * Resolves with the state once the service instance `fmri` in running zone `zone` is one of
+   * `states` (the SMF property-group wait on illumos). Rejects with ZONE_GONE as above.
+   */
+  waitForService(zone: string, fmri: string, states: readonly SmfState[], options: WaitOptions): Promise<SmfState>;
+}
+
+// ---- the host ----
+
+export type HostKind = 'illumos' | 'sim';
+
+export interface Host {
+  readonly kind: HostKind;
+  readonly links: HostLinks;
+  readonly zones: HostZones;
+  readonly datasets: HostDatasets;
+  readonly events: HostEvents;
+  /**
+   * The address this process dials to reach a server that listens on `addr` inside `zone`.
+   * On illumos that is `addr` itself; the sim host maps it to the loopback port where the
+   * simulated server (Propolis) really listens.
+   */
+  reachable(zone: string, addr: SocketAddr): SocketAddr;
+  /** Stops subscriptions and simulated servers; the host's state (zones, links, datasets) stays. */
+  close(): Promise<void>;
+}
+
+/** An Error with a string code, as every Host method rejects with. */
+export interface HostError extends Error {
+  code: string;
+}
+
+export function hostError(code: string, message: string, cause?: unknown): HostError {
+  return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
+}
+
+export function isHostError(err: unknown, code?: string): err is HostError {
+  return err instanceof Error && typeof (err as HostError).code === 'string' && (code === undefined || (err as HostError).code === code);
+}
