@@ -37,7 +37,7 @@ describe('usage errors exit 2 with the usage on stderr', () => {
     ['a bad sim mode', ['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--sim-mode', 'lazy'], /Allowed choices are auto, explicit/],
     ['an rss config that does not exist', ['rss', '/nonexistent/config-rss.toml'], /cannot read RSS configuration file \/nonexistent\/config-rss.toml/],
     ['a bootstrap config that does not exist', ['bootstrap', '/nonexistent/b.toml'], /cannot read configuration file \/nonexistent\/b.toml/],
-    ['an unknown API', ['openapi', 'nexus'], /unknown API "nexus": try one of \{sled, bootstrap\}/],
+    ['an unknown API', ['openapi', 'nexus'], /unknown API "nexus": try one of \{sled, sim, bootstrap\}/],
   ];
   it.concurrent.each(cases)('%s', async (_what, args, message) => {
     const res = await runCli(args);

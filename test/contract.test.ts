@@ -1,4 +1,4 @@
-// The OpenAPI documents `sled-agent openapi sled|bootstrap` print must match the omicron
+// The OpenAPI documents `sled-agent openapi sled|sim|bootstrap` print must match the omicron
 // contracts structurally for every path and method: same parameters, request bodies and
 // responses once $refs are resolved. The documents are taken from the CLI itself.
 import { execFile } from 'node:child_process';
@@ -16,6 +16,12 @@ interface Api {
 const APIS: Api[] = [
   {
     api: 'sled',
+    contract: sledAgentContract,
+    served: [['/instances/{instance_id}', 'put'], ['/disks/{disk_id}', 'put'], ['/update', 'post'],
+      ['/services', 'put'], ['/filesystem', 'put']],
+  },
+  {
+    api: 'sim',
     contract: sledAgentContract,
     // The original sim lacks /services and /filesystem; ours serves them so RSS can set up a rack of sims.
     served: [['/instances/{instance_id}', 'put'], ['/disks/{disk_id}', 'put'], ['/update', 'post'],
@@ -98,9 +104,13 @@ describe.each(APIS)('$api OpenAPI document', ({ api, contract, served }) => {
   });
 });
 
-describe('sled OpenAPI document, sim-only endpoints', () => {
+describe('sim OpenAPI document, sim-only endpoints', () => {
   it('publishes the poke endpoints beside the contract', () => {
-    expect(docs.sled.paths['/instances/{instance_id}/poke']?.post?.responses?.['204']).toBeDefined();
-    expect(docs.sled.paths['/disks/{disk_id}/poke']?.post?.responses?.['204']).toBeDefined();
+    expect(docs.sim.paths['/instances/{instance_id}/poke']?.post?.responses?.['204']).toBeDefined();
+    expect(docs.sim.paths['/disks/{disk_id}/poke']?.post?.responses?.['204']).toBeDefined();
+  });
+
+  it('is not in the real agent\'s document', () => {
+    expect(docs.sled.paths['/instances/{instance_id}/poke']).toBeUndefined();
   });
 });

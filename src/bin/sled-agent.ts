@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The sled-agent command: `sim` runs a simulated sled agent, `openapi` prints the API documents.
+// The sled-agent command: `run` runs the real agent, `sim` a simulated sled agent, `bootstrap`
+// and `rss` the rack's start-up, `openapi` prints the API documents.
 // Usage errors print the usage text to stderr and exit 2 (EXIT_USAGE, as the original does).
 import { Command, CommanderError, Option } from 'commander';
 import { parseSocketAddr } from '../common/address.js';
@@ -9,6 +10,9 @@ import {
   ConfigError, DEFAULT_SLED_ID, checkSimConfig, defaultSimConfig, loadSimConfigFile, type SimConfig,
 } from '../sim/config.js';
 import { buildSim, startSim } from '../sim/server.js';
+import { loadAgentConfigFile } from '../config.js';
+import { openHost } from '../host/open.js';
+import { agentApp, startAgent } from '../sled-agent.js';
 import { checkBootstrapConfig, defaultBootstrapConfig, loadBootstrapConfigFile } from '../bootstrap/config.js';
 import { buildBootstrap, startBootstrap } from '../bootstrap/server.js';
 import { formatRackSetupSummary, loadRssConfig, runRackSetup } from '../rack-setup/index.js';
@@ -54,6 +58,19 @@ function program(): Command {
       await runSim(config);
     });
 
+  cli.command('run')
+    .description('run the sled agent on this machine (the illumos host, or the simulated host where illumos is absent)')
+    .argument('<CONFIG_FILE>', 'sled agent configuration (TOML; the original\'s format plus [host], [zones], [instances])')
+    .action(async (path: string) => {
+      const config = loadAgentConfigFile(path);
+      const log = createLogger(effectiveLevel(config.log.level));
+      const starting = openHost(config, log).then((host) => startAgent(config, host, log).catch(async (err: unknown) => {
+        await host.close();
+        throw err;
+      }));
+      await serveUntilSignalled(log, starting);
+    });
+
   cli.command('bootstrap')
     .description('run a bootstrap agent, which starts this sled\'s sled agent when RSS asks')
     .argument('<CONFIG_FILE>', 'bootstrap agent configuration (TOML)')
@@ -81,17 +98,19 @@ function program(): Command {
 
   cli.command('openapi')
     .description('print the OpenAPI document of an API this agent serves')
-    .argument('<API>', 'which API: sled or bootstrap')
+    .argument('<API>', 'which API: sled (the real agent), sim (the simulated agent, with its poke endpoints) or bootstrap')
     .action(async (api: string) => {
       const silent = pino({ level: 'silent' });
       let app;
       if (api === 'sled') {
+        app = await agentApp(null, silent);
+      } else if (api === 'sim') {
         app = (await buildSim(defaultSimConfig(), silent)).app;
       } else if (api === 'bootstrap') {
         const id = DEFAULT_SLED_ID;
         app = (await buildBootstrap(checkBootstrapConfig({ ...defaultBootstrapConfig(id) }, 'defaults'), silent)).app;
       } else {
-        throw new UsageError(`unknown API "${api}": try one of {sled, bootstrap}`);
+        throw new UsageError(`unknown API "${api}": try one of {sled, sim, bootstrap}`);
       }
       process.stdout.write(`${JSON.stringify(await openApiDocument(app), null, 2)}\n`);
       await app.close();

@@ -5,11 +5,16 @@
  *
  * Like the real one (illumos-gate usr/src/cmd/zlogin/zlogin.c, prep_args), the command words
  * are joined with spaces and handed to a shell (`su root -c "<words>"` there, `/bin/sh -c` here),
- * so callers must quote each word for sh; src/illumos/zones.ts does. Errors, as the real ones:
+ * so callers must quote each word for sh; src/illumos/zones.ts does. The shell runs with
+ * FAKE_ILLUMOS_ZONE=<zone> in its environment and this program's own directory first on PATH,
+ * so that the fake in-zone commands built next to it (ipadm, svccfg, svcadm, route: see
+ * inzone.c) are the ones it finds, and know which zone they act on. Errors, as the real ones:
  *   zlogin: zone 'NAME' unknown
  *   zlogin: login allowed only to running zones (NAME is 'installed').
  */
 #include "zonecfg.c"
+
+#include <limits.h>
 
 static int zusage(void) {
   fprintf(stderr, "usage: zlogin [ -dnQCES ] [ -e cmdchar ] [-l user] zonename [command [args ...] ]\n");
@@ -50,6 +55,31 @@ int main(int argc, char **argv) {
   for (int k = i; k < argc; k++) {
     strcat(subshell, argv[k]);
     strcat(subshell, " ");
+  }
+  /* "inside" the zone: its name for the fake commands, and them first on PATH */
+  if (setenv("FAKE_ILLUMOS_ZONE", zonename, 1) != 0) {
+    fprintf(stderr, "zlogin: could not set the environment: %s\n", strerror(errno));
+    free(subshell);
+    return 1;
+  }
+  char self[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash != NULL && slash != self) *slash = '\0';
+    const char *path = getenv("PATH");
+    if (path == NULL || path[0] == '\0') path = "/usr/bin:/bin";
+    size_t plen = strlen(self) + 1 + strlen(path) + 1;
+    char *newpath = malloc(plen);
+    if (newpath != NULL) snprintf(newpath, plen, "%s:%s", self, path);
+    if (newpath == NULL || setenv("PATH", newpath, 1) != 0) {
+      fprintf(stderr, "zlogin: could not set PATH: %s\n", strerror(errno));
+      free(newpath);
+      free(subshell);
+      return 1;
+    }
+    free(newpath);
   }
   fflush(NULL);
   execl("/bin/sh", "sh", "-c", subshell, (char *)NULL);

@@ -1,0 +1,168 @@
+// Configuration of the real agent (`sled-agent run <config.toml>`): the original's TOML (`id`,
+// `nexus_address`, `zpools`, `data_link`, `vlan`, `[log]`) plus our own tables, every one with a
+// default so the original's file works as it is. Validated as a whole; a bad field is named.
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { Type, type Static } from 'typebox';
+import { parseSocketAddr } from './common/address.js';
+import { StringEnum } from './params.js';
+import { ConfigError, configAjv, isPlainObject, readTomlFile } from './sim/config.js';
+import { REQUEST_BODY_MAX_BYTES } from './server.js';
+
+const Address = Type.String({ minLength: 1 });
+const Ms = (max = 24 * 3_600_000) => Type.Integer({ minimum: 0, maximum: max });
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+/** Modelled step latencies of the simulated host, ms. */
+const Latencies = Type.Object({
+  configure: Type.Optional(Ms()),
+  install: Type.Optional(Ms()),
+  boot: Type.Optional(Ms()),
+  network: Type.Optional(Ms()),
+  address: Type.Optional(Ms()),
+  service_start: Type.Optional(Ms()),
+  propolis_start: Type.Optional(Ms()),
+  vm_step: Type.Optional(Ms()),
+  /** Fraction, 0..1: each latency is drawn from ±jitter around its value. */
+  jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+}, { additionalProperties: false });
+
+export const AgentConfigSchema = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  nexus_address: Address,
+  /** `oxp_<uuid>` pool names. */
+  zpools: Type.Array(Type.String({ pattern: '^oxp_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' }), { maxItems: 256 }),
+  data_link: Type.Optional(Type.String({ minLength: 1, maxLength: 31 })),
+  /** Parsed and, as in the original, not used. */
+  vlan: Type.Optional(Type.Integer({ minimum: 0, maximum: 4094 })),
+  /** Where the ledgers live (the original's /var/oxide). */
+  data_dir: Type.String({ minLength: 1 }),
+  log: Type.Object({
+    level: StringEnum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+    /** Accepted for the original's files; logs go to stderr (a supervisor keeps them). */
+    mode: Type.Optional(Type.String()),
+    path: Type.Optional(Type.String()),
+    if_exists: Type.Optional(Type.String()),
+  }, { additionalProperties: false }),
+  dropshot: Type.Object({
+    bind_address: Address,
+    request_body_max_bytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
+  }, { additionalProperties: false }),
+  host: Type.Object({
+    /** "auto": illumos when the addon finds the system libraries, else sim. */
+    backend: StringEnum(['auto', 'illumos', 'sim']),
+    /** Sim host: where its zones, links and datasets persist. */
+    state_dir: Type.String({ minLength: 1 }),
+    /** Sim host: "zero", "realistic", or a table of ms per step. */
+    latency: Type.Union([StringEnum(['zero', 'realistic']), Latencies]),
+    /** Sim host: physical links and etherstubs that exist. */
+    links: Type.Array(Type.String({ minLength: 1, maxLength: 31 })),
+    /** Sim host: size of each configured zpool, bytes. */
+    pool_size: Type.Integer({ minimum: 1, format: 'uint64' }),
+    /** illumos host: load the libraries from this directory instead of the system's. */
+    lib_dir: Type.Optional(Type.String({ minLength: 1 })),
+    zoneadm: Type.Optional(Type.String({ minLength: 1 })),
+    zlogin: Type.Optional(Type.String({ minLength: 1 })),
+  }, { additionalProperties: false }),
+  zones: Type.Object({
+    /** The dataset holding the zonepaths and its mountpoint (reference §8: rpool/zone at /zone). */
+    dataset: Type.String({ minLength: 1 }),
+    root: Type.String({ minLength: 2, pattern: '^/' }),
+    /** The etherstub control VNICs go over. */
+    control_link: Type.String({ minLength: 1, maxLength: 31 }),
+    /** Deadline for each readiness wait (zone running, a service online, Propolis up). */
+    ready_timeout_ms: Ms(),
+  }, { additionalProperties: false }),
+  instances: Type.Object({
+    /** "event" (the default) or "poll": the original's 250 ms doubling poll, for comparison only. */
+    readiness: StringEnum(['event', 'poll']),
+    /** InstanceProperties.image_id and bootrom_id (the original sent nil uuids). */
+    image_id: Type.String({ format: 'uuid' }),
+    bootrom_id: Type.String({ format: 'uuid' }),
+    propolis_port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  }, { additionalProperties: false }),
+  updates: Type.Object({
+    artifact_dir: Type.String({ minLength: 1 }),
+  }, { additionalProperties: false }),
+  nexus: Type.Object({
+    timeout_ms: Type.Integer({ minimum: 1 }),
+    backoff_initial_ms: Type.Integer({ minimum: 1 }),
+    backoff_max_ms: Type.Integer({ minimum: 1 }),
+  }, { additionalProperties: false }),
+}, { additionalProperties: false });
+
+export type AgentConfig = Static<typeof AgentConfigSchema>;
+export type LatencyTable = Static<typeof Latencies>;
+
+/** Every field but `id` and `nexus_address`, which a config file must give. */
+export function agentConfigDefaults(): Omit<AgentConfig, 'id' | 'nexus_address'> {
+  return {
+    zpools: [],
+    data_dir: '/var/oxide',
+    log: { level: 'info' },
+    dropshot: { bind_address: '127.0.0.1:12345', request_body_max_bytes: REQUEST_BODY_MAX_BYTES },
+    host: {
+      backend: 'auto',
+      state_dir: '/var/oxide/sim-host',
+      latency: 'realistic',
+      links: ['stub0', 'net0'],
+      pool_size: 2 ** 40,
+    },
+    zones: { dataset: 'rpool/zone', root: '/zone', control_link: 'stub0', ready_timeout_ms: 5 * 60_000 },
+    instances: { readiness: 'event', image_id: NIL_UUID, bootrom_id: NIL_UUID, propolis_port: 12400 },
+    updates: { artifact_dir: '/var/tmp/zones' },
+    nexus: { timeout_ms: 10_000, backoff_initial_ms: 250, backoff_max_ms: 30_000 },
+  };
+}
+
+const validate = configAjv().compile(AgentConfigSchema);
+
+/** Defaults with `partial`'s tables merged over them (one level deep), then validated. */
+export function checkAgentConfig(partial: Record<string, unknown>, source: string): AgentConfig {
+  const base = agentConfigDefaults() as unknown as Record<string, unknown>;
+  const merged = Object.fromEntries([
+    ...Object.entries(base).filter(([key]) => !Object.hasOwn(partial, key)),
+    ...Object.entries(partial).map(([key, value]) => {
+      const old = Object.hasOwn(base, key) ? base[key] : undefined;
+      return [key, isPlainObject(old) && isPlainObject(value)
+        ? Object.fromEntries([...Object.entries(old), ...Object.entries(value)])
+        : value];
+    }),
+  ]);
+  if (!validate(merged)) {
+    const problems = (validate.errors ?? []).map((e) => {
+      const where = e.instancePath || '(top level)';
+      if (e.keyword === 'additionalProperties') {
+        return `${where}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
+      }
+      return `${where}: ${e.message ?? 'is invalid'}`;
+    });
+    throw new ConfigError(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
+  }
+  const config = merged as AgentConfig;
+  for (const [field, value] of [['nexus_address', config.nexus_address], ['dropshot.bind_address', config.dropshot.bind_address]] as const) {
+    try {
+      parseSocketAddr(value);
+    } catch (err) {
+      throw new ConfigError(`invalid configuration (${source}): ${field}: ${(err as Error).message}`);
+    }
+  }
+  if (new Set(config.zpools).size !== config.zpools.length) {
+    throw new ConfigError(`invalid configuration (${source}): zpools: a pool is listed more than once`);
+  }
+  if (config.nexus.backoff_max_ms < config.nexus.backoff_initial_ms) {
+    throw new ConfigError(`invalid configuration (${source}): nexus.backoff_max_ms is below nexus.backoff_initial_ms`);
+  }
+  return config;
+}
+
+/** Reads a config file; relative paths in it are taken relative to the file's directory. */
+export function loadAgentConfigFile(path: string): AgentConfig {
+  const config = checkAgentConfig(readTomlFile(path), path);
+  const dir = dirname(resolve(path));
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(dir, p));
+  config.data_dir = abs(config.data_dir);
+  config.host.state_dir = abs(config.host.state_dir);
+  config.updates.artifact_dir = abs(config.updates.artifact_dir);
+  if (config.host.lib_dir !== undefined) config.host.lib_dir = abs(config.host.lib_dir);
+  return config;
+}

@@ -1,0 +1,76 @@
+// The one place the agent's host backend is chosen (as node-pty picks its platform once):
+// `illumos` when the addon finds the system libraries, else the simulated host, with a log line
+// saying which and why. An explicit `backend = "illumos"` that cannot load is an error, not a
+// silent fallback.
+import type { Logger } from 'pino';
+import type { AgentConfig, LatencyTable } from '../config.js';
+import { loadNative } from '../illumos/addon.js';
+import { IllumosHost, illumosAvailable } from '../illumos/host.js';
+import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type SimLatencies } from '../sim/host.js';
+import type { Host } from './index.js';
+
+/** The sim host's latencies and jitter for a config's `host.latency`. */
+export function simLatencies(latency: AgentConfig['host']['latency']): { latencies: SimLatencies; jitter: number } {
+  if (latency === 'zero') return { latencies: { ...ZERO_LATENCIES }, jitter: 0 };
+  if (latency === 'realistic') return { latencies: { ...REALISTIC_LATENCIES }, jitter: REALISTIC_JITTER };
+  const table: LatencyTable = latency;
+  const pick = (v: number | undefined, base: number) => v ?? base;
+  const z = ZERO_LATENCIES;
+  return {
+    latencies: {
+      ...z,
+      configure: pick(table.configure, z.configure),
+      install: pick(table.install, z.install),
+      boot: pick(table.boot, z.boot),
+      network: pick(table.network, z.network),
+      address: pick(table.address, z.address),
+      serviceStart: pick(table.service_start, z.serviceStart),
+      propolisStart: pick(table.propolis_start, z.propolisStart),
+      vmBoot: pick(table.vm_step, z.vmBoot),
+      vmStep: pick(table.vm_step, z.vmStep),
+    },
+    jitter: table.jitter ?? 0,
+  };
+}
+
+export function openSimHost(config: AgentConfig, log: Logger): Promise<SimHost> {
+  const { latencies, jitter } = simLatencies(config.host.latency);
+  const size = BigInt(config.host.pool_size);
+  return SimHost.open({
+    stateDir: config.host.state_dir,
+    links: config.host.links,
+    pools: [{ name: 'rpool', size }, ...config.zpools.map((name) => ({ name, size }))],
+    latencies,
+    jitter,
+    logger: log.child({ component: 'sim-host' }),
+  });
+}
+
+export async function openHost(config: AgentConfig, log: Logger): Promise<Host> {
+  const { backend } = config.host;
+  if (backend === 'sim') {
+    log.info({ backend: 'sim', state_dir: config.host.state_dir }, 'host: simulated (host.backend = "sim")');
+    return openSimHost(config, log);
+  }
+  let reason: string;
+  try {
+    const addon = loadNative();
+    addon.load(config.host.lib_dir);
+    const availability = illumosAvailable(addon);
+    if (availability.available) {
+      log.info({ backend: 'illumos', lib_dir: config.host.lib_dir ?? '(system)' }, 'host: illumos (the system libraries loaded)');
+      return await IllumosHost.open({
+        addon,
+        ...(config.host.zoneadm ? { zoneadm: config.host.zoneadm } : {}),
+        ...(config.host.zlogin ? { zlogin: config.host.zlogin } : {}),
+        log: log.child({ component: 'illumos-host' }),
+      });
+    }
+    reason = availability.reason ?? 'unavailable';
+  } catch (err) {
+    reason = `the native addon could not be loaded: ${(err as Error).message}`;
+  }
+  if (backend === 'illumos') throw new Error(`host.backend is "illumos" but ${reason}`);
+  log.info({ backend: 'sim', reason, state_dir: config.host.state_dir }, `host: simulated, because ${reason}`);
+  return openSimHost(config, log);
+}

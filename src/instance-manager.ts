@@ -1,0 +1,181 @@
+// The instances on this sled (omicron instance_manager.rs): which Instance actor answers for an
+// id, the ledger that keeps them across restarts, and the start-up adoption of what the ledger
+// lists.
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { parseSocketAddr } from './common/address.js';
+import { invalidRequest } from './common/errors.js';
+import { Ledger } from './ledger.js';
+import { Instance, type InstanceContext, type InstanceRecord } from './instance.js';
+import type {
+  InstanceHardware, InstanceRuntimeState, InstanceRuntimeStateRequested,
+} from './params.js';
+import type { InstanceMigrateParams } from './params.js';
+import type { Static } from 'typebox';
+
+interface InstanceLedger {
+  instances: Record<string, InstanceRecord>;
+}
+
+function checkLedger(raw: unknown): InstanceLedger {
+  if (typeof raw !== 'object' || raw === null || typeof (raw as InstanceLedger).instances !== 'object') {
+    throw new Error('the instance ledger has no "instances" table');
+  }
+  return raw as InstanceLedger;
+}
+
+export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget'>;
+
+export class InstanceManager {
+  readonly #instances = new Map<string, Instance>();
+  readonly #gone = new EventEmitter<{ gone: [id: string] }>();
+
+  private constructor(
+    private readonly ledger: Ledger<InstanceLedger>,
+    private readonly ctx: ManagerContext,
+    private readonly log: Logger,
+  ) {}
+
+  static async open(ledgerPath: string, ctx: ManagerContext): Promise<InstanceManager> {
+    const ledger = await Ledger.open(ledgerPath, () => ({ instances: {} }), checkLedger);
+    const manager = new InstanceManager(ledger, ctx, ctx.log.child({ component: 'instance-manager' }));
+    for (const record of Object.values(ledger.value.instances) as InstanceRecord[]) {
+      manager.#instances.set(record.id, manager.#make(record));
+      // Names on file are never handed out again, even where the VNIC itself is gone.
+      ctx.vnics.reserve([...record.guest_vnics, ...(record.control_vnic ? [record.control_vnic] : [])]);
+    }
+    return manager;
+  }
+
+  #make(record: InstanceRecord): Instance {
+    return new Instance(record, {
+      ...this.ctx,
+      commit: () => this.ledger.commit(),
+      forget: (id) => {
+        const instance = this.#instances.get(id);
+        if (instance?.record !== record) return; // replaced meanwhile
+        this.#instances.delete(id);
+        delete this.ledger.value.instances[id];
+        void this.ledger.commit().catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that an instance left'));
+        this.log.info({ instance: id }, 'instance no longer on this sled');
+        this.#gone.emit('gone', id);
+      },
+    });
+  }
+
+  get(id: string): Instance | undefined {
+    return this.#instances.get(id);
+  }
+
+  /** Resolves once the instance has left the sled (at once if it is not here). */
+  whenGone(id: string): Promise<void> {
+    if (!this.#instances.has(id)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const onGone = (gone: string) => {
+        if (gone !== id) return;
+        this.#gone.off('gone', onGone);
+        resolve();
+      };
+      this.#gone.on('gone', onGone);
+    });
+  }
+
+  get size(): number {
+    return this.#instances.size;
+  }
+
+  /**
+   * PUT /instances/{id} (reference §7 ensure). `initial` is used only for an instance this sled
+   * does not have (or a migration to a new Propolis); the state returned is the one after the
+   * requested transition, durable in the ledger.
+   */
+  async ensure(
+    id: string,
+    initial: InstanceHardware,
+    target: InstanceRuntimeStateRequested,
+    migrate: Static<typeof InstanceMigrateParams> | null,
+  ): Promise<InstanceRuntimeState> {
+    const existing = this.#instances.get(id);
+    if (existing && (migrate === null || existing.record.runtime.propolis_id === initial.runtime.propolis_id)) {
+      return existing.ensure(target);
+    }
+    checkInitial(initial);
+    if (existing) {
+      // An intra-sled migration: the old Propolis keeps running until its own monitor sees it go.
+      this.log.warn({ instance: id, from: existing.record.runtime.propolis_id, to: initial.runtime.propolis_id },
+        'instance replaced by a migration to a new Propolis on this sled');
+    }
+    const record: InstanceRecord = {
+      id,
+      hardware: initial,
+      migrate,
+      runtime: initial.runtime,
+      desired: null,
+      guest_vnics: [],
+      control_vnic: null,
+    };
+    const instance = this.#make(record);
+    this.#instances.set(id, instance);
+    this.ledger.value.instances[id] = record;
+    try {
+      const state = await instance.ensure(target);
+      // A migration target must have its Propolis up to receive the VM, whatever the request said.
+      if (migrate !== null) instance.resume();
+      await this.ledger.commit();
+      return state;
+    } catch (err) {
+      // Refused (a 400): the sled never had it.
+      if (this.#instances.get(id) === instance) {
+        this.#instances.delete(id);
+        delete this.ledger.value.instances[id];
+        if (existing) {
+          this.#instances.set(id, existing);
+          this.ledger.value.instances[id] = existing.record;
+        }
+      }
+      throw err;
+    }
+  }
+
+  /** Zone name → VNIC names, of every instance the ledger holds. */
+  claimedZones(): Map<string, string[]> {
+    return new Map([...this.#instances.values()].map((i) => [i.zone, i.vnics]));
+  }
+
+  /** Every VNIC name the ledger has handed out, including those of zones not configured yet. */
+  claimedVnics(): string[] {
+    return [...this.#instances.values()].flatMap((i) => i.vnics);
+  }
+
+  /** Start-up: each instance continues from where the ledger left it. */
+  resume(): void {
+    for (const instance of this.#instances.values()) instance.resume();
+  }
+
+  /** Settles when every instance has finished what is queued (tests, shutdown). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.#instances.values()].map((i) => i.idle()));
+  }
+
+  close(): void {
+    for (const instance of this.#instances.values()) instance.close();
+  }
+}
+
+/** What the original panicked on, as a 400 a person can act on. */
+function checkInitial(initial: InstanceHardware): void {
+  const addr = initial.runtime.propolis_addr;
+  if (addr === undefined || addr === null) {
+    throw invalidRequest('initial.runtime.propolis_addr is required: the address (in this sled\'s subnet) Propolis will serve on, "[ipv6]:port"');
+  }
+  try {
+    parseSocketAddr(addr);
+  } catch (err) {
+    throw invalidRequest(`initial.runtime.propolis_addr: ${(err as Error).message}`);
+  }
+  const memory = initial.runtime.memory;
+  if (memory < 1024 * 1024) throw invalidRequest(`initial.runtime.memory is ${memory} bytes: a VM needs at least 1 MiB`);
+  if (initial.runtime.ncpus < 1 || initial.runtime.ncpus > 255) {
+    throw invalidRequest(`initial.runtime.ncpus is ${initial.runtime.ncpus}: Propolis takes 1 to 255 vCPUs`);
+  }
+}

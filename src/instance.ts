@@ -1,0 +1,535 @@
+// One VM instance on this sled (omicron instance.rs), as an actor: every operation on the host
+// goes through its own serial queue, so two never overlap. The request path only runs the state
+// machine and records the result in the ledger; provisioning, Propolis calls and teardown run
+// on the queue, and what they observe reaches Nexus through the notifier.
+//
+// Fixed on purpose, relative to the original: InstanceProperties carries the real memory,
+// vcpus, hostname, image and bootrom; every readiness wait is an event wait; provisioning is
+// idempotent, so the same code adopts an instance found half-made after a restart; the monitor
+// retries transient errors instead of ending; and a zone that disappears at any phase makes the
+// instance `failed`, which Nexus is told.
+import type { Logger } from 'pino';
+import { formatSocketAddr, parseSocketAddr } from './common/address.js';
+import { InstanceStates, type InstanceAction, type PropolisInstanceState } from './common/instance.js';
+import type { NexusNotifier } from './common/nexus-notifier.js';
+import type { Host } from './host/index.js';
+import { isHostError } from './host/index.js';
+import {
+  PROPOLIS_SERVICE, svcadmEnable, svccfgAddInstance, svccfgAddPg, svccfgRefresh, svccfgSetProp, zoneImage,
+} from './host/commands.js';
+import type { NexusClient } from './nexus-client.js';
+import type {
+  InstanceHardware, InstanceRuntimeState, InstanceRuntimeStateRequested,
+} from './params.js';
+import type { InstanceMigrateParams } from './params.js';
+import type { Static } from 'typebox';
+import { PropolisClient, PropolisError, type InstanceEnsureRequest, type InstanceProperties } from './propolis-client.js';
+import {
+  ensureAddress, ensureZoneRunning, ready, removeZone, waitForOnline, zoneName, type Phase, type Readiness, type VnicNames,
+} from './zone.js';
+
+const MIB = 1024 * 1024;
+const PROPOLIS_DEVICES = ['/dev/vmm/*', '/dev/vmmctl', '/dev/viona'];
+const MONITOR_BACKOFF_MAX_MS = 5_000;
+
+/** What the ledger keeps of an instance: enough to adopt or re-create it after a restart. */
+export interface InstanceRecord {
+  id: string;
+  hardware: InstanceHardware;
+  migrate: Static<typeof InstanceMigrateParams> | null;
+  /** The latest runtime state (so gen keeps growing across restarts). */
+  runtime: InstanceRuntimeState;
+  /** What Nexus last asked for and has not been reached yet. */
+  desired: InstanceRuntimeStateRequested | null;
+  /** Guest NIC VNICs and the control VNIC, named once and kept, so adoption finds them. */
+  guest_vnics: string[];
+  control_vnic: string | null;
+}
+
+export interface InstanceSettings {
+  zoneRoot: string;
+  controlLink: string;
+  readiness: Readiness;
+  readyTimeoutMs: number;
+  imageId: string;
+  bootromId: string;
+  propolisPort: number;
+}
+
+export interface InstanceContext {
+  host: Host;
+  log: Logger;
+  nexus: NexusClient;
+  notifier: NexusNotifier;
+  vnics: VnicNames;
+  settings: InstanceSettings;
+  /** Makes the ledger (with this instance's record as it is now) durable. */
+  commit(): Promise<void>;
+  /** The instance is gone from this sled (destroyed, or stopped and torn down). */
+  forget(id: string): void;
+  /** Optional: each provisioning phase as it starts (the boot benchmark times them). */
+  onPhase?: (id: string, phase: Phase | 'running') => void;
+}
+
+export class Instance {
+  readonly states: InstanceStates;
+  readonly log: Logger;
+  #queue: Promise<void> = Promise.resolve();
+  /** Aborted to cancel provisioning (a stop, a lost zone, shutdown). */
+  #provisioning: AbortController | null = null;
+  #propolis: PropolisClient | null = null;
+  #monitor: AbortController | null = null;
+  #unwatch: (() => void) | null = null;
+  /** Set while the agent itself halts the zone, so its events are not taken for a failure. */
+  #tearingDown = false;
+  #closed = false;
+
+  constructor(
+    readonly record: InstanceRecord,
+    private readonly ctx: InstanceContext,
+  ) {
+    this.states = new InstanceStates(record.runtime);
+    this.states.desired = record.desired;
+    this.log = ctx.log.child({ instance: record.id, propolis: record.runtime.propolis_id });
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get zone(): string {
+    return zoneName('propolis-server', this.record.runtime.propolis_id);
+  }
+
+  get current(): InstanceRuntimeState {
+    return this.states.current;
+  }
+
+  /** The VNICs this instance's zone uses (for orphan detection at start-up). */
+  get vnics(): string[] {
+    return [...this.record.guest_vnics, ...(this.record.control_vnic ? [this.record.control_vnic] : [])];
+  }
+
+  /**
+   * PUT /instances/{id}: runs the state machine (a 400 if the transition is not allowed),
+   * makes the new state durable, queues what must happen on the host, and returns the state.
+   */
+  async ensure(target: InstanceRuntimeStateRequested): Promise<InstanceRuntimeState> {
+    const action = this.states.requestTransition(target);
+    if (action === null && this.states.current === this.record.runtime) return this.states.current;
+    this.#record();
+    await this.ctx.commit();
+    if (action !== null) this.#act(action);
+    return this.states.current;
+  }
+
+  /**
+   * After a restart: bring the instance back to what the ledger says it should be. Provisioning
+   * is idempotent, so a zone still running is adopted as it is (Propolis re-attached, current
+   * state reported to Nexus), and one that is missing or half-made is completed.
+   */
+  resume(): void {
+    const state = this.states.current.run_state;
+    const desired = this.states.desired?.run_state ?? null;
+    if (desired === 'stopped' || desired === 'destroyed' || state === 'stopping') {
+      this.#enqueue('stop', () => this.#stop());
+    } else if (desired === 'running' || desired === 'reboot' || state === 'starting' || state === 'running'
+      || state === 'rebooting' || state === 'migrating') {
+      this.#enqueue('adopt', () => this.#provisionAndRun(false));
+    } else if (state === 'destroyed') {
+      this.#enqueue('destroy', () => this.#destroy());
+    }
+    // creating/stopped/failed/repairing with nothing desired: tracked, nothing to do.
+  }
+
+  /** Stops watching and monitoring (shutdown of the agent); the VM keeps running. */
+  close(): void {
+    this.#closed = true;
+    this.#provisioning?.abort(new Error('agent shutting down'));
+    this.#monitor?.abort(new Error('agent shutting down'));
+    this.#unwatch?.();
+    this.#unwatch = null;
+    void this.#propolis?.close();
+  }
+
+  /** Settles when everything queued so far has run. */
+  idle(): Promise<void> {
+    return this.#queue;
+  }
+
+  #record(): void {
+    this.record.runtime = this.states.current;
+    this.record.desired = this.states.desired;
+  }
+
+  #act(action: InstanceAction): void {
+    switch (action) {
+      case 'run':
+        this.#enqueue('run', () => this.#provisionAndRun(true));
+        return;
+      case 'stop':
+        // A stop must not wait behind a provisioning that may take minutes: cancel it now.
+        this.#provisioning?.abort(new Error('stop requested'));
+        this.#enqueue('stop', () => this.#stop());
+        return;
+      case 'reboot':
+        this.#enqueue('reboot', async () => {
+          if (this.#propolis) await this.#propolis.putState('Reboot');
+        });
+        return;
+      case 'destroy':
+        this.#provisioning?.abort(new Error('destroy requested'));
+        this.#enqueue('destroy', () => this.#destroy());
+    }
+  }
+
+  #enqueue(what: string, op: () => Promise<void>): void {
+    this.#queue = this.#queue.then(async () => {
+      if (this.#closed) return;
+      try {
+        await op();
+      } catch (err) {
+        try {
+          await this.#failed(`${what} failed`, err);
+        } catch (cleanup) {
+          // The instance is marked failed either way; what is left is found again at start-up.
+          this.log.error({ err: cleanup, zone: this.zone }, 'cleaning up after a failure failed too');
+        }
+      }
+    });
+  }
+
+  /** Makes the record durable, unless the agent is shutting down (the ledger stays as it was). */
+  async #commit(): Promise<void> {
+    if (this.#closed) return;
+    await this.ctx.commit();
+  }
+
+  /** Tells Nexus the current state (ordered, coalesced, retried by the notifier). */
+  #report(): void {
+    const state = this.states.current;
+    void this.ctx.notifier.push(`instance:${this.id}`, `instance ${this.id} ${state.run_state} gen ${state.gen}`,
+      () => this.ctx.nexus.instancePut(this.id, state));
+  }
+
+  async #observe(observed: PropolisInstanceState): Promise<InstanceAction | null> {
+    const action = this.states.observeTransition(observed);
+    this.#record();
+    this.#report();
+    await this.#commit();
+    return action;
+  }
+
+  async #failed(why: string, err: unknown): Promise<void> {
+    if (this.#closed) return;
+    const aborted = isHostError(err, 'ABORT_ERR') || (err instanceof Error && err.name === 'AbortError');
+    if (aborted && this.states.current.run_state !== 'failed' && !this.#zoneLost) {
+      // Cancelled by a stop or destroy, which is queued next and does the cleaning up.
+      this.log.info({ why }, 'provisioning cancelled');
+      return;
+    }
+    this.log.error({ err, why, zone: this.zone }, 'instance failed');
+    this.#stopMonitor();
+    if (this.states.current.run_state !== 'failed') await this.#observe('Failed');
+    await this.#teardown();
+  }
+
+  #zoneLost = false;
+
+  /** Watches the zone for an exit the agent did not ask for, at any phase. */
+  #watchZone(): void {
+    if (this.#unwatch) return;
+    this.#unwatch = this.ctx.host.events.subscribe((event) => {
+      if (event.zonename !== this.zone || this.#tearingDown) return;
+      if (event.newstate !== 'shutting_down' && event.newstate !== 'uninitialized') return;
+      if (this.#zoneLost) return;
+      this.#zoneLost = true;
+      this.log.error({ zone: this.zone, from: event.oldstate, to: event.newstate }, 'instance zone went away');
+      this.#provisioning?.abort(new Error(`zone ${this.zone} went away`));
+      this.#stopMonitor();
+      this.#enqueue('zone lost', async () => {
+        await this.#failed('zone went away', new Error(`zone ${this.zone} went ${event.newstate}`));
+      });
+    });
+  }
+
+  #propolisAddr(): { host: string; port: number } {
+    const addr = this.states.current.propolis_addr ?? this.record.hardware.runtime.propolis_addr;
+    // Checked by the manager before the instance was created.
+    const { host } = parseSocketAddr(addr as string);
+    return { host, port: this.ctx.settings.propolisPort };
+  }
+
+  #properties(): InstanceProperties {
+    const runtime = this.record.hardware.runtime;
+    return {
+      id: this.id,
+      name: runtime.hostname,
+      description: `instance ${this.id} (${runtime.hostname})`,
+      image_id: this.ctx.settings.imageId,
+      bootrom_id: this.ctx.settings.bootromId,
+      memory: Math.floor(runtime.memory / MIB),
+      vcpus: runtime.ncpus,
+    };
+  }
+
+  /** Reference §7 steps 1-8, each step skipped when already done; then `Run` if asked. */
+  async #provisionAndRun(run: boolean): Promise<void> {
+    const ctx = this.ctx;
+    const { host, settings } = ctx;
+    const abort = new AbortController();
+    this.#provisioning = abort;
+    const phase = (p: Phase) => {
+      this.log.debug({ phase: p }, 'provisioning');
+      ctx.onPhase?.(this.id, p);
+    };
+    const wait = { readiness: settings.readiness, timeoutMs: settings.readyTimeoutMs, signal: abort.signal };
+    try {
+      // Names first, in the ledger, so a crash from here on leaves nothing we cannot find.
+      if (this.record.control_vnic === null) {
+        this.record.guest_vnics = this.record.hardware.nics.map(() => ctx.vnics.guest());
+        this.record.control_vnic = ctx.vnics.control('Instance');
+        await this.#commit();
+      }
+      const control = this.record.control_vnic;
+      this.#zoneLost = false;
+      this.#tearingDown = false;
+      this.#watchZone();
+      const addr = this.#propolisAddr();
+      const fmri = `${PROPOLIS_SERVICE}:vm-${this.record.runtime.propolis_id}`;
+      await ensureZoneRunning(host, {
+        name: this.zone,
+        image: zoneImage('propolis-server'),
+        controlVnic: control,
+        controlLink: settings.controlLink,
+        zoneRoot: settings.zoneRoot,
+        devices: PROPOLIS_DEVICES,
+        guestNics: this.record.hardware.nics.map((nic, i) => ({ name: this.record.guest_vnics[i] as string, mac: nic.mac })),
+      }, wait, phase);
+      abort.signal.throwIfAborted();
+
+      phase('address');
+      await ensureAddress(host, this.zone, control, `${addr.host}/64`);
+
+      phase('service');
+      await this.#ensurePropolisService(fmri, addr);
+      await waitForOnline(host, this.zone, fmri, wait);
+      abort.signal.throwIfAborted();
+
+      phase('propolis');
+      const server = formatSocketAddr(addr);
+      this.#propolis?.close().catch(() => {});
+      this.#propolis = new PropolisClient(formatSocketAddr(host.reachable(this.zone, addr)));
+      const request: InstanceEnsureRequest = {
+        properties: this.#properties(),
+        nics: this.record.hardware.nics.map((nic, i) => ({ name: this.record.guest_vnics[i] as string, slot: nic.slot })),
+        disks: this.record.hardware.disks,
+        migrate: this.record.migrate === null ? null : {
+          migration_id: this.states.current.migration_id ?? '',
+          src_addr: this.record.migrate.src_propolis_addr,
+          src_uuid: this.record.migrate.src_propolis_id,
+        },
+        cloud_init_bytes: this.record.hardware.cloud_init_bytes ?? null,
+      };
+      await this.#ensurePropolis(request, wait);
+      if (this.states.current.propolis_addr !== server) {
+        this.states.current = { ...this.states.current, propolis_addr: server };
+        this.#record();
+        await this.#commit();
+      }
+      this.#provisioning = null;
+      this.#startMonitor(fmri);
+
+      const vm = await this.#propolis.get();
+      if (run && vm.instance.state === 'Creating') await this.#propolis.putState('Run');
+      else if (!run && vm.instance.state === 'Creating' && this.states.desired?.run_state === 'running') {
+        await this.#propolis.putState('Run');
+      }
+    } finally {
+      if (this.#provisioning === abort) this.#provisioning = null;
+    }
+  }
+
+  /** `svccfg add` etc. are not idempotent; on adoption the instance may exist already. */
+  async #ensurePropolisService(fmri: string, addr: { host: string; port: number }): Promise<void> {
+    const { host } = this.ctx;
+    const tolerate = async (argv: string[]) => {
+      try {
+        await host.zones.exec(this.zone, argv);
+      } catch (err) {
+        if (!isHostError(err, 'ECOMMAND')) throw err;
+        this.log.debug({ argv, err: (err as Error).message }, 'already done');
+      }
+    };
+    await tolerate(svccfgAddInstance(PROPOLIS_SERVICE, `vm-${this.record.runtime.propolis_id}`));
+    await tolerate(svccfgAddPg(fmri, 'config', 'astring'));
+    await host.zones.exec(this.zone, svccfgSetProp(fmri, 'config/server_addr', formatSocketAddr(addr)));
+    await host.zones.exec(this.zone, svccfgRefresh(fmri));
+    await host.zones.exec(this.zone, svcadmEnable(fmri));
+  }
+
+  /**
+   * PUT /instance. The SMF instance being online says the process started, not that it listens
+   * yet; the original polled GET /instance. A refused connection here is retried within the
+   * readiness deadline (in event mode it normally succeeds at once).
+   */
+  async #ensurePropolis(request: InstanceEnsureRequest, wait: { readiness: Readiness; timeoutMs: number; signal: AbortSignal }): Promise<void> {
+    const propolis = this.#propolis as PropolisClient;
+    await ready(wait, async ({ timeoutMs }) => {
+      try {
+        await propolis.ensure(request);
+      } catch (err) {
+        if (err instanceof PropolisError && err.code === 'UNREACHABLE') {
+          throw Object.assign(new Error(`Propolis not answering yet: ${err.message}`), { code: 'ETIMEDOUT', timeoutMs });
+        }
+        throw err;
+      }
+    });
+  }
+
+  #startMonitor(fmri: string): void {
+    this.#stopMonitor();
+    const abort = new AbortController();
+    this.#monitor = abort;
+    void this.#monitorLoop(abort.signal).catch((err: unknown) => {
+      // Not expected (every step handles its errors); never let it end silently.
+      this.log.error({ err }, 'Propolis monitor ended unexpectedly');
+      this.#enqueue('monitor', () => Promise.reject(err));
+    });
+    void this.#watchPropolisService(fmri, abort.signal);
+  }
+
+  /**
+   * Propolis dying shows in SMF (its instance leaves online for maintenance or disabled): an
+   * event wait for that, alongside the monitor, so a crash is noticed (omicron #3206) rather than
+   * taken for a slow connection forever.
+   */
+  async #watchPropolisService(fmri: string, signal: AbortSignal): Promise<void> {
+    try {
+      const state = await this.ctx.host.events.waitForService(this.zone, fmri, ['maintenance', 'disabled'],
+        { timeoutMs: 2 ** 31 - 1, signal });
+      if (signal.aborted || this.#tearingDown) return;
+      this.log.error({ fmri, state }, 'Propolis service is no longer running');
+      this.#stopMonitor();
+      this.#enqueue('propolis lost', () => Promise.reject(new Error(`Propolis (${fmri}) went ${state}`)));
+    } catch (err) {
+      // Aborted (the monitor ended) or the zone went away (the zone watcher handles that).
+      if (!signal.aborted && !isHostError(err, 'ZONE_GONE')) this.log.warn({ err }, 'cannot watch the Propolis service');
+    }
+  }
+
+  #stopMonitor(): void {
+    this.#monitor?.abort(new Error('monitor stopped'));
+    this.#monitor = null;
+  }
+
+  /**
+   * Propolis's state-monitor long poll, for as long as the instance has a Propolis. Transient
+   * errors (Propolis restarting, a dropped connection) are retried with capped backoff and
+   * logged; the monitor ends only when the VM is destroyed, the zone is lost, or on shutdown.
+   */
+  async #monitorLoop(signal: AbortSignal): Promise<void> {
+    let gen = 0;
+    let failures = 0;
+    while (!signal.aborted) {
+      let observed;
+      try {
+        observed = await (this.#propolis as PropolisClient).stateMonitor(gen, signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        failures += 1;
+        if (err instanceof PropolisError && err.code === 'UNREACHABLE') this.#reresolvePropolis();
+        const delay = Math.min(MONITOR_BACKOFF_MAX_MS, 100 * 2 ** Math.min(failures - 1, 6));
+        this.log.warn({ err: (err as Error).message, failures, retryInMs: delay }, 'Propolis state monitor failed; retrying');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          signal.addEventListener('abort', () => {
+            clearTimeout(timer);
+            resolve();
+          }, { once: true });
+        });
+        continue;
+      }
+      if (signal.aborted) return;
+      if (failures > 0) this.log.info({ failures }, 'Propolis state monitor reconnected');
+      failures = 0;
+      gen = observed.gen + 1;
+      const action = await this.#observe(observed.state);
+      if (observed.state === 'Running') this.ctx.onPhase?.(this.id, 'running');
+      if (action === 'destroy') {
+        this.#stopMonitor();
+        this.#enqueue('teardown', async () => {
+          await this.#teardown();
+          this.#forgetIfDone();
+        });
+        return;
+      }
+    }
+  }
+
+  /** A restarted Propolis may listen elsewhere (the sim host's loopback port); follow it. */
+  #reresolvePropolis(): void {
+    let target: string;
+    try {
+      target = formatSocketAddr(this.ctx.host.reachable(this.zone, this.#propolisAddr()));
+    } catch {
+      return; // not listening anywhere now: keep retrying the old address
+    }
+    if (this.#propolis && this.#propolis.origin !== `http://${target}`) {
+      this.log.info({ address: target }, 'Propolis moved; following it');
+      void this.#propolis.close().catch(() => {});
+      this.#propolis = new PropolisClient(target);
+    }
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#propolis && this.#monitor) {
+      // The monitor sees Stopping, Stopped, Destroyed and tears the zone down.
+      await this.#propolis.putState('Stop');
+      return;
+    }
+    // No Propolis (never provisioned, provisioning cancelled, or lost): nothing runs a VM.
+    await this.#teardown();
+    if (this.states.current.run_state !== 'stopped' && this.states.current.run_state !== 'failed') {
+      await this.#observe('Destroyed');
+    }
+    this.#forgetIfDone();
+  }
+
+  async #destroy(): Promise<void> {
+    this.#stopMonitor();
+    await this.#teardown();
+    this.#forget();
+  }
+
+  /** A stopped instance with nothing more asked of it leaves the sled, as in the original. */
+  #forgetIfDone(): void {
+    const desired = this.states.desired?.run_state;
+    if (this.states.current.run_state === 'stopped' && (desired === undefined || desired === 'stopped')) this.#forget();
+    else if (desired === 'destroyed') {
+      this.states.requestTransition({ run_state: 'destroyed', migration_params: null });
+      this.#record();
+      this.#report();
+      this.#forget();
+    }
+  }
+
+  #forget(): void {
+    this.close();
+    this.ctx.forget(this.id);
+  }
+
+  /** Removes the zone and VNICs; what is gone already is skipped. */
+  async #teardown(): Promise<void> {
+    this.#tearingDown = true;
+    this.#stopMonitor();
+    this.#unwatch?.();
+    this.#unwatch = null;
+    await this.#propolis?.close().catch(() => {});
+    this.#propolis = null;
+    await removeZone(this.ctx.host, this.zone, this.vnics, this.log);
+    this.record.control_vnic = null;
+    this.record.guest_vnics = [];
+    await this.#commit();
+  }
+}

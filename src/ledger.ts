@@ -1,0 +1,57 @@
+// A ledger: one JSON document the agent must not lose, written atomically (temp file, fsync,
+// rename, directory fsync) before the change it records is acknowledged. Commits that arrive
+// while a write is in flight are grouped into the next write, so a hundred concurrent requests
+// cost two writes, not a hundred, and each caller still learns when its own change is durable.
+import { readJsonIfExists, writeJsonAtomic } from './common/persist.js';
+
+export class Ledger<T> {
+  #value: T;
+  #writing: Promise<void> | null = null;
+  #next: Promise<void> | null = null;
+
+  private constructor(
+    readonly path: string,
+    value: T,
+    readonly loaded: boolean,
+  ) {
+    this.#value = value;
+  }
+
+  /**
+   * Reads the ledger at `path`, or starts from `empty` when there is none. `check` validates
+   * what was read (throw to refuse a corrupt or foreign file: better than acting on it).
+   */
+  static async open<T>(path: string, empty: () => T, check: (raw: unknown) => T): Promise<Ledger<T>> {
+    const raw = await readJsonIfExists(path);
+    if (raw === null) return new Ledger(path, empty(), false);
+    return new Ledger(path, check(raw), true);
+  }
+
+  /** The current (possibly not yet durable) value. Mutate it, then commit(). */
+  get value(): T {
+    return this.#value;
+  }
+
+  /** Resolves once the value as it is now is on disk. */
+  commit(): Promise<void> {
+    if (this.#writing === null) {
+      this.#writing = this.#write().finally(() => {
+        this.#writing = null;
+      });
+      return this.#writing;
+    }
+    // A write is in flight with an older value: queue exactly one more, shared by everyone who
+    // commits until it starts.
+    this.#next ??= this.#writing
+      .catch(() => {})
+      .then(() => {
+        this.#next = null;
+        return this.commit();
+      });
+    return this.#next;
+  }
+
+  async #write(): Promise<void> {
+    await writeJsonAtomic(this.path, this.#value);
+  }
+}

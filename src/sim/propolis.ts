@@ -1,0 +1,376 @@
+// A simulated Propolis server: the HTTP API the sled agent uses (reference §14), over a VM that
+// only moves through Propolis's states. It listens on 127.0.0.1 (port 0 unless told), speaks
+// dropshot's error envelope, and its state-monitor is a real long poll: a waiter is released by
+// the state change itself, never by a timer that looks. The VM's state can be exported and
+// imported, so a simulated host can persist it and bring the same VM back on a new server.
+//
+// The VM (each automatic step takes its configured latency, and bumps gen by one, as Propolis's
+// watch does):
+//   ensure                      -> {gen 0, Creating}
+//   Run          Creating       -> Starting -> Running
+//   Stop         Creating, Starting, Running, Rebooting, Migrating
+//                               -> Stopping -> Stopped -> Destroyed
+//   Reboot       Running        -> Rebooting -> Starting -> Running
+//   MigrateStart Running        -> Migrating -> Running
+// A request that is already under way (Run while Starting or Running, Stop while Stopping, ...)
+// is accepted and changes nothing; one that makes no sense in the state (Run after Stop, Reboot
+// while Creating) is a 500, as Propolis's set_target_state refuses it.
+import type { Socket } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
+import pino, { type Logger } from 'pino';
+import { Type } from 'typebox';
+import type { SocketAddr } from '../common/address.js';
+import { ApiError } from '../common/errors.js';
+import type { PropolisInstanceState } from '../common/instance.js';
+import { ApiError as ApiErrorSchema, NoContent, Nullable, StringEnum } from '../params.js';
+import type { InstanceEnsureRequest, InstanceEnsureResponse, PropolisStateRequested } from '../propolis-client.js';
+import { createServer, type App } from '../server.js';
+
+/** What a simulated host persists to bring the same VM back. */
+export interface SimPropolisSnapshot {
+  /** The ensure request the instance was created with; null before any. */
+  request: InstanceEnsureRequest | null;
+  state: PropolisInstanceState;
+  gen: number;
+}
+
+export interface SimPropolisLatencies {
+  /** Starting -> Running (the guest boots), ms. */
+  vmBoot: number;
+  /** Every other automatic step (Stopping -> Stopped, Rebooting -> Starting, ...), ms. */
+  vmStep: number;
+}
+
+export interface SimPropolisOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0 (any free port). */
+  port?: number;
+  logger?: Logger;
+  /** Default 1 ms per step. */
+  latencies?: Partial<SimPropolisLatencies>;
+  /** Turns a configured latency into the one used (jitter); identity by default. */
+  jitter?: (ms: number) => number;
+  /** A VM to continue (e.g. from a persisted snapshot): a VM mid-transition completes it. */
+  initial?: SimPropolisSnapshot;
+  /** Called after every change of the VM (ensure, each transition) with the new snapshot. */
+  onChange?: (snapshot: SimPropolisSnapshot) => void;
+}
+
+export const PROPOLIS_STATE_REQUESTS: readonly PropolisStateRequested[] = ['Run', 'Stop', 'Reboot', 'MigrateStart'];
+
+/** The automatic next state of a state, if it has one. */
+const NEXT: Partial<Record<PropolisInstanceState, PropolisInstanceState>> = {
+  Starting: 'Running',
+  Rebooting: 'Starting',
+  Migrating: 'Running',
+  Stopping: 'Stopped',
+  Stopped: 'Destroyed',
+};
+
+const internal = (message: string) => new ApiError(500, 'Internal', message);
+
+const errors = { '4xx': ApiErrorSchema, '5xx': ApiErrorSchema };
+
+const InstanceProperties = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  name: Type.String(),
+  description: Type.String(),
+  image_id: Type.String({ format: 'uuid' }),
+  bootrom_id: Type.String({ format: 'uuid' }),
+  memory: Type.Integer({ format: 'uint64', minimum: 0 }),
+  vcpus: Type.Integer({ format: 'uint8', minimum: 0 }),
+});
+
+const InstanceEnsureBody = Type.Object({
+  properties: InstanceProperties,
+  nics: Type.Optional(Type.Array(Type.Object({ name: Type.String(), slot: Type.Integer({ format: 'uint8', minimum: 0 }) }))),
+  disks: Type.Optional(Type.Array(Type.Object({ name: Type.String(), slot: Type.Integer({ format: 'uint8', minimum: 0 }) }))),
+  migrate: Type.Optional(Nullable(Type.Object({
+    migration_id: Type.String({ format: 'uuid' }),
+    src_addr: Type.String(),
+    src_uuid: Type.String({ format: 'uuid' }),
+  }))),
+  cloud_init_bytes: Type.Optional(Nullable(Type.String())),
+});
+
+const PropolisState = StringEnum([
+  'Creating', 'Starting', 'Running', 'Stopping', 'Stopped', 'Rebooting', 'Migrating', 'Repairing', 'Failed', 'Destroyed',
+] as const satisfies readonly PropolisInstanceState[]);
+
+const InstanceEnsureResponseSchema = Type.Object({
+  migrate: Nullable(Type.Object({ migration_id: Type.String({ format: 'uuid' }) })),
+});
+
+const InstanceGetResponse = Type.Object({
+  instance: Type.Object({
+    properties: InstanceProperties,
+    state: PropolisState,
+    disks: Type.Array(Type.Unknown()),
+    nics: Type.Array(Type.Unknown()),
+  }),
+});
+
+const InstanceStateMonitorResponse = Type.Object({ gen: Type.Integer({ format: 'uint64', minimum: 0 }), state: PropolisState });
+
+interface Waiter {
+  gen: number;
+  resolve: (value: { gen: number; state: PropolisInstanceState }) => void;
+}
+
+export class SimPropolis {
+  private readonly app: App;
+  private readonly latencies: SimPropolisLatencies;
+  private readonly jitter: (ms: number) => number;
+  private readonly onChange: ((snapshot: SimPropolisSnapshot) => void) | undefined;
+  private request: InstanceEnsureRequest | null;
+  private vmState: PropolisInstanceState;
+  private vmGen: number;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly waiters = new Set<Waiter>();
+  private listening: SocketAddr | null = null;
+  private stopped = false;
+
+  private constructor(options: SimPropolisOptions) {
+    this.latencies = { vmBoot: 1, vmStep: 1, ...options.latencies };
+    this.jitter = options.jitter ?? ((ms) => ms);
+    this.onChange = options.onChange;
+    this.request = options.initial?.request ?? null;
+    this.vmState = options.initial?.state ?? 'Creating';
+    this.vmGen = options.initial?.gen ?? 0;
+    this.app = this.routes(createServer({ logger: options.logger ?? pino({ level: 'silent' }) }));
+  }
+
+  /** Starts a server (and continues an imported VM's transition). */
+  static async start(options: SimPropolisOptions = {}): Promise<SimPropolis> {
+    const server = new SimPropolis(options);
+    await server.app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
+    const address = server.app.server.address();
+    if (address === null || typeof address === 'string') throw new Error('the simulated Propolis has no TCP address');
+    server.listening = { host: address.address, port: address.port };
+    if (server.request !== null) server.scheduleNext();
+    return server;
+  }
+
+  /** Where it listens. */
+  get address(): SocketAddr {
+    if (this.listening === null) throw new Error('the simulated Propolis is not listening');
+    return this.listening;
+  }
+
+  get state(): PropolisInstanceState {
+    return this.vmState;
+  }
+
+  get gen(): number {
+    return this.vmGen;
+  }
+
+  /** Whether an instance was ensured. */
+  get hasInstance(): boolean {
+    return this.request !== null;
+  }
+
+  /** Long polls waiting for a change (for tests: that a disconnect cleans up). */
+  get waiterCount(): number {
+    return this.waiters.size;
+  }
+
+  /** Whether close() or crash() has been called. */
+  get closed(): boolean {
+    return this.stopped;
+  }
+
+  snapshot(): SimPropolisSnapshot {
+    return { request: this.request === null ? null : structuredClone(this.request), state: this.vmState, gen: this.vmGen };
+  }
+
+  /**
+   * Test hook: puts the VM in `state` at once (gen + 1), as Propolis itself would on a fault
+   * ("Failed"), and continues from there as from any state.
+   */
+  forceState(state: PropolisInstanceState): void {
+    if (this.request === null) throw new Error('the simulated Propolis has no instance');
+    this.cancelTimer();
+    this.transition(state);
+  }
+
+  /**
+   * Test hook: the server stops answering at once (listener and connections closed, long polls
+   * cut off), as if the process died. The VM's state stays readable with snapshot().
+   */
+  crash(): Promise<void> {
+    return this.shutdown();
+  }
+
+  /** Stops the server and the VM's timer; idempotent. */
+  close(): Promise<void> {
+    return this.shutdown();
+  }
+
+  private closing: Promise<void> | null = null;
+
+  private shutdown(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stopped = true;
+      this.cancelTimer();
+      // Nothing is answered from now on: connections that arrive are cut, and so are the ones
+      // open now (long polls never finish by themselves). Their waiters go with their 'close'.
+      this.app.server.on('connection', (socket: Socket) => socket.destroy());
+      this.app.server.closeAllConnections();
+      await this.app.close();
+      for (const w of this.waiters) w.resolve({ gen: this.vmGen, state: this.vmState });
+      this.waiters.clear();
+    })();
+    return this.closing;
+  }
+
+  // ---- the VM ----
+
+  private ensure(body: InstanceEnsureRequest): InstanceEnsureResponse {
+    const migrate = body.migrate ?? null;
+    const req: InstanceEnsureRequest = {
+      properties: body.properties,
+      nics: body.nics ?? [],
+      disks: body.disks ?? [],
+      migrate,
+      cloud_init_bytes: body.cloud_init_bytes ?? null,
+    };
+    if (this.request !== null) {
+      if (!isDeepStrictEqual(this.request.properties, req.properties)) throw internal('Cannot update running server');
+    } else {
+      this.request = req;
+      this.vmState = 'Creating';
+      this.vmGen = 0;
+      this.changed();
+    }
+    return { migrate: migrate === null ? null : { migration_id: migrate.migration_id } };
+  }
+
+  private requestState(requested: PropolisStateRequested): void {
+    const s = this.vmState;
+    const refuse = (): never => {
+      throw internal(`cannot ${requested} an instance that is ${s}`);
+    };
+    switch (requested) {
+      case 'Run':
+        if (s === 'Creating') this.start('Starting');
+        else if (s === 'Starting' || s === 'Running' || s === 'Rebooting' || s === 'Migrating') return;
+        else refuse();
+        return;
+      case 'Stop':
+        if (s === 'Creating' || s === 'Starting' || s === 'Running' || s === 'Rebooting' || s === 'Migrating') this.start('Stopping');
+        else if (s === 'Stopping' || s === 'Stopped' || s === 'Destroyed') return;
+        else refuse();
+        return;
+      case 'Reboot':
+        if (s === 'Running') this.start('Rebooting');
+        else if (s === 'Rebooting') return;
+        else refuse();
+        return;
+      case 'MigrateStart':
+        if (s === 'Running') this.start('Migrating');
+        else if (s === 'Migrating') return;
+        else refuse();
+        return;
+    }
+  }
+
+  private start(state: PropolisInstanceState): void {
+    this.cancelTimer();
+    this.transition(state);
+  }
+
+  private transition(state: PropolisInstanceState): void {
+    this.vmState = state;
+    this.vmGen += 1;
+    this.changed();
+    this.scheduleNext();
+  }
+
+  private scheduleNext(): void {
+    const next = NEXT[this.vmState];
+    if (next === undefined || this.stopped) return;
+    const ms = Math.max(0, this.jitter(next === 'Running' && this.vmState === 'Starting' ? this.latencies.vmBoot : this.latencies.vmStep));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.transition(next);
+    }, ms);
+  }
+
+  private cancelTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private changed(): void {
+    for (const w of this.waiters) {
+      if (w.gen <= this.vmGen) {
+        this.waiters.delete(w);
+        w.resolve({ gen: this.vmGen, state: this.vmState });
+      }
+    }
+    this.onChange?.(this.snapshot());
+  }
+
+  private requireInstance(): InstanceEnsureRequest {
+    if (this.request === null) throw internal('Server not initialized (no instance)');
+    return this.request;
+  }
+
+  // ---- HTTP ----
+
+  private routes(app: App): App {
+    // state-monitor is a GET with a JSON body, which fastify refuses unless GET is declared to have one.
+    app.addHttpMethod('GET', { hasBody: true, overrideExisting: true });
+
+    app.put('/instance', {
+      schema: { operationId: 'instance_ensure', body: InstanceEnsureBody, response: { 201: InstanceEnsureResponseSchema, ...errors } },
+    }, async (request, reply) => {
+      const res = this.ensure(request.body as InstanceEnsureRequest);
+      return reply.status(201).send(res);
+    });
+
+    app.get('/instance', {
+      schema: { operationId: 'instance_get', response: { 200: InstanceGetResponse, ...errors } },
+    }, async () => {
+      const req = this.requireInstance();
+      return { instance: { properties: req.properties, state: this.vmState, disks: [], nics: [] } };
+    });
+
+    app.get('/instance/state-monitor', {
+      exposeHeadRoute: false,
+      schema: {
+        operationId: 'instance_state_monitor',
+        body: Type.Object({ gen: Type.Integer({ format: 'uint64', minimum: 0 }) }),
+        response: { 200: InstanceStateMonitorResponse, ...errors },
+      },
+    }, async (request, reply) => {
+      this.requireInstance();
+      const { gen } = request.body as { gen: number };
+      if (gen <= this.vmGen) return { gen: this.vmGen, state: this.vmState };
+      return new Promise<{ gen: number; state: PropolisInstanceState }>((resolve) => {
+        const waiter: Waiter = { gen, resolve };
+        this.waiters.add(waiter);
+        // The client went away (aborted, or its connection was cut): forget the waiter.
+        reply.raw.once('close', () => {
+          if (this.waiters.delete(waiter)) resolve({ gen: this.vmGen, state: this.vmState });
+        });
+      });
+    });
+
+    app.put('/instance/state', {
+      schema: {
+        operationId: 'instance_state_put',
+        body: StringEnum(PROPOLIS_STATE_REQUESTS),
+        response: { 204: NoContent('the state change was requested'), ...errors },
+      },
+    }, async (request, reply) => {
+      this.requireInstance();
+      this.requestState(request.body as PropolisStateRequested);
+      return reply.status(204).send();
+    });
+
+    return app;
+  }
+}

@@ -1,0 +1,230 @@
+// The real sled agent (omicron sled_agent.rs + server.rs): wires the managers to a Host, and at
+// start-up (reference §8 step 3, fixed) adopts what the host still has instead of deleting it:
+// zones and VNICs that the ledgers claim are kept and picked up, only true orphans are removed,
+// and one summary line says which was which.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { formatSocketAddr, parseSocketAddr } from './common/address.js';
+import { NexusNotifier } from './common/nexus-notifier.js';
+import type { AgentConfig } from './config.js';
+import { DiskManager } from './disk-manager.js';
+import type { Host } from './host/index.js';
+import { agentRoutes } from './http-entrypoints.js';
+import { InstanceManager } from './instance-manager.js';
+import type { Phase } from './zone.js';
+import { NexusClient } from './nexus-client.js';
+import { registerOpenApi, SLED_AGENT_API_INFO } from './openapi.js';
+import { VolumeConstructionRequestSchema, type UpdateArtifact } from './params.js';
+import { createServer, REQUEST_BODY_MAX_BYTES, type App } from './server.js';
+import { serviceUnavailable } from './common/errors.js';
+import { ServiceManager } from './services.js';
+import { StorageManager } from './storage-manager.js';
+import { downloadArtifact } from './updates.js';
+import { removeZone, VnicNames, ZONE_PREFIX } from './zone.js';
+
+const OWNED_VNIC = /^(ox|vopte)/;
+
+export interface StartupSummary {
+  adopted: string[];
+  removedZones: string[];
+  removedVnics: string[];
+  /** Claimed by a ledger but not on the host: made again by their manager. */
+  missing: string[];
+}
+
+export interface SledAgentOptions {
+  /** Called as each instance provisioning phase starts (the boot benchmark). */
+  onPhase?: (instance: string, phase: Phase | 'running') => void;
+}
+
+export class SledAgent {
+  private constructor(
+    readonly config: AgentConfig,
+    readonly host: Host,
+    readonly log: Logger,
+    readonly nexus: NexusClient,
+    readonly notifier: NexusNotifier,
+    readonly instances: InstanceManager,
+    readonly disks: DiskManager,
+    readonly services: ServiceManager,
+    readonly storage: StorageManager,
+  ) {}
+
+  /** Opens the ledgers and managers; touches nothing on the host yet. */
+  static async open(config: AgentConfig, host: Host, log: Logger, options: SledAgentOptions = {}): Promise<SledAgent> {
+    const nexus = new NexusClient(config.nexus_address, { timeoutMs: config.nexus.timeout_ms });
+    const notifier = new NexusNotifier(log.child({ component: 'nexus-notifier' }), {
+      initialMs: config.nexus.backoff_initial_ms,
+      maxMs: config.nexus.backoff_max_ms,
+      factor: 2,
+    });
+    const vnics = new VnicNames();
+    const wait = { readiness: config.instances.readiness, timeoutMs: config.zones.ready_timeout_ms };
+    const zoneRoot = config.zones.root;
+    const controlLink = config.zones.control_link;
+    const instances = await InstanceManager.open(join(config.data_dir, 'instances.json'), {
+      host, log, nexus, notifier, vnics,
+      settings: {
+        zoneRoot, controlLink,
+        readiness: config.instances.readiness,
+        readyTimeoutMs: config.zones.ready_timeout_ms,
+        imageId: config.instances.image_id,
+        bootromId: config.instances.bootrom_id,
+        propolisPort: config.instances.propolis_port,
+      },
+      ...(options.onPhase ? { onPhase: options.onPhase } : {}),
+    });
+    const disks = await DiskManager.open(join(config.data_dir, 'disks.json'), nexus, notifier, log);
+    const services = await ServiceManager.open({
+      host, log, ledgerPath: join(config.data_dir, 'services.json'), vnics, zoneRoot, controlLink, wait,
+    });
+    const storage = await StorageManager.open({
+      host, log, dataDir: config.data_dir, sledId: config.id, zpools: config.zpools, nexus, notifier, vnics,
+      zoneRoot, controlLink, wait,
+    });
+    return new SledAgent(config, host, log, nexus, notifier, instances, disks, services, storage);
+  }
+
+  /** Reference §8 step 3.2: the dataset the zonepaths live on, `rpool/zone` at `/zone`. */
+  async ensureZoneDataset(): Promise<void> {
+    const { dataset, root } = this.config.zones;
+    const { host } = this;
+    if (!(await host.datasets.exists(dataset))) {
+      await host.datasets.create(dataset, { zoned: 'on', mountpoint: root });
+      this.log.info({ dataset, mountpoint: root }, 'zone dataset created');
+      return;
+    }
+    const { mountpoint } = await host.datasets.get(dataset, ['mountpoint']);
+    if (mountpoint !== root) {
+      throw new Error(`dataset ${dataset} exists with mountpoint ${mountpoint ?? '(none)'}, not ${root}; `
+        + `set it (zfs set mountpoint=${root} ${dataset}) or point zones.dataset/zones.root elsewhere`);
+    }
+  }
+
+  /**
+   * Start-up discovery: every `oxz_` zone and `ox`/`vopte` VNIC on the host is either claimed
+   * by a ledger (kept, and picked up by its manager's resume) or an orphan (removed).
+   */
+  async reconcile(): Promise<StartupSummary> {
+    const { host, log } = this;
+    const claimed = new Map<string, string[]>([
+      ...this.instances.claimedZones(),
+      ...this.services.claimedZones(),
+      ...this.storage.claimedZones(),
+    ]);
+    const claimedVnics = new Set([...claimed.values()].flat());
+    const zones = (await host.zones.list()).filter((z) => z.name.startsWith(ZONE_PREFIX));
+    const summary: StartupSummary = { adopted: [], removedZones: [], removedVnics: [], missing: [] };
+    for (const zone of zones) {
+      if (claimed.has(zone.name)) {
+        summary.adopted.push(zone.name);
+        continue;
+      }
+      // An orphan's own VNICs are whatever its configuration names.
+      const nets = await host.zones.config(zone.name).then((c) => c.nets.map((n) => n.physical), () => []);
+      await removeZone(host, zone.name, nets.filter((n) => OWNED_VNIC.test(n) && !claimedVnics.has(n)), log);
+      summary.removedZones.push(zone.name);
+    }
+    const present = new Set(zones.map((z) => z.name));
+    summary.missing = [...claimed.keys()].filter((z) => !present.has(z));
+    for (const vnic of await host.links.listVnics()) {
+      if (!OWNED_VNIC.test(vnic.name) || claimedVnics.has(vnic.name)) continue;
+      await host.links.deleteVnic(vnic.name);
+      summary.removedVnics.push(vnic.name);
+    }
+    log.info({
+      adopted_zones: summary.adopted, removed_zones: summary.removedZones,
+      removed_vnics: summary.removedVnics, zones_to_recreate: summary.missing,
+    }, `start-up: adopted ${summary.adopted.length} zone(s), removed ${summary.removedZones.length} orphan zone(s) `
+      + `and ${summary.removedVnics.length} orphan VNIC(s), ${summary.missing.length} claimed zone(s) to re-create`);
+    return summary;
+  }
+
+  /** Every manager carries on from its ledger (in the background: the API is already up). */
+  resume(): void {
+    this.instances.resume();
+    void this.services.resume().then((s) => this.log.info(s, 'services resumed'),
+      (err: unknown) => this.log.error({ err }, 'services could not be resumed'));
+  }
+
+  async updateArtifact(artifact: UpdateArtifact): Promise<void> {
+    await downloadArtifact(artifact, this.nexus, this.config.updates.artifact_dir, this.log);
+  }
+
+  close(): void {
+    this.instances.close();
+  }
+}
+
+export interface RunningAgent {
+  agent: SledAgent;
+  app: App;
+  address: string;
+  summary: StartupSummary;
+  /** Settles once Nexus accepted this sled's registration (and storage was queued for reporting). */
+  registered: Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The HTTP app over an agent, not listening yet; with no agent, only for its OpenAPI document. */
+export async function agentApp(agent: SledAgent | null, log: Logger, bodyLimit = REQUEST_BODY_MAX_BYTES): Promise<App> {
+  const app = createServer({ logger: log, bodyLimit, sharedSchemas: [VolumeConstructionRequestSchema] });
+  await registerOpenApi(app, SLED_AGENT_API_INFO);
+  agentRoutes(app, () => {
+    if (agent === null) throw serviceUnavailable('this server only describes the API');
+    return agent;
+  });
+  return app;
+}
+
+/**
+ * Reference §8 step 3 and §8 step 4: zone dataset, discovery and adoption, the API, then
+ * registration with Nexus in the background (retried until Nexus answers) and the managers'
+ * resumption.
+ */
+export async function startAgent(config: AgentConfig, host: Host, log: Logger, options: SledAgentOptions = {}): Promise<RunningAgent> {
+  const agent = await SledAgent.open(config, host, log, options);
+  await agent.ensureZoneDataset();
+  const summary = await agent.reconcile();
+  const app = await agentApp(agent, log, config.dropshot.request_body_max_bytes);
+  const bind = parseSocketAddr(config.dropshot.bind_address);
+  try {
+    await app.listen({ host: bind.host, port: bind.port });
+  } catch (err) {
+    agent.close();
+    await Promise.allSettled([app.close(), agent.nexus.close()]);
+    throw err;
+  }
+  const { port } = app.server.address() as { port: number };
+  const address = formatSocketAddr({ host: bind.host, port });
+  log.info({ address, sled_id: config.id, host: host.kind, nexus: agent.nexus.origin }, 'sled agent listening');
+
+  agent.resume();
+  const storageStarted = agent.storage.start().catch((err: unknown) => log.error({ err }, 'storage could not be started'));
+  const registered = (async () => {
+    const outcome = await agent.notifier.push('sled', 'sled agent registration',
+      () => agent.nexus.sledAgentPost(config.id, { sa_address: address }));
+    if (outcome !== 'delivered') {
+      if (outcome !== 'cancelled') log.error({ outcome }, 'Nexus refused to register this sled; storage not reported');
+      return;
+    }
+    log.info({ nexus: agent.nexus.origin }, 'registered with Nexus');
+    await storageStarted;
+    agent.storage.reportTo();
+  })();
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      agent.close();
+      await app.close();
+      const undelivered = await agent.notifier.drain(2_000);
+      if (undelivered > 0) log.warn({ undelivered }, 'shutting down with updates Nexus has not received');
+      await agent.nexus.close();
+      await host.close();
+      log.info('sled agent stopped');
+    })();
+    return closing;
+  };
+  return { agent, app, address, summary, registered, close };
+}

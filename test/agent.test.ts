@@ -1,0 +1,254 @@
+// The real agent on the simulated host, over real HTTP, as Nexus drives it: the whole instance
+// lifecycle, what reaches the host (zone, VNICs, address, Propolis with the real properties),
+// what reaches Nexus, failures at every phase, Nexus being down, and restarts.
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SimPropolis } from '../src/sim/propolis.js';
+import { expectSchema } from './support/contract.js';
+import {
+  ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, type TestAgent,
+} from './support/agent.js';
+
+let t: TestAgent | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+const zoneOf = (propolisId: string) => `oxz_propolis-server_${propolisId}`;
+
+describe('instance lifecycle', () => {
+  it('provisions a running instance: zone, VNICs, address, Propolis with the real properties; Nexus sees running', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    const nic = { name: 'net0', ip: '172.16.0.5', mac: 'a8:40:25:f0:00:01', subnet: '172.16.0.0/22', vni: 10, slot: 0 };
+    const res = await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime, [nic]));
+    expect(res.status).toBe(200);
+    expectSchema('sled-agent.json', 'InstanceRuntimeState', res.body);
+    expect(res.body).toMatchObject({ run_state: 'starting', gen: 2 });
+
+    const running = await nexusSees(t.nexus, id, 'running');
+    expectSchema('nexus-internal.json', 'InstanceRuntimeState', running.body);
+    expect(running.body.propolis_addr).toBe('[fd00:1122:3344:101::10]:12400');
+    expect(running.body.gen).toBeGreaterThan(2);
+
+    const zone = zoneOf(runtime.propolis_id as string);
+    expect((await t.host.zones.list()).find((z) => z.name === zone)?.state).toBe('running');
+    const config = await t.host.zones.config(zone);
+    expect(config.brand).toBe('omicron1');
+    expect(config.zonepath).toBe(`/zone/${zone}`);
+    expect(config.devices.map((d) => d.match)).toEqual(['/dev/vmm/*', '/dev/vmmctl', '/dev/viona']);
+    const nets = config.nets.map((n) => n.physical);
+    expect(nets).toHaveLength(2);
+    expect(nets[0]).toMatch(/^vopte\d+$/);
+    expect(nets[1]).toMatch(/^oxControlInstance\d+$/);
+    const vnics = await t.host.links.listVnics();
+    expect(vnics.find((v) => v.name === nets[0])?.mac).toBe('a8:40:25:f0:00:01');
+    const addr = await t.host.zones.exec(zone, ['ipadm', 'show-addr', '-p', '-o', 'ADDR', `${nets[1]}/omicron6`]);
+    expect(addr.stdout.trim()).toBe('fd00:1122:3344:101::10/64');
+
+    const vm = await t.host.propolisFor(zone)!.snapshot();
+    expect(vm.state).toBe('Running');
+    expect(vm.request?.properties).toEqual({
+      id,
+      name: 'vm-one',
+      description: expect.stringContaining(id),
+      image_id: '00000000-0000-0000-0000-000000000000',
+      bootrom_id: '00000000-0000-0000-0000-000000000000',
+      memory: 2048,
+      vcpus: 4,
+    });
+    expect(vm.request?.nics).toEqual([{ name: nets[0], slot: 0 }]);
+  });
+
+  it('stops: Nexus sees stopping then stopped, and the zone and VNICs are gone', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+    expect(stop.status).toBe(200);
+    expect(stop.body.run_state).toBe('stopping');
+    await nexusSees(t.nexus, id, 'stopped');
+    await t.running.agent.instances.whenGone(id);
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zoneOf(runtime.propolis_id as string));
+    expect((await t.host.links.listVnics()).filter((v) => /^(ox|vopte)/.test(v.name))).toEqual([]);
+    const gens = t.nexus.matching('PUT', `/instances/${id}`).map((r) => r.body.gen);
+    expect(gens).toEqual([...gens].sort((a, b) => a - b));
+    expect(new Set(gens).size).toBe(gens.length);
+  });
+
+  it('reboots a running instance and comes back to running', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    const first = await nexusSees(t.nexus, id, 'running');
+    const res = await t.request('PUT', `/instances/${id}`, ensureBody('reboot', runtime));
+    expect(res.body.run_state).toBe('rebooting');
+    await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running' && r.body.gen > first.body.gen + 1, 20_000);
+  });
+
+  it('refuses what the original panicked on or got wrong, with a 400 and the envelope, and stays up', async () => {
+    t = await startTestAgent();
+    const noAddr = await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('running', realRuntime({ propolis_addr: null })));
+    expect(noAddr.status).toBe(400);
+    expectSchema('sled-agent.json', 'Error', noAddr.body);
+    expect(noAddr.body.message).toMatch(/propolis_addr is required/);
+    const badTransition = await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('reboot'));
+    expect(badTransition.status).toBe(400);
+    expect(badTransition.body.message).toMatch(/cannot reboot instance in state "creating"/);
+    const ok = await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('stopped'));
+    expect(ok.status).toBe(200);
+  });
+
+  it('implements PUT /disks (the original panicked): attach reaches Nexus as attached', async () => {
+    t = await startTestAgent();
+    const disk = randomUUID();
+    const instance = randomUUID();
+    const res = await t.request('PUT', `/disks/${disk}`, {
+      initial_runtime: { disk_state: { state: 'detached' }, gen: 1, time_updated: '2022-06-08T21:14:44.000Z' },
+      target: { state: 'attached', instance },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.disk_state).toEqual({ state: 'attaching', instance });
+    const put = await t.nexus.waitFor((r) => r.method === 'PUT' && r.url === `/disks/${disk}`);
+    expectSchema('nexus-internal.json', 'DiskRuntimeState', put.body);
+    expect(put.body.disk_state).toEqual({ state: 'attached', instance });
+  });
+});
+
+describe('failures', () => {
+  it('marks the instance failed and tells Nexus when its zone is deleted before Propolis is up', async () => {
+    // A long network milestone leaves time to pull the zone away mid-provisioning.
+    t = await startTestAgent({ config: { host: { backend: 'sim', latency: { network: 60_000 } } } });
+    const id = randomUUID();
+    const runtime = realRuntime();
+    const zone = zoneOf(runtime.propolis_id as string);
+    const zoneRunning = new Promise<void>((resolve) => {
+      const stop = t!.host.events.subscribe((e) => {
+        if (e.zonename === zone && e.newstate === 'running') {
+          stop();
+          resolve();
+        }
+      });
+    });
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await zoneRunning;
+    await t.host.simulateZoneFailure(zone);
+    const failed = await nexusSees(t.nexus, id, 'failed');
+    expectSchema('nexus-internal.json', 'InstanceRuntimeState', failed.body);
+    await t.running.agent.instances.idle();
+    expect((await t.host.links.listVnics()).filter((v) => /^(ox|vopte)/.test(v.name))).toEqual([]);
+    // Still tracked, so Nexus can destroy it.
+    const destroy = await t.request('PUT', `/instances/${id}`, ensureBody('destroyed', runtime));
+    expect(destroy.status).toBe(200);
+    expect(destroy.body.run_state).toBe('destroyed');
+  });
+
+  it('marks the instance failed when its zone goes away while it runs', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    await t.host.simulateZoneFailure(zoneOf(runtime.propolis_id as string));
+    await nexusSees(t.nexus, id, 'failed');
+  });
+
+  it('keeps monitoring through a Propolis outage it recovers from', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    const zone = zoneOf(runtime.propolis_id as string);
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    // Propolis stops answering for a while (its SMF instance stays online), then is back on the
+    // same address with the same VM.
+    const propolis = t.host.propolisFor(zone)!;
+    const { host, port } = propolis.address;
+    const snapshot = propolis.snapshot();
+    await propolis.crash();
+    await new Promise((r) => setTimeout(r, 300));
+    const revived = await SimPropolis.start({ host, port, initial: snapshot });
+    try {
+      // The monitor is still there: a stop goes through Propolis and its states reach Nexus.
+      const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+      expect(stop.body.run_state).toBe('stopping');
+      await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'stopped', 20_000);
+      expect(revived.snapshot().state).not.toBe('Running');
+    } finally {
+      await revived.close();
+    }
+  });
+
+  it('marks the instance failed when Propolis dies (its SMF instance leaves online)', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    await t.host.crashPropolis(zoneOf(runtime.propolis_id as string));
+    const failed = await nexusSees(t.nexus, id, 'failed');
+    expect(failed.body.gen).toBeGreaterThan(2);
+  });
+
+  it('delivers the latest state once Nexus comes back after being down', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    let down = true;
+    t.nexus.respond = (r) => (down && r.url.startsWith('/instances/') ? { status: 503, body: 'down' } : { status: 204 });
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await t.nexus.waitForCount((r) => instancePuts(id)(r), 3);
+    down = false;
+    const ok = await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running' && t!.nexus.requests.indexOf(r) > 0, 20_000);
+    expect(ok.body.run_state).toBe('running');
+    // Nothing older arrives after the newest.
+    await t.running.agent.instances.idle();
+    const after = t.nexus.matching('PUT', `/instances/${id}`);
+    expect(after.at(-1)!.body.gen).toBe(Math.max(...after.map((r) => r.body.gen)));
+  });
+});
+
+describe('restart', () => {
+  it('adopts a running instance after a graceful restart: same zone, same VNICs, state reported again', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    const zone = zoneOf(runtime.propolis_id as string);
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    const before = await nexusSees(t.nexus, id, 'running');
+    const vnicsBefore = (await t.host.links.listVnics()).map((v) => v.name).sort();
+    const count = t.nexus.matching('PUT', `/instances/${id}`).length;
+
+    t = await t.restart();
+    expect(t.running.summary.adopted).toContain(zone);
+    expect(t.running.summary.removedZones).toEqual([]);
+    const again = await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.filter(instancePuts(id)).indexOf(r) >= count);
+    expect(again.body.run_state).toBe('running');
+    expect(again.body.gen).toBeGreaterThan(before.body.gen);
+    expect((await t.host.links.listVnics()).map((v) => v.name).sort()).toEqual(vnicsBefore);
+    // And it still answers for the instance.
+    const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+    expect(stop.body.run_state).toBe('stopping');
+    await nexusSees(t.nexus, id, 'stopped');
+  });
+
+  it('removes only orphans: zones and VNICs with our prefixes that no ledger claims', async () => {
+    t = await startTestAgent();
+    await t.host.links.createVnic({ name: 'oxControlInstance77', link: 'stub0' });
+    await t.host.zones.configure({ name: 'oxz_orphan', brand: 'omicron1', zonepath: '/zone/oxz_orphan', nets: [{ physical: 'oxControlInstance77' }], devices: [], datasets: [] });
+    await t.host.zones.install('oxz_orphan', '/opt/oxide/orphan.tar.gz');
+    await t.host.zones.configure({ name: 'not-ours', brand: 'omicron1', zonepath: '/zone/not-ours', nets: [], devices: [], datasets: [] });
+    await t.host.links.createVnic({ name: 'oxStray3', link: 'stub0' });
+    t = await t.restart();
+    expect(t.running.summary.removedZones).toEqual(['oxz_orphan']);
+    expect(t.running.summary.removedVnics).toEqual(['oxStray3']);
+    const zones = (await t.host.zones.list()).map((z) => z.name);
+    expect(zones).toEqual(['not-ours']);
+    expect((await t.host.links.listVnics()).map((v) => v.name)).toEqual([]);
+  });
+});

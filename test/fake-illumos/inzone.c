@@ -1,0 +1,324 @@
+/*
+ * Shared by the fake in-zone commands (ipadm.c, svccfg.c, svcadm.c, route.c): what they need to
+ * act "inside" a zone of the fake host. Each of them #includes this file (which includes the fake
+ * libzonecfg's source, as zoneadm.c and zlogin.c do).
+ *
+ * The zone: the fake zlogin runs the command words with /bin/sh on the host, with
+ * FAKE_ILLUMOS_ZONE=<zonename> in the environment and its own directory first on PATH, so these
+ * programs (built next to it) are what the shell finds. A command refuses to run unless that zone
+ * is running in the fake kernel (zones/kernel) at the moment it takes the fake host's lock.
+ *
+ * State: everything a command changes in a zone is kept per BOOT of the zone, under
+ *   $FAKE_ILLUMOS_STATE/inzone/<zone>/<zoneid>/     (zoneid: the kernel id of that boot)
+ *     addrs        ipadm's address objects, one "<addrobj> <type> <addr>/<prefix>" line each
+ *                  (type static|addrconf)
+ *     routes       route's table, one "<destination> <gateway>" line each
+ *     repository   svccfg's repository, one record a line:
+ *                    service <service fmri>
+ *                    instance <instance fmri>
+ *                    pg <service or instance fmri> <pg> <type>
+ *                    prop <service or instance fmri> <pg>/<prop> <type> <percent-encoded value>
+ * A boot's directory is made on first use; those of earlier boots of the zone are removed then.
+ * So what is temporary on illumos (ipadm -t, route add without -p, svcadm -t) disappears when the
+ * zone halts, as there; the fake repository does too (on illumos it persists in the zone's root),
+ * as does the restarter state in $FAKE_ILLUMOS_STATE/smf/<zone>/ (fake_smf_*; the fake zoneadm
+ * halt removes it).
+ *
+ * Every read-modify-write of these files happens under fake_lock(), with the zone's kernel state
+ * checked under that same lock; files are replaced atomically (fake_write_file).
+ */
+#include "zonecfg.c"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#define INZONE_FN __attribute__((unused)) static
+
+/* The program's name for its messages ("ipadm", ...); set by main. */
+static const char *progname = "fake";
+
+/* "<progname>: <message>\n" on stderr. */
+INZONE_FN void warnx_(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: ", progname);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* Exits with `status` after "<progname>: <message>\n" on stderr (the lock, if held, goes with the process). */
+__attribute__((noreturn, format(printf, 2, 3), unused)) static void die(int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fflush(stdout);
+  fprintf(stderr, "%s: ", progname);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(status);
+}
+
+INZONE_FN long inzone_env_ms(const char *name, long fallback) {
+  const char *v = getenv(name);
+  if (v == NULL || *v == '\0') return fallback;
+  char *end;
+  long ms = strtol(v, &end, 10);
+  return (*end == '\0' && ms >= 0) ? ms : fallback;
+}
+
+INZONE_FN void inzone_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* ---- the zone ---------------------------------------------------------------------------------- */
+
+struct inzone {
+  char zone[ZONENAME_MAX];
+  int id;         /* the kernel id of this boot */
+  char sub[512];  /* "inzone/<zone>/<id>", relative to the state directory */
+  int lock;       /* fake_lock()'s fd while held */
+};
+
+/* Removes "<state>/inzone/<zone>/<other id>" directories (their files only: they hold no subdirectories). */
+static void prune_old_boots(const struct inzone *z) {
+  char dirpath[4096], sub[512];
+  snprintf(sub, sizeof(sub), "inzone/%s", z->zone);
+  if (fake_path(dirpath, sizeof(dirpath), sub, NULL) != 0) return;
+  DIR *d = opendir(dirpath);
+  if (d == NULL) return;
+  char mine[16];
+  snprintf(mine, sizeof(mine), "%d", z->id);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.' || strcmp(e->d_name, mine) == 0) continue;
+    char boot[4400];
+    int n = snprintf(boot, sizeof(boot), "%s/%s", dirpath, e->d_name);
+    if (n < 0 || (size_t)n >= sizeof(boot)) continue;
+    DIR *bd = opendir(boot);
+    if (bd != NULL) {
+      struct dirent *f;
+      while ((f = readdir(bd)) != NULL) {
+        if (strcmp(f->d_name, ".") == 0 || strcmp(f->d_name, "..") == 0) continue;
+        char file[4700];
+        int m = snprintf(file, sizeof(file), "%s/%s", boot, f->d_name);
+        if (m > 0 && (size_t)m < sizeof(file)) unlink(file);
+      }
+      closedir(bd);
+    }
+    rmdir(boot);
+  }
+  closedir(d);
+}
+
+/*
+ * Takes the fake host's lock and checks that the zone named by FAKE_ILLUMOS_ZONE is running;
+ * exits with status 1 and a message otherwise. The lock stays held (inzone_leave releases it).
+ */
+INZONE_FN void inzone_enter(struct inzone *z) {
+  const char *zone = getenv("FAKE_ILLUMOS_ZONE");
+  if (zone == NULL || zone[0] == '\0') die(1, "not in a zone of the fake illumos (FAKE_ILLUMOS_ZONE is not set; run me with the fake zlogin)");
+  if (strlen(zone) >= sizeof(z->zone) || strchr(zone, '/') != NULL || zone[0] == '.') die(1, "invalid zone name '%s'", zone);
+  if (fake_state_dir() == NULL) die(1, "FAKE_ILLUMOS_STATE is not set");
+  snprintf(z->zone, sizeof(z->zone), "%s", zone);
+  z->lock = fake_lock();
+  if (z->lock < 0) die(1, "could not lock the fake host's state: %s", strerror(errno));
+  struct kzone kz;
+  if (!kernel_lookup(z->zone, &kz) || strcmp(kz.status, "running") != 0) die(1, "zone '%s' is not running", z->zone);
+  z->id = kz.id;
+  snprintf(z->sub, sizeof(z->sub), "inzone/%s/%d", z->zone, z->id);
+  char path[4096];
+  struct stat st;
+  if (fake_path(path, sizeof(path), z->sub, NULL) != 0) die(1, "state path too long");
+  if (stat(path, &st) != 0) {
+    if (fake_mkdir(z->sub) != 0) die(1, "could not create %s: %s", path, strerror(errno));
+    prune_old_boots(z);
+  }
+}
+
+INZONE_FN void inzone_leave(struct inzone *z) {
+  if (z->lock >= 0) fake_unlock(z->lock);
+  z->lock = -1;
+}
+
+/* ---- line files -------------------------------------------------------------------------------- */
+
+struct lines {
+  char **v;
+  size_t n, cap;
+};
+
+INZONE_FN void lines_free(struct lines *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = l->cap = 0;
+}
+
+INZONE_FN void lines_add(struct lines *l, const char *s) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap == 0 ? 16 : l->cap * 2;
+    char **v = realloc(l->v, cap * sizeof(*v));
+    if (v == NULL) die(1, "out of memory");
+    l->v = v;
+    l->cap = cap;
+  }
+  char *copy = strdup(s);
+  if (copy == NULL) die(1, "out of memory");
+  l->v[l->n++] = copy;
+}
+
+INZONE_FN void lines_del(struct lines *l, size_t i) {
+  free(l->v[i]);
+  memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof(*l->v));
+  l->n--;
+}
+
+/* Reads "<state>/<z->sub>/<name>" (missing: no lines). Returns 1 if the file existed, 0 if not. */
+INZONE_FN int lines_load(const struct inzone *z, const char *name, struct lines *l) {
+  char path[4096];
+  memset(l, 0, sizeof(*l));
+  if (fake_path(path, sizeof(path), z->sub, name) != 0) die(1, "state path too long");
+  char *text = fake_read_file(path, NULL);
+  if (text == NULL) {
+    if (errno == ENOENT) return 0;
+    die(1, "could not read %s: %s", path, strerror(errno));
+  }
+  for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+    if (line[0] != '\0') lines_add(l, line);
+  }
+  free(text);
+  return 1;
+}
+
+INZONE_FN void lines_save(const struct inzone *z, const char *name, const struct lines *l) {
+  char path[4096];
+  if (fake_path(path, sizeof(path), z->sub, name) != 0) die(1, "state path too long");
+  struct sbuf b = {0};
+  for (size_t i = 0; i < l->n; i++) {
+    if (sb_str(&b, l->v[i]) != 0 || sb_str(&b, "\n") != 0) die(1, "out of memory");
+  }
+  if (fake_write_file(path, b.data != NULL ? b.data : "", b.len) != 0) die(1, "could not write %s: %s", path, strerror(errno));
+  free(b.data);
+}
+
+/* The n-th (from 0) space-separated field of a line, copied into buf; 0, or -1 if there is none. */
+INZONE_FN int field(const char *line, int n, char *buf, size_t len) {
+  const char *p = line;
+  for (int i = 0;; i++) {
+    while (*p == ' ') p++;
+    if (*p == '\0') return -1;
+    const char *end = strchr(p, ' ');
+    size_t flen = end != NULL ? (size_t)(end - p) : strlen(p);
+    if (i == n) {
+      if (flen >= len) return -1;
+      memcpy(buf, p, flen);
+      buf[flen] = '\0';
+      return 0;
+    }
+    p += flen;
+  }
+}
+
+/*
+ * Loads the zone's SMF repository (svccfg.c, svcadm.c), seeding a new boot's with what every zone
+ * has: the network milestone (its restarter state is the fake zoneadm's) and the propolis-server
+ * service (see svccfg.c).
+ */
+INZONE_FN void repo_load(const struct inzone *z, struct lines *repo) {
+  if (lines_load(z, "repository", repo)) return;
+  lines_add(repo, "service svc:/milestone/network");
+  lines_add(repo, "instance svc:/milestone/network:default");
+  lines_add(repo, "service svc:/system/illumos/propolis-server");
+}
+
+/* ---- the zone's links ---------------------------------------------------------------------------- */
+
+/* Whether `link` is one of the zone's links (an `add net; set physical=` of its configuration). */
+INZONE_FN int zone_has_link(const char *zone, const char *link) {
+  zone_dochandle_t h = zonecfg_init_handle();
+  if (h == NULL) die(1, "out of memory");
+  int found = 0;
+  if (zonecfg_get_handle(zone, h) == Z_OK && zonecfg_setnwifent(h) == Z_OK) {
+    struct zone_nwiftab tab;
+    while (zonecfg_getnwifent(h, &tab) == Z_OK) {
+      if (strcmp(tab.zone_nwif_physical, link) == 0) found = 1;
+    }
+    zonecfg_endnwifent(h);
+  }
+  zonecfg_fini_handle(h);
+  return found;
+}
+
+/* The MAC address of a link of the fake libdladm (its links/by-id files); 0, or -1 if unknown. */
+INZONE_FN int link_mac(const char *link, unsigned char mac[6]) {
+  char dirpath[4096];
+  if (fake_path(dirpath, sizeof(dirpath), "links/by-id", NULL) != 0) return -1;
+  DIR *d = opendir(dirpath);
+  if (d == NULL) return -1;
+  int rc = -1;
+  struct dirent *e;
+  char want[64];
+  snprintf(want, sizeof(want), "name=%s\n", link);
+  while (rc != 0 && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char file[4400];
+    int n = snprintf(file, sizeof(file), "%s/%s", dirpath, e->d_name);
+    if (n < 0 || (size_t)n >= sizeof(file)) continue;
+    char *text = fake_read_file(file, NULL);
+    if (text == NULL) continue;
+    /* the file begins with the name= line (dladm.c's write_link) */
+    const char *m = strncmp(text, want, strlen(want)) == 0 ? strstr(text, "\nmac=") : NULL;
+    unsigned int o[6];
+    if (m != NULL && sscanf(m + 5, "%x:%x:%x:%x:%x:%x", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5]) == 6) {
+      for (int i = 0; i < 6; i++) mac[i] = (unsigned char)o[i];
+      rc = 0;
+    }
+    free(text);
+  }
+  closedir(d);
+  return rc;
+}
+
+/* ---- addresses --------------------------------------------------------------------------------- */
+
+/* "<ip>[/<prefix>]" -> family, address and prefix (default: the whole address). 0, or -1 if malformed. */
+INZONE_FN int parse_cidr(const char *s, int *family, unsigned char addr[16], int *prefix) {
+  char ip[INET6_ADDRSTRLEN + 1];
+  const char *slash = strchr(s, '/');
+  size_t iplen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+  if (iplen == 0 || iplen >= sizeof(ip)) return -1;
+  memcpy(ip, s, iplen);
+  ip[iplen] = '\0';
+  if (inet_pton(AF_INET6, ip, addr) == 1) *family = AF_INET6;
+  else if (inet_pton(AF_INET, ip, addr) == 1) *family = AF_INET;
+  else return -1;
+  int max = *family == AF_INET6 ? 128 : 32;
+  if (slash == NULL) {
+    *prefix = max;
+    return 0;
+  }
+  char *end;
+  long p = strtol(slash + 1, &end, 10);
+  if (slash[1] == '\0' || *end != '\0' || p < 0 || p > max) return -1;
+  *prefix = (int)p;
+  return 0;
+}
+
+/* Whether a and b agree in their first `prefix` bits. */
+INZONE_FN int same_prefix(const unsigned char *a, const unsigned char *b, int prefix) {
+  int full = prefix / 8, rest = prefix % 8;
+  if (memcmp(a, b, (size_t)full) != 0) return 0;
+  if (rest == 0) return 1;
+  unsigned char mask = (unsigned char)(0xff << (8 - rest));
+  return (a[full] & mask) == (b[full] & mask);
+}

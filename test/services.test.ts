@@ -1,0 +1,286 @@
+// ServiceManager (src/services.ts, reference §10) against the simulated host: zones made with the
+// right name, VNIC, address, route and SMF instance online; the superset rule; validation before
+// any change; and a restart on the same ledger and host state, which adopts running zones and
+// re-makes one that went away.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ApiError } from '../src/common/errors.js';
+import type { ServiceRequest } from '../src/params.js';
+import { ServiceManager } from '../src/services.js';
+import { SimHost } from '../src/sim/host.js';
+import { VnicNames } from '../src/zone.js';
+import { countingHost, simZoneRecord, type CountingHost } from './support/counting-host.js';
+
+const log = pino({ level: 'silent' });
+const WAIT = { readiness: 'event' as const, timeoutMs: 10_000 };
+const UNDERLAY = 'fd00:1122:3344:101::1';
+const NEXUS: ServiceRequest = { name: 'nexus', addresses: ['fd00:1122:3344:101::3'], gz_addresses: [] };
+const OXIMETER: ServiceRequest = { name: 'oximeter', addresses: ['fd00:1122:3344:101::4'] };
+const DNS: ServiceRequest = { name: 'internal-dns', addresses: ['fd00:1122:3344:101::5'], gz_addresses: ['fd00:1122:3344:101::6'] };
+
+const cleanup: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+interface Env {
+  dir: string;
+  sim: SimHost;
+  ch: CountingHost;
+  vnics: VnicNames;
+  ledgerPath: string;
+  manager: ServiceManager;
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'services-test-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A SimHost on `dir` (new or as an earlier one left it) and a manager on `dir`'s ledger. */
+async function openEnv(dir?: string): Promise<Env> {
+  dir ??= await tempDir();
+  const sim = await SimHost.open({ stateDir: join(dir, 'host'), links: ['stub0'], pools: [] });
+  cleanup.push(() => sim.close());
+  const ch = countingHost(sim);
+  const vnics = new VnicNames();
+  const ledgerPath = join(dir, 'services.json');
+  const manager = await ServiceManager.open({
+    host: ch.host, log, ledgerPath, vnics, zoneRoot: '/zone', controlLink: 'stub0', wait: WAIT, underlayAddress: UNDERLAY,
+  });
+  return { dir, sim, ch, vnics, ledgerPath, manager };
+}
+
+async function rejection(p: Promise<unknown>): Promise<ApiError> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ApiError);
+  return err as ApiError;
+}
+
+async function ledger(env: Env): Promise<any> {
+  return JSON.parse(await readFile(env.ledgerPath, 'utf8'));
+}
+
+async function serviceState(sim: SimHost, zone: string, service: string): Promise<string | null> {
+  const rec = await simZoneRecord(sim, zone);
+  return rec?.services?.[`svc:/system/illumos/${service}`]?.instances?.default?.state ?? null;
+}
+
+describe('ServiceManager.ensure', () => {
+  it('makes one zone per service with its VNIC, address, default route and SMF instance online', async () => {
+    const env = await openEnv();
+    await env.manager.ensure([NEXUS, OXIMETER]);
+
+    const zones = await env.sim.zones.list();
+    expect(zones).toContainEqual({ name: 'oxz_nexus', state: 'running' });
+    expect(zones).toContainEqual({ name: 'oxz_oximeter', state: 'running' });
+
+    const onFile = await ledger(env);
+    expect(onFile.services.map((s: any) => s.name)).toEqual(['nexus', 'oximeter']);
+    const vnicOf = new Map<string, string>(onFile.services.map((s: any) => [s.name, s.control_vnic]));
+    expect(new Set(vnicOf.values()).size).toBe(2);
+    for (const [name, vnic] of vnicOf) {
+      expect(vnic).toMatch(/^oxControlService\d+$/);
+      const config = await env.sim.zones.config(`oxz_${name}`);
+      expect(config.nets).toEqual([{ physical: vnic }]);
+      expect(config.datasets).toEqual([]);
+      expect(config.zonepath).toBe(`/zone/oxz_${name}`);
+    }
+    expect((await env.sim.links.listVnics()).map((v) => [v.name, v.link]).sort())
+      .toEqual([...vnicOf.values()].map((v) => [v, 'stub0']).sort());
+    expect(env.manager.claimedZones()).toEqual(new Map([
+      ['oxz_nexus', [vnicOf.get('nexus')]], ['oxz_oximeter', [vnicOf.get('oximeter')]],
+    ]));
+
+    const nexus = await simZoneRecord(env.sim, 'oxz_nexus');
+    expect(nexus.image).toBe('/opt/oxide/nexus.tar.gz');
+    expect(nexus.addresses[`${vnicOf.get('nexus')}/omicron6`]).toEqual({ type: 'static', addr: `${NEXUS.addresses[0]}/64` });
+    expect(nexus.routes).toEqual([UNDERLAY]);
+    expect(await serviceState(env.sim, 'oxz_nexus', 'nexus')).toBe('online');
+    expect(await serviceState(env.sim, 'oxz_oximeter', 'oximeter')).toBe('online');
+    expect(env.ch.calls.exec).toContainEqual({ zone: 'oxz_nexus', argv: ['svcadm', 'enable', '-t', 'svc:/system/illumos/nexus:default'] });
+  });
+
+  it('configures internal-dns from its first address and routes via the first gz_address', async () => {
+    const env = await openEnv();
+    await env.manager.ensure([DNS]);
+    const rec = await simZoneRecord(env.sim, 'oxz_internal-dns');
+    const inst = rec.services['svc:/system/illumos/internal-dns'].instances.default;
+    expect(inst.state).toBe('online');
+    expect(inst.pgs.config.props).toEqual({
+      server_address: `[${DNS.addresses[0]}]:5353`,
+      dns_address: `[${DNS.addresses[0]}]:53`,
+    });
+    expect(rec.routes).toEqual([DNS.gz_addresses![0]]);
+    // gz_addresses are recorded, not applied (the Host does not reach the global zone).
+    expect((await ledger(env)).services[0].gz_addresses).toEqual(DNS.gz_addresses);
+  });
+
+  it('keeps only the last of several addresses (the original addrobj quirk)', async () => {
+    const env = await openEnv();
+    const two = { name: 'nexus', addresses: ['fd00:1122:3344:101::3', 'fd00:1122:3344:101::7'] };
+    await env.manager.ensure([two]);
+    const rec = await simZoneRecord(env.sim, 'oxz_nexus');
+    const statics = Object.values(rec.addresses).filter((a: any) => a.type === 'static');
+    expect(statics).toEqual([{ type: 'static', addr: 'fd00:1122:3344:101::7/64' }]);
+  });
+
+  it('does nothing for a repeated request, and only adds the new services of a superset', async () => {
+    const env = await openEnv();
+    await env.manager.ensure([NEXUS]);
+    env.ch.reset();
+    await env.manager.ensure([NEXUS]);
+    expect(env.ch.calls).toEqual({ createVnic: [], configure: [], install: [], exec: [] });
+
+    await env.manager.ensure([OXIMETER, NEXUS]);
+    expect(env.ch.calls.configure).toEqual(['oxz_oximeter']);
+    expect(env.ch.calls.exec.every((c) => c.zone === 'oxz_oximeter')).toBe(true);
+    expect((await ledger(env)).services.map((s: any) => s.name)).toEqual(['nexus', 'oximeter']);
+  });
+
+  it('refuses with 409 a request that drops or changes a configured service, naming them, and changes nothing', async () => {
+    const env = await openEnv();
+    await env.manager.ensure([NEXUS, OXIMETER]);
+    const before = await readFile(env.ledgerPath, 'utf8');
+    env.ch.reset();
+
+    const dropped = await rejection(env.manager.ensure([NEXUS, DNS]));
+    expect(dropped.statusCode).toBe(409);
+    expect(dropped.message).toContain('missing "oximeter"');
+    expect(dropped.message).not.toContain('"nexus"');
+
+    const moved = await rejection(env.manager.ensure([{ ...NEXUS, addresses: ['fd00:1122:3344:101::9'] }, OXIMETER]));
+    expect(moved.statusCode).toBe(409);
+    expect(moved.message).toContain('changed "nexus"');
+    expect(moved.message).not.toContain('oximeter');
+
+    const gz = await rejection(env.manager.ensure([NEXUS, { ...OXIMETER, gz_addresses: ['fd00:1122:3344:101::a'] }]));
+    expect(gz.message).toContain('changed "oximeter"');
+
+    expect(await readFile(env.ledgerPath, 'utf8')).toBe(before);
+    expect(env.ch.calls).toEqual({ createVnic: [], configure: [], install: [], exec: [] });
+    expect((await env.sim.zones.list()).map((z) => z.name).sort()).toEqual(['oxz_nexus', 'oxz_oximeter']);
+  });
+
+  it('rejects an invalid service name with 400 naming it, before changing anything', async () => {
+    const env = await openEnv();
+    for (const name of ['../etc', 'Nexus', 'a_b', 'x'.repeat(42), '', 'nexus/../x']) {
+      const err = await rejection(env.manager.ensure([NEXUS, { name, addresses: ['fd00::1'] }]));
+      expect(err.statusCode).toBe(400);
+      expect(err.message).toContain(JSON.stringify(name));
+    }
+    const badAddr = await rejection(env.manager.ensure([{ name: 'nexus', addresses: ['10.0.0.1'] }]));
+    expect(badAddr.statusCode).toBe(400);
+    expect(badAddr.message).toContain('10.0.0.1');
+    const dup = await rejection(env.manager.ensure([NEXUS, NEXUS]));
+    expect(dup.statusCode).toBe(400);
+
+    await expect(readFile(env.ledgerPath, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await env.sim.zones.list()).toEqual([]);
+    expect(await env.sim.links.listVnics()).toEqual([]);
+    expect(env.manager.claimedZones().size).toBe(0);
+  });
+
+  it('records a service before its zone is made: a failed set-up is reported and finished by the next request', async () => {
+    const env = await openEnv();
+    env.ch.failInstall.add('oxz_oximeter');
+    const err = await env.manager.ensure([NEXUS, OXIMETER]).then(() => null, (e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err!.message).toContain('oximeter');
+    expect(err!.message).not.toContain('nexus:');
+    expect((await ledger(env)).services.map((s: any) => s.name)).toEqual(['nexus', 'oximeter']);
+    expect(await serviceState(env.sim, 'oxz_nexus', 'nexus')).toBe('online');
+
+    env.ch.failInstall.clear();
+    env.ch.reset();
+    await env.manager.ensure([NEXUS, OXIMETER]);
+    expect(await serviceState(env.sim, 'oxz_oximeter', 'oximeter')).toBe('online');
+    // nexus was already up: left alone. oximeter reused its recorded VNIC.
+    expect(env.ch.calls.exec.every((c) => c.zone === 'oxz_oximeter')).toBe(true);
+    expect(env.ch.calls.createVnic).toEqual([]);
+  });
+
+  it('serialises concurrent requests: each service is recorded once with one VNIC', async () => {
+    const env = await openEnv();
+    await Promise.all([env.manager.ensure([NEXUS]), env.manager.ensure([NEXUS, OXIMETER]), env.manager.ensure([OXIMETER, NEXUS])]);
+    expect((await ledger(env)).services.map((s: any) => s.name)).toEqual(['nexus', 'oximeter']);
+    expect(await env.sim.links.listVnics()).toHaveLength(2);
+    expect(env.ch.calls.configure.sort()).toEqual(['oxz_nexus', 'oxz_oximeter']);
+  });
+});
+
+describe('ServiceManager after a restart', () => {
+  it('claims its zones and adopts those still running, re-making one deleted meanwhile with its recorded VNIC', async () => {
+    const first = await openEnv();
+    await first.manager.ensure([NEXUS, OXIMETER, DNS]);
+    const vnicsBefore = (await first.sim.links.listVnics()).map((v) => v.name).sort();
+    const recorded = new Map<string, string>((await ledger(first)).services.map((s: any) => [s.name, s.control_vnic]));
+    await first.sim.close();
+
+    const second = await openEnv(first.dir);
+    await second.sim.simulateZoneFailure('oxz_oximeter');
+    expect(second.manager.claimedZones()).toEqual(new Map([
+      ['oxz_nexus', [recorded.get('nexus')]],
+      ['oxz_oximeter', [recorded.get('oximeter')]],
+      ['oxz_internal-dns', [recorded.get('internal-dns')]],
+    ]));
+
+    const summary = await second.manager.resume();
+    expect(summary).toEqual({ adopted: ['internal-dns', 'nexus'], recreated: ['oximeter'], failed: [] });
+    expect(second.ch.calls.createVnic).toEqual([]);
+    expect(second.ch.calls.configure).toEqual(['oxz_oximeter']);
+    expect((await second.sim.links.listVnics()).map((v) => v.name).sort()).toEqual(vnicsBefore);
+    expect((await second.sim.zones.config('oxz_oximeter')).nets).toEqual([{ physical: recorded.get('oximeter') }]);
+    for (const [zone, svc] of [['oxz_nexus', 'nexus'], ['oxz_oximeter', 'oximeter'], ['oxz_internal-dns', 'internal-dns']] as const) {
+      expect(await serviceState(second.sim, zone, svc)).toBe('online');
+    }
+    const oximeter = await simZoneRecord(second.sim, 'oxz_oximeter');
+    expect(oximeter.addresses[`${recorded.get('oximeter')}/omicron6`].addr).toBe(`${OXIMETER.addresses[0]}/64`);
+
+    // Up again: the same request is a no-op, a new service gets a VNIC name never used before.
+    second.ch.reset();
+    await second.manager.ensure([NEXUS, OXIMETER, DNS]);
+    expect(second.ch.calls.exec).toEqual([]);
+    await second.manager.ensure([NEXUS, OXIMETER, DNS, { name: 'clickhouse-keeper', addresses: ['fd00:1122:3344:101::8'] }]);
+    expect(second.ch.calls.createVnic).toHaveLength(1);
+    expect(vnicsBefore).not.toContain(second.ch.calls.createVnic[0]);
+  });
+
+  it('re-creates a VNIC that is gone under the recorded name, and one failure does not stop the others', async () => {
+    const first = await openEnv();
+    await first.manager.ensure([NEXUS, OXIMETER]);
+    const recorded = new Map<string, string>((await ledger(first)).services.map((s: any) => [s.name, s.control_vnic]));
+    await first.sim.close();
+
+    const second = await openEnv(first.dir);
+    await second.sim.simulateZoneFailure('oxz_nexus');
+    await second.sim.simulateZoneFailure('oxz_oximeter');
+    await second.sim.links.deleteVnic(recorded.get('nexus')!);
+    second.ch.failInstall.add('oxz_oximeter');
+
+    const summary = await second.manager.resume();
+    expect(summary.recreated).toEqual(['nexus']);
+    expect(summary.adopted).toEqual([]);
+    expect(summary.failed).toHaveLength(1);
+    expect(summary.failed[0]!.name).toBe('oximeter');
+    expect(summary.failed[0]!.error).toContain('injected failure');
+    expect(second.ch.calls.createVnic).toEqual([recorded.get('nexus')]);
+    expect(await serviceState(second.sim, 'oxz_nexus', 'nexus')).toBe('online');
+
+    // The failed one is still claimed and is finished by the next request.
+    second.ch.failInstall.clear();
+    await second.manager.ensure([NEXUS, OXIMETER]);
+    expect(await serviceState(second.sim, 'oxz_oximeter', 'oximeter')).toBe('online');
+  });
+
+  it('refuses a ledger it cannot trust rather than acting on it', async () => {
+    const dir = await tempDir();
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(dir, 'services.json'), JSON.stringify({ services: [{ name: '../x', addresses: [], gz_addresses: [], control_vnic: 'oxControlService0' }] }));
+    await expect(openEnv(dir)).rejects.toThrow(/services ledger .* is not usable/);
+  });
+});

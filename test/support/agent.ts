@@ -1,0 +1,148 @@
+// The real agent in-process on a simulated host, against a fake Nexus, both on 127.0.0.1 port 0,
+// with its state (ledgers, simulated host) in a temporary directory that outlives a restart.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { checkAgentConfig, type AgentConfig } from '../../src/config.js';
+import { openSimHost } from '../../src/host/open.js';
+import type { SimHost } from '../../src/sim/host.js';
+import { startAgent, type RunningAgent, type SledAgentOptions } from '../../src/sled-agent.js';
+import { FakeNexus, type Recorded } from './fake-nexus.js';
+import { TIME } from './sim.js';
+
+export const POOL = 'oxp_d462a7f7-b628-40fe-80ff-4e4189e2d62b';
+
+export interface TestAgent {
+  running: RunningAgent;
+  host: SimHost;
+  nexus: FakeNexus;
+  config: AgentConfig;
+  dir: string;
+  request(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
+  /** Stops the agent (gracefully) and its host; the state directory stays. */
+  stop(): Promise<void>;
+  /** stop(), then start again on the same state. */
+  restart(): Promise<TestAgent>;
+  /** stop() and remove everything. */
+  close(): Promise<void>;
+}
+
+export interface TestAgentOptions {
+  dir?: string;
+  nexus?: FakeNexus;
+  config?: Record<string, unknown>;
+  agent?: SledAgentOptions;
+}
+
+/** A config file's content for the sim host under `dir` (also used by the child-process tests). */
+export function testConfig(dir: string, nexus: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id: 'fb0f7546-4d46-40ca-9d56-cbb810684ca7',
+    nexus_address: nexus,
+    zpools: [POOL],
+    data_dir: join(dir, 'var-oxide'),
+    dropshot: { bind_address: '127.0.0.1:0' },
+    log: { level: 'info' },
+    host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: 'zero' },
+    zones: { ready_timeout_ms: 20_000 },
+    updates: { artifact_dir: join(dir, 'zones') },
+    nexus: { timeout_ms: 2_000, backoff_initial_ms: 5, backoff_max_ms: 100 },
+    ...extra,
+  };
+}
+
+export async function startTestAgent(options: TestAgentOptions = {}): Promise<TestAgent> {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'sled-agent-real-'));
+  const nexus = options.nexus ?? await FakeNexus.start();
+  const config = checkAgentConfig(testConfig(dir, nexus.address, options.config), 'test');
+  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const host = await openSimHost(config, log);
+  let running: RunningAgent;
+  try {
+    running = await startAgent(config, host, log, options.agent);
+  } catch (err) {
+    await host.close();
+    throw err;
+  }
+  const url = `http://${running.address}`;
+  const t: TestAgent = {
+    running, host, nexus, config, dir,
+    async request(method, path, body) {
+      const init: RequestInit = { method };
+      if (body !== undefined) {
+        init.body = JSON.stringify(body);
+        init.headers = { 'content-type': 'application/json' };
+      }
+      const res = await fetch(`${url}${path}`, init);
+      const text = await res.text();
+      let parsed: any;
+      try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = text; }
+      return { status: res.status, body: parsed };
+    },
+    async stop() {
+      await running.close();
+    },
+    async restart() {
+      await t.stop();
+      return startTestAgent({ ...options, dir, nexus });
+    },
+    async close() {
+      await t.stop();
+      await nexus.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return t;
+}
+
+/** An InstanceRuntimeState as Nexus sends it in `initial`, with the Propolis address it allocated. */
+export function realRuntime(overrides: Record<string, unknown> = {}) {
+  return {
+    run_state: 'creating',
+    sled_id: 'fb0f7546-4d46-40ca-9d56-cbb810684ca7',
+    propolis_id: randomUUID(),
+    dst_propolis_id: null,
+    propolis_addr: '[fd00:1122:3344:101::10]:12400',
+    migration_id: null,
+    ncpus: 4,
+    memory: 2 * 1024 ** 3,
+    hostname: 'vm-one',
+    gen: 1,
+    time_updated: TIME,
+    ...overrides,
+  };
+}
+
+export function ensureBody(runState: string, runtime: Record<string, unknown> = realRuntime(), nics: unknown[] = []) {
+  return {
+    initial: { runtime, nics, disks: [], cloud_init_bytes: null },
+    target: { run_state: runState, migration_params: null },
+    migrate: null,
+  };
+}
+
+export const instancePuts = (id: string) => (r: Recorded) => r.method === 'PUT' && r.url === `/instances/${id}`;
+
+/** Resolves with Nexus's first PUT for `id` in `state` (waiting for it if need be). */
+export function nexusSees(nexus: FakeNexus, id: string, state: string, timeoutMs = 20_000): Promise<Recorded> {
+  return nexus.waitFor((r) => instancePuts(id)(r) && r.body?.run_state === state, timeoutMs, `instance ${id} ${state}`);
+}
+
+export function writeConfigToml(path: string, config: Record<string, unknown>): void {
+  writeFileSync(path, toToml(config));
+}
+
+/** Just enough TOML for test configs: scalars, arrays of scalars, one level of tables. */
+function toToml(config: Record<string, unknown>): string {
+  const value = (v: unknown): string => (Array.isArray(v) ? `[${v.map(value).join(', ')}]` : typeof v === 'string' ? JSON.stringify(v) : String(v));
+  const isTable = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const top = Object.entries(config).filter(([, v]) => !isTable(v)).map(([k, v]) => `${k} = ${value(v)}`);
+  const tables = Object.entries(config).filter(([, v]) => isTable(v)).map(([k, v]) => {
+    const entries = Object.entries(v as Record<string, unknown>).map(([kk, vv]) =>
+      (isTable(vv) ? `${kk} = { ${Object.entries(vv).map(([a, b]) => `${a} = ${value(b)}`).join(', ')} }` : `${kk} = ${value(vv)}`));
+    return `[${k}]\n${entries.join('\n')}`;
+  });
+  return `${top.join('\n')}\n\n${tables.join('\n\n')}\n`;
+}
