@@ -1,0 +1,140 @@
+// The real agent as a process, killed with SIGKILL in the middle of provisioning and started
+// again on the same state: every instance is adopted or completed and reaches running, orphans
+// are removed, and no zone or VNIC is leaked.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SimHost } from '../src/sim/host.js';
+import { ensureBody, instancePuts, realRuntime, testConfig, writeConfigToml } from './support/agent.js';
+import { FakeNexus } from './support/fake-nexus.js';
+
+const CLI = ['--import', 'tsx', 'src/bin/sled-agent.ts'];
+
+interface Agent {
+  child: ChildProcess;
+  url: string;
+  stderr: () => string;
+  /** Resolves when a stderr line matches. */
+  logged(pattern: RegExp, count?: number): Promise<void>;
+}
+
+function startAgent(configPath: string): Promise<Agent> {
+  const child = spawn(process.execPath, [...CLI, 'run', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'debug' } });
+  let err = '';
+  const waiters: Array<() => void> = [];
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const w of [...waiters]) w();
+  });
+  const agent: Agent = {
+    child,
+    url: '',
+    stderr: () => err,
+    logged(pattern, count = 1) {
+      const global = new RegExp(pattern.source, 'g');
+      const enough = () => (err.match(global)?.length ?? 0) >= count;
+      if (enough()) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!enough()) return;
+          waiters.splice(waiters.indexOf(check), 1);
+          resolve();
+        };
+        waiters.push(check);
+        child.once('exit', (code) => reject(new Error(`agent exited (${code}) before logging ${pattern}: ${err.slice(-2000)}`)));
+      });
+    },
+  };
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m && agent.url === '') {
+        agent.url = m[1]!;
+        resolve(agent);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`agent exited with ${code} before listening: ${err.slice(-3000)}`)));
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+let dir: string;
+let nexus: FakeNexus;
+let configPath: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sled-agent-crash-'));
+  nexus = await FakeNexus.start();
+  configPath = join(dir, 'config.toml');
+  // Slow enough installs that the kill lands in the middle of provisioning.
+  writeConfigToml(configPath, testConfig(dir, nexus.address, {
+    log: { level: 'debug' },
+    host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: { install: 400, boot: 50, network: 50, propolis_start: 50, vm_step: 10 } },
+  }));
+});
+
+afterAll(async () => {
+  await nexus?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
+  it('adopts or completes every instance after a restart, removes orphans, leaks nothing', async () => {
+    const ids = Array.from({ length: 4 }, () => randomUUID());
+    const runtimes = ids.map(() => realRuntime());
+    const first = await startAgent(configPath);
+    try {
+      for (const [i, id] of ids.entries()) {
+        const res = await fetch(`${first.url}/instances/${id}`, {
+          method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('running', runtimes[i])),
+        });
+        expect(res.status).toBe(200);
+      }
+      // Every instance is installing: zones configured, none running yet.
+      await first.logged(/"phase":"install"/, ids.length);
+    } finally {
+      first.child.kill('SIGKILL');
+      await exited(first.child);
+    }
+    expect(nexus.requests.filter((r) => r.method === 'PUT' && r.url.startsWith('/instances/') && r.body?.run_state === 'running')).toEqual([]);
+
+    // Meanwhile, someone leaves an orphan zone and VNIC with our prefixes on the host.
+    const host = await SimHost.open({ stateDir: join(dir, 'sim-host') });
+    await host.links.createVnic({ name: 'oxControlInstance99', link: 'stub0' });
+    await host.zones.configure({ name: 'oxz_propolis-server_orphan', brand: 'omicron1', zonepath: '/zone/orphan', nets: [{ physical: 'oxControlInstance99' }], devices: [], datasets: [] });
+    await host.close();
+
+    const second = await startAgent(configPath);
+    try {
+      await Promise.all(ids.map((id) => nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running', 30_000)));
+      await second.logged(/start-up: adopted \d+ zone\(s\), removed 1 orphan zone\(s\) and 0 orphan VNIC\(s\)/);
+    } finally {
+      second.child.kill('SIGTERM');
+      expect(await exited(second.child)).toBe(0);
+    }
+
+    const after = await SimHost.open({ stateDir: join(dir, 'sim-host') });
+    try {
+      const zones = (await after.zones.list()).map((z) => `${z.name}:${z.state}`).sort();
+      expect(zones).toEqual(runtimes.map((r) => `oxz_propolis-server_${r.propolis_id}:running`).sort());
+      const vnics = (await after.links.listVnics()).map((v) => v.name).sort();
+      expect(vnics).toHaveLength(ids.length);
+      const inZones = (await Promise.all(runtimes.map((r) => after.zones.config(`oxz_propolis-server_${r.propolis_id}`))))
+        .flatMap((c) => c.nets.map((n) => n.physical)).sort();
+      expect(vnics).toEqual(inZones);
+    } finally {
+      await after.close();
+    }
+    const ledger = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances.json'), 'utf8'));
+    expect(Object.keys(ledger.instances).sort()).toEqual([...ids].sort());
+  }, 90_000);
+});
