@@ -25,7 +25,7 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=0:log_path=$work/reports/asan:detect_odr_violation=0"
 export UBSAN_OPTIONS="print_stacktrace=1:log_path=$work/reports/ubsan"
 
-tests=(test/native.test.ts)
+tests=(test/native.test.ts test/host-illumos.test.ts)
 for t in "$root"/test/illumos-*.test.ts; do [ -e "$t" ] && tests+=("test/$(basename "$t")"); done
 status=0
 (cd "$root" && npx vitest run --pool=forks "${tests[@]}") || status=$?

@@ -34,6 +34,11 @@ export const AgentConfigSchema = Type.Object({
   data_link: Type.Optional(Type.String({ minLength: 1, maxLength: 31 })),
   /** Parsed and, as in the original, not used. */
   vlan: Type.Optional(Type.Integer({ minimum: 0, maximum: 4094 })),
+  /**
+   * This sled's underlay IPv6 address (index 1 of its /64): service and dataset zones route
+   * through it when a request names no global-zone address. Omitted: no default route is added.
+   */
+  underlay_address: Type.Optional(Type.String({ format: 'ipv6' })),
   /** Where the ledgers live (the original's /var/oxide). */
   data_dir: Type.String({ minLength: 1 }),
   log: Type.Object({

@@ -75,12 +75,13 @@ export class SledAgent {
       ...(options.onPhase ? { onPhase: options.onPhase } : {}),
     });
     const disks = await DiskManager.open(join(config.data_dir, 'disks.json'), nexus, notifier, log);
+    const underlay = config.underlay_address === undefined ? {} : { underlayAddress: config.underlay_address };
     const services = await ServiceManager.open({
-      host, log, ledgerPath: join(config.data_dir, 'services.json'), vnics, zoneRoot, controlLink, wait,
+      host, log, ledgerPath: join(config.data_dir, 'services.json'), vnics, zoneRoot, controlLink, wait, ...underlay,
     });
     const storage = await StorageManager.open({
       host, log, dataDir: config.data_dir, sledId: config.id, zpools: config.zpools, nexus, notifier, vnics,
-      zoneRoot, controlLink, wait,
+      zoneRoot, controlLink, wait, ...underlay,
     });
     return new SledAgent(config, host, log, nexus, notifier, instances, disks, services, storage);
   }
