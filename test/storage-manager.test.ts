@@ -254,14 +254,9 @@ describe('StorageManager.filesystemEnsure', () => {
   });
 
   it('sets up Crucible with its agent service, the dataset and the dataset id as its uuid', async () => {
-    // The SimHost knows only site manifests named manifest.xml (svc:/system/illumos/<svc>);
-    // Crucible's are agent.xml and downstairs.xml defining svc:/oxide/crucible/*. Until it
-    // knows them, those commands and that wait are answered here, and everything else is real.
     const env = await openEnv();
     const crucibleCmd = (argv: readonly string[]) =>
       argv.some((a) => a.startsWith('/var/svc/manifest/site/crucible/') || a.startsWith('svc:/oxide/crucible/'));
-    env.ch.interceptExec = (_zone, argv) => (crucibleCmd(argv) ? { stdout: '', stderr: '' } : undefined);
-    env.ch.interceptWait = (_zone, fmri) => (fmri === 'svc:/oxide/crucible/agent:default' ? 'online' : undefined);
     await env.manager.start();
     await env.manager.reportTo();
     await env.manager.filesystemEnsure({ zpool_id: POOL_ID, dataset_kind: { type: 'crucible' }, address: CRUCIBLE_ADDR });

@@ -14,8 +14,14 @@
 //   ipadm delete-addr <vnic>/<name>            exit 1 if absent
 //   svccfg import <manifest.xml>               /var/svc/manifest/site/<svc>/manifest.xml
 //                                              defines svc:/system/illumos/<svc> with instance
-//                                              :default (disabled); the propolis-server service
-//                                              exists in every zone installed from
+//                                              :default (disabled); besides, Crucible's
+//                                              /var/svc/manifest/site/crucible/agent.xml defines
+//                                              svc:/oxide/crucible/agent with :default (disabled)
+//                                              and .../crucible/downstairs.xml defines
+//                                              svc:/oxide/crucible/downstairs without instances;
+//                                              any other path: exit 1. Importing again keeps the
+//                                              instances and their states. The propolis-server
+//                                              service exists in every zone installed from
 //                                              propolis-server's image
 //   svccfg -s <service fmri> add <instance>    exit 1 if the service is unknown or the instance exists
 //   svccfg -s <instance fmri> addpg <pg> <type>

@@ -6,7 +6,12 @@
  *   svccfg import <manifest>             only /var/svc/manifest/site/<svc>/manifest.xml (the
  *                                        file itself is not read: there is none on the Linux
  *                                        host): defines svc:/system/illumos/<svc> with instance
- *                                        :default, "disabled" if new. Importing again keeps the
+ *                                        :default, "disabled" if new; and Crucible's
+ *                                        /var/svc/manifest/site/crucible/agent.xml, defining
+ *                                        svc:/oxide/crucible/agent with :default, and
+ *                                        .../crucible/downstairs.xml, defining
+ *                                        svc:/oxide/crucible/downstairs without instances (the
+ *                                        table in do_import). Importing again keeps the
  *                                        instances and their states.
  *   svccfg -s <service> add <instance>   "svccfg: Pattern '...' doesn't match any instances or
  *                                        services" for an unknown service; "Instance \"...\"
@@ -112,17 +117,33 @@ static int do_import(int argc, char **argv) {
   }
   if (i + 1 != argc) return usage();
   const char *path = argv[i];
-  static const char prefix[] = "/var/svc/manifest/site/", suffix[] = "/manifest.xml";
-  size_t len = strlen(path), plen = strlen(prefix), slen = strlen(suffix);
-  char svc[128];
-  if (len <= plen + slen || strncmp(path, prefix, plen) != 0 || strcmp(path + len - slen, suffix) != 0 ||
-      len - plen - slen >= sizeof(svc))
-    die(1, "Could not open \"%s\": No such file or directory", path);
-  memcpy(svc, path + plen, len - plen - slen);
-  svc[len - plen - slen] = '\0';
-  if (!valid_name(svc)) die(1, "Could not open \"%s\": No such file or directory", path);
+  /* manifests not named <svc>/manifest.xml (src/host/commands.ts): the service, and whether with :default */
+  static const struct {
+    const char *path, *service;
+    int with_default;
+  } KNOWN[] = {
+      {"/var/svc/manifest/site/crucible/agent.xml", "svc:/oxide/crucible/agent", 1},
+      {"/var/svc/manifest/site/crucible/downstairs.xml", "svc:/oxide/crucible/downstairs", 0},
+  };
   char service[256], instance[300];
-  snprintf(service, sizeof(service), "svc:/system/illumos/%s", svc);
+  int with_default = 1;
+  size_t k = 0;
+  for (; k < sizeof(KNOWN) / sizeof(KNOWN[0]) && strcmp(path, KNOWN[k].path) != 0; k++) continue;
+  if (k < sizeof(KNOWN) / sizeof(KNOWN[0])) {
+    snprintf(service, sizeof(service), "%s", KNOWN[k].service);
+    with_default = KNOWN[k].with_default;
+  } else {
+    static const char prefix[] = "/var/svc/manifest/site/", suffix[] = "/manifest.xml";
+    size_t len = strlen(path), plen = strlen(prefix), slen = strlen(suffix);
+    char svc[128];
+    if (len <= plen + slen || strncmp(path, prefix, plen) != 0 || strcmp(path + len - slen, suffix) != 0 ||
+        len - plen - slen >= sizeof(svc))
+      die(1, "Could not open \"%s\": No such file or directory", path);
+    memcpy(svc, path + plen, len - plen - slen);
+    svc[len - plen - slen] = '\0';
+    if (!valid_name(svc)) die(1, "Could not open \"%s\": No such file or directory", path);
+    snprintf(service, sizeof(service), "svc:/system/illumos/%s", svc);
+  }
   snprintf(instance, sizeof(instance), "%s:default", service);
 
   struct inzone z;
@@ -130,7 +151,7 @@ static int do_import(int argc, char **argv) {
   struct lines repo;
   repo_load(&z, &repo);
   if (!entity_exists(&repo, service, 0)) add_record(&repo, "service", service, NULL, NULL, NULL);
-  if (!entity_exists(&repo, instance, 1)) {
+  if (with_default && !entity_exists(&repo, instance, 1)) {
     add_record(&repo, "instance", instance, NULL, NULL, NULL);
     if (fake_smf_set_state(z.zone, instance, "disabled") != 0) die(1, "could not set the state of %s: %s", instance, strerror(errno));
   }

@@ -2,7 +2,7 @@
 // configured and installed, commands run in zones) and can make chosen ones fail, so tests can
 // tell "adopted" from "made again" and a no-op from a repeat, and can break one zone of many.
 import { readFile } from 'node:fs/promises';
-import type { ExecResult, Host, SmfState, WaitOptions } from '../../src/host/index.js';
+import type { Host } from '../../src/host/index.js';
 import { hostError } from '../../src/host/index.js';
 import type { SimHost } from '../../src/sim/host.js';
 
@@ -18,12 +18,6 @@ export interface CountingHost {
   calls: Calls;
   /** Zones whose next installs fail (ECOMMAND), until removed from the set. */
   failInstall: Set<string>;
-  /**
-   * Commands answered here instead of by the SimHost (return a result to intercept, undefined to
-   * pass through); and service waits likewise (return a state to intercept).
-   */
-  interceptExec?: (zone: string, argv: readonly string[]) => ExecResult | undefined;
-  interceptWait?: (zone: string, fmri: string) => SmfState | undefined;
   reset(): void;
 }
 
@@ -62,20 +56,11 @@ export function countingHost(sim: SimHost): CountingHost {
       },
       exec: async (zone, argv, options) => {
         calls.exec.push({ zone, argv: [...argv] });
-        const answer = ch.interceptExec?.(zone, argv);
-        if (answer !== undefined) return answer;
         return sim.zones.exec(zone, argv, options);
       },
     },
     datasets: sim.datasets,
-    events: {
-      ...sim.events,
-      waitForService: async (zone: string, fmri: string, states: readonly SmfState[], options: WaitOptions) => {
-        const answer = ch.interceptWait?.(zone, fmri);
-        if (answer !== undefined) return answer;
-        return sim.events.waitForService(zone, fmri, states, options);
-      },
-    },
+    events: sim.events,
     reachable: (zone, addr) => sim.reachable(zone, addr),
     close: () => sim.close(),
   };
