@@ -5,17 +5,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { parseSocketAddr } from '../common/address.js';
 import { createLogger, effectiveLevel } from '../logger.js';
-import { openApiDocument } from '../openapi.js';
 import {
   ConfigError, DEFAULT_SLED_ID, checkSimConfig, defaultSimConfig, loadSimConfigFile, type SimConfig,
 } from '../sim/config.js';
-import { buildSim, startSim } from '../sim/server.js';
 import { loadAgentConfigFile } from '../config.js';
-import { openHost } from '../host/open.js';
-import { agentApp, startAgent } from '../sled-agent.js';
 import { checkBootstrapConfig, defaultBootstrapConfig, loadBootstrapConfigFile } from '../bootstrap/config.js';
-import { buildBootstrap, startBootstrap } from '../bootstrap/server.js';
-import { formatRackSetupSummary, loadRssConfig, runRackSetup } from '../rack-setup/index.js';
+import { loadRssConfig } from '../rack-setup/config.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -64,6 +59,8 @@ function program(): Command {
     .action(async (path: string) => {
       const config = loadAgentConfigFile(path);
       const log = createLogger(effectiveLevel(config.log.level));
+      const { openHost } = await import('../host/open.js');
+      const { startAgent } = await import('../sled-agent.js');
       const starting = openHost(config, log).then((host) => startAgent(config, host, log).catch(async (err: unknown) => {
         await host.close();
         throw err;
@@ -77,6 +74,7 @@ function program(): Command {
     .action(async (path: string) => {
       const config = loadBootstrapConfigFile(path);
       const log = createLogger(effectiveLevel(config.sled_agent.log.level));
+      const { startBootstrap } = await import('../bootstrap/server.js');
       await serveUntilSignalled(log, startBootstrap(config, log));
     });
 
@@ -91,6 +89,7 @@ function program(): Command {
       const stop = () => abort.abort(new Error('interrupted; the plan keeps what was done'));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
+      const { formatRackSetupSummary, runRackSetup } = await import('../rack-setup/index.js');
       const result = await runRackSetup(config, opts.stateDir, log, { signal: abort.signal });
       process.stdout.write(`${formatRackSetupSummary(result)}\n`);
       log.flush();
@@ -101,13 +100,18 @@ function program(): Command {
     .argument('<API>', 'which API: sled (the real agent), sim (the simulated agent, with its poke endpoints) or bootstrap')
     .action(async (api: string) => {
       const silent = pino({ level: 'silent' });
+      // Imported here, as in each command: a usage error should not wait for every module to load.
+      const { openApiDocument } = await import('../openapi.js');
       let app;
       if (api === 'sled') {
+        const { agentApp } = await import('../sled-agent.js');
         app = await agentApp(null, silent);
       } else if (api === 'sim') {
+        const { buildSim } = await import('../sim/server.js');
         app = (await buildSim(defaultSimConfig(), silent)).app;
       } else if (api === 'bootstrap') {
         const id = DEFAULT_SLED_ID;
+        const { buildBootstrap } = await import('../bootstrap/server.js');
         app = (await buildBootstrap(checkBootstrapConfig({ ...defaultBootstrapConfig(id) }, 'defaults'), silent)).app;
       } else {
         throw new UsageError(`unknown API "${api}": try one of {sled, sim, bootstrap}`);
@@ -121,6 +125,7 @@ function program(): Command {
 
 async function runSim(config: SimConfig): Promise<void> {
   const log = createLogger(effectiveLevel(config.log.level));
+  const { startSim } = await import('../sim/server.js');
   await serveUntilSignalled(log, startSim(config, log));
 }
 
