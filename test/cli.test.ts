@@ -37,6 +37,7 @@ describe('usage errors exit 2 with the usage on stderr', () => {
     ['a bad sim mode', ['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--sim-mode', 'lazy'], /Allowed choices are auto, explicit/],
     ['an rss config that does not exist', ['rss', '/nonexistent/config-rss.toml'], /cannot read RSS configuration file \/nonexistent\/config-rss.toml/],
     ['a bootstrap config that does not exist', ['bootstrap', '/nonexistent/b.toml'], /cannot read configuration file \/nonexistent\/b.toml/],
+    ['a run config that does not exist', ['run', '/nonexistent/sled-agent.toml'], /cannot read configuration file \/nonexistent\/sled-agent.toml/],
     ['an unknown API', ['openapi', 'nexus'], /unknown API "nexus": try one of \{sled, sim, bootstrap\}/],
   ];
   it.concurrent.each(cases)('%s', async (_what, args, message) => {
@@ -54,6 +55,22 @@ describe('usage errors exit 2 with the usage on stderr', () => {
     const res = await runCli(['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--config', file]);
     expect(res.status).toBe(2);
     expect(res.stderr).toContain(`configuration file ${file} is not valid TOML`);
+  });
+});
+
+describe('sled-agent run', () => {
+  it('refuses a config with a bad field, naming every problem, before touching anything', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sled-agent-cli-'));
+    const file = join(dir, 'config.toml');
+    writeFileSync(file, [
+      'id = "not-a-uuid"', 'nexus_address = "127.0.0.1:12221"', 'zpools = ["tank"]', '',
+      '[host]', 'backend = "solaris"', '', '[instances]', 'readiness = "sometimes"', '',
+    ].join('\n'));
+    const res = await runCli(['run', file]);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toContain(`invalid configuration (${file})`);
+    for (const field of ['/id', '/zpools/0', '/host/backend', '/instances/readiness']) expect(res.stderr).toContain(field);
+    expect(res.stdout).toBe('');
   });
 });
 
