@@ -325,7 +325,7 @@ export class Instance {
         nics: this.record.hardware.nics.map((nic, i) => ({ name: this.record.guest_vnics[i] as string, slot: nic.slot })),
         disks: this.record.hardware.disks,
         migrate: this.record.migrate === null ? null : {
-          migration_id: this.states.current.migration_id ?? '',
+          migration_id: this.#migrationId(),
           src_addr: this.record.migrate.src_propolis_addr,
           src_uuid: this.record.migrate.src_propolis_id,
         },
@@ -350,6 +350,12 @@ export class Instance {
     }
   }
 
+  #migrationId(): string {
+    const id = this.states.current.migration_id;
+    if (!id) throw new Error('a migration into this sled was requested, but the instance has no migration id');
+    return id;
+  }
+
   /** `svccfg add` etc. are not idempotent; on adoption the instance may exist already. */
   async #ensurePropolisService(fmri: string, addr: { host: string; port: number }): Promise<void> {
     const { host } = this.ctx;
@@ -369,22 +375,45 @@ export class Instance {
   }
 
   /**
-   * PUT /instance. The SMF instance being online says the process started, not that it listens
-   * yet; the original polled GET /instance. A refused connection here is retried within the
-   * readiness deadline (in event mode it normally succeeds at once).
+   * PUT /instance. The SMF instance being online says Propolis's start method ran, not that the
+   * server listens yet, and no event marks that moment. In event mode a refused connection is
+   * retried after 10 ms, doubling to at most 250 ms, within the readiness deadline (on the sim
+   * host the first attempt succeeds); this is the one readiness step that is not an event wait.
+   * Poll mode polls as the original's wait_for_http_server did.
    */
   async #ensurePropolis(request: InstanceEnsureRequest, wait: { readiness: Readiness; timeoutMs: number; signal: AbortSignal }): Promise<void> {
     const propolis = this.#propolis as PropolisClient;
-    await ready(wait, async ({ timeoutMs }) => {
+    const attempt = async () => {
       try {
-        await propolis.ensure(request);
+        await propolis.ensure(request, { signal: wait.signal });
       } catch (err) {
         if (err instanceof PropolisError && err.code === 'UNREACHABLE') {
-          throw Object.assign(new Error(`Propolis not answering yet: ${err.message}`), { code: 'ETIMEDOUT', timeoutMs });
+          throw Object.assign(new Error(`Propolis not answering yet: ${err.message}`), { code: 'ETIMEDOUT', cause: err });
         }
         throw err;
       }
-    });
+    };
+    if (wait.readiness === 'poll') {
+      await ready(wait, attempt);
+      return;
+    }
+    const deadline = Date.now() + wait.timeoutMs;
+    for (let delay = 10; ; delay = Math.min(delay * 2, 250)) {
+      try {
+        await attempt();
+        return;
+      } catch (err) {
+        if (!isHostError(err, 'ETIMEDOUT') || Date.now() + delay > deadline) throw err;
+        this.log.debug({ retryInMs: delay, err: (err as Error).message }, 'Propolis not listening yet');
+      }
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, delay);
+        wait.signal.addEventListener('abort', () => {
+          clearTimeout(timer);
+          reject(Object.assign(new Error('the operation was aborted'), { code: 'ABORT_ERR' }));
+        }, { once: true });
+      });
+    }
   }
 
   #startMonitor(fmri: string): void {
