@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { expectSchema } from './support/contract.js';
 import {
-  ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, type TestAgent,
+  POOL, ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, type TestAgent,
 } from './support/agent.js';
 
 let t: TestAgent | undefined;
@@ -117,6 +117,39 @@ describe('instance lifecycle', () => {
     const put = await t.nexus.waitFor((r) => r.method === 'PUT' && r.url === `/disks/${disk}`);
     expectSchema('nexus-internal.json', 'DiskRuntimeState', put.body);
     expect(put.body.disk_state).toEqual({ state: 'attached', instance });
+  });
+});
+
+describe('services and storage over HTTP', () => {
+  it('PUT /services starts a zone per service; a request dropping one is a 409 naming it', async () => {
+    t = await startTestAgent();
+    const services = [{ name: 'internal-dns', addresses: ['fd00:1122:3344:1::1'], gz_addresses: ['fd00:1122:3344:1::2'] }];
+    const res = await t.request('PUT', '/services', { services });
+    expect(res.status).toBe(204);
+    expect((await t.host.zones.list()).find((z) => z.name === 'oxz_internal-dns')?.state).toBe('running');
+    const again = await t.request('PUT', '/services', { services: [{ name: 'nexus', addresses: ['fd00:1122:3344:1::3'] }] });
+    expect(again.status).toBe(409);
+    expectSchema('sled-agent.json', 'Error', again.body);
+    expect(again.body.message).toContain('internal-dns');
+  });
+
+  it('PUT /filesystem makes the dataset and its zone; Nexus gets zpool_put before dataset_put', async () => {
+    t = await startTestAgent();
+    await t.running.registered;
+    const res = await t.request('PUT', '/filesystem', {
+      zpool_id: 'd462a7f7-b628-40fe-80ff-4e4189e2d62b', dataset_kind: { type: 'crucible' }, address: '[fd00:1122:3344:101::20]:32345',
+    });
+    expect(res.status).toBe(204);
+    const datasetPut = await t.nexus.waitFor((r) => r.method === 'PUT' && r.url.startsWith('/zpools/d462a7f7-b628-40fe-80ff-4e4189e2d62b/dataset/'));
+    expect(datasetPut.body).toEqual({ address: '[fd00:1122:3344:101::20]:32345', kind: 'crucible' });
+    const zpoolPut = t.nexus.requests.findIndex((r) => r.method === 'PUT' && r.url === `/sled_agents/${t!.config.id}/zpools/d462a7f7-b628-40fe-80ff-4e4189e2d62b`);
+    expect(zpoolPut).toBeGreaterThanOrEqual(0);
+    expect(zpoolPut).toBeLessThan(t.nexus.requests.indexOf(datasetPut));
+    expect(await t.host.datasets.exists(`${POOL}/crucible`)).toBe(true);
+    const unknown = await t.request('PUT', '/filesystem', {
+      zpool_id: randomUUID(), dataset_kind: { type: 'crucible' }, address: '[fd00:1122:3344:101::21]:32345',
+    });
+    expect(unknown.status).toBe(404);
   });
 });
 
