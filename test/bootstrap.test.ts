@@ -12,6 +12,7 @@ import { checkBootstrapConfig, type BootstrapConfig } from '../src/bootstrap/con
 import { startBootstrap, type RunningBootstrap } from '../src/bootstrap/server.js';
 import { createRackSecret, writeShareFile } from '../src/bootstrap/trust-quorum.js';
 import { expectSchema } from './support/contract.js';
+import { ensureBody, testConfig, writeConfigToml } from './support/agent.js';
 import { FakeNexus } from './support/fake-nexus.js';
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -86,6 +87,29 @@ describe('PUT /start_sled', () => {
     const again = await call(b, 'PUT', '/start_sled', { subnet: { net: 'fd00:1122:3344:0101:0000::/64' } });
     expect(again).toEqual({ status: 200, body: { id: cfg.id } });
     expect(b.agent.sledAgent).toBe(sled);
+  });
+
+  it('starts the real sled agent from sled_agent_config, on the sim host, under this sled's id', async () => {
+    const nexus = await fakeNexus();
+    const dir = tempDir();
+    const agentConfig = join(dir, 'sled-agent.toml');
+    writeConfigToml(agentConfig, testConfig(dir, nexus.address));
+    const cfg = config(nexus, join(dir, 'bootstrap'), { sled_agent_config: agentConfig });
+    const b = await start(cfg);
+    expect((await call(b, 'PUT', '/start_sled', { subnet: { net: SUBNET } })).status).toBe(200);
+    const sled = b.agent.sledAgent!;
+    await nexus.waitFor((r) => r.url === `/sled_agents/${cfg.id}` && r.body.sa_address === sled.address);
+    // It is the real agent: /poke is not served, and an instance gets a zone.
+    const id = randomUUID();
+    const put = await request(`http://${sled.address}/instances/${id}`, {
+      method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('running')),
+    });
+    expect(put.statusCode).toBe(200);
+    await put.body.dump();
+    await nexus.waitFor((r) => r.url === `/instances/${id}` && r.body.run_state === 'running');
+    const poke = await request(`http://${sled.address}/instances/${id}/poke`, { method: 'POST' });
+    expect(poke.statusCode).toBe(404);
+    await poke.body.dump();
   });
 
   it('refuses a different subnet naming both, and a subnet that is not a /64', async () => {

@@ -8,7 +8,7 @@ import { ApiError, conflict, invalidRequest, objectNotFound } from '../common/er
 import { addressInNet, formatIpv6Net, parseIpv6Net, sameNet } from '../common/ipv6.js';
 import { readJsonIfExists, writeJsonAtomic } from '../common/persist.js';
 import type { SledAgentRequest } from '../params.js';
-import { startSim, type RunningSim } from '../sim/server.js';
+import { startSim } from '../sim/server.js';
 import { SLED_AGENT_PORT, type BootstrapConfig } from './config.js';
 import {
   decodeShare, establishQuorum, readShareFile, shareResponseBody, type QuorumResult, type ShareDistribution,
@@ -16,9 +16,15 @@ import {
 
 export const SLED_AGENT_REQUEST_FILE = 'sled-agent-request.json';
 
+/** The sled agent this bootstrap agent started: the real one or the simulated one. */
+export interface StartedSledAgent {
+  address: string;
+  close(): Promise<void>;
+}
+
 interface Running {
   subnet: string;
-  sim: RunningSim;
+  sim: StartedSledAgent;
 }
 
 export class BootstrapAgent {
@@ -34,7 +40,7 @@ export class BootstrapAgent {
   }
 
   /** The running sled agent, if any. */
-  get sledAgent(): RunningSim | null {
+  get sledAgent(): StartedSledAgent | null {
     return this.running?.sim ?? null;
   }
 
@@ -81,14 +87,9 @@ export class BootstrapAgent {
     }
     const address = this.config.sled_address
       ?? formatSocketAddr({ host: addressInNet(net, 1n), port: SLED_AGENT_PORT });
-    const config = {
-      ...this.config.sled_agent,
-      id: this.config.id,
-      dropshot: { ...this.config.sled_agent.dropshot, bind_address: address },
-    };
-    let sim: RunningSim;
+    let sim: StartedSledAgent;
     try {
-      sim = await startSim(config, this.log.child({ component: 'sled-agent' }));
+      sim = await this.startSledAgent(address, addressInNet(net, 1n));
     } catch (err) {
       const hint = this.config.sled_address ? '' : '; on a machine without that address, set sled_address in the bootstrap config';
       throw new ApiError(500, 'Internal', `cannot start the sled agent on ${address}: ${(err as Error).message}${hint}`);
@@ -102,6 +103,32 @@ export class BootstrapAgent {
     this.running = { subnet, sim };
     this.log.info({ subnet, address: sim.address, id: this.config.id }, 'sled agent started');
     return { id: this.config.id };
+  }
+
+  private async startSledAgent(address: string, underlay: string): Promise<StartedSledAgent> {
+    const log = this.log.child({ component: 'sled-agent' });
+    if (this.config.sled_agent_config === undefined) {
+      const config = {
+        ...this.config.sled_agent,
+        id: this.config.id,
+        dropshot: { ...this.config.sled_agent.dropshot, bind_address: address },
+      };
+      return startSim(config, log);
+    }
+    const { loadAgentConfigFile } = await import('../config.js');
+    const { openHost } = await import('../host/open.js');
+    const { startAgent } = await import('../sled-agent.js');
+    const config = loadAgentConfigFile(this.config.sled_agent_config);
+    config.id = this.config.id;
+    config.dropshot = { ...config.dropshot, bind_address: address };
+    config.underlay_address = underlay;
+    const host = await openHost(config, log);
+    try {
+      return await startAgent(config, host, log);
+    } catch (err) {
+      await host.close();
+      throw err;
+    }
   }
 
   /** GET /request_share: this sled's share, for a requester in the configured peer list only. */

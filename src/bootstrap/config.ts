@@ -1,6 +1,7 @@
 // Configuration of the bootstrap agent (`sled-agent bootstrap <config.toml>`). The sled agent it
-// starts is described by a `[sled_agent]` table in the sim's own config format (the real agent
-// comes with its own issue); its id is this sled's id and its address comes from start_sled.
+// starts is either the real one, from a `sled-agent run` config file (`sled_agent_config`), or the
+// simulated one, described by a `[sled_agent]` table in the sim's own config format; either way its
+// id is this sled's id and its address comes from start_sled.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type, type Static } from 'typebox';
@@ -21,6 +22,12 @@ const TopLevel = Type.Object({
   /** Where the sled agent listens, instead of [subnet index 1]:12345 (a dev machine cannot). */
   sled_address: Type.Optional(Type.String({ minLength: 1 })),
   sled_agent: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  /**
+   * A `sled-agent run` config file: start_sled then starts the real sled agent from it (its id
+   * and bind address replaced by this sled's, its underlay address set from the subnet) instead
+   * of the simulated one `[sled_agent]` describes.
+   */
+  sled_agent_config: Type.Optional(Type.String({ minLength: 1 })),
   trust_quorum: Type.Optional(Type.Object({
     /** This sled's share (written by the rack's dealer), mode 0600. */
     share_file: Type.String({ minLength: 1 }),
