@@ -501,7 +501,9 @@ Napi::Value VnicCreateJs(const Napi::CallbackInfo& info) {
           if (!found) undo(DLADM_STATUS_NOTFOUND, "reading back VNIC \"" + name + "\"");
           v.name = name;
           v.over = link;
-          v.mtu = LinkMtu(h, id);
+          // An mtu we set is the link's current one (the library takes it as given or refuses
+          // it); otherwise the VNIC has its over-link's, which only the library can say.
+          v.mtu = mtu != 0 ? static_cast<double>(mtu) : LinkMtu(h, id);
           return v;
         },
         [](Napi::Env env, Result& v) -> Napi::Value { return VnicToJs(env, v, true); });

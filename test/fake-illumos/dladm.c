@@ -3,16 +3,24 @@
  * message texts and argument checks (illumos-gate libdladm.c, libdllink.c, libdlvnic.c, the
  * vnic driver), over a fake host's links kept in files so that another process sees them.
  *
- * State, under $FAKE_ILLUMOS_STATE/links/ (every read-modify-write under fake_lock()):
+ * State, under $FAKE_ILLUMOS_STATE/links/ (written, and its files read, only under fake_lock()):
  *   seeded          created once the initial links exist
  *   next-id         the next datalink_id_t to hand out (ids are never reused; rewritten in place)
- *   by-id/<id>      one file per link, "key=value" lines:
+ *   by-id/<id>      one file per link, "key=value" lines, name= first (the fake in-zone commands
+ *                   read them too, under the lock):
  *                     name=oxFoo0  class=phys|etherstub|vnic|vlan  flags=<DLMGMT_* bits>
  *                     over=<link id or 0>  mactype=fixed|random|primary  mac=xx:xx:xx:xx:xx:xx
  *                     vid=<0..4094>  mtu=<bytes>
+ *                   A new link's file is made with one write (its id was never used, and readers
+ *                   hold the lock; one a crash left empty does not parse and is skipped); a
+ *                   changed link's is replaced (temp + rename). Nothing is fsync'd: the fake host
+ *                   need not survive a power cut, and another process reads what was written.
  * Each process keeps the links in memory and reloads them only when the token in slot
  * FAKE_GEN_LINKS of $FAKE_ILLUMOS_STATE/.lock (fake_gen_bump, replaced on every change) is not
- * the one it loaded at.
+ * the one it loaded at. Calls that only read (name2info, id2info, vnic_info, get_linkprop, the
+ * walk) answer from that copy without taking the lock while the token is unchanged: a writer
+ * replaces the token after its files and before it unlocks, so such a read sees the links as
+ * they were before or after a whole change, as a door call to dlmgmtd would.
  * Seeding (on the first call that finds no "seeded"): physical links from FAKE_ILLUMOS_PHYS_LINKS
  * (comma-separated, default "net0,net1"; ids from 1, flags ACTIVE|PERSIST, MAC a8:40:25:00:00:<id>,
  * MTU from FAKE_ILLUMOS_PHYS_MTU, default 9000), then etherstubs from FAKE_ILLUMOS_ETHERSTUBS
@@ -45,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -249,8 +258,9 @@ typedef struct {
 
 /*
  * This process's copy of links/by-id, good while the lock file's FAKE_GEN_LINKS token is `token`
- * and the state directory is still `dir`. Only touched with fake_lock() held and `cache_mu`
- * (fake_lock() already excludes other threads, the mutex makes that plain to the compiler).
+ * and the state directory is still `dir`. Only touched with `cache_mu` held, and changed only with
+ * fake_lock() held too (fake_lock() already excludes other threads; the mutex makes that plain to
+ * the compiler, and is all that the lock-free reads of open_view take).
  * `changed`: this locked section wrote something; the token is replaced when it ends.
  */
 static struct {
@@ -259,8 +269,10 @@ static struct {
   char dir[4096];
   links_t links;
   unsigned long next_id; /* links/next-id as read or last written; 0: not known */
+  int next_fd;           /* links/next-id, open while the cache is good; -1: not open */
+  int peek_fd;           /* <dir>/.lock, read-only, for the token check of lock-free reads */
   int changed;
-} cache;
+} cache = {.next_fd = -1, .peek_fd = -1};
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *class_str(uint32_t c) {
@@ -371,7 +383,25 @@ static void cache_drop(datalink_id_t id) {
   }
 }
 
-static int write_link(const link_t *l) {
+/* A new link's file: O_EXCL, one write (see the top). 0, or -1 with errno (EEXIST: it is there). */
+static int create_file(const char *path, const char *text, size_t n) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  ssize_t w;
+  do {
+    w = write(fd, text, n);
+  } while (w < 0 && errno == EINTR);
+  int ok = w == (ssize_t)n;
+  int saved = w < 0 ? errno : EIO;
+  if (close(fd) != 0 && ok) ok = 0, saved = errno;
+  if (ok) return 0;
+  unlink(path);
+  errno = saved;
+  return -1;
+}
+
+/* Writes a link's file: `fresh` for an id handed out just now, else it replaces the file. */
+static int write_link(const link_t *l, int fresh) {
   char name[32], path[4096], text[512];
   snprintf(name, sizeof(name), "%u", l->id);
   if (fake_path(path, sizeof(path), "links/by-id", name) != 0) return -1;
@@ -382,8 +412,9 @@ static int write_link(const link_t *l) {
   if (n < 0 || (size_t)n >= sizeof(text)) return -1;
   cache.changed = 1;
   /* links/by-id is there but when the state directory was just made (no stat each time). */
-  int rc = fake_write_file(path, text, (size_t)n);
+  int rc = fresh ? create_file(path, text, (size_t)n) : fake_write_file(path, text, (size_t)n);
   if (rc != 0 && errno == ENOENT && fake_mkdir("links/by-id") == 0) rc = fake_write_file(path, text, (size_t)n);
+  if (rc != 0 && fresh && errno == EEXIST) rc = fake_write_file(path, text, (size_t)n); /* a stray file */
   if (rc != 0) {
     cache.valid = 0;
     return -1;
@@ -468,30 +499,38 @@ static link_t *by_id(links_t *ls, datalink_id_t id) {
 }
 
 static datalink_id_t alloc_id(void) {
-  char path[4096];
-  if (fake_path(path, sizeof(path), "links", "next-id") != 0) return 0;
+  /* Rewritten in place (read only under the lock): a rename over it costs a data flush on ext4.
+   * Kept open while the cache is good: a reload, which a new state directory or lock file always
+   * causes, closes it. */
+  if (cache.next_fd < 0) {
+    char path[4096];
+    if (fake_path(path, sizeof(path), "links", "next-id") != 0) return 0;
+    if ((cache.next_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) return 0;
+    cache.next_id = 0;
+  }
+  int fd = cache.next_fd;
   unsigned long next = cache.valid ? cache.next_id : 0;
   int known = next != 0; /* the file holds exactly "<next>\n", written by this process */
   if (next == 0) {
-    char *text = fake_read_file(path, NULL);
-    next = text != NULL ? strtoul(text, NULL, 10) : 1;
-    free(text);
+    char text[32];
+    ssize_t r;
+    do {
+      r = pread(fd, text, sizeof(text) - 1, 0);
+    } while (r < 0 && errno == EINTR);
+    text[r > 0 ? r : 0] = '\0';
+    next = strtoul(text, NULL, 10);
   }
   if (next == 0) next = 1;
   cache.next_id = 0;
   cache.changed = 1;
   char buf[32];
   int n = snprintf(buf, sizeof(buf), "%lu\n", next + 1);
-  /* Rewritten in place (read only under the lock): a rename over it costs a data flush on ext4. */
-  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return 0;
   ssize_t w;
   do {
     w = pwrite(fd, buf, (size_t)n, 0);
   } while (w < 0 && errno == EINTR);
   /* The number only grows, so a text this process wrote (cache.next_id) is never longer. */
   int ok = w == n && (known || ftruncate(fd, n) == 0);
-  if (close(fd) != 0) ok = 0;
   if (ok) cache.next_id = next + 1;
   return ok ? (datalink_id_t)next : 0;
 }
@@ -521,7 +560,7 @@ static void seed_list(const char *list, uint32_t cls, uint32_t mtu) {
     if (cls == DATALINK_CLASS_ETHERSTUB) mac[0] = 0x02, mac[1] = 0x08, mac[2] = 0x20;
     memcpy(l.mac, mac, sizeof(mac));
     l.mtu = mtu;
-    (void)write_link(&l);
+    (void)write_link(&l, 1);
   }
 }
 
@@ -564,6 +603,13 @@ static int open_state(links_t *ls) {
     cache.valid = 0;
     cache.next_id = 0;
     free_links(&cache.links);
+    if (cache.next_fd >= 0) close(cache.next_fd);
+    cache.next_fd = -1;
+    /* The lock file fake_lock just checked is the one at its path (we hold it): the token check
+     * of lock-free reads looks at it from now on. */
+    if (cache.peek_fd >= 0) close(cache.peek_fd);
+    char lockpath[4096];
+    cache.peek_fd = fake_path(lockpath, sizeof(lockpath), "", ".lock") == 0 ? open(lockpath, O_RDONLY | O_CLOEXEC) : -1;
     links_t fresh;
     if (ensure_seeded() != 0 || load_links(&fresh) != 0) {
       unlock_state(fd);
@@ -590,6 +636,42 @@ static int open_state(links_t *ls) {
 static void close_state(int fd, links_t *ls) {
   free_links(ls);
   unlock_state(fd);
+}
+
+/* What open_view returns when it answers from the cache without the lock. */
+#define VIEW_UNLOCKED (-2)
+
+/*
+ * For calls that only read. Returns VIEW_UNLOCKED, with cache_mu held and *ls = the cached links
+ * themselves (not a copy: neither change them nor call back into the library), when the cache is
+ * for this state directory and the token in its lock file is still the one it was loaded or last
+ * written at: no other process has changed a link since (writers replace the token before they
+ * unlock), and the lock file is still linked (a state directory removed and made again has a new
+ * one). That is two syscalls instead of the lock's five. Otherwise what open_state returns: a lock
+ * fd and a copy, or -1. Either way, end with close_view.
+ */
+static int open_view(links_t *ls) {
+  pthread_mutex_lock(&cache_mu);
+  const char *dir = fake_state_dir();
+  if (cache.valid && cache.token != 0 && cache.peek_fd >= 0 && dir != NULL && strcmp(dir, cache.dir) == 0) {
+    struct stat st;
+    if (fstat(cache.peek_fd, &st) == 0 && st.st_nlink > 0 && fake_gen_read(cache.peek_fd, FAKE_GEN_LINKS) == cache.token) {
+      *ls = cache.links;
+      return VIEW_UNLOCKED;
+    }
+  }
+  pthread_mutex_unlock(&cache_mu);
+  return open_state(ls);
+}
+
+static void close_view(int fd, links_t *ls) {
+  if (fd == VIEW_UNLOCKED) {
+    ls->v = NULL;
+    ls->n = 0;
+    pthread_mutex_unlock(&cache_mu);
+  } else {
+    close_state(fd, ls);
+  }
 }
 
 static uint32_t lower_mtu(links_t *ls, const link_t *l) {
@@ -698,8 +780,8 @@ dladm_status_t dladm_name2info(dladm_handle_t h, const char *link, datalink_id_t
   copy_name(name, link);
   links_t ls;
   dladm_status_t st = DLADM_STATUS_OK;
-  int fd = open_state(&ls);
-  if (fd < 0) {
+  int fd = open_view(&ls);
+  if (fd == -1) {
     st = DLADM_STATUS_FAILED;
   } else {
     link_t *l = by_name(&ls, name);
@@ -711,7 +793,7 @@ dladm_status_t dladm_name2info(dladm_handle_t h, const char *link, datalink_id_t
       if (classp != NULL) *classp = (datalink_class_t)l->cls;
       if (mediap != NULL) *mediap = DL_ETHER;
     }
-    close_state(fd, &ls);
+    close_view(fd, &ls);
   }
   leave(h);
   return st;
@@ -723,8 +805,8 @@ dladm_status_t dladm_datalink_id2info(dladm_handle_t h, datalink_id_t id, uint32
   enter(h);
   links_t ls;
   dladm_status_t st = DLADM_STATUS_OK;
-  int fd = open_state(&ls);
-  if (fd < 0) {
+  int fd = open_view(&ls);
+  if (fd == -1) {
     st = DLADM_STATUS_FAILED;
   } else {
     link_t *l = by_id(&ls, id);
@@ -738,7 +820,7 @@ dladm_status_t dladm_datalink_id2info(dladm_handle_t h, datalink_id_t id, uint32
       if (mediap != NULL) *mediap = DL_ETHER;
       if (link != NULL && len != 0) snprintf(link, len, "%s", l->name);
     }
-    close_state(fd, &ls);
+    close_view(fd, &ls);
   }
   leave(h);
   return st;
@@ -749,12 +831,27 @@ dladm_status_t dladm_walk_datalink_id(int (*fn)(dladm_handle_t, datalink_id_t, v
   if (h == NULL || fn == NULL) return DLADM_STATUS_BADARG;
   enter(h);
   links_t ls;
-  int fd = open_state(&ls);
-  if (fd < 0) {
+  int fd = open_view(&ls);
+  if (fd == -1) {
     leave(h);
     return DLADM_STATUS_FAILED;
   }
-  unlock_state(fd); /* the callback calls back into the library, which locks again */
+  /* The callback calls back into the library, which takes cache_mu (and maybe the lock) again:
+   * walk a copy, with neither held. */
+  if (fd == VIEW_UNLOCKED) {
+    links_t view = ls;
+    ls.v = view.n > 0 ? malloc(view.n * sizeof(link_t)) : NULL;
+    ls.n = ls.v != NULL ? view.n : 0;
+    if (ls.n > 0) memcpy(ls.v, view.v, ls.n * sizeof(link_t));
+    int nomem = view.n > 0 && ls.v == NULL;
+    close_view(fd, &view);
+    if (nomem) {
+      leave(h);
+      return DLADM_STATUS_NOMEM;
+    }
+  } else {
+    unlock_state(fd); /* open_state's copy stays */
+  }
   int any_media = ((dmedia >> 32) & 1) != 0;
   for (size_t i = 0; i < ls.n; i++) {
     const link_t *l = &ls.v[i];
@@ -767,15 +864,30 @@ dladm_status_t dladm_walk_datalink_id(int (*fn)(dladm_handle_t, datalink_id_t, v
   return DLADM_STATUS_OK;
 }
 
+/* The random part of a RANDOM VNIC's MAC: splitmix64 from a per-process getrandom seed (the
+ * vnic driver takes the kernel's pseudo-random bytes; a syscall per VNIC buys nothing more). A
+ * forked child seeds its own. Called with cache_mu held. */
+static uint64_t mac_rng;
+static int mac_rng_seeded;
+static pthread_once_t mac_rng_once = PTHREAD_ONCE_INIT;
+static void mac_rng_child(void) { mac_rng_seeded = 0; }
+static void mac_rng_init(void) { (void)pthread_atfork(NULL, NULL, mac_rng_child); }
+
 static int random_bytes(uchar_t *buf, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = getrandom(buf + got, n - got, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    got += (size_t)r;
+  (void)pthread_once(&mac_rng_once, mac_rng_init);
+  if (!mac_rng_seeded) {
+    ssize_t r;
+    do {
+      r = getrandom(&mac_rng, sizeof(mac_rng), 0);
+    } while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof(mac_rng)) return -1;
+    mac_rng_seeded = 1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint64_t z = (mac_rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    buf[i] = (uchar_t)((z ^ (z >> 31)) >> 56);
   }
   return 0;
 }
@@ -867,7 +979,7 @@ static dladm_status_t vnic_create_locked(links_t *ls, const char *vnic, datalink
   l.over = linkid;
   l.mactype = type;
   l.vid = vid;
-  if (write_link(&l) != 0) return DLADM_STATUS_IOERR;
+  if (write_link(&l, 1) != 0) return DLADM_STATUS_IOERR;
   if (vnic_id_out != NULL) *vnic_id_out = l.id;
   return DLADM_STATUS_OK;
 }
@@ -947,8 +1059,8 @@ dladm_status_t dladm_vnic_info(dladm_handle_t h, datalink_id_t linkid, void *att
   enter(h);
   links_t ls;
   dladm_status_t st = DLADM_STATUS_OK;
-  int fd = open_state(&ls);
-  if (fd < 0) {
+  int fd = open_view(&ls);
+  if (fd == -1) {
     st = DLADM_STATUS_FAILED;
   } else {
     link_t *l = by_id(&ls, linkid);
@@ -972,7 +1084,7 @@ dladm_status_t dladm_vnic_info(dladm_handle_t h, datalink_id_t linkid, void *att
       a->va_af = 0;
       a->va_force = B_FALSE;
     }
-    close_state(fd, &ls);
+    close_view(fd, &ls);
   }
   leave(h);
   return st;
@@ -1011,7 +1123,7 @@ dladm_status_t dladm_set_linkprop(dladm_handle_t h, datalink_id_t linkid, const 
       l->mtu = l->cls == DATALINK_CLASS_PHYS ? env_u32("FAKE_ILLUMOS_PHYS_MTU", 9000)
                : l->cls == DATALINK_CLASS_ETHERSTUB ? 9000
                                                    : lower_mtu(&ls, l);
-      if (write_link(l) != 0) st = DLADM_STATUS_IOERR;
+      if (write_link(l, 0) != 0) st = DLADM_STATUS_IOERR;
     } else {
       uint32_t mtu = 0;
       uint32_t max = l->cls == DATALINK_CLASS_VNIC || l->cls == DATALINK_CLASS_VLAN ? lower_mtu(&ls, l) : 9000;
@@ -1019,7 +1131,7 @@ dladm_status_t dladm_set_linkprop(dladm_handle_t h, datalink_id_t linkid, const 
         st = DLADM_STATUS_BADVAL; /* outside the property's range */
       } else {
         l->mtu = mtu;
-        if (write_link(l) != 0) st = DLADM_STATUS_IOERR;
+        if (write_link(l, 0) != 0) st = DLADM_STATUS_IOERR;
       }
     }
     close_state(fd, &ls);
@@ -1037,8 +1149,8 @@ dladm_status_t dladm_get_linkprop(dladm_handle_t h, datalink_id_t linkid, dladm_
   enter(h);
   links_t ls;
   dladm_status_t st = DLADM_STATUS_OK;
-  int fd = open_state(&ls);
-  if (fd < 0) {
+  int fd = open_view(&ls);
+  if (fd == -1) {
     st = DLADM_STATUS_FAILED;
   } else {
     link_t *l = by_id(&ls, linkid);
@@ -1054,7 +1166,7 @@ dladm_status_t dladm_get_linkprop(dladm_handle_t h, datalink_id_t linkid, dladm_
       }
       if (st == DLADM_STATUS_OK) *val_cntp = 1;
     }
-    close_state(fd, &ls);
+    close_view(fd, &ls);
   }
   leave(h);
   return st;
