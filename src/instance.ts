@@ -118,6 +118,8 @@ export class Instance {
     const action = this.states.requestTransition(target);
     if (action === null && this.states.current === this.record.runtime) return this.states.current;
     this.#record();
+    // Names go into the same ledger write as the request, so provisioning needs no write of its own.
+    if (action === 'run') this.#nameLinks();
     await this.ctx.commit();
     if (action !== null) this.#act(action);
     return this.states.current;
@@ -155,6 +157,13 @@ export class Instance {
   /** Settles when everything queued so far has run. */
   idle(): Promise<void> {
     return this.#queue;
+  }
+
+  /** Names the VNICs this instance's zone will use (once; kept until teardown). */
+  #nameLinks(): void {
+    if (this.record.control_vnic !== null) return;
+    this.record.guest_vnics = this.record.hardware.nics.map(() => this.ctx.vnics.guest());
+    this.record.control_vnic = this.ctx.vnics.control('Instance');
   }
 
   #record(): void {
@@ -287,11 +296,10 @@ export class Instance {
     try {
       // Names first, in the ledger, so a crash from here on leaves nothing we cannot find.
       if (this.record.control_vnic === null) {
-        this.record.guest_vnics = this.record.hardware.nics.map(() => ctx.vnics.guest());
-        this.record.control_vnic = ctx.vnics.control('Instance');
+        this.#nameLinks();
         await this.#commit();
       }
-      const control = this.record.control_vnic;
+      const control = this.record.control_vnic as string;
       this.#zoneLost = false;
       this.#tearingDown = false;
       this.#watchZone();
@@ -333,9 +341,11 @@ export class Instance {
       };
       await this.#ensurePropolis(request, wait);
       if (this.states.current.propolis_addr !== server) {
+        // Not waited for: the address follows from the request, so a restart finds it again
+        // even if this write is lost; the next observation's write carries it anyway.
         this.states.current = { ...this.states.current, propolis_addr: server };
         this.#record();
-        await this.#commit();
+        this.#commit().catch((err: unknown) => this.log.error({ err }, 'cannot record the Propolis address'));
       }
       this.#provisioning = null;
       this.#startMonitor(fmri);

@@ -89,7 +89,7 @@ describe('PUT /start_sled', () => {
     expect(b.agent.sledAgent).toBe(sled);
   });
 
-  it('starts the real sled agent from sled_agent_config, on the sim host, under this sled's id', async () => {
+  it('starts the real sled agent from sled_agent_config, on the sim host, under this sled id', async () => {
     const nexus = await fakeNexus();
     const dir = tempDir();
     const agentConfig = join(dir, 'sled-agent.toml');
