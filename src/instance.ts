@@ -131,6 +131,12 @@ export class Instance {
    * state reported to Nexus), and one that is missing or half-made is completed.
    */
   resume(): void {
+    // The monitor reports an observation to Nexus before its ledger write lands (so Nexus hears
+    // it without waiting for a fsync), and waits for that write before the next one: a crash
+    // can lose at most that one generation. Skipping one keeps every later report newer than
+    // anything Nexus has seen.
+    this.states.current = { ...this.states.current, gen: this.states.current.gen + 1 };
+    this.#record();
     const state = this.states.current.run_state;
     const desired = this.states.desired?.run_state ?? null;
     if (desired === 'stopped' || desired === 'destroyed' || state === 'stopping') {
