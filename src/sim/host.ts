@@ -27,9 +27,10 @@
 //
 // Test hooks: simulateZoneFailure(), propolisFor(), crashPropolis() (see each).
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { setMaxListeners } from 'node:events';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP, isIPv6 } from 'node:net';
-import { isAbsolute, join } from 'node:path';
+import { basename, dirname, isAbsolute, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { parseSocketAddr, type SocketAddr } from '../common/address.js';
 import { readJsonIfExists, writeJsonAtomic } from '../common/persist.js';
@@ -163,7 +164,34 @@ export interface SimHostOptions {
   jitter?: number;
   /** Seeds the jitter, for repeatable runs. Default: Math.random. */
   seed?: number;
+  /**
+   * Whether each state write is fsynced (file and directory) before it counts as done. Default
+   * true. false keeps the write and the atomic rename and drops only the fsyncs: for the boot
+   * benchmark, where the sim's own persistence is not modelled and would otherwise be counted as
+   * agent overhead.
+   */
+  durable?: boolean;
+  /**
+   * Write-behind: operations no longer wait for the state file; their changes are written (as
+   * above) in the background, at most once per this many ms, and flush()/close() wait for them.
+   * Default: none (every operation returns once its change is written). For the boot benchmark.
+   */
+  writeBehindMs?: number;
+  /** Keep every latency drawn for a zone (and its VNICs) for modelled()/modelledMs(). Default false. */
+  recordLatencies?: boolean;
   logger?: Logger;
+}
+
+/** One modelled latency the sim drew and waited out (recordLatencies). */
+export interface DrawnLatency {
+  /** The SimLatencies entry it was drawn from. */
+  step: keyof SimLatencies;
+  /** What it modelled: "vnic create", "zone install", "zlogin", "propolis start", ... */
+  op: string;
+  /** ms, after jitter: what the sim slept (or, for a Propolis start, max(drawn, its server's real start-up)). */
+  ms: number;
+  /** process.hrtime.bigint() when it was drawn. */
+  at: bigint;
 }
 
 // ---- persisted state ----
@@ -248,6 +276,12 @@ interface KernelRuntime {
 
 interface Waiter {
   check(): void;
+}
+
+/** What a simulated Propolis calls back into its host with. */
+interface PropolisHandlers {
+  jitter(ms: number): number;
+  onChange(snapshot: SimPropolisSnapshot): void;
 }
 
 /** An ECOMMAND as the illumos backend's zlogin gives it: the command's stderr in the message. */
@@ -390,6 +424,11 @@ const ADDROBJ_RE = /^([A-Za-z][A-Za-z0-9_.]*[0-9])\/([A-Za-z][A-Za-z0-9_]{0,31})
 const PG_RE = /^[A-Za-z][-_A-Za-z0-9]*$/;
 const INSTANCE_RE = /^[A-Za-z0-9_][-_.,+A-Za-z0-9]*$/;
 const SITE_MANIFEST_RE = /^\/var\/svc\/manifest\/site\/([A-Za-z0-9][-_.A-Za-z0-9]*)\/manifest\.xml$/;
+/** Manifests not named <svc>/manifest.xml (src/host/commands.ts): the service each defines, and whether with :default. */
+const KNOWN_MANIFESTS = new Map<string, { service: string; defaultInstance: boolean }>([
+  ['/var/svc/manifest/site/crucible/agent.xml', { service: 'svc:/oxide/crucible/agent', defaultInstance: true }],
+  ['/var/svc/manifest/site/crucible/downstairs.xml', { service: 'svc:/oxide/crucible/downstairs', defaultInstance: false }],
+]);
 
 function imageServices(image: string): Record<string, SmfService> {
   const milestone = splitFmri(NETWORK_MILESTONE);
@@ -419,6 +458,12 @@ export class SimHost implements Host {
   private readonly latencies: SimLatencies;
   private readonly jitter: number;
   private readonly random: () => number;
+  private readonly durable: boolean;
+  private readonly writeBehindMs: number | null;
+  /** Propolis servers started ahead (prestartPropolis), each taken by the next fresh VM. */
+  private readonly spares: Array<{ server: SimPropolis; bind(handlers: PropolisHandlers): void }> = [];
+  /** By zone or VNIC name, when recordLatencies; null otherwise. */
+  private readonly drawn: Map<string, DrawnLatency[]> | null;
   private readonly physicalLinks: readonly string[];
   private readonly pools: ReadonlyMap<string, { size: bigint; health: string }>;
 
@@ -448,6 +493,14 @@ export class SimHost implements Host {
     this.jitter = options.jitter ?? 0;
     if (!(this.jitter >= 0 && this.jitter <= 1)) throw new TypeError(`jitter must be from 0 to 1, got ${this.jitter}`);
     this.random = options.seed === undefined ? Math.random : mulberry32(options.seed);
+    this.durable = options.durable ?? true;
+    this.writeBehindMs = options.writeBehindMs ?? null;
+    if (this.writeBehindMs !== null && !(this.writeBehindMs >= 0 && this.writeBehindMs <= MAX_TIMER_MS)) {
+      throw new TypeError(`writeBehindMs must be a number of ms >= 0, got ${this.writeBehindMs}`);
+    }
+    this.drawn = options.recordLatencies ? new Map() : null;
+    // Every pending wait listens for close(): many at once is normal, not a leak.
+    setMaxListeners(0, this.closeCtl.signal);
     this.physicalLinks = (options.links ?? DEFAULT_SIM_LINKS).map((l) => validateLinkName(l));
     const pools = new Map<string, { size: bigint; health: string }>();
     for (const p of options.pools ?? DEFAULT_SIM_POOLS) {
@@ -539,6 +592,7 @@ export class SimHost implements Host {
         }
         rt.propolis.clear();
       }
+      for (const spare of this.spares.splice(0)) stops.push(spare.server.close());
       await Promise.allSettled(stops);
       await this.writing;
     })();
@@ -600,6 +654,54 @@ export class SimHost implements Host {
     if (this.lastWriteError !== null) throw this.lastWriteError;
   }
 
+  /**
+   * Starts `count` Propolis servers ahead of time; each is taken by the next propolis-server
+   * instance that starts with no persisted VM (one with a VM gets a server of its own, as
+   * before). On a sled Propolis is a process of its own whose start-up does not take the agent's
+   * CPU; here it would, on the agent's event loop. The modelled propolisStart latency is waited
+   * out all the same. For the boot benchmark; unused servers stop with close().
+   */
+  async prestartPropolis(count: number): Promise<void> {
+    if (!Number.isInteger(count) || count < 0) throw new TypeError(`count must be an integer >= 0, got ${count}`);
+    await this.opened();
+    for (let i = 0; i < count; i++) {
+      let handlers: PropolisHandlers | null = null;
+      const server = await SimPropolis.start({
+        logger: this.log.child({ component: 'sim-propolis' }),
+        latencies: { vmBoot: this.latencies.vmBoot, vmStep: this.latencies.vmStep },
+        jitter: (ms) => (handlers === null ? this.jittered(ms) : handlers.jitter(ms)),
+        onChange: (snapshot) => handlers?.onChange(snapshot),
+      });
+      this.spares.push({ server, bind: (h) => { handlers = h; } });
+    }
+  }
+
+  // ---- modelled time (recordLatencies) ----
+
+  /**
+   * Every latency drawn so far for `zone` and for the VNICs its configuration names, oldest
+   * first (empty unless recordLatencies). A zone configured again under the same name, or a
+   * VNIC created again, starts a new list.
+   */
+  modelled(zone: string): DrawnLatency[] {
+    if (this.drawn === null) return [];
+    const nets = this.zoneMap.get(zone)?.spec.nets.map((n) => n.physical) ?? [];
+    return [zone, ...nets]
+      .flatMap((key) => this.drawn?.get(key) ?? [])
+      .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  }
+
+  /**
+   * The modelled time of `zone`, ms: the sum of modelled(zone) drawn up to `until`
+   * (process.hrtime.bigint(); default now). For an instance asked for once Propolis reports
+   * Running, that is its whole start: VNICs, configure, install, boot, network milestone, each
+   * zlogin and address, the Propolis service start and the VM's boot, each one waited out in
+   * turn (nothing on that path overlaps).
+   */
+  modelledMs(zone: string, until: bigint = process.hrtime.bigint()): number {
+    return this.modelled(zone).reduce((sum, d) => (d.at <= until ? sum + d.ms : sum), 0);
+  }
+
   // ---- loading and saving ----
 
   private async load(): Promise<void> {
@@ -629,7 +731,7 @@ export class SimHost implements Host {
         case 'ready': {
           // ... and the boot.
           const rt = this.enterKernel(rec, rec.zoneid ?? this.state.nextZoneId++);
-          this.after(this.lat('boot'), rt.ctl.signal, () => this.becomeRunning(rec, rt));
+          this.after(this.lat('boot', rec.spec.name, 'zone boot (completing)'), rt.ctl.signal, () => this.becomeRunning(rec, rt));
           break;
         }
         case 'running': {
@@ -648,16 +750,21 @@ export class SimHost implements Host {
     this.state.zones = [...this.zoneMap.values()];
   }
 
-  /** Writes the state; writes never overlap, and a change made during one is in the next. */
+  /**
+   * Writes the state; writes never overlap, and a change made during one is in the next. With
+   * writeBehindMs the caller does not wait (see SimHostOptions).
+   */
   private persist(): Promise<void> {
     if (this.closing !== null && this.closeCtl.signal.aborted && this.queued === null) {
       // After close(): nothing more is written (the final state is what close() flushed).
       return this.writing;
     }
-    if (this.queued !== null) return this.queued;
-    const write = this.writing.then(() => {
+    const behind = this.writeBehindMs;
+    if (this.queued !== null) return behind === null ? this.queued : Promise.resolve();
+    const write = this.writing.then(async () => {
+      if (behind !== null && behind > 0) await new Promise((resolve) => setTimeout(resolve, behind));
       this.queued = null;
-      return writeJsonAtomic(this.stateFile, this.state);
+      return this.durable ? writeJsonAtomic(this.stateFile, this.state) : writeJsonRenamed(this.stateFile, this.state);
     });
     this.queued = write;
     this.writing = write.then(
@@ -669,7 +776,7 @@ export class SimHost implements Host {
         this.log.error({ err }, 'cannot write the simulated host state');
       },
     );
-    return write;
+    return behind === null ? write : Promise.resolve();
   }
 
   /** A change from a timer (no caller to tell): saved, and waits re-checked. */
@@ -695,8 +802,23 @@ export class SimHost implements Host {
 
   // ---- time ----
 
-  private lat(step: keyof SimLatencies): number {
-    return this.jittered(this.latencies[step]);
+  /** A latency for `step`; recorded for `key` (a zone or VNIC name) when recordLatencies. */
+  private lat(step: keyof SimLatencies, key?: string, op: string = step): number {
+    const ms = this.jittered(this.latencies[step]);
+    if (key !== undefined) this.recordDrawn(key, step, op, ms);
+    return ms;
+  }
+
+  private recordDrawn(key: string, step: keyof SimLatencies, op: string, ms: number): void {
+    if (this.drawn === null) return;
+    let list = this.drawn.get(key);
+    if (list === undefined) this.drawn.set(key, (list = []));
+    list.push({ step, op, ms: Math.min(ms, MAX_TIMER_MS), at: process.hrtime.bigint() });
+  }
+
+  /** A new zone or VNIC of that name: what was drawn for an earlier one is dropped. */
+  private resetDrawn(key: string): void {
+    this.drawn?.delete(key);
   }
 
   private jittered(ms: number): number {
@@ -851,7 +973,8 @@ export class SimHost implements Host {
       throw new InvalidVnicArgumentError('ERR_OUT_OF_RANGE', `vlan must be an integer from 0 to 4094, got ${String(vlan)}`);
     }
     await this.opened();
-    await this.sleep(this.lat('vnic'));
+    this.resetDrawn(name);
+    await this.sleep(this.lat('vnic', name, 'vnic create'));
     if (this.physicalLinks.includes(name) || this.state.vnics.some((v) => v.name === name)) {
       throw hostError('DLADM_STATUS_EXIST', `cannot create VNIC ${name}: object already exists`);
     }
@@ -870,7 +993,7 @@ export class SimHost implements Host {
   private async deleteVnic(name: string): Promise<void> {
     validateLinkName(name);
     await this.opened();
-    await this.sleep(this.lat('vnic'));
+    await this.sleep(this.lat('vnic', name, 'vnic delete'));
     const i = this.state.vnics.findIndex((v) => v.name === name);
     if (i < 0) throw hostError('DLADM_STATUS_NOTFOUND', `cannot delete VNIC ${name}: object not found`);
     this.state.vnics.splice(i, 1);
@@ -911,7 +1034,8 @@ export class SimHost implements Host {
     await this.opened();
     const inUse = () => hostError('Z_NAME_IN_USE', `cannot configure zone ${spec.name}: Zone name already in use`);
     if (this.zoneMap.has(spec.name)) throw inUse();
-    await this.sleep(this.lat('configure'));
+    this.resetDrawn(spec.name);
+    await this.sleep(this.lat('configure', spec.name, 'zone configure'));
     if (this.zoneMap.has(spec.name)) throw inUse();
     const rec: ZoneRecord = { spec: clean, state: 'configured', image: null, zoneid: null, addresses: {}, routes: [], services: {}, vms: {} };
     this.zoneMap.set(spec.name, rec);
@@ -939,7 +1063,7 @@ export class SimHost implements Host {
     rec.state = 'incomplete';
     rec.image = image;
     await this.persist();
-    await this.sleep(this.lat('install'), this.lifeSignal(name));
+    await this.sleep(this.lat('install', name, 'zone install'), this.lifeSignal(name));
     rec.state = 'installed';
     rec.services = imageServices(image);
     this.notify();
@@ -954,7 +1078,7 @@ export class SimHost implements Host {
     if (rec.state === 'configured') throw this.badState(name, "is already in state 'configured'.");
     rec.state = 'incomplete';
     await this.persist();
-    await this.sleep(this.lat('uninstall'), this.lifeSignal(name));
+    await this.sleep(this.lat('uninstall', name, 'zone uninstall'), this.lifeSignal(name));
     rec.state = 'configured';
     rec.image = null;
     rec.services = {};
@@ -976,7 +1100,7 @@ export class SimHost implements Host {
     if (rec.state !== 'configured') {
       throw hostError('Z_BAD_ZONE_STATE', `cannot delete zone ${name}: Zone state is invalid for the requested operation (it is ${rec.state})`);
     }
-    await this.sleep(this.lat('configure'));
+    await this.sleep(this.lat('configure', name, 'zone delete'));
     if (this.zoneMap.get(name) !== rec) throw hostError('Z_NO_ZONE', `zone ${name}: No such zone configured`);
     if (rec.state !== 'configured') {
       throw hostError('Z_BAD_ZONE_STATE', `cannot delete zone ${name}: Zone state is invalid for the requested operation (it is ${rec.state})`);
@@ -1007,7 +1131,7 @@ export class SimHost implements Host {
     this.emit(rec, rt.zoneid, 'uninitialized', 'initialized');
     this.emit(rec, rt.zoneid, 'initialized', 'ready');
     await this.persist();
-    await this.sleep(this.lat('boot'), rt.ctl.signal);
+    await this.sleep(this.lat('boot', name, 'zone boot'), rt.ctl.signal);
     this.becomeRunning(rec, rt);
     await this.persist();
   }
@@ -1034,7 +1158,7 @@ export class SimHost implements Host {
       if (rec.state === 'configured') throw this.badState(name, "cannot manage a zone which is in state 'configured'");
       return; // "zone is already halted": not an error
     }
-    await this.leaveKernel(rec, this.lat('halt'));
+    await this.leaveKernel(rec, this.lat('halt', name, 'zone halt'));
   }
 
   /** Takes the zone out of the kernel (halt): events, services and VMs gone, -> installed. */
@@ -1101,7 +1225,8 @@ export class SimHost implements Host {
     const milestone = fmri === NETWORK_MILESTONE;
     const propolis = svc === PROPOLIS_SERVICE;
     const signal = AbortSignal.any([rt.ctl.signal, ctl.signal]);
-    const ms = this.lat(milestone ? 'network' : propolis ? 'propolisStart' : 'serviceStart');
+    const ms = this.lat(milestone ? 'network' : propolis ? 'propolisStart' : 'serviceStart', rec.spec.name,
+      milestone ? 'network milestone' : propolis ? 'propolis start' : `service start ${fmri}`);
     const online = (): void => {
       rt.starting.delete(fmri);
       if (milestone) {
@@ -1146,18 +1271,33 @@ export class SimHost implements Host {
       return;
     }
     const entry: RunningPropolis = { server: undefined as unknown as SimPropolis, addr, live: true };
-    const server = await SimPropolis.start({
-      logger: this.log.child({ zone: rec.spec.name, propolis: fmri }),
-      latencies: { vmBoot: this.latencies.vmBoot, vmStep: this.latencies.vmStep },
-      jitter: (ms) => this.jittered(ms),
-      initial: rec.vms[fmri],
+    // The VM's state as the server last reported it: which step its next latency is for.
+    let vmState = rec.vms[fmri]?.state ?? 'Creating';
+    const handlers: PropolisHandlers = {
+      jitter: (ms) => {
+        const drawn = this.jittered(ms);
+        this.recordDrawn(rec.spec.name, vmState === 'Starting' ? 'vmBoot' : 'vmStep', `vm ${vmState} -> next`, drawn);
+        return drawn;
+      },
       onChange: (snapshot) => {
+        vmState = snapshot.state;
         if (!entry.live) return;
         rec.vms[fmri] = snapshot;
         void this.persist().catch(() => {});
       },
+    };
+    const spare = rec.vms[fmri] === undefined ? this.spares.shift() : undefined;
+    spare?.bind(handlers);
+    const server = spare?.server ?? await SimPropolis.start({
+      logger: this.log.child({ zone: rec.spec.name, propolis: fmri }),
+      latencies: { vmBoot: this.latencies.vmBoot, vmStep: this.latencies.vmStep },
+      ...handlers,
+      initial: rec.vms[fmri],
     });
     entry.server = server;
+    const startup = performance.now() - begun;
+    // A server slower to start than the modelled latency: that extra is the sim's time too.
+    if (startup > totalMs && totalMs > 0) this.recordDrawn(rec.spec.name, 'propolisStart', 'propolis start (server start-up over the drawn latency)', startup - totalMs);
     const stillWanted = await this.sleep(totalMs - (performance.now() - begun), rt.ctl.signal, ...(signal ? [signal] : [])).then(
       () => true,
       () => false,
@@ -1222,7 +1362,7 @@ export class SimHost implements Host {
     }
     const signal = AbortSignal.any(signals);
     try {
-      await this.sleep(this.lat('exec'), signal);
+      await this.sleep(this.lat('exec', zone, `zlogin ${argv.slice(0, 2).join(' ')}`), signal);
       const out = await this.runCommand(rec, rt, argv, signal);
       if (!(argv[0] === 'ipadm' && argv[1] === 'show-addr')) await this.persist();
       return { stdout: out, stderr: '' };
@@ -1296,7 +1436,7 @@ export class SimHost implements Host {
       }
     };
     check();
-    await this.sleep(this.lat('address'), signal);
+    await this.sleep(this.lat('address', rec.spec.name, 'ipadm create-addr'), signal);
     check();
     if (address.type === 'addrconf') {
       const mac = this.state.vnics.find((v) => v.name === vnic)?.mac ?? '02:08:20:00:00:00';
@@ -1318,11 +1458,12 @@ export class SimHost implements Host {
   private svccfg(rec: ZoneRecord, args: readonly string[], usage: () => never): string {
     if (args[0] === 'import') {
       if (args.length !== 2) return usage();
+      const known = KNOWN_MANIFESTS.get(args[1]!);
       const m = SITE_MANIFEST_RE.exec(args[1]!);
-      if (!m) fail(`svccfg: failed to open "${args[1]}": No such file or directory`);
-      const svc = `svc:/system/illumos/${m![1]}`;
+      if (known === undefined && !m) fail(`svccfg: failed to open "${args[1]}": No such file or directory`);
+      const svc = known?.service ?? `svc:/system/illumos/${m![1]}`;
       const service = (rec.services[svc] ??= { pgs: {}, instances: {} });
-      service.instances.default ??= { enabled: false, temporary: null, state: 'disabled', pgs: {} };
+      if (known?.defaultInstance ?? true) service.instances.default ??= { enabled: false, temporary: null, state: 'disabled', pgs: {} };
       return '';
     }
     if (args[0] !== '-s' || args.length < 3) return usage();
@@ -1575,4 +1716,16 @@ function randomMac(): string {
 
 function randomGuid(): string {
   return (BigInt(randomInt(1, 2 ** 48 - 1)) * 65536n + BigInt(randomInt(0, 65535))).toString();
+}
+
+/** writeJsonAtomic without the fsyncs (SimHostOptions.durable = false): the same file, the same atomic rename. */
+async function writeJsonRenamed(path: string, value: unknown): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { flag: 'wx', mode: 0o644 });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }
