@@ -2,6 +2,8 @@
 // id, the ledger that keeps them across restarts, and the start-up adoption of what the ledger
 // lists.
 import { EventEmitter } from 'node:events';
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseSocketAddr } from './common/address.js';
 import { invalidRequest } from './common/errors.js';
@@ -13,50 +15,63 @@ import type {
 import type { InstanceMigrateParams } from './params.js';
 import type { Static } from 'typebox';
 
-interface InstanceLedger {
-  instances: Record<string, InstanceRecord>;
-}
+/** A ledger file is `<dir>/<instance id>.json`: one per instance, so writes neither queue behind nor grow with the others. */
+const LEDGER_FILE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.json$/;
 
-function checkLedger(raw: unknown): InstanceLedger {
-  if (typeof raw !== 'object' || raw === null || typeof (raw as InstanceLedger).instances !== 'object') {
-    throw new Error('the instance ledger has no "instances" table');
-  }
-  return raw as InstanceLedger;
+function checkRecord(path: string, id: string) {
+  return (raw: unknown): InstanceRecord => {
+    const record = raw as InstanceRecord;
+    if (typeof raw !== 'object' || raw === null || record.id !== id || typeof record.runtime !== 'object' || typeof record.hardware !== 'object') {
+      throw new Error(`${path} is not the ledger of instance ${id}`);
+    }
+    return record;
+  };
 }
 
 export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget'>;
 
 export class InstanceManager {
   readonly #instances = new Map<string, Instance>();
+  readonly #ledgers = new Map<string, Ledger<InstanceRecord>>();
   readonly #gone = new EventEmitter<{ gone: [id: string] }>();
 
   private constructor(
-    private readonly ledger: Ledger<InstanceLedger>,
+    private readonly dir: string,
     private readonly ctx: ManagerContext,
     private readonly log: Logger,
   ) {}
 
-  static async open(ledgerPath: string, ctx: ManagerContext): Promise<InstanceManager> {
-    const ledger = await Ledger.open(ledgerPath, () => ({ instances: {} }), checkLedger);
-    const manager = new InstanceManager(ledger, ctx, ctx.log.child({ component: 'instance-manager' }));
-    for (const record of Object.values(ledger.value.instances) as InstanceRecord[]) {
-      manager.#instances.set(record.id, manager.#make(record));
+  /** Opens the instance ledgers in `dir` (created if missing). */
+  static async open(dir: string, ctx: ManagerContext): Promise<InstanceManager> {
+    await mkdir(dir, { recursive: true });
+    const manager = new InstanceManager(dir, ctx, ctx.log.child({ component: 'instance-manager' }));
+    for (const file of (await readdir(dir)).sort()) {
+      const m = LEDGER_FILE.exec(file);
+      if (!m) continue; // temporary files of an interrupted write, and anything else
+      const id = m[1] as string;
+      const path = join(dir, file);
+      const ledger = await Ledger.open<InstanceRecord>(path, () => {
+        throw new Error(`${path} vanished while being read`);
+      }, checkRecord(path, id));
+      const record = ledger.value;
+      manager.#ledgers.set(id, ledger);
+      manager.#instances.set(id, manager.#make(record, ledger));
       // Names on file are never handed out again, even where the VNIC itself is gone.
       ctx.vnics.reserve([...record.guest_vnics, ...(record.control_vnic ? [record.control_vnic] : [])]);
     }
     return manager;
   }
 
-  #make(record: InstanceRecord): Instance {
+  #make(record: InstanceRecord, ledger: Ledger<InstanceRecord>): Instance {
     return new Instance(record, {
       ...this.ctx,
-      commit: () => this.ledger.commit(),
+      commit: () => ledger.commit(),
       forget: (id) => {
         const instance = this.#instances.get(id);
         if (instance?.record !== record) return; // replaced meanwhile
         this.#instances.delete(id);
-        delete this.ledger.value.instances[id];
-        void this.ledger.commit().catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that an instance left'));
+        this.#ledgers.delete(id);
+        void ledger.remove().catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that an instance left'));
         this.log.info({ instance: id }, 'instance no longer on this sled');
         this.#gone.emit('gone', id);
       },
@@ -100,6 +115,7 @@ export class InstanceManager {
       return existing.ensure(target);
     }
     checkInitial(initial);
+    const existingLedger = this.#ledgers.get(id);
     if (existing) {
       // An intra-sled migration: the old Propolis keeps running until its own monitor sees it go.
       this.log.warn({ instance: id, from: existing.record.runtime.propolis_id, to: initial.runtime.propolis_id },
@@ -114,23 +130,25 @@ export class InstanceManager {
       guest_vnics: [],
       control_vnic: null,
     };
-    const instance = this.#make(record);
+    const ledger = await Ledger.open<InstanceRecord>(join(this.dir, `${id}.json`), () => record, checkRecord(id, id));
+    const instance = this.#make(ledger.value, ledger);
     this.#instances.set(id, instance);
-    this.ledger.value.instances[id] = record;
+    this.#ledgers.set(id, ledger);
     try {
       const state = await instance.ensure(target);
+      // A no-op request (e.g. to a state it is already in) wrote nothing; the sled now has it.
+      if (state.gen === initial.runtime.gen) await ledger.commit();
       // A migration target must have its Propolis up to receive the VM, whatever the request said.
       if (migrate !== null) instance.resume();
-      await this.ledger.commit();
       return state;
     } catch (err) {
       // Refused (a 400): the sled never had it.
       if (this.#instances.get(id) === instance) {
         this.#instances.delete(id);
-        delete this.ledger.value.instances[id];
+        this.#ledgers.delete(id);
         if (existing) {
           this.#instances.set(id, existing);
-          this.ledger.value.instances[id] = existing.record;
+          this.#ledgers.set(id, existingLedger as Ledger<InstanceRecord>);
         }
       }
       throw err;

@@ -2,7 +2,9 @@
 // rename, directory fsync) before the change it records is acknowledged. Commits that arrive
 // while a write is in flight are grouped into the next write, so a hundred concurrent requests
 // cost two writes, not a hundred, and each caller still learns when its own change is durable.
-import { readJsonIfExists, writeJsonAtomic } from './common/persist.js';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { fsyncDir, readJsonIfExists, writeFileAtomic } from './common/persist.js';
 
 export class Ledger<T> {
   #value: T;
@@ -22,6 +24,7 @@ export class Ledger<T> {
    * what was read (throw to refuse a corrupt or foreign file: better than acting on it).
    */
   static async open<T>(path: string, empty: () => T, check: (raw: unknown) => T): Promise<Ledger<T>> {
+    await mkdir(dirname(path), { recursive: true });
     const raw = await readJsonIfExists(path);
     if (raw === null) return new Ledger(path, empty(), false);
     return new Ledger(path, check(raw), true);
@@ -52,6 +55,15 @@ export class Ledger<T> {
   }
 
   async #write(): Promise<void> {
-    await writeJsonAtomic(this.path, this.#value);
+    // Compact: ledgers are for the agent to read back; `jq` makes them readable for people.
+    await writeFileAtomic(this.path, JSON.stringify(this.#value), 0o644, false);
+  }
+
+  /** Removes the ledger file (after any write in flight), durably. */
+  async remove(): Promise<void> {
+    await this.#next?.catch(() => {});
+    await this.#writing?.catch(() => {});
+    await rm(this.path, { force: true });
+    await fsyncDir(dirname(this.path));
   }
 }

@@ -3,7 +3,7 @@
 // are removed, and no zone or VNIC is leaked.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -134,7 +134,11 @@ describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
     } finally {
       await after.close();
     }
-    const ledger = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances.json'), 'utf8'));
-    expect(Object.keys(ledger.instances).sort()).toEqual([...ids].sort());
+    const ledgers = readdirSync(join(dir, 'var-oxide', 'instances')).sort();
+    expect(ledgers).toEqual(ids.map((id) => `${id}.json`).sort());
+    for (const id of ids) {
+      const record = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances', `${id}.json`), 'utf8'));
+      expect(record.runtime.run_state).toBe('running');
+    }
   }, 90_000);
 });

@@ -4,9 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/** `makeDir` false skips creating the directory, for callers that made it once already. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, makeDir = true): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
+  if (makeDir) await mkdir(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const handle = await open(tmp, 'wx', mode);
