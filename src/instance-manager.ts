@@ -2,7 +2,7 @@
 // id, the ledger that keeps them across restarts, and the start-up adoption of what the ledger
 // lists.
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseSocketAddr } from './common/address.js';
@@ -17,6 +17,9 @@ import type { Static } from 'typebox';
 
 /** A ledger file is `<dir>/<instance id>.json`: one per instance, so writes neither queue behind nor grow with the others. */
 const LEDGER_FILE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.json$/;
+
+/** writeFileAtomic's temporary files: `.<name>.<random>.tmp`. */
+const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
 
 function checkRecord(path: string, id: string) {
   return (raw: unknown): InstanceRecord => {
@@ -46,8 +49,14 @@ export class InstanceManager {
     await mkdir(dir, { recursive: true });
     const manager = new InstanceManager(dir, ctx, ctx.log.child({ component: 'instance-manager' }));
     for (const file of (await readdir(dir)).sort()) {
+      if (TEMP_FILE.test(file)) {
+        // A write the agent was killed in the middle of: the ledger itself is the old version.
+        await rm(join(dir, file), { force: true });
+        manager.log.info({ file }, 'removed an interrupted ledger write');
+        continue;
+      }
       const m = LEDGER_FILE.exec(file);
-      if (!m) continue; // temporary files of an interrupted write, and anything else
+      if (!m) continue;
       const id = m[1] as string;
       const path = join(dir, file);
       const ledger = await Ledger.open<InstanceRecord>(path, () => {
@@ -175,8 +184,10 @@ export class InstanceManager {
     await Promise.all([...this.#instances.values()].map((i) => i.idle()));
   }
 
-  close(): void {
+  /** Stops every actor and waits for ledger writes in flight; the VMs keep running. */
+  async close(): Promise<void> {
     for (const instance of this.#instances.values()) instance.close();
+    await Promise.all([...this.#ledgers.values()].map((l) => l.settled()));
   }
 }
 

@@ -227,11 +227,20 @@ export class Instance {
       () => this.ctx.nexus.instancePut(this.id, state));
   }
 
+  /** The ledger write of the latest observation. */
+  #durable: Promise<void> = Promise.resolve();
+
+  /**
+   * Records an observed state and reports it. Nexus hears it at once; its ledger write goes on
+   * behind, and the next observation waits for it first, so at most one reported state is ever
+   * not yet durable (resume() allows for that one).
+   */
   async #observe(observed: PropolisInstanceState): Promise<InstanceAction | null> {
+    await this.#durable;
     const action = this.states.observeTransition(observed);
     this.#record();
     this.#report();
-    await this.#commit();
+    this.#durable = this.#commit().catch((err: unknown) => this.log.error({ err }, 'cannot record an observed state'));
     return action;
   }
 
@@ -311,7 +320,7 @@ export class Instance {
       this.#watchZone();
       const addr = this.#propolisAddr();
       const fmri = `${PROPOLIS_SERVICE}:vm-${this.record.runtime.propolis_id}`;
-      await ensureZoneRunning(host, {
+      const booted = await ensureZoneRunning(host, {
         name: this.zone,
         image: zoneImage('propolis-server'),
         controlVnic: control,
@@ -323,7 +332,7 @@ export class Instance {
       abort.signal.throwIfAborted();
 
       phase('address');
-      await ensureAddress(host, this.zone, control, `${addr.host}/64`);
+      await ensureAddress(host, this.zone, control, `${addr.host}/64`, { fresh: booted });
 
       phase('service');
       await this.#ensurePropolisService(fmri, addr);
@@ -356,10 +365,12 @@ export class Instance {
       this.#provisioning = null;
       this.#startMonitor(fmri);
 
-      const vm = await this.#propolis.get();
-      if (run && vm.instance.state === 'Creating') await this.#propolis.putState('Run');
-      else if (!run && vm.instance.state === 'Creating' && this.states.desired?.run_state === 'running') {
+      if (run) {
         await this.#propolis.putState('Run');
+      } else if (this.states.desired?.run_state === 'running') {
+        // Adopted: Propolis may have run the VM already (the agent died after asking it to).
+        const vm = await this.#propolis.get();
+        if (vm.instance.state === 'Creating') await this.#propolis.putState('Run');
       }
     } finally {
       if (this.#provisioning === abort) this.#provisioning = null;
@@ -499,6 +510,11 @@ export class Instance {
       if (failures > 0) this.log.info({ failures }, 'Propolis state monitor reconnected');
       failures = 0;
       gen = observed.gen + 1;
+      if (observed.state === 'Creating' && this.states.current.run_state !== 'creating') {
+        // Propolis's state before `Run` arrived: reporting it would tell Nexus a starting
+        // instance went back to creating (the original did).
+        continue;
+      }
       const action = await this.#observe(observed.state);
       if (observed.state === 'Running') this.ctx.onPhase?.(this.id, 'running');
       if (action === 'destroy') {

@@ -59,10 +59,15 @@ export class Ledger<T> {
     await writeFileAtomic(this.path, JSON.stringify(this.#value), 0o644, false);
   }
 
-  /** Removes the ledger file (after any write in flight), durably. */
-  async remove(): Promise<void> {
+  /** Settles once no write is in flight or queued (shutdown waits for this). */
+  async settled(): Promise<void> {
     await this.#next?.catch(() => {});
     await this.#writing?.catch(() => {});
+  }
+
+  /** Removes the ledger file (after any write in flight), durably. */
+  async remove(): Promise<void> {
+    await this.settled();
     await rm(this.path, { force: true });
     await fsyncDir(dirname(this.path));
   }

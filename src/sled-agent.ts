@@ -152,8 +152,9 @@ export class SledAgent {
     await downloadArtifact(artifact, this.nexus, this.config.updates.artifact_dir, this.log);
   }
 
-  close(): void {
-    this.instances.close();
+  /** Stops the managers (the VMs and zones keep running) once their ledger writes are done. */
+  async close(): Promise<void> {
+    await this.instances.close();
   }
 }
 
@@ -192,7 +193,7 @@ export async function startAgent(config: AgentConfig, host: Host, log: Logger, o
   try {
     await app.listen({ host: bind.host, port: bind.port });
   } catch (err) {
-    agent.close();
+    await agent.close();
     await Promise.allSettled([app.close(), agent.nexus.close()]);
     throw err;
   }
@@ -217,8 +218,8 @@ export async function startAgent(config: AgentConfig, host: Host, log: Logger, o
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
-      agent.close();
       await app.close();
+      await agent.close();
       const undelivered = await agent.notifier.drain(2_000);
       if (undelivered > 0) log.warn({ undelivered }, 'shutting down with updates Nexus has not received');
       await agent.nexus.close();

@@ -131,14 +131,14 @@ async function zoneState(host: Host, name: string): Promise<ZoneInfo['state'] | 
  * Brings a zone to "running" with its network milestone online, from whatever state it is in:
  * missing VNIC or zone are made, a configured zone installed, an installed one booted, a zone
  * left half-installed ("incomplete") uninstalled and installed again. Returns when the zone's
- * network milestone is online.
+ * network milestone is online, with whether it booted the zone (a fresh boot has no addresses yet).
  */
 export async function ensureZoneRunning(
   host: Host,
   spec: OwnedZoneSpec,
   wait: ReadinessOptions,
   onPhase: PhaseHook = () => {},
-): Promise<void> {
+): Promise<boolean> {
   const present = new Set((await host.links.listVnics()).map((v) => v.name));
   const guests = spec.guestNics ?? [];
   if (!present.has(spec.controlVnic) || guests.some((g) => !present.has(g.name))) onPhase('vnic');
@@ -172,7 +172,8 @@ export async function ensureZoneRunning(
   if (state === 'shutting_down' || state === 'down' || state === 'mounted') {
     throw hostError('Z_BAD_ZONE_STATE', `zone ${spec.name} is ${state}; it cannot be booted until that settles`);
   }
-  if (state === 'installed' || state === 'ready') {
+  const booting = state === 'installed' || state === 'ready';
+  if (booting) {
     onPhase('boot');
     await host.zones.boot(spec.name);
   }
@@ -180,16 +181,22 @@ export async function ensureZoneRunning(
   await ready(wait, (o) => host.events.waitForZoneRunning(spec.name, o));
   onPhase('network');
   await ready(wait, (o) => host.events.waitForService(spec.name, NETWORK_MILESTONE, ['online'], o));
+  return booting;
 }
 
-/** Ensures `<vnic>/omicron6` is `cidr` in the zone (link-local first, as the original does). */
-export async function ensureAddress(host: Host, zone: string, vnic: string, cidr: string): Promise<void> {
+/**
+ * Ensures `<vnic>/omicron6` is `cidr` in the zone (link-local first, as the original does).
+ * `fresh`: the zone was just booted, so its (temporary) addresses are known to be none.
+ */
+export async function ensureAddress(host: Host, zone: string, vnic: string, cidr: string, options: { fresh?: boolean } = {}): Promise<void> {
   const addrobj = `${vnic}/${ADDROBJ_STATIC6}`;
   let current: string | null = null;
-  try {
-    current = (await host.zones.exec(zone, ipadmShowAddr(addrobj))).stdout.trim();
-  } catch (err) {
-    if (!isHostError(err, 'ECOMMAND')) throw err;
+  if (!options.fresh) {
+    try {
+      current = (await host.zones.exec(zone, ipadmShowAddr(addrobj))).stdout.trim();
+    } catch (err) {
+      if (!isHostError(err, 'ECOMMAND')) throw err;
+    }
   }
   if (current === cidr) return;
   if (current) await host.zones.exec(zone, ipadmDeleteAddr(addrobj));
