@@ -482,7 +482,7 @@ interface InstanceResult {
   overheadMs: number | null;
   /** Time the agent spent waiting in host calls for this instance (links, zones, events), ms. */
   hostCallMs: number | null;
-  /** Of "accept" (PUT sent -> first host call): time during which an instance ledger commit was being written, ms. */
+  /** Of "accept" (PUT sent -> first host call): time during which an instances.json commit was being written, ms. */
   ledgerInAcceptMs: number | null;
   /** Of the overhead: in host calls beyond the latencies modelled in them (the sim's own work, a busy event loop). */
   inHostOverheadMs: number | null;
@@ -749,7 +749,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
       }
       const vnicAt = marks.get('vnic');
       const ledgerInAcceptMs = vnicAt === undefined ? null : coveredMs(ledgerCommits
-        .filter((c) => c.path.includes('/instances/') && c.end > r.putAt && c.start < vnicAt)
+        .filter((c) => c.path.endsWith('instances.json') && c.end > r.putAt && c.start < vnicAt)
         .map((c) => [c.start > r.putAt ? c.start : r.putAt, c.end < vnicAt ? c.end : vnicAt] as const));
       return {
         id: r.id,
@@ -792,7 +792,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
         .map((i) => i.segments[seg]! - (i.modelledBySegment?.[seg] ?? 0));
       return [seg, { measured: stats(measured), modelled: stats(modelled), overhead: stats(overhead) }];
     })) as Record<Segment, SegmentStats>;
-    const commits = ledgerCommits.slice(commitsBefore).filter((c) => c.path.includes('/instances/'));
+    const commits = ledgerCommits.slice(commitsBefore).filter((c) => c.path.endsWith('instances.json'));
     const runFsyncs = fsyncs.slice(fsyncsBefore);
     const result: RunResult = {
       mode,
@@ -923,7 +923,7 @@ function printRun(r: RunResult, modelled: boolean): void {
       + `p50 ${fmtMs(r.outsideHost?.p50)} ms, p99 ${fmtMs(r.outsideHost?.p99)} ms`);
   }
   const l = r.ledger;
-  console.log(`  agent ledgers (instances/<id>.json): ${l.commits} commits, call-to-durable p50 ${fmtMs(l.commitMs?.p50)} ms, p99 ${fmtMs(l.commitMs?.p99)} ms; `
+  console.log(`  agent ledger (instances.json): ${l.commits} commits, call-to-durable p50 ${fmtMs(l.commitMs?.p50)} ms, p99 ${fmtMs(l.commitMs?.p99)} ms; `
     + `fsyncs ${l.fsyncs}, p50 ${fmtMs(l.fsyncMs?.p50)} ms, p99 ${fmtMs(l.fsyncMs?.p99)} ms, ${fmtMs(l.fsyncTotalMs)} ms in all`);
   console.log(`  ledger writes in progress during "accept" p50 ${fmtMs(l.inAccept?.p50)} ms, p99 ${fmtMs(l.inAccept?.p99)} ms`
     + (l.overheadWithoutAcceptLedger ? `; overhead less that: p50 ${fmtMs(l.overheadWithoutAcceptLedger.p50)} ms, p99 ${fmtMs(l.overheadWithoutAcceptLedger.p99)} ms` : ''));

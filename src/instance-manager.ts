@@ -2,8 +2,6 @@
 // id, the ledger that keeps them across restarts, and the start-up adoption of what the ledger
 // lists.
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseSocketAddr } from './common/address.js';
 import { invalidRequest } from './common/errors.js';
@@ -15,80 +13,65 @@ import type {
 import type { InstanceMigrateParams } from './params.js';
 import type { Static } from 'typebox';
 
-/** A ledger file is `<dir>/<instance id>.json`: one per instance, so writes neither queue behind nor grow with the others. */
-const LEDGER_FILE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.json$/;
+interface InstanceLedger {
+  instances: Record<string, InstanceRecord>;
+}
 
-/** writeFileAtomic's temporary files: `.<name>.<random>.tmp`. */
-const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
-
-function checkRecord(path: string, id: string) {
-  return (raw: unknown): InstanceRecord => {
-    const record = raw as InstanceRecord;
-    if (typeof raw !== 'object' || raw === null || record.id !== id || typeof record.runtime !== 'object' || typeof record.hardware !== 'object') {
-      throw new Error(`${path} is not the ledger of instance ${id}`);
+function checkLedger(path: string) {
+  return (raw: unknown): InstanceLedger => {
+    const table = (raw as InstanceLedger | null)?.instances;
+    if (typeof table !== 'object' || table === null) throw new Error(`${path}: the instance ledger has no "instances" table`);
+    for (const [id, record] of Object.entries(table)) {
+      if (record?.id !== id || typeof record.runtime !== 'object' || typeof record.hardware !== 'object') {
+        throw new Error(`${path}: the entry for instance ${id} is not an instance record`);
+      }
     }
-    return record;
+    return raw as InstanceLedger;
   };
 }
 
 export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget'>;
 
+/**
+ * One ledger for all instances: its writes are group commits, so any number of instances
+ * changing at once cost two writes (one in flight, one queued), where a file per instance
+ * would cost a fsync each.
+ */
 export class InstanceManager {
   readonly #instances = new Map<string, Instance>();
-  readonly #ledgers = new Map<string, Ledger<InstanceRecord>>();
   readonly #gone = new EventEmitter<{ gone: [id: string] }>();
 
   private constructor(
-    private readonly dir: string,
+    private readonly ledger: Ledger<InstanceLedger>,
     private readonly ctx: ManagerContext,
     private readonly log: Logger,
   ) {}
 
-  /** Opens the instance ledgers in `dir` (created if missing). */
-  static async open(dir: string, ctx: ManagerContext): Promise<InstanceManager> {
-    await mkdir(dir, { recursive: true });
-    const manager = new InstanceManager(dir, ctx, ctx.log.child({ component: 'instance-manager' }));
-    for (const file of (await readdir(dir)).sort()) {
-      if (TEMP_FILE.test(file)) {
-        // A write the agent was killed in the middle of: the ledger itself is the old version.
-        await rm(join(dir, file), { force: true });
-        manager.log.info({ file }, 'removed an interrupted ledger write');
-        continue;
-      }
-      const m = LEDGER_FILE.exec(file);
-      if (!m) continue;
-      const id = m[1] as string;
-      const path = join(dir, file);
-      const ledger = await Ledger.open<InstanceRecord>(path, () => {
-        throw new Error(`${path} vanished while being read`);
-      }, checkRecord(path, id));
-      const record = ledger.value;
-      manager.#ledgers.set(id, ledger);
-      manager.#instances.set(id, manager.#make(record, ledger));
+  static async open(path: string, ctx: ManagerContext): Promise<InstanceManager> {
+    const ledger = await Ledger.open(path, () => ({ instances: {} }), checkLedger(path));
+    const manager = new InstanceManager(ledger, ctx, ctx.log.child({ component: 'instance-manager' }));
+    for (const record of Object.values(ledger.value.instances) as InstanceRecord[]) {
+      manager.#instances.set(record.id, manager.#make(record));
       // Names on file are never handed out again, even where the VNIC itself is gone.
       ctx.vnics.reserve([...record.guest_vnics, ...(record.control_vnic ? [record.control_vnic] : [])]);
     }
     return manager;
   }
 
-  #make(record: InstanceRecord, ledger: Ledger<InstanceRecord>): Instance {
+  #make(record: InstanceRecord): Instance {
     return new Instance(record, {
       ...this.ctx,
-      commit: () => ledger.commit(),
+      commit: () => this.ledger.commit(),
       forget: (id) => {
         const instance = this.#instances.get(id);
         if (instance?.record !== record) return; // replaced meanwhile
         this.#instances.delete(id);
-        this.#ledgers.delete(id);
-        void ledger.remove().catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that an instance left'));
+        delete this.ledger.value.instances[id];
+        void this.ledger.commit().catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that an instance left'));
         this.log.info({ instance: id }, 'instance no longer on this sled');
         this.#gone.emit('gone', id);
       },
     });
-  }
-
-  get(id: string): Instance | undefined {
-    return this.#instances.get(id);
   }
 
   /** Resolves once the instance has left the sled (at once if it is not here). */
@@ -102,6 +85,10 @@ export class InstanceManager {
       };
       this.#gone.on('gone', onGone);
     });
+  }
+
+  get(id: string): Instance | undefined {
+    return this.#instances.get(id);
   }
 
   get size(): number {
@@ -124,7 +111,6 @@ export class InstanceManager {
       return existing.ensure(target);
     }
     checkInitial(initial);
-    const existingLedger = this.#ledgers.get(id);
     if (existing) {
       // An intra-sled migration: the old Propolis keeps running until its own monitor sees it go.
       this.log.warn({ instance: id, from: existing.record.runtime.propolis_id, to: initial.runtime.propolis_id },
@@ -139,14 +125,13 @@ export class InstanceManager {
       guest_vnics: [],
       control_vnic: null,
     };
-    const ledger = await Ledger.open<InstanceRecord>(join(this.dir, `${id}.json`), () => record, checkRecord(id, id));
-    const instance = this.#make(ledger.value, ledger);
+    const instance = this.#make(record);
     this.#instances.set(id, instance);
-    this.#ledgers.set(id, ledger);
+    this.ledger.value.instances[id] = record;
     try {
       const state = await instance.ensure(target);
-      // A no-op request (e.g. to a state it is already in) wrote nothing; the sled now has it.
-      if (state.gen === initial.runtime.gen) await ledger.commit();
+      // A no-op request (to a state it is already in) wrote nothing; the sled now has it.
+      if (state.gen === initial.runtime.gen) await this.ledger.commit();
       // A migration target must have its Propolis up to receive the VM, whatever the request said.
       if (migrate !== null) instance.resume();
       return state;
@@ -154,10 +139,10 @@ export class InstanceManager {
       // Refused (a 400): the sled never had it.
       if (this.#instances.get(id) === instance) {
         this.#instances.delete(id);
-        this.#ledgers.delete(id);
+        delete this.ledger.value.instances[id];
         if (existing) {
           this.#instances.set(id, existing);
-          this.#ledgers.set(id, existingLedger as Ledger<InstanceRecord>);
+          this.ledger.value.instances[id] = existing.record;
         }
       }
       throw err;
@@ -187,7 +172,7 @@ export class InstanceManager {
   /** Stops every actor and waits for ledger writes in flight; the VMs keep running. */
   async close(): Promise<void> {
     for (const instance of this.#instances.values()) instance.close();
-    await Promise.all([...this.#ledgers.values()].map((l) => l.settled()));
+    await this.ledger.settled();
   }
 }
 

@@ -2,8 +2,8 @@
 // rename, directory fsync) before the change it records is acknowledged. Commits that arrive
 // while a write is in flight are grouped into the next write, so a hundred concurrent requests
 // cost two writes, not a hundred, and each caller still learns when its own change is durable.
-import { mkdir, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { fsyncDir, readJsonIfExists, writeFileAtomic } from './common/persist.js';
 
 export class Ledger<T> {
@@ -24,7 +24,14 @@ export class Ledger<T> {
    * what was read (throw to refuse a corrupt or foreign file: better than acting on it).
    */
   static async open<T>(path: string, empty: () => T, check: (raw: unknown) => T): Promise<Ledger<T>> {
-    await mkdir(dirname(path), { recursive: true });
+    const dir = dirname(path);
+    await mkdir(dir, { recursive: true });
+    // Writes a kill interrupted (writeFileAtomic's `.<name>.<random>.tmp`): the ledger itself
+    // is still the version before them.
+    const prefix = `.${basename(path)}.`;
+    for (const file of await readdir(dir)) {
+      if (file.startsWith(prefix) && file.endsWith('.tmp')) await rm(join(dir, file), { force: true });
+    }
     const raw = await readJsonIfExists(path);
     if (raw === null) return new Ledger(path, empty(), false);
     return new Ledger(path, check(raw), true);

@@ -62,7 +62,7 @@ export class SledAgent {
     const wait = { readiness: config.instances.readiness, timeoutMs: config.zones.ready_timeout_ms };
     const zoneRoot = config.zones.root;
     const controlLink = config.zones.control_link;
-    const instances = await InstanceManager.open(join(config.data_dir, 'instances'), {
+    const instances = await InstanceManager.open(join(config.data_dir, 'instances.json'), {
       host, log, nexus, notifier, vnics,
       settings: {
         zoneRoot, controlLink,

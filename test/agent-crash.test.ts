@@ -134,11 +134,10 @@ describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
     } finally {
       await after.close();
     }
-    const ledgers = readdirSync(join(dir, 'var-oxide', 'instances')).sort();
-    expect(ledgers).toEqual(ids.map((id) => `${id}.json`).sort());
-    for (const id of ids) {
-      const record = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances', `${id}.json`), 'utf8'));
-      expect(record.runtime.run_state).toBe('running');
-    }
+    // Nothing half-written is left beside the ledgers.
+    expect(readdirSync(join(dir, 'var-oxide')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    const ledger = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances.json'), 'utf8'));
+    expect(Object.keys(ledger.instances).sort()).toEqual([...ids].sort());
+    for (const id of ids) expect(ledger.instances[id].runtime.run_state).toBe('running');
   }, 90_000);
 });
