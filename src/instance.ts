@@ -120,9 +120,21 @@ export class Instance {
     this.#record();
     // Names go into the same ledger write as the request, so provisioning needs no write of its own.
     if (action === 'run') this.#nameLinks();
-    await this.ctx.commit();
+    const answer = this.states.current;
+    // The host work starts while the ledger write is in flight; the answer waits for it. A crash
+    // in between leaves host objects no ledger claims, which start-up removes as orphans, and
+    // Nexus, having had no answer, asks again.
+    const durable = this.ctx.commit();
     if (action !== null) this.#act(action);
-    return this.states.current;
+    try {
+      await durable;
+    } catch (err) {
+      this.log.error({ err }, 'cannot record the request; undoing what it started');
+      this.#provisioning?.abort(new Error('the request could not be recorded'));
+      this.#enqueue('undo', () => this.#teardown());
+      throw err;
+    }
+    return answer;
   }
 
   /**
