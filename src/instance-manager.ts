@@ -40,6 +40,8 @@ export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget'>;
 export class InstanceManager {
   readonly #instances = new Map<string, Instance>();
   readonly #gone = new EventEmitter<{ gone: [id: string] }>();
+  /** Instances whose request failed, still undoing what they started. */
+  readonly #draining = new Set<Instance>();
 
   private constructor(
     private readonly ledger: Ledger<InstanceLedger>,
@@ -136,7 +138,9 @@ export class InstanceManager {
       if (migrate !== null) instance.resume();
       return state;
     } catch (err) {
-      // Refused (a 400): the sled never had it.
+      // Refused (a 400), or not recorded (a 500, after undoing what it started): the sled never had it.
+      this.#draining.add(instance);
+      void instance.idle().finally(() => this.#draining.delete(instance));
       if (this.#instances.get(id) === instance) {
         this.#instances.delete(id);
         delete this.ledger.value.instances[id];
@@ -166,7 +170,7 @@ export class InstanceManager {
 
   /** Settles when every instance has finished what is queued (tests, shutdown). */
   async idle(): Promise<void> {
-    await Promise.all([...this.#instances.values()].map((i) => i.idle()));
+    await Promise.all([...this.#instances.values(), ...this.#draining].map((i) => i.idle()));
   }
 
   /** Stops every actor and waits for ledger writes in flight; the VMs keep running. */

@@ -83,6 +83,8 @@ export class Instance {
   /** Set while the agent itself halts the zone, so its events are not taken for a failure. */
   #tearingDown = false;
   #closed = false;
+  /** The request that started the work could not be recorded: only its undo still runs. */
+  #abandoned = false;
 
   constructor(
     readonly record: InstanceRecord,
@@ -130,6 +132,7 @@ export class Instance {
       await durable;
     } catch (err) {
       this.log.error({ err }, 'cannot record the request; undoing what it started');
+      this.#abandoned = true;
       this.#provisioning?.abort(new Error('the request could not be recorded'));
       this.#enqueue('undo', () => this.#teardown());
       throw err;
@@ -212,7 +215,7 @@ export class Instance {
 
   #enqueue(what: string, op: () => Promise<void>): void {
     this.#queue = this.#queue.then(async () => {
-      if (this.#closed) return;
+      if (this.#closed || (this.#abandoned && what !== 'undo')) return;
       try {
         await op();
       } catch (err) {

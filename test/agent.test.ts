@@ -2,6 +2,8 @@
 // lifecycle, what reaches the host (zone, VNICs, address, Propolis with the real properties),
 // what reaches Nexus, failures at every phase, Nexus being down, and restarts.
 import { randomUUID } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { expectSchema } from './support/contract.js';
@@ -102,6 +104,23 @@ describe('instance lifecycle', () => {
     expect(badTransition.body.message).toMatch(/cannot reboot instance in state "creating"/);
     const ok = await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('stopped'));
     expect(ok.status).toBe(200);
+  });
+
+  it('answers 500 and leaves nothing on the host when the request cannot be recorded', async () => {
+    t = await startTestAgent();
+    // The ledger's place is taken by a non-empty directory: the atomic rename cannot land.
+    const ledger = join(t.config.data_dir, 'instances.json');
+    rmSync(ledger, { force: true });
+    mkdirSync(join(ledger, 'blocker'), { recursive: true });
+    const id = randomUUID();
+    const res = await t.request('PUT', `/instances/${id}`, ensureBody('running'));
+    expect(res.status).toBe(500);
+    expectSchema('sled-agent.json', 'Error', res.body);
+    await t.running.agent.instances.idle();
+    expect(t.running.agent.instances.get(id)).toBeUndefined();
+    expect((await t.host.zones.list()).filter((z) => z.name.startsWith('oxz_'))).toEqual([]);
+    expect((await t.host.links.listVnics()).filter((v) => /^(ox|vopte)/.test(v.name))).toEqual([]);
+    rmSync(ledger, { recursive: true, force: true });
   });
 
   it('implements PUT /disks (the original panicked): attach reaches Nexus as attached', async () => {
