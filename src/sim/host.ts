@@ -32,7 +32,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP, isIPv6 } from 'node:net';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { parseSocketAddr, type SocketAddr } from '../common/address.js';
+import { formatSocketAddr, parseSocketAddr, type SocketAddr } from '../common/address.js';
 import { readJsonIfExists, writeJsonAtomic } from '../common/persist.js';
 import {
   hostError,
@@ -672,6 +672,9 @@ export class SimHost implements Host {
         jitter: (ms) => (handlers === null ? this.jittered(ms) : handlers.jitter(ms)),
         onChange: (snapshot) => handlers?.onChange(snapshot),
       });
+      // One request before the run, so the server's first-request set-up (a Node cost; a sled's
+      // Propolis is a Rust process) is not taken for the agent's time.
+      await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((res) => res.arrayBuffer(), () => {});
       this.spares.push({ server, bind: (h) => { handlers = h; } });
     }
   }
