@@ -3,9 +3,8 @@
 // default so the original's file works as it is. Validated as a whole; a bad field is named.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
-import { parseSocketAddr } from './common/address.js';
 import { StringEnum } from './params.js';
-import { ConfigError, configAjv, isPlainObject, readTomlFile } from './sim/config.js';
+import { ConfigError, assertSocketAddrs, assertValid, configAjv, mergeTables, readTomlFile } from './sim/config.js';
 import { REQUEST_BODY_MAX_BYTES } from './server.js';
 
 const Address = Type.String({ minLength: 1 });
@@ -123,34 +122,10 @@ const validate = configAjv().compile(AgentConfigSchema);
 
 /** Defaults with `partial`'s tables merged over them (one level deep), then validated. */
 export function checkAgentConfig(partial: Record<string, unknown>, source: string): AgentConfig {
-  const base = agentConfigDefaults() as unknown as Record<string, unknown>;
-  const merged = Object.fromEntries([
-    ...Object.entries(base).filter(([key]) => !Object.hasOwn(partial, key)),
-    ...Object.entries(partial).map(([key, value]) => {
-      const old = Object.hasOwn(base, key) ? base[key] : undefined;
-      return [key, isPlainObject(old) && isPlainObject(value)
-        ? Object.fromEntries([...Object.entries(old), ...Object.entries(value)])
-        : value];
-    }),
-  ]);
-  if (!validate(merged)) {
-    const problems = (validate.errors ?? []).map((e) => {
-      const where = e.instancePath || '(top level)';
-      if (e.keyword === 'additionalProperties') {
-        return `${where}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
-      }
-      return `${where}: ${e.message ?? 'is invalid'}`;
-    });
-    throw new ConfigError(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
-  }
+  const merged = mergeTables(agentConfigDefaults() as unknown as Record<string, unknown>, partial);
+  assertValid(validate, merged, source);
   const config = merged as AgentConfig;
-  for (const [field, value] of [['nexus_address', config.nexus_address], ['dropshot.bind_address', config.dropshot.bind_address]] as const) {
-    try {
-      parseSocketAddr(value);
-    } catch (err) {
-      throw new ConfigError(`invalid configuration (${source}): ${field}: ${(err as Error).message}`);
-    }
-  }
+  assertSocketAddrs([['nexus_address', config.nexus_address], ['dropshot.bind_address', config.dropshot.bind_address]], source);
   if (new Set(config.zpools).size !== config.zpools.length) {
     throw new ConfigError(`invalid configuration (${source}): zpools: a pool is listed more than once`);
   }

@@ -5,9 +5,8 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type, type Static } from 'typebox';
-import { parseSocketAddr } from '../common/address.js';
 import {
-  ConfigError, configAjv, defaultSimConfig, mergeSimConfig, readTomlFile, type SimConfig,
+  ConfigError, assertSocketAddrs, assertValid, configAjv, defaultSimConfig, mergeSimConfig, readTomlFile, type SimConfig,
 } from '../sim/config.js';
 
 /** The original's bootstrap port; the address itself is configurable (no fdb0:… on a laptop). */
@@ -50,25 +49,13 @@ export function defaultBootstrapConfig(id: string): Record<string, unknown> {
 }
 
 export function checkBootstrapConfig(raw: Record<string, unknown>, source: string): BootstrapConfig {
-  if (!validate(raw)) {
-    const problems = (validate.errors ?? []).map((e) => e.keyword === 'additionalProperties'
-      ? `${e.instancePath || '(top level)'}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`
-      : `${e.instancePath || '(top level)'}: ${e.message ?? 'is invalid'}`);
-    throw new ConfigError(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
-  }
+  assertValid(validate, raw, source);
   const top = raw as Static<typeof TopLevel>;
-  for (const [field, value] of [
+  assertSocketAddrs([
     ['bind_address', top.bind_address],
-    ['sled_address', top.sled_address],
+    ...(top.sled_address === undefined ? [] : [['sled_address', top.sled_address] as const]),
     ...(top.trust_quorum?.peers ?? []).map((p, i) => [`trust_quorum.peers[${i}]`, p] as const),
-  ] as const) {
-    if (value === undefined) continue;
-    try {
-      parseSocketAddr(value);
-    } catch (err) {
-      throw new ConfigError(`invalid configuration (${source}): ${field}: ${(err as Error).message}`);
-    }
-  }
+  ], source);
   const template = { ...(top.sled_agent ?? {}) } as Record<string, unknown>;
   if ('id' in template) throw new ConfigError(`invalid configuration (${source}): sled_agent.id: the sled agent's id is this sled's id; set the top-level "id"`);
   const base = { ...defaultSimConfig(), id: top.id };

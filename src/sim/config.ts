@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { Type, type Static } from 'typebox';
-import { Ajv } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parseSocketAddr } from '../common/address.js';
 import { StringEnum } from '../params.js';
@@ -83,26 +83,35 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Validates a complete config; throws ConfigError listing every bad field. */
-export function checkSimConfig(config: unknown, source: string): SimConfig {
-  if (!validate(config)) {
-    const problems = (validate.errors ?? []).map((e) => {
-      const where = e.instancePath || '(top level)';
-      if (e.keyword === 'additionalProperties') {
-        return `${where}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
-      }
-      return `${where}: ${e.message ?? 'is invalid'}`;
-    });
-    throw new ConfigError(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
-  }
-  const checked = config as SimConfig;
-  for (const [field, value] of [['nexus_address', checked.nexus_address], ['dropshot.bind_address', checked.dropshot.bind_address]] as const) {
+/** Throws ConfigError listing every field `validate` refused (ajv with allErrors). */
+export function assertValid(validate: ValidateFunction, config: unknown, source: string): void {
+  if (validate(config)) return;
+  const problems = (validate.errors ?? []).map((e) => {
+    const where = e.instancePath || '(top level)';
+    if (e.keyword === 'additionalProperties') {
+      return `${where}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
+    }
+    return `${where}: ${e.message ?? 'is invalid'}`;
+  });
+  throw new ConfigError(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
+}
+
+/** Throws ConfigError naming the first of `fields` that is not "ip:port" / "[ipv6]:port". */
+export function assertSocketAddrs(fields: ReadonlyArray<readonly [string, string]>, source: string): void {
+  for (const [field, value] of fields) {
     try {
       parseSocketAddr(value);
     } catch (err) {
       throw new ConfigError(`invalid configuration (${source}): ${field}: ${(err as Error).message}`);
     }
   }
+}
+
+/** Validates a complete config; throws ConfigError listing every bad field. */
+export function checkSimConfig(config: unknown, source: string): SimConfig {
+  assertValid(validate, config, source);
+  const checked = config as SimConfig;
+  assertSocketAddrs([['nexus_address', checked.nexus_address], ['dropshot.bind_address', checked.dropshot.bind_address]], source);
   const ids = checked.storage.zpools.map((pool) => pool.id).filter((id) => id !== undefined);
   const duplicate = ids.find((id, i) => ids.indexOf(id) !== i);
   if (duplicate) {
@@ -136,19 +145,24 @@ export function readTomlFile(path: string): Record<string, unknown> {
 
 /** `partial`'s tables merged over `base` (one level deep), then validated. */
 export function mergeSimConfig(base: SimConfig, partial: Record<string, unknown>, source: string): SimConfig {
-  // Built with defineProperty semantics (fromEntries), so a "__proto__" key in the file is an
-  // unknown field for validation to name, not a prototype to swap in.
-  const base_ = base as unknown as Record<string, unknown>;
-  const merged = Object.fromEntries([
-    ...Object.entries(base_).filter(([key]) => !Object.hasOwn(partial, key)),
+  return checkSimConfig(mergeTables(base as unknown as Record<string, unknown>, partial), source);
+}
+
+/**
+ * `partial` over `base`, tables merged one level deep. Built with defineProperty semantics
+ * (fromEntries), so a "__proto__" key in a file is an unknown field for validation to name, not
+ * a prototype to swap in.
+ */
+export function mergeTables(base: Record<string, unknown>, partial: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries([
+    ...Object.entries(base).filter(([key]) => !Object.hasOwn(partial, key)),
     ...Object.entries(partial).map(([key, value]) => {
-      const old = Object.hasOwn(base_, key) ? base_[key] : undefined;
+      const old = Object.hasOwn(base, key) ? base[key] : undefined;
       return [key, isPlainObject(old) && isPlainObject(value)
         ? Object.fromEntries([...Object.entries(old), ...Object.entries(value)])
         : value];
     }),
   ]);
-  return checkSimConfig(merged, source);
 }
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
