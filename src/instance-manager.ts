@@ -175,7 +175,11 @@ export class InstanceManager {
 
   /** Stops every actor and waits for ledger writes in flight; the VMs keep running. */
   async close(): Promise<void> {
-    for (const instance of this.#instances.values()) instance.close();
+    const all = [...this.#instances.values(), ...this.#draining];
+    for (const instance of all) instance.close();
+    // An operation already running finishes (its waits were aborted) and may still record
+    // something, such as an instance leaving; only then is the ledger settled.
+    await Promise.all(all.map((i) => i.idle()));
     await this.ledger.settled();
   }
 }
