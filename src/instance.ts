@@ -85,6 +85,10 @@ export class Instance {
   #closed = false;
   /** The request that started the work could not be recorded: only its undo still runs. */
   #abandoned = false;
+  /** The zone went away without the agent asking: the instance is failed, not cancelled. */
+  #zoneLost = false;
+  /** The ledger write of the latest observation. */
+  #durable: Promise<void> = Promise.resolve();
 
   constructor(
     readonly record: InstanceRecord,
@@ -242,9 +246,6 @@ export class Instance {
       () => this.ctx.nexus.instancePut(this.id, state));
   }
 
-  /** The ledger write of the latest observation. */
-  #durable: Promise<void> = Promise.resolve();
-
   /**
    * Records an observed state and reports it. Nexus hears it at once; its ledger write goes on
    * behind, and the next observation waits for it first, so at most one reported state is ever
@@ -272,8 +273,6 @@ export class Instance {
     if (this.states.current.run_state !== 'failed') await this.#observe('Failed');
     await this.#teardown();
   }
-
-  #zoneLost = false;
 
   /** Watches the zone for an exit the agent did not ask for, at any phase. */
   #watchZone(): void {
