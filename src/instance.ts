@@ -25,7 +25,7 @@ import type { InstanceMigrateParams } from './params.js';
 import type { Static } from 'typebox';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest, type InstanceProperties } from './propolis-client.js';
 import {
-  ensureAddress, ensureZoneRunning, ready, removeZone, waitForOnline, zoneName, type Phase, type Readiness, type VnicNames,
+  ensureAddress, ensureZoneRunning, ready, removeZone, sleep, waitForOnline, zoneName, type Phase, type Readiness, type VnicNames,
 } from './zone.js';
 
 const MIB = 1024 * 1024;
@@ -447,13 +447,7 @@ export class Instance {
         if (!isHostError(err, 'ETIMEDOUT') || Date.now() + delay > deadline) throw err;
         this.log.debug({ retryInMs: delay, err: (err as Error).message }, 'Propolis not listening yet');
       }
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(resolve, delay);
-        wait.signal.addEventListener('abort', () => {
-          clearTimeout(timer);
-          reject(Object.assign(new Error('the operation was aborted'), { code: 'ABORT_ERR' }));
-        }, { once: true });
-      });
+      await sleep(delay, wait.signal);
     }
   }
 
@@ -511,13 +505,7 @@ export class Instance {
         if (err instanceof PropolisError && err.code === 'UNREACHABLE') this.#reresolvePropolis();
         const delay = Math.min(MONITOR_BACKOFF_MAX_MS, 100 * 2 ** Math.min(failures - 1, 6));
         this.log.warn({ err: (err as Error).message, failures, retryInMs: delay }, 'Propolis state monitor failed; retrying');
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay);
-          signal.addEventListener('abort', () => {
-            clearTimeout(timer);
-            resolve();
-          }, { once: true });
-        });
+        await sleep(delay, signal).catch(() => {});
         continue;
       }
       if (signal.aborted) return;

@@ -30,7 +30,8 @@ export interface ReadinessOptions {
 const POLL_INITIAL_MS = 250;
 const POLL_MAX_MS = 60_000;
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Resolves after `ms`; rejects with ABORT_ERR when `signal` aborts (its listener removed either way). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(hostError('ABORT_ERR', 'the operation was aborted', signal.reason));
