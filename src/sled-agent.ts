@@ -10,6 +10,7 @@ import type { AgentConfig } from './config.js';
 import { DiskManager } from './disk-manager.js';
 import type { Host } from './host/index.js';
 import { agentRoutes } from './http-entrypoints.js';
+import { isOwnedVnicName } from './illumos/vnic.js';
 import { InstanceManager } from './instance-manager.js';
 import type { Phase } from './zone.js';
 import { NexusClient } from './nexus-client.js';
@@ -21,8 +22,6 @@ import { ServiceManager } from './services.js';
 import { StorageManager } from './storage-manager.js';
 import { downloadArtifact } from './updates.js';
 import { removeZone, VnicNames, ZONE_PREFIX } from './zone.js';
-
-const OWNED_VNIC = /^(ox|vopte)/;
 
 export interface StartupSummary {
   adopted: string[];
@@ -123,13 +122,13 @@ export class SledAgent {
       }
       // An orphan's own VNICs are whatever its configuration names.
       const nets = await host.zones.config(zone.name).then((c) => c.nets.map((n) => n.physical), () => []);
-      await removeZone(host, zone.name, nets.filter((n) => OWNED_VNIC.test(n) && !claimedVnics.has(n)), log);
+      await removeZone(host, zone.name, nets.filter((n) => isOwnedVnicName(n) && !claimedVnics.has(n)), log);
       summary.removedZones.push(zone.name);
     }
     const present = new Set(zones.map((z) => z.name));
     summary.missing = [...claimed.keys()].filter((z) => !present.has(z));
     for (const vnic of await host.links.listVnics()) {
-      if (!OWNED_VNIC.test(vnic.name) || claimedVnics.has(vnic.name)) continue;
+      if (!isOwnedVnicName(vnic.name) || claimedVnics.has(vnic.name)) continue;
       await host.links.deleteVnic(vnic.name);
       summary.removedVnics.push(vnic.name);
     }
