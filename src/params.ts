@@ -293,4 +293,10 @@ export const ShareResponse = Type.Object({ shared_secret: ByteArray }, {
 export interface SledAgentStartupInfo { sa_address: string }
 export interface ZpoolPutRequest { size: number }
 export type NexusDatasetKind = 'crucible' | 'cockroach' | 'clickhouse';
+/** The sled agent API spells dataset kinds one way, the Nexus internal API another. */
+export const NEXUS_DATASET_KIND: Record<DatasetKind['type'], NexusDatasetKind> = {
+  cockroach_db: 'cockroach',
+  crucible: 'crucible',
+  clickhouse: 'clickhouse',
+};
 export interface DatasetPutRequest { address: string; kind: NexusDatasetKind }

@@ -33,7 +33,8 @@ import {
   siteManifest, svcadmEnable, svccfgImport, svccfgRefresh, svccfgSetProp, zoneImage,
 } from './host/commands.js';
 import type { NexusClient } from './nexus-client.js';
-import type { DatasetEnsureBody, DatasetKind, NexusDatasetKind } from './params.js';
+import { NEXUS_DATASET_KIND, type DatasetEnsureBody, type DatasetKind } from './params.js';
+import { OXIDE_UUID_PROPERTY } from './illumos/zfs.js';
 import { addDefaultRoute, ensurePropertyGroup } from './services.js';
 import {
   ensureAddress, ensureZoneRunning, waitForOnline, zoneName,
@@ -50,15 +51,6 @@ export const DATASET_NAME: Record<DatasetKind['type'], string> = {
   clickhouse: 'clickhouse',
 };
 
-/** The sled agent API spells the kinds one way, the Nexus internal API another. */
-export const NEXUS_KIND: Record<DatasetKind['type'], NexusDatasetKind> = {
-  cockroach_db: 'cockroach',
-  crucible: 'crucible',
-  clickhouse: 'clickhouse',
-};
-
-/** The ZFS user property holding a dataset's id. */
-export const UUID_PROP = 'oxide:uuid';
 
 /** What is on file per dataset (the original's DatasetInfo, plus id and control VNIC). */
 export interface DatasetInfo {
@@ -208,7 +200,7 @@ export class StorageManager {
       const children = await this.#host.datasets.listChildren(pool.name);
       const seen = new Set<string>();
       for (const child of children) {
-        const id = (await this.#host.datasets.get(child, [UUID_PROP]))[UUID_PROP];
+        const id = (await this.#host.datasets.get(child, [OXIDE_UUID_PROPERTY]))[OXIDE_UUID_PROPERTY];
         const info = id ? this.#datasets.get(id.toLowerCase()) : undefined;
         if (!info || fullName(info) !== child) {
           this.#log.info({ dataset: child, id }, 'dataset on the pool is not one of ours (no matching record): left alone');
@@ -294,7 +286,7 @@ export class StorageManager {
         this.#log.warn({ zpool: pool.name, dataset: info.id }, 'zpool_put was not accepted: dataset_put not sent');
         return;
       }
-      const body = { address: info.address, kind: NEXUS_KIND[info.kind.type] };
+      const body = { address: info.address, kind: NEXUS_DATASET_KIND[info.kind.type] };
       await this.#options.notifier.push(`dataset:${info.id}`, 'dataset_put', () => this.#options.nexus.datasetPut(poolId, info.id, body));
     });
     this.#datasetReported.set(info.id, reported);
@@ -338,15 +330,15 @@ export class StorageManager {
       let id: string;
       if (!(await datasets.exists(name))) {
         id = info?.id ?? randomUUID();
-        await datasets.create(name, { zoned: 'on', mountpoint: '/data', [UUID_PROP]: id });
+        await datasets.create(name, { zoned: 'on', mountpoint: '/data', [OXIDE_UUID_PROPERTY]: id });
         this.#log.info({ dataset: name, id }, 'dataset created');
       } else {
-        const current = (await datasets.get(name, [UUID_PROP]))[UUID_PROP];
+        const current = (await datasets.get(name, [OXIDE_UUID_PROPERTY]))[OXIDE_UUID_PROPERTY];
         if (current) {
           id = current.toLowerCase();
         } else {
           id = info?.id ?? randomUUID();
-          await datasets.set(name, { [UUID_PROP]: id });
+          await datasets.set(name, { [OXIDE_UUID_PROPERTY]: id });
         }
       }
       if (info && info.id !== id) {

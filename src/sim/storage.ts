@@ -6,7 +6,7 @@ import { formatSocketAddr } from '../common/address.js';
 import type { NexusNotifier } from '../common/nexus-notifier.js';
 import { objectNotFound } from '../common/errors.js';
 import type { NexusClient } from '../nexus-client.js';
-import type { DatasetKind, NexusDatasetKind } from '../params.js';
+import { NEXUS_DATASET_KIND, type DatasetKind } from '../params.js';
 import type { App } from '../server.js';
 import { CrucibleData, crucibleAgentApp } from './crucible-agent.js';
 
@@ -30,13 +30,6 @@ export interface RequestedDataset {
   kind: DatasetKind;
   address: string;
 }
-
-/** The sled agent API spells the kinds one way, the Nexus internal API another. */
-const NEXUS_KIND: Record<DatasetKind['type'], NexusDatasetKind> = {
-  cockroach_db: 'cockroach',
-  crucible: 'crucible',
-  clickhouse: 'clickhouse',
-};
 
 export class SimStorage {
   readonly zpools: SimZpool[] = [];
@@ -97,7 +90,7 @@ export class SimStorage {
     this.log.info({ zpool: zpoolId, dataset: dataset.id, kind: kind.type, address }, 'dataset created (simulated)');
     // Nexus must know the pool before it can take a dataset on it.
     void (this.reported ?? Promise.resolve()).then(() => notifier.push(`dataset:${dataset.id}`, 'dataset_put',
-      () => nexus.datasetPut(zpoolId, dataset.id, { address, kind: NEXUS_KIND[kind.type] })));
+      () => nexus.datasetPut(zpoolId, dataset.id, { address, kind: NEXUS_DATASET_KIND[kind.type] })));
     return true;
   }
 
