@@ -64,8 +64,9 @@ export const AgentConfigSchema = Type.Object({
     pool_size: Type.Integer({ minimum: 1, format: 'uint64' }),
     /** illumos host: load the libraries from this directory instead of the system's. */
     lib_dir: Type.Optional(Type.String({ minLength: 1 })),
-    zoneadm: Type.Optional(Type.String({ minLength: 1 })),
-    zlogin: Type.Optional(Type.String({ minLength: 1 })),
+    /** Absolute: a bare name would be looked up on PATH, which the agent should not trust. */
+    zoneadm: Type.Optional(Type.String({ pattern: '^/' })),
+    zlogin: Type.Optional(Type.String({ pattern: '^/' })),
   }, { additionalProperties: false }),
   zones: Type.Object({
     /** The dataset holding the zonepaths and its mountpoint (reference §8: rpool/zone at /zone). */

@@ -49,6 +49,7 @@ describe('sled agent config', () => {
     [{ instances: { readiness: 'sometimes' } }, /\/instances\/readiness/],
     [{ host: { latency: { boot: -1 } } }, /\/host\/latency/],
     [{ vlan: 4095 }, /\/vlan/],
+    [{ host: { zoneadm: 'zoneadm' } }, /\/host\/zoneadm/],
     [{ frobnicate: true }, /unknown field "frobnicate"/],
   ])('refuses %j', (partial, message) => {
     expect(() => checkAgentConfig({ id: 'fb0f7546-4d46-40ca-9d56-cbb810684ca7', nexus_address: '127.0.0.1:1', ...partial }, 'test'))
