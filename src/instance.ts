@@ -377,8 +377,10 @@ export class Instance {
         this.#commit().catch((err: unknown) => this.log.error({ err }, 'cannot record the Propolis address'));
       }
       this.#provisioning = null;
-      this.#startMonitor(fmri);
 
+      // Run before the monitor: it reuses the connection the ensure opened, while the monitor's
+      // long poll would take that one and leave Run a new connection to wait for. The monitor
+      // starts from generation 0, so it still sees the current state.
       if (run) {
         await this.#propolis.putState('Run');
       } else if (this.states.desired?.run_state === 'running') {
@@ -386,6 +388,7 @@ export class Instance {
         const vm = await this.#propolis.get();
         if (vm.instance.state === 'Creating') await this.#propolis.putState('Run');
       }
+      this.#startMonitor(fmri);
     } finally {
       if (this.#provisioning === abort) this.#provisioning = null;
     }
