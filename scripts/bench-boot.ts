@@ -115,7 +115,7 @@ type FromDriver =
  */
 const DRIVER_SOURCE = String.raw`
 const { parentPort } = require('node:worker_threads');
-const { createServer } = require('node:http');
+const { Agent, createServer, request } = require('node:http');
 let server = null;
 let byId = new Map();
 let onRunning = null;
@@ -159,6 +159,7 @@ parentPort.on('message', async (msg) => {
       finished = true;
       clearTimeout(timer);
       onRunning = null;
+      agent.destroy();
       parentPort.postMessage({ type: 'done', results: [...byId.values()], timedOut });
     };
     timer = setTimeout(() => finish(true), msg.deadlineMs);
@@ -168,17 +169,27 @@ parentPort.on('message', async (msg) => {
     };
     onRunning = check;
     // Nexus keeps its connections to a sled agent; open them before the clock starts, as a
-    // long-running Nexus would have them (GET / is a 404 that touches no state).
-    await Promise.all(msg.instances.map(() => fetch('http://' + msg.agent + '/').then((res) => res.arrayBuffer(), () => {})));
+    // long-running Nexus would have them (GET / is a 404 that touches no state). node:http
+    // rather than fetch: fetch's own per-request cost (~1-3 ms here, streams and Request
+    // objects) would land on the clock before the agent sees a byte.
+    const [host, port] = [msg.agent.slice(0, msg.agent.lastIndexOf(':')).replace(/^\[|\]$/g, ''), Number(msg.agent.slice(msg.agent.lastIndexOf(':') + 1))];
+    const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+    const send = (method, path, body, onSent) => new Promise((resolve, reject) => {
+      const req = request({ host, port, method, path, agent, headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        readBody(res).then((text) => resolve({ status: res.statusCode, text }), reject);
+      });
+      req.on('error', reject);
+      if (onSent) onSent();
+      req.end(body);
+    });
+    await Promise.all(msg.instances.map(() => send('GET', '/').catch(() => {})));
     for (const inst of msg.instances) {
       const r = byId.get(inst.id);
-      r.putAt = process.hrtime.bigint();
-      fetch('http://' + msg.agent + '/instances/' + inst.id, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: inst.body })
-        .then(async (res) => {
-          const text = await res.text();
+      send('PUT', '/instances/' + inst.id, inst.body, () => { r.putAt = process.hrtime.bigint(); })
+        .then(({ status, text }) => {
           r.putDoneAt = process.hrtime.bigint();
-          r.putStatus = res.status;
-          if (res.status !== 200) r.putError = res.status + ': ' + text.slice(0, 300);
+          r.putStatus = status;
+          if (status !== 200) r.putError = status + ': ' + text.slice(0, 300);
         }, (err) => { r.putError = String(err && err.message || err); })
         .finally(check);
     }
