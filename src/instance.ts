@@ -370,11 +370,10 @@ export class Instance {
       };
       await this.#ensurePropolis(request, wait);
       if (this.states.current.propolis_addr !== server) {
-        // Not waited for: the address follows from the request, so a restart finds it again
-        // even if this write is lost; the next observation's write carries it anyway.
+        // No write of its own: the next observation's write carries it, and the address follows
+        // from the request, so a restart finds it again even if that write never happens.
         this.states.current = { ...this.states.current, propolis_addr: server };
         this.#record();
-        this.#commit().catch((err: unknown) => this.log.error({ err }, 'cannot record the Propolis address'));
       }
       this.#provisioning = null;
 
