@@ -2,6 +2,7 @@
 // SMF and simulated Propolis servers, links, datasets, the latency model, and persistence across
 // a new SimHost on the same directory.
 import { randomUUID } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -291,6 +292,26 @@ describe('waits', () => {
 });
 
 describe('exec: the in-zone command set', () => {
+  it('leaves no abort listeners on its long-lived signals once commands and service starts end', async () => {
+    // The host's close signal and a zone's run signal live as long as the host and the zone;
+    // what each step hangs on them must go when the step ends, or a long-running agent grows.
+    const host = await openHost({ latencies: { ...ZERO_LATENCIES, exec: 1, serviceStart: 1 } });
+    await runningZone(host, 'oxz_l');
+    const internals = host as unknown as { closeCtl: AbortController; kernel: Map<string, { ctl: AbortController }> };
+    const longLived = [internals.closeCtl.signal, internals.kernel.get('oxz_l')!.ctl.signal];
+    const before = longLived.map((s) => getEventListeners(s, 'abort').length);
+    await host.zones.exec('oxz_l', cmd.svccfgImport(cmd.siteManifest('crucible')));
+    const fmri = 'svc:/system/illumos/crucible:default';
+    for (let i = 0; i < 20; i++) {
+      await host.zones.exec('oxz_l', cmd.ipadmShowAddr('oxControl0/omicron6'), { timeoutMs: 5000 }).catch(() => {});
+      await host.zones.exec('oxz_l', cmd.svcadmEnable(fmri));
+      await host.events.waitForService('oxz_l', fmri, ['online'], { timeoutMs: 5000 });
+      await host.zones.exec('oxz_l', cmd.svcadmDisable(fmri));
+      await host.events.waitForService('oxz_l', fmri, ['disabled'], { timeoutMs: 5000 });
+    }
+    expect(longLived.map((s) => getEventListeners(s, 'abort').length)).toEqual(before);
+  });
+
   it('ipadm: addresses per zone with the documented exits and messages', async () => {
     const host = await openHost();
     await runningZone(host, 'oxz_e', { vnic: 'oxControl0' });

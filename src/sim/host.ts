@@ -60,6 +60,7 @@ import { InvalidDatasetNameError, isUserPropertyName, parentDataset, validateDat
 import { validateZoneName } from '../illumos/zones.js';
 import { assertInstanceFmri, SMF_STATES } from '../illumos/smf.js';
 import { SimPropolis, type SimPropolisSnapshot } from './propolis.js';
+import { anySignal } from '../common/signals.js';
 
 // ---- configuration ----
 
@@ -832,35 +833,43 @@ export class SimHost implements Host {
 
   /** Waits `ms` unless a signal (or close()) aborts first: then rejects with its reason. */
   private sleep(ms: number, ...signals: AbortSignal[]): Promise<void> {
-    const signal = AbortSignal.any([this.closeCtl.signal, ...signals]);
-    if (signal.aborted) return Promise.reject(signal.reason);
+    const sources = [this.closeCtl.signal, ...signals];
+    const fired = sources.find((s) => s.aborted);
+    if (fired !== undefined) return Promise.reject(fired.reason);
     if (ms <= 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const onAbort = (): void => {
+      const onAbort = (event: Event): void => {
+        done();
+        reject((event.target as AbortSignal).reason);
+      };
+      const done = (): void => {
         clearTimeout(timer);
-        reject(signal.reason);
+        for (const s of sources) s.removeEventListener('abort', onAbort);
       };
       const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
+        done();
         resolve();
       }, Math.min(ms, MAX_TIMER_MS));
-      signal.addEventListener('abort', onAbort, { once: true });
+      for (const s of sources) s.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   /** Runs `fn` after `ms` unless `signal` (or close()) aborts first. */
   private after(ms: number, signal: AbortSignal, fn: () => void | Promise<void>): void {
-    const all = AbortSignal.any([this.closeCtl.signal, signal]);
-    if (all.aborted) return;
-    const onAbort = (): void => clearTimeout(timer);
+    const sources = [this.closeCtl.signal, signal];
+    if (sources.some((s) => s.aborted)) return;
+    const done = (): void => {
+      clearTimeout(timer);
+      for (const s of sources) s.removeEventListener('abort', done);
+    };
     const timer = setTimeout(() => {
-      all.removeEventListener('abort', onAbort);
-      if (all.aborted) return;
+      done();
+      if (sources.some((s) => s.aborted)) return;
       Promise.resolve()
         .then(fn)
         .catch((err: unknown) => this.log.error({ err }, 'simulated host step failed'));
     }, Math.min(ms, MAX_TIMER_MS));
-    all.addEventListener('abort', onAbort, { once: true });
+    for (const s of sources) s.addEventListener('abort', done, { once: true });
   }
 
   // ---- events and waits ----
@@ -1227,7 +1236,7 @@ export class SimHost implements Host {
     inst.state = 'offline';
     const milestone = fmri === NETWORK_MILESTONE;
     const propolis = svc === PROPOLIS_SERVICE;
-    const signal = AbortSignal.any([rt.ctl.signal, ctl.signal]);
+    const { signal, dispose } = anySignal([rt.ctl.signal, ctl.signal]);
     const ms = this.lat(milestone ? 'network' : propolis ? 'propolisStart' : 'serviceStart', rec.spec.name,
       milestone ? 'network milestone' : propolis ? 'propolis start' : `service start ${fmri}`);
     const online = (): void => {
@@ -1242,12 +1251,17 @@ export class SimHost implements Host {
       if (propolis) {
         // The server's own start-up counts towards the modelled latency.
         this.after(0, signal, async () => {
-          await this.startPropolis(rec, rt, fmri, signal, ms);
-          if (!signal.aborted) online();
+          try {
+            await this.startPropolis(rec, rt, fmri, signal, ms);
+            if (!signal.aborted) online();
+          } finally {
+            dispose();
+          }
         });
         return;
       }
       this.after(ms, signal, () => {
+        dispose();
         inst.state = 'online';
         online();
       });
@@ -1363,7 +1377,7 @@ export class SimHost implements Host {
       timer = setTimeout(() => ctl.abort(failure(137, `timed out after ${timeoutMs} ms`)), Math.min(timeoutMs, MAX_TIMER_MS));
       signals.push(ctl.signal);
     }
-    const signal = AbortSignal.any(signals);
+    const { signal, dispose } = anySignal(signals);
     try {
       await this.sleep(this.lat('exec', zone, `zlogin ${argv.slice(0, 2).join(' ')}`), signal);
       const out = await this.runCommand(rec, rt, argv, signal);
@@ -1374,6 +1388,7 @@ export class SimHost implements Host {
       throw err;
     } finally {
       clearTimeout(timer);
+      dispose();
     }
   }
 
