@@ -579,6 +579,12 @@ interface FloorResult {
   problems: string[];
 }
 
+/** One instance for the stand-in: how long after its PUT it reaches Propolis, and its VM's boot. */
+interface FloorSpec {
+  gapMs: number;
+  vmBootMs: number;
+}
+
 /** Idle time standing in for the host steps before the Propolis phase (the connections go cold as in a real run). */
 const FLOOR_GAP_MS = 50;
 const FLOOR_SAMPLES = 12;
@@ -586,45 +592,27 @@ const FLOOR_SAMPLES = 12;
 /**
  * The part of the overhead no agent can avoid on this machine: the HTTP exchanges the wire
  * contract puts on every instance's critical path, with the same libraries and servers as the
- * real run and nothing else. A bare fastify app stands in for the agent: it answers the PUT at
- * once, waits FLOOR_GAP_MS (the host steps), then does what the agent does on the wire and no
- * more: a new PropolisClient to a prestarted SimPropolis (same latencies), PUT /instance,
- * PUT /instance/state Run, the state-monitor long poll until Running, and NexusClient's PUT to
- * the same Nexus recorder. No ledger, state machine, host or logging. floor = (Nexus receives
- * running - PUT sent) - the gap as it really lasted - the VM latencies the sim Propolis drew.
- * Measured for instances one at a time: it is the floor of N = 1; with N at once every
- * instance also queues behind the others' exchanges on the one event loop, which a stand-in
- * without the host's jitter would overstate (all N reach Propolis in the same millisecond).
+ * real run and nothing else. A bare fastify app stands in for the agent: it answers each PUT at
+ * once, waits the spec's gapMs (the host steps), then does what the agent does on the wire and
+ * no more: a new PropolisClient to a prestarted SimPropolis (whose VM boots in the spec's
+ * vmBootMs), PUT /instance, PUT /instance/state Run, the state-monitor long poll until Running,
+ * and NexusClient's PUT to the same Nexus recorder. No ledger, state machine, host or logging.
+ * floor = (Nexus receives running - PUT sent) - the gap as it really lasted - the VM's boot.
+ * Each batch's instances go at once (the driver's concurrent PUTs); batches one after another.
+ * Returns the floors in the order of the specs.
  */
-async function transportFloor(n: number, driver: Driver, latencies: SimLatencies, deadlineMs: number): Promise<FloorResult> {
+async function transportFloor(driver: Driver, latencies: SimLatencies, deadlineMs: number, batches: FloorSpec[][]): Promise<{ floors: Array<Array<number | null>>; problems: string[] }> {
   const problems: string[] = [];
   const nexus = await driver.startNexus();
   const nexusClient = new NexusClient(nexus);
-  const drawn = new Map<string, number>();
-  const gaps = new Map<string, number>();
-  const byServer = new Map<SimPropolis, string>();
-  const servers = await Promise.all(Array.from({ length: n }, async () => {
-    const server: SimPropolis = await SimPropolis.start({
-      latencies: { vmBoot: latencies.vmBoot, vmStep: latencies.vmStep },
-      jitter: (ms) => {
-        const id = byServer.get(server);
-        if (id !== undefined) drawn.set(id, (drawn.get(id) ?? 0) + ms);
-        return ms;
-      },
-    });
-    // Warmed as SimHost.prestartPropolis does: the first request of a new server is not a VM's.
-    await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((r) => r.arrayBuffer(), () => {});
-    return server;
-  }));
-  const spare = [...servers];
+  const config = { id: SLED_ID, instances: { propolis_port: 12400 } } as AgentConfig;
   const app = Fastify({ logger: false });
-  const flows: Array<Promise<void>> = [];
+  const work = new Map<string, { spec: FloorSpec; server: SimPropolis; gap: number | null; done: Promise<void> | null }>();
   const flow = async (id: string, body: { initial: { runtime: InstanceRuntimeState } }, acceptedAt: bigint) => {
-    await new Promise((r) => setTimeout(r, FLOOR_GAP_MS));
-    gaps.set(id, ms(process.hrtime.bigint() - acceptedAt));
-    const server = spare.shift()!;
-    byServer.set(server, id);
-    const propolis = new PropolisClient(formatSocketAddr(server.address));
+    const w = work.get(id)!;
+    await new Promise((r) => setTimeout(r, w.spec.gapMs));
+    w.gap = ms(process.hrtime.bigint() - acceptedAt);
+    const propolis = new PropolisClient(formatSocketAddr(w.server.address));
     try {
       const runtime = body.initial.runtime;
       await propolis.ensure({
@@ -644,34 +632,87 @@ async function transportFloor(n: number, driver: Driver, latencies: SimLatencies
   };
   app.put<{ Params: { id: string } }>('/instances/:id', async (request) => {
     const acceptedAt = process.hrtime.bigint();
+    const { id } = request.params;
     const body = request.body as { initial: { runtime: InstanceRuntimeState } };
-    flows.push(flow(request.params.id, body, acceptedAt).catch((err: unknown) => {
-      problems.push(`floor instance ${request.params.id}: ${(err as Error).message}`);
-    }));
+    const w = work.get(id);
+    if (w !== undefined) {
+      w.done = flow(id, body, acceptedAt).catch((err: unknown) => {
+        problems.push(`floor instance ${id}: ${(err as Error).message}`);
+      });
+    }
     return { ...body.initial.runtime, run_state: 'starting' };
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   if (address === null || typeof address === 'string') throw new Error('the floor stand-in has no TCP address');
-  const config = { id: SLED_ID, instances: { propolis_port: 12400 } } as AgentConfig;
-  const bodies = Array.from({ length: n }, (_, i) => instanceBody(i, 'fd00:1122:3344:101', config));
+  const servers: SimPropolis[] = [];
   try {
-    const floors: number[] = [];
-    for (const { id, body } of bodies) {
-      const { results, timedOut } = await driver.go(`127.0.0.1:${address.port}`, [{ id, body }], deadlineMs);
-      await Promise.all(flows);
-      if (timedOut) problems.push(`floor: instance ${id} did not reach Nexus within ${deadlineMs / 1000} s`);
-      // The recorder reports every instance it has seen since it started: take this one.
-      const r = results.find((x) => x.id === id);
-      if (r?.states.running !== undefined && gaps.has(id)) floors.push(ms(r.states.running - r.putAt) - gaps.get(id)! - (drawn.get(id) ?? 0));
+    const floors: Array<Array<number | null>> = [];
+    for (const batch of batches) {
+      const bodies = batch.map((_, i) => instanceBody(i, 'fd00:1122:3344:101', config));
+      await Promise.all(batch.map(async (spec, i) => {
+        // Prestarted and warmed as SimHost.prestartPropolis does.
+        const server = await SimPropolis.start({ latencies: { vmBoot: spec.vmBootMs, vmStep: latencies.vmStep } });
+        servers.push(server);
+        await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((r) => r.arrayBuffer(), () => {});
+        work.set(bodies[i]!.id, { spec, server, gap: null, done: null });
+      }));
+      const { results, timedOut } = await driver.go(`127.0.0.1:${address.port}`, bodies.map(({ id, body }) => ({ id, body })), deadlineMs);
+      await Promise.all(bodies.map(({ id }) => work.get(id)!.done));
+      if (timedOut) problems.push(`floor: not every instance reached Nexus within ${deadlineMs / 1000} s`);
+      floors.push(bodies.map(({ id }, i) => {
+        // The recorder reports every instance it has seen since it started: take this one.
+        const r = results.find((x) => x.id === id);
+        const gap = work.get(id)!.gap;
+        return r?.states.running === undefined || gap === null ? null : ms(r.states.running - r.putAt) - gap - batch[i]!.vmBootMs;
+      }));
     }
-    return { samples: n, floor: stats(floors), problems };
+    return { floors, problems };
   } finally {
     await app.close();
     await nexusClient.close();
     await Promise.all(servers.map((s) => s.close()));
     await driver.stopNexus();
   }
+}
+
+/** The floor of one instance alone, FLOOR_SAMPLES times. */
+async function floorAlone(driver: Driver, latencies: SimLatencies, deadlineMs: number): Promise<FloorResult> {
+  const spec = { gapMs: FLOOR_GAP_MS, vmBootMs: latencies.vmBoot };
+  const { floors, problems } = await transportFloor(driver, latencies, deadlineMs, Array.from({ length: FLOOR_SAMPLES }, () => [spec]));
+  return { samples: FLOOR_SAMPLES, floor: stats(floors.flat().filter((f): f is number => f !== null)), problems };
+}
+
+/**
+ * The floor under a run's own timing: every instance of the run, at once as in the run, each
+ * reaching the Propolis phase as long after acceptance as it did in the run and its VM booting
+ * as long as the sim drew. What the run's overhead has above this is the agent's (and the sim
+ * host's) own work, queueing included.
+ */
+async function floorReplay(run: RunResult, driver: Driver, latencies: SimLatencies, deadlineMs: number): Promise<ReplayFloor | null> {
+  const done = run.instances.filter((i) => i.totalMs !== null && i.marks['phase:propolis'] !== undefined && i.overheadMs !== null);
+  if (done.length === 0) return null;
+  const specs = done.map((i) => ({
+    gapMs: Math.max(0, i.marks['phase:propolis']! - (i.segments.accept ?? 0)),
+    vmBootMs: i.modelledBySegment?.propolis ?? latencies.vmBoot,
+  }));
+  const { floors, problems } = await transportFloor(driver, latencies, deadlineMs, [specs]);
+  const pairs = done.map((i, k) => ({ overhead: i.overheadMs!, floor: floors[0]![k] ?? null })).filter((p): p is { overhead: number; floor: number } => p.floor !== null);
+  return {
+    n: run.n,
+    floor: stats(pairs.map((p) => p.floor)),
+    aboveFloor: stats(pairs.map((p) => p.overhead - p.floor)),
+    problems,
+  };
+}
+
+interface ReplayFloor {
+  n: number;
+  /** The floor of each instance under the run's timing. */
+  floor: Stats | null;
+  /** Per instance: its overhead in the run less its floor in the replay. */
+  aboveFloor: Stats | null;
+  problems: string[];
 }
 
 interface RunSetup {
@@ -1203,6 +1244,7 @@ async function main(): Promise<number> {
 
   const runs: RunResult[] = [];
   let floor: FloorResult | null = null;
+  const replays: ReplayFloor[] = [];
   try {
     if (options.warmup && modelled) {
       // JIT, module and connection warm-up, at zero latency; discarded.
@@ -1213,7 +1255,7 @@ async function main(): Promise<number> {
       console.log('done');
     }
     if (modelled) {
-      floor = await transportFloor(FLOOR_SAMPLES, driver, latencies, options.deadlineMs);
+      floor = await floorAlone(driver, latencies, options.deadlineMs);
       console.log(`HTTP floor of one instance (the wire contract's exchanges with no agent logic, same libraries; ${FLOOR_SAMPLES} alone, one after another): `
         + `p50 ${fmtMs(floor.floor?.p50)} ms, p99 ${fmtMs(floor.floor?.p99)} ms${floor.problems.length > 0 ? `; ${floor.problems.join('; ')}` : ''}\n`);
     }
@@ -1222,6 +1264,15 @@ async function main(): Promise<number> {
         const r = await run({ mode, n, options, driver, latencies, jitter });
         runs.push(r);
         printRun(r, modelled);
+        if (modelled && mode === 'event' && r.ok) {
+          const replay = await floorReplay(r, driver, latencies, options.deadlineMs);
+          if (replay !== null) {
+            replays.push(replay);
+            console.log(`  HTTP floor under this run's timing (the same instances, PUTs, gaps and VM boots, no agent): p50 ${fmtMs(replay.floor?.p50)} ms, `
+              + `p99 ${fmtMs(replay.floor?.p99)} ms; overhead above it per instance p50 ${fmtMs(replay.aboveFloor?.p50)} ms, p99 ${fmtMs(replay.aboveFloor?.p99)} ms`
+              + (replay.problems.length > 0 ? `; ${replay.problems.join('; ')}` : ''));
+          }
+        }
         console.log();
       }
     }
@@ -1244,7 +1295,8 @@ async function main(): Promise<number> {
       const pass = ev.ok && po.ok && ev.overhead.p99 < TARGET_OVERHEAD_P99_MS && ratio >= TARGET_RATIO;
       verdict = { ...verdict, ratio: round(ratio, 1), pass };
       parts.push(`agent overhead p99 event ${fmtMs(ev.overhead.p99)} ms vs poll ${fmtMs(po.overhead.p99)} ms (${ratio.toFixed(0)}x)`);
-      if (floor?.floor && n === 1) parts.push(`HTTP floor p50 ${fmtMs(floor.floor.p50)} ms`);
+      const replay = replays.find((x) => x.n === n);
+      if (replay?.floor) parts.push(`HTTP floor p99 ${fmtMs(replay.floor.p99)} ms, above it p99 ${fmtMs(replay.aboveFloor?.p99)} ms`);
       parts.push(pass ? 'PASS' : 'FAIL');
     }
     verdicts.push(verdict);
@@ -1283,7 +1335,7 @@ async function main(): Promise<number> {
     deadlineMs: options.deadlineMs,
     target: { overheadP99Ms: TARGET_OVERHEAD_P99_MS, ratio: TARGET_RATIO },
     verdicts,
-    httpFloor: floor,
+    httpFloor: { alone: floor, replayed: replays },
     pass: modelled ? (judged.length > 0 ? pass : null) : null,
     runs,
   };
