@@ -53,14 +53,14 @@ export class InstanceManager {
     const ledger = await Ledger.open(path, () => ({ instances: {} }), checkLedger(path));
     const manager = new InstanceManager(ledger, ctx, ctx.log.child({ component: 'instance-manager' }));
     for (const record of Object.values(ledger.value.instances) as InstanceRecord[]) {
-      manager.#instances.set(record.id, manager.#make(record));
+      manager.#instances.set(record.id, manager.#make(record, true));
       // Names on file are never handed out again, even where the VNIC itself is gone.
       ctx.vnics.reserve([...record.guest_vnics, ...(record.control_vnic ? [record.control_vnic] : [])]);
     }
     return manager;
   }
 
-  #make(record: InstanceRecord): Instance {
+  #make(record: InstanceRecord, onDisk: boolean): Instance {
     return new Instance(record, {
       ...this.ctx,
       commit: () => this.ledger.commit(),
@@ -73,7 +73,7 @@ export class InstanceManager {
         this.log.info({ instance: id }, 'instance no longer on this sled');
         this.#gone.emit('gone', id);
       },
-    });
+    }, onDisk);
   }
 
   /** Resolves once the instance has left the sled (at once if it is not here). */
@@ -127,7 +127,7 @@ export class InstanceManager {
       guest_vnics: [],
       control_vnic: null,
     };
-    const instance = this.#make(record);
+    const instance = this.#make(record, false);
     this.#instances.set(id, instance);
     this.ledger.value.instances[id] = record;
     try {

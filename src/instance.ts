@@ -44,7 +44,16 @@ export interface InstanceRecord {
   /** Guest NIC VNICs and the control VNIC, named once and kept, so adoption finds them. */
   guest_vnics: string[];
   control_vnic: string | null;
+  /**
+   * No state with a higher generation has been reported to Nexus. Written ahead of the runtime
+   * (its gen + GEN_LEASE), so a report need not wait for its own ledger write; after a restart
+   * the agent continues above it. Absent in ledgers from before it existed: gen + 1 then.
+   */
+  reported_gen_limit?: number;
 }
+
+/** How far reports may run ahead of the generation the ledger holds (see InstanceRecord). */
+export const GEN_LEASE = 16;
 
 export interface InstanceSettings {
   zoneRoot: string;
@@ -87,15 +96,18 @@ export class Instance {
   #abandoned = false;
   /** The zone went away without the agent asking: the instance is failed, not cancelled. */
   #zoneLost = false;
-  /** The ledger write of the latest observation. */
-  #durable: Promise<void> = Promise.resolve();
+  /** The highest reported_gen_limit known to be on disk: reports up to it need not wait. */
+  #durableGenLimit: number;
 
+  /** `onDisk`: the record was read from the ledger (not created by a request not yet written). */
   constructor(
     readonly record: InstanceRecord,
     private readonly ctx: InstanceContext,
+    onDisk: boolean,
   ) {
     this.states = new InstanceStates(record.runtime);
     this.states.desired = record.desired;
+    this.#durableGenLimit = onDisk ? record.reported_gen_limit ?? record.runtime.gen + 1 : 0;
     this.log = ctx.log.child({ instance: record.id, propolis: record.runtime.propolis_id });
   }
 
@@ -130,7 +142,7 @@ export class Instance {
     // The host work starts while the ledger write is in flight; the answer waits for it. A crash
     // in between leaves host objects no ledger claims, which start-up removes as orphans, and
     // Nexus, having had no answer, asks again.
-    const durable = this.ctx.commit();
+    const durable = this.#write();
     if (action !== null) this.#act(action);
     try {
       await durable;
@@ -150,11 +162,10 @@ export class Instance {
    * state reported to Nexus), and one that is missing or half-made is completed.
    */
   resume(): void {
-    // The monitor reports an observation to Nexus before its ledger write lands (so Nexus hears
-    // it without waiting for a fsync), and waits for that write before the next one: a crash
-    // can lose at most that one generation. Skipping one keeps every later report newer than
-    // anything Nexus has seen.
-    this.states.current = { ...this.states.current, gen: this.states.current.gen + 1 };
+    // Reports may have run ahead of the ledger's runtime, never past reported_gen_limit:
+    // continuing above it keeps every later report newer than anything Nexus has seen.
+    const limit = this.record.reported_gen_limit ?? this.states.current.gen + 1;
+    this.states.current = { ...this.states.current, gen: Math.max(this.states.current.gen, limit) + 1 };
     this.#record();
     const state = this.states.current.run_state;
     const desired = this.states.desired?.run_state ?? null;
@@ -194,6 +205,15 @@ export class Instance {
   #record(): void {
     this.record.runtime = this.states.current;
     this.record.desired = this.states.desired;
+    this.record.reported_gen_limit = Math.max(this.record.reported_gen_limit ?? 0, this.states.current.gen + GEN_LEASE);
+  }
+
+  /** A ledger write of the record as it is now; once durable, its reported_gen_limit is too. */
+  #write(): Promise<void> {
+    const limit = this.record.reported_gen_limit ?? 0;
+    return this.ctx.commit().then(() => {
+      this.#durableGenLimit = Math.max(this.#durableGenLimit, limit);
+    });
   }
 
   #act(action: InstanceAction): void {
@@ -236,7 +256,7 @@ export class Instance {
   /** Makes the record durable, unless the agent is shutting down (the ledger stays as it was). */
   async #commit(): Promise<void> {
     if (this.#closed) return;
-    await this.ctx.commit();
+    await this.#write();
   }
 
   /** Tells Nexus the current state (ordered, coalesced, retried by the notifier). */
@@ -247,16 +267,17 @@ export class Instance {
   }
 
   /**
-   * Records an observed state and reports it. Nexus hears it at once; its ledger write goes on
-   * behind, and the next observation waits for it first, so at most one reported state is ever
-   * not yet durable (resume() allows for that one).
+   * Records an observed state and reports it. Nexus hears it without waiting for the ledger
+   * write, as long as its generation is within a reported_gen_limit already on disk (the
+   * request's write put it GEN_LEASE ahead); only past that does the report wait for the write
+   * that raises it. So a crash never loses a generation Nexus has seen (see resume()).
    */
   async #observe(observed: PropolisInstanceState): Promise<InstanceAction | null> {
-    await this.#durable;
     const action = this.states.observeTransition(observed);
     this.#record();
+    const written = this.#commit().catch((err: unknown) => this.log.error({ err }, 'cannot record an observed state'));
+    if (this.states.current.gen > this.#durableGenLimit) await written;
     this.#report();
-    this.#durable = this.#commit().catch((err: unknown) => this.log.error({ err }, 'cannot record an observed state'));
     return action;
   }
 

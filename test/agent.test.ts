@@ -2,9 +2,11 @@
 // lifecycle, what reaches the host (zone, VNICs, address, Propolis with the real properties),
 // what reaches Nexus, failures at every phase, Nexus being down, and restarts.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { GEN_LEASE } from '../src/instance.js';
+import { Ledger } from '../src/ledger.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { expectSchema } from './support/contract.js';
 import {
@@ -262,6 +264,67 @@ describe('failures', () => {
     await t.running.agent.instances.idle();
     const after = t.nexus.matching('PUT', `/instances/${id}`);
     expect(after.at(-1)!.body.gen).toBe(Math.max(...after.map((r) => r.body.gen)));
+  });
+});
+
+describe('generations reported ahead of the ledger', () => {
+  /** The instance's record as the ledger on disk has it now. */
+  const onDisk = (t: TestAgent, id: string) =>
+    JSON.parse(readFileSync(join(t.config.data_dir, 'instances.json'), 'utf8')).instances[id] as
+      { runtime: { gen: number }; reported_gen_limit?: number } | undefined;
+
+  it('reports without waiting for the ledger write, but never past the limit already on disk', async () => {
+    // Every ledger write takes 150 ms more here, so reports and writes visibly overlap.
+    const original = Ledger.prototype.commit;
+    Ledger.prototype.commit = async function slowCommit(this: Ledger<unknown>) {
+      await new Promise((r) => setTimeout(r, 150));
+      return original.call(this);
+    };
+    try {
+      t = await startTestAgent();
+      const id = randomUUID();
+      const runtime = realRuntime();
+      const seen: Array<{ state: string; gen: number; diskGen: number; diskLimit: number }> = [];
+      t.nexus.respond = (rec) => {
+        if (instancePuts(id)(rec)) {
+          const record = onDisk(t!, id);
+          seen.push({
+            state: rec.body.run_state, gen: rec.body.gen,
+            diskGen: record?.runtime.gen ?? 0, diskLimit: record ? record.reported_gen_limit ?? record.runtime.gen + 1 : 0,
+          });
+        }
+        return { status: 204 };
+      };
+      await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+      const first = await nexusSees(t.nexus, id, 'running');
+      await t.request('PUT', `/instances/${id}`, ensureBody('reboot', runtime));
+      await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running' && r.body.gen > first.body.gen, 20_000);
+      expect(seen.length).toBeGreaterThanOrEqual(3);
+      // The safety rule: Nexus never hears a generation the ledger on disk does not cover.
+      expect(seen.filter((r) => r.gen > r.diskLimit)).toEqual([]);
+      // And the point of it: during the reboot, reports ran more than one generation ahead of
+      // the runtime on disk (waiting for each write allows one at most).
+      expect(Math.max(...seen.map((r) => r.gen - r.diskGen))).toBeGreaterThanOrEqual(2);
+    } finally {
+      Ledger.prototype.commit = original;
+    }
+  });
+
+  it('continues above the limit on disk after a restart, so Nexus never sees an old generation again', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    const before = await nexusSees(t.nexus, id, 'running');
+    const count = t.nexus.matching('PUT', `/instances/${id}`).length;
+    await t.stop();
+    const limit = onDisk(t, id)!.reported_gen_limit!;
+    expect(limit).toBe(before.body.gen + GEN_LEASE);
+
+    t = await t.restart();
+    const again = await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.filter(instancePuts(id)).indexOf(r) >= count);
+    expect(again.body.run_state).toBe('running');
+    expect(again.body.gen).toBeGreaterThan(limit);
   });
 });
 
