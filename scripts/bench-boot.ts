@@ -588,6 +588,8 @@ interface FloorSpec {
 /** Idle time standing in for the host steps before the Propolis phase (the connections go cold as in a real run). */
 const FLOOR_GAP_MS = 50;
 const FLOOR_SAMPLES = 12;
+/** N = 1 is measured on this many instances, each alone, one after another (one sample says little). */
+const N1_ROUNDS = 5;
 
 /**
  * The part of the overhead no agent can avoid on this machine: the HTTP exchanges the wire
@@ -684,7 +686,7 @@ async function floorAlone(driver: Driver, latencies: SimLatencies, deadlineMs: n
 }
 
 /**
- * The floor under a run's own timing: every instance of the run, at once as in the run, each
+ * The floor under a run's own timing: every instance of the run, sent as in the run, each
  * reaching the Propolis phase as long after acceptance as it did in the run and its VM booting
  * as long as the sim drew. What the run's overhead has above this is the agent's (and the sim
  * host's) own work, queueing included.
@@ -696,8 +698,10 @@ async function floorReplay(run: RunResult, driver: Driver, latencies: SimLatenci
     gapMs: Math.max(0, i.marks['phase:propolis']! - (i.segments.accept ?? 0)),
     vmBootMs: i.modelledBySegment?.propolis ?? latencies.vmBoot,
   }));
-  const { floors, problems } = await transportFloor(driver, latencies, deadlineMs, [specs]);
-  const pairs = done.map((i, k) => ({ overhead: i.overheadMs!, floor: floors[0]![k] ?? null })).filter((p): p is { overhead: number; floor: number } => p.floor !== null);
+  // As the run sent them: N at once, or (N = 1) one after another.
+  const { floors, problems } = await transportFloor(driver, latencies, deadlineMs, run.n === 1 ? specs.map((spec) => [spec]) : [specs]);
+  const flat = floors.flat();
+  const pairs = done.map((i, k) => ({ overhead: i.overheadMs!, floor: flat[k] ?? null })).filter((p): p is { overhead: number; floor: number } => p.floor !== null);
   return {
     n: run.n,
     floor: stats(pairs.map((p) => p.floor)),
@@ -723,6 +727,8 @@ interface RunSetup {
   latencies: SimLatencies;
   jitter: number;
   quiet?: boolean;
+  /** N = 1 only: how many instances, each alone, one after another (default 1). */
+  rounds?: number;
 }
 
 async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger): Promise<{ host: Host; sim: SimHost | null }> {
@@ -741,7 +747,7 @@ async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger):
       // The simulated host and its Propolis servers log warnings only: their logging is not the agent's.
       logger: simLog,
     });
-    if (!setup.options.propolisOnDemand) await sim.prestartPropolis(setup.n);
+    if (!setup.options.propolisOnDemand) await sim.prestartPropolis(setup.n * (setup.n === 1 ? setup.rounds ?? 1 : 1));
     return { host: sim, sim };
   }
   const host = await openHost(config, log);
@@ -819,9 +825,13 @@ async function run(setup: RunSetup): Promise<RunResult> {
     const agent = running.agent;
     await running.registered;
     await agent.storage.start();
-    say(`agent on ${running.address} (${host.kind} host), Nexus recorder on ${nexus}; sending ${n} PUTs`);
+    // N = 1 is one sample per instance: several instances, each alone, one after another.
+    const rounds = n === 1 ? setup.rounds ?? 1 : 1;
+    const total = n * rounds;
+    say(`agent on ${running.address} (${host.kind} host), Nexus recorder on ${nexus}; sending ${n} PUT${n === 1 ? '' : 's'}`
+      + `${rounds > 1 ? `, ${rounds} times one after another` : ''}`);
 
-    const bodies = Array.from({ length: n }, (_, i) => instanceBody(i, options.subnet, config));
+    const bodies = Array.from({ length: total }, (_, i) => instanceBody(i, options.subnet, config));
     const commitsBefore = ledgerCommits.length;
     const fsyncsBefore = fsyncs.length;
     const cpu0 = mainThreadCpuMs();
@@ -843,12 +853,18 @@ async function run(setup: RunSetup): Promise<RunResult> {
         const last = [...m.keys()].at(-1)!;
         counts.set(last, (counts.get(last) ?? 0) + 1);
       }
-      const waiting = n - phases.size;
+      const waiting = total - phases.size;
       const parts = [...(waiting > 0 ? [`not started ${waiting}`] : []), ...[...counts].map(([p, c]) => `${p} ${c}`)];
       say(`${(ms(process.hrtime.bigint() - t0) / 1000).toFixed(1)} s: ${parts.join(', ')}`);
     }, 1000);
     calls.length = 0;
-    const { results, timedOut } = await driver.go(dialable(running.address), bodies.map(({ id, body }) => ({ id, body })), options.deadlineMs);
+    let results: DriverResult[] = [];
+    let timedOut = false;
+    for (let round = 0; round < rounds && !timedOut; round++) {
+      const batch = bodies.slice(round * n, (round + 1) * n);
+      // The recorder answers with every instance it has seen since it started.
+      ({ results, timedOut } = await driver.go(dialable(running.address), batch.map(({ id, body }) => ({ id, body })), options.deadlineMs));
+    }
     const wallMs = ms(process.hrtime.bigint() - t0);
     clearInterval(progress);
     progress = null;
@@ -941,7 +957,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
 
     const missing = instances.filter((i) => i.totalMs === null);
     if (timedOut || missing.length > 0) {
-      problems.push(`${missing.length} of ${n} instance(s) did not reach running at Nexus within ${options.deadlineMs / 1000} s`);
+      problems.push(`${missing.length} of ${total} instance(s) did not reach running at Nexus within ${options.deadlineMs / 1000} s`);
       for (const i of missing.slice(0, 10)) {
         const lastPhase = Object.keys(i.marks).filter((k) => k.startsWith('phase:')).at(-1) ?? '(no phase started)';
         const lastNexus = Object.keys(i.marks).filter((k) => k.startsWith('nexus:')).at(-1) ?? '(nothing at Nexus)';
@@ -987,14 +1003,14 @@ async function run(setup: RunSetup): Promise<RunResult> {
       },
       mainThread: {
         cpuMs: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0,
-        cpuMsPerInstance: cpu0 === null || cpu1 === null ? null : round((cpu1 - cpu0) / n, 2),
+        cpuMsPerInstance: cpu0 === null || cpu1 === null ? null : round((cpu1 - cpu0) / total, 2),
         eventLoopUtilization: round(elu.utilization, 4),
         eventLoopDelayP99Ms: round(eld.percentile(99) / 1e6),
         eventLoopDelayMaxMs: round(eld.max / 1e6),
       },
       instances,
     };
-    say(`${done.length}/${n} running at Nexus after ${(wallMs / 1000).toFixed(2)} s${problems.length > 0 ? ' (FAILED)' : ''}`);
+    say(`${done.length}/${total} running at Nexus after ${(wallMs / 1000).toFixed(2)} s${problems.length > 0 ? ' (FAILED)' : ''}`);
 
     if (options.host === 'illumos') await destroyAll(running, instances, options.deadlineMs, say);
     return result;
@@ -1261,7 +1277,7 @@ async function main(): Promise<number> {
     }
     for (const n of options.counts) {
       for (const mode of options.modes) {
-        const r = await run({ mode, n, options, driver, latencies, jitter });
+        const r = await run({ mode, n, options, driver, latencies, jitter, rounds: N1_ROUNDS });
         runs.push(r);
         printRun(r, modelled);
         if (modelled && mode === 'event' && r.ok) {
