@@ -474,7 +474,8 @@ export class SimHost implements Host {
   /** Per configured zone: aborted when the zone is deleted (pending install/uninstall fail). */
   private readonly life = new Map<string, AbortController>();
   private readonly listeners = new Set<(event: ZoneStateEvent) => void>();
-  private readonly waiters = new Set<Waiter>();
+  /** Pending waits by zone: a change re-checks only its own zone's. */
+  private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly closeCtl = new AbortController();
 
   private started: Promise<void> | null = null;
@@ -615,7 +616,7 @@ export class SimHost implements Host {
     if (this.kernel.has(name)) await this.leaveKernel(rec, 0);
     this.zoneMap.delete(name);
     this.syncZones();
-    this.notify();
+    this.notify(name);
     await this.persist();
   }
 
@@ -645,7 +646,7 @@ export class SimHost implements Host {
     delete rec.vms[key];
     const inst = this.instance(rec, key);
     if (inst) inst.state = 'maintenance';
-    this.notify();
+    this.notify(zone);
     await this.persist();
   }
 
@@ -784,8 +785,8 @@ export class SimHost implements Host {
   }
 
   /** A change from a timer (no caller to tell): saved, and waits re-checked. */
-  private changed(): void {
-    this.notify();
+  private changed(zone: string): void {
+    this.notify(zone);
     void this.persist().catch(() => {});
   }
 
@@ -883,14 +884,18 @@ export class SimHost implements Host {
         this.log.error({ err }, 'a zone event listener threw');
       }
     }
-    this.notify();
+    this.notify(rec.spec.name);
   }
 
-  private notify(): void {
-    for (const w of [...this.waiters]) w.check();
+  /** Re-checks the waits on `zone`, or on every zone. */
+  private notify(zone?: string): void {
+    const sets = zone === undefined ? [...this.waiters.values()] : [this.waiters.get(zone)];
+    for (const set of sets) {
+      if (set !== undefined) for (const w of [...set]) w.check();
+    }
   }
 
-  private wait<T>(what: string, options: WaitOptions, evaluate: () => { value: T } | { error: Error } | null): Promise<T> {
+  private wait<T>(zone: string, what: string, options: WaitOptions, evaluate: () => { value: T } | { error: Error } | null): Promise<T> {
     const { timeoutMs, signal } = options ?? ({} as WaitOptions);
     if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
       return Promise.reject(Object.assign(new TypeError('timeoutMs must be a finite number >= 0'), { code: 'ERR_INVALID_ARG_VALUE' }));
@@ -901,7 +906,9 @@ export class SimHost implements Host {
     if (first !== null) return 'value' in first ? Promise.resolve(first.value) : Promise.reject(first.error);
     return new Promise<T>((resolve, reject) => {
       const cleanup = (): void => {
-        this.waiters.delete(waiter);
+        const set = this.waiters.get(zone);
+        set?.delete(waiter);
+        if (set?.size === 0) this.waiters.delete(zone);
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         this.closeCtl.signal.removeEventListener('abort', onClose);
@@ -927,7 +934,9 @@ export class SimHost implements Host {
         cleanup();
         reject(hostError('ETIMEDOUT', `timed out after ${timeoutMs} ms waiting for ${what}`));
       }, Math.min(timeoutMs, MAX_TIMER_MS));
-      this.waiters.add(waiter);
+      let set = this.waiters.get(zone);
+      if (set === undefined) this.waiters.set(zone, (set = new Set()));
+      set.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.closeCtl.signal.addEventListener('abort', onClose, { once: true });
     });
@@ -949,7 +958,7 @@ export class SimHost implements Host {
     validateZoneName(zone);
     await this.opened();
     const gone = this.goneCheck(zone);
-    return this.wait(`zone ${zone} to be running`, options, () => {
+    return this.wait(zone, `zone ${zone} to be running`, options, () => {
       const g = gone();
       if ('error' in g) return g;
       return g.rec.state === 'running' ? { value: undefined } : null;
@@ -964,7 +973,7 @@ export class SimHost implements Host {
     }
     await this.opened();
     const gone = this.goneCheck(zone);
-    return this.wait(`${fmri} in zone ${zone} to be ${states.join(' or ')}`, options, () => {
+    return this.wait(zone, `${fmri} in zone ${zone} to be ${states.join(' or ')}`, options, () => {
       const g = gone();
       if ('error' in g) return g;
       if (g.rec.state !== 'running') return null;
@@ -1078,7 +1087,7 @@ export class SimHost implements Host {
     await this.sleep(this.lat('install', name, 'zone install'), this.lifeSignal(name));
     rec.state = 'installed';
     rec.services = imageServices(image);
-    this.notify();
+    this.notify(name);
     await this.persist();
   }
 
@@ -1094,7 +1103,7 @@ export class SimHost implements Host {
     rec.state = 'configured';
     rec.image = null;
     rec.services = {};
-    this.notify();
+    this.notify(name);
     await this.persist();
   }
 
@@ -1121,7 +1130,7 @@ export class SimHost implements Host {
     this.life.delete(name);
     this.zoneMap.delete(name);
     this.syncZones();
-    this.notify();
+    this.notify(name);
     await this.persist();
   }
 
@@ -1158,7 +1167,7 @@ export class SimHost implements Host {
       }
     }
     this.emit(rec, rt.zoneid, 'ready', 'running');
-    this.changed();
+    this.changed(rec.spec.name);
   }
 
   private async haltZone(name: string): Promise<void> {
@@ -1245,7 +1254,7 @@ export class SimHost implements Host {
         const deferred = rt.afterNetwork.splice(0);
         for (const fn of deferred) fn();
       }
-      this.changed();
+      this.changed(rec.spec.name);
     };
     const go = (): void => {
       if (propolis) {
@@ -1541,7 +1550,7 @@ export class SimHost implements Host {
       if (service === PROPOLIS_SERVICE) await this.stopPropolis(rec, rt, fmri);
       inst.state = 'disabled';
     }
-    this.notify();
+    this.notify(rec.spec.name);
     return '';
   }
 
