@@ -126,6 +126,8 @@ export class InstanceManager {
       desired: null,
       guest_vnics: [],
       control_vnic: null,
+      // The entry replaced by an intra-sled migration may have reported generations this far.
+      ...(existing?.record.reported_gen_limit === undefined ? {} : { reported_gen_limit: existing.record.reported_gen_limit }),
     };
     const instance = this.#make(record, false);
     this.#instances.set(id, instance);

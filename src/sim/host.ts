@@ -887,12 +887,10 @@ export class SimHost implements Host {
     this.notify(rec.spec.name);
   }
 
-  /** Re-checks the waits on `zone`, or on every zone. */
-  private notify(zone?: string): void {
-    const sets = zone === undefined ? [...this.waiters.values()] : [this.waiters.get(zone)];
-    for (const set of sets) {
-      if (set !== undefined) for (const w of [...set]) w.check();
-    }
+  /** Re-checks the waits on `zone` (every wait is about one zone). */
+  private notify(zone: string): void {
+    const set = this.waiters.get(zone);
+    if (set !== undefined) for (const w of [...set]) w.check();
   }
 
   private wait<T>(zone: string, what: string, options: WaitOptions, evaluate: () => { value: T } | { error: Error } | null): Promise<T> {
