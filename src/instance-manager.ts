@@ -137,7 +137,7 @@ export class InstanceManager {
       // A no-op request (to a state it is already in) wrote nothing; the sled now has it.
       if (state.gen === initial.runtime.gen) await this.ledger.commit();
       // A migration target must have its Propolis up to receive the VM, whatever the request said.
-      if (migrate !== null) instance.resume();
+      if (migrate !== null) instance.converge();
       return state;
     } catch (err) {
       // Refused (a 400), or not recorded (a 500, after undoing what it started): the sled never had it.

@@ -157,16 +157,23 @@ export class Instance {
   }
 
   /**
-   * After a restart: bring the instance back to what the ledger says it should be. Provisioning
-   * is idempotent, so a zone still running is adopted as it is (Propolis re-attached, current
-   * state reported to Nexus), and one that is missing or half-made is completed.
+   * After a restart: bring the instance back to what the ledger says it should be (converge()).
+   * Reports may have run ahead of the ledger's runtime, never past reported_gen_limit:
+   * continuing above it keeps every later report newer than anything Nexus has seen.
    */
   resume(): void {
-    // Reports may have run ahead of the ledger's runtime, never past reported_gen_limit:
-    // continuing above it keeps every later report newer than anything Nexus has seen.
     const limit = this.record.reported_gen_limit ?? this.states.current.gen + 1;
     this.states.current = { ...this.states.current, gen: Math.max(this.states.current.gen, limit) + 1 };
     this.#record();
+    this.converge();
+  }
+
+  /**
+   * Brings the host to what the record says. Provisioning is idempotent, so a zone still running
+   * is adopted as it is (Propolis re-attached, current state reported to Nexus), and one that is
+   * missing or half-made is completed; a migration target is provisioned for the VM to arrive.
+   */
+  converge(): void {
     const state = this.states.current.run_state;
     const desired = this.states.desired?.run_state ?? null;
     if (desired === 'stopped' || desired === 'destroyed' || state === 'stopping') {

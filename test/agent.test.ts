@@ -95,6 +95,40 @@ describe('instance lifecycle', () => {
     await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running' && r.body.gen > first.body.gen + 1, 20_000);
   });
 
+  it('provisions a migration target: zone and Propolis with the migrate request, no Run, Nexus told as it arrives', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const migrationId = randomUUID();
+    const srcPropolis = randomUUID();
+    const runtime = realRuntime({ run_state: 'migrating', migration_id: migrationId });
+    runtime.dst_propolis_id = runtime.propolis_id;
+    const body = {
+      ...ensureBody('migrating', runtime),
+      target: { run_state: 'migrating', migration_params: { migration_id: migrationId, dst_propolis_id: runtime.propolis_id } },
+      migrate: { src_propolis_id: srcPropolis, src_propolis_addr: '[fd00:1122:3344:102::10]:12400' },
+    };
+    const res = await t.request('PUT', `/instances/${id}`, body);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ run_state: 'migrating', migration_id: migrationId, gen: runtime.gen });
+    const zone = zoneOf(runtime.propolis_id as string);
+    const deadline = Date.now() + 20_000;
+    while (t.host.propolisFor(zone)?.snapshot().request == null) {
+      if (Date.now() > deadline) throw new Error(`no Propolis instance in ${zone}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const propolis = t.host.propolisFor(zone)!;
+    expect(propolis.snapshot().request?.migrate).toEqual({
+      migration_id: migrationId, src_addr: '[fd00:1122:3344:102::10]:12400', src_uuid: srcPropolis,
+    });
+    // The VM comes from the source: the agent does not Run it.
+    expect(propolis.state).toBe('Creating');
+    // As it arrives (Propolis migrating, then running), Nexus hears it, one generation at a time.
+    propolis.forceState('Migrating');
+    propolis.forceState('Running');
+    const running = await nexusSees(t.nexus, id, 'running');
+    expect(running.body.gen).toBe(runtime.gen + 1);
+  });
+
   it('refuses what the original panicked on or got wrong, with a 400 and the envelope, and stays up', async () => {
     t = await startTestAgent();
     const noAddr = await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('running', realRuntime({ propolis_addr: null })));
