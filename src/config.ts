@@ -67,6 +67,8 @@ export const AgentConfigSchema = Type.Object({
     /** Absolute: a bare name would be looked up on PATH, which the agent should not trust. */
     zoneadm: Type.Optional(Type.String({ pattern: '^/' })),
     zlogin: Type.Optional(Type.String({ pattern: '^/' })),
+    /** illumos host: where the global zone's ipadm is (default /usr/sbin). */
+    sbin: Type.Optional(Type.String({ pattern: '^/' })),
   }, { additionalProperties: false }),
   zones: Type.Object({
     /** The dataset holding the zonepaths and its mountpoint (reference §8: rpool/zone at /zone). */
@@ -74,6 +76,11 @@ export const AgentConfigSchema = Type.Object({
     root: Type.String({ minLength: 2, pattern: '^/' }),
     /** The etherstub control VNICs go over. */
     control_link: Type.String({ minLength: 1, maxLength: 31 }),
+    /**
+     * The global zone's VNIC on that etherstub (reference §8: underlay0): it carries the sled's
+     * underlay address (`<vnic>/sled6`) and services' gz_addresses, the zones' gateways.
+     */
+    underlay_vnic: Type.String({ minLength: 1, maxLength: 31 }),
     /** Deadline for each readiness wait (zone running, a service online, Propolis up). */
     ready_timeout_ms: Ms(),
   }, { additionalProperties: false }),
@@ -112,7 +119,7 @@ export function agentConfigDefaults(): Omit<AgentConfig, 'id' | 'nexus_address'>
       links: ['stub0', 'net0'],
       pool_size: 2 ** 40,
     },
-    zones: { dataset: 'rpool/zone', root: '/zone', control_link: 'stub0', ready_timeout_ms: 5 * 60_000 },
+    zones: { dataset: 'rpool/zone', root: '/zone', control_link: 'stub0', underlay_vnic: 'underlay0', ready_timeout_ms: 5 * 60_000 },
     instances: { readiness: 'event', image_id: NIL_UUID, bootrom_id: NIL_UUID, propolis_port: 12400 },
     updates: { artifact_dir: '/var/tmp/zones' },
     nexus: { timeout_ms: 10_000, backoff_initial_ms: 250, backoff_max_ms: 30_000 },

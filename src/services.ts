@@ -18,7 +18,7 @@ import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { conflict, invalidRequest } from './common/errors.js';
 import type { Host } from './host/index.js';
-import { isHostError } from './host/index.js';
+import { GLOBAL_ZONE, isHostError } from './host/index.js';
 import {
   routeAddDefault6, siteManifest, svcadmEnable, svccfgAddPg, svccfgImport, svccfgRefresh, svccfgSetProp, zoneImage,
 } from './host/commands.js';
@@ -72,6 +72,8 @@ export interface ServiceManagerOptions {
   wait: Omit<ReadinessOptions, 'signal'>;
   /** The sled's underlay IPv6 address: the zones' default route when a request names no gz_address. */
   underlayAddress?: string;
+  /** The global zone's VNIC gz_addresses go on (`<vnic>/<service name without - and _>`), e.g. "underlay0". */
+  underlayVnic: string;
 }
 
 export interface ResumeSummary {
@@ -234,11 +236,11 @@ export class ServiceManager {
       // list is configured in the zone. RSS sends one address per service, so it does not bite.
       for (const address of s.addresses) await ensureAddress(host, zone, s.control_vnic, `${address}/64`);
 
-      // Global-zone addresses (the original's `underlay0/<name without - and _>`) are plumbed in
-      // the global zone, which the Host interface deliberately does not reach: it manages zones,
-      // VNICs and datasets only. They are on file (and in the superset rule) but not applied here.
-      if (s.gz_addresses.length > 0) {
-        log.warn({ gz_addresses: s.gz_addresses }, 'global-zone addresses are recorded but not applied on this host');
+      // Global-zone addresses: `<underlay vnic>/<name without - and _>` (reference §10 step 3),
+      // the zone's gateway below. As in the original they share one addrobj per service, so the
+      // last of several wins (RSS sends one).
+      for (const address of s.gz_addresses) {
+        await ensureAddress(host, GLOBAL_ZONE, this.#options.underlayVnic, `${address}/64`, { name: s.name.replace(/[-_]/g, '') });
       }
 
       const gateway = s.gz_addresses[0] ?? this.#options.underlayAddress;

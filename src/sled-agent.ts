@@ -8,7 +8,7 @@ import { formatSocketAddr, parseSocketAddr } from './common/address.js';
 import { NexusNotifier } from './common/nexus-notifier.js';
 import type { AgentConfig } from './config.js';
 import { DiskManager } from './disk-manager.js';
-import type { Host } from './host/index.js';
+import { GLOBAL_ZONE, type Host } from './host/index.js';
 import { agentRoutes } from './http-entrypoints.js';
 import { isOwnedVnicName } from './illumos/vnic.js';
 import { InstanceManager } from './instance-manager.js';
@@ -21,7 +21,7 @@ import { serviceUnavailable } from './common/errors.js';
 import { ServiceManager } from './services.js';
 import { StorageManager } from './storage-manager.js';
 import { downloadArtifact } from './updates.js';
-import { removeZone, VnicNames, ZONE_PREFIX } from './zone.js';
+import { ensureAddress, removeZone, VnicNames, ZONE_PREFIX } from './zone.js';
 
 export interface StartupSummary {
   adopted: string[];
@@ -77,6 +77,7 @@ export class SledAgent {
     const underlay = config.underlay_address === undefined ? {} : { underlayAddress: config.underlay_address };
     const services = await ServiceManager.open({
       host, log, ledgerPath: join(config.data_dir, 'services.json'), vnics, zoneRoot, controlLink, wait, ...underlay,
+      underlayVnic: config.zones.underlay_vnic,
     });
     const storage = await StorageManager.open({
       host, log, dataDir: config.data_dir, sledId: config.id, zpools: config.zpools, nexus, notifier, vnics,
@@ -98,6 +99,24 @@ export class SledAgent {
     if (mountpoint !== root) {
       throw new Error(`dataset ${dataset} exists with mountpoint ${mountpoint ?? '(none)'}, not ${root}; `
         + `set it (zfs set mountpoint=${root} ${dataset}) or point zones.dataset/zones.root elsewhere`);
+    }
+  }
+
+  /**
+   * Reference §8 steps 3.1 and 3.3: the global zone's VNIC on the etherstub (underlay0), and on
+   * it the sled's underlay address as `<vnic>/sled6`, the gateway of zones that name no other.
+   */
+  async ensureUnderlay(): Promise<void> {
+    const { host, log } = this;
+    const { underlay_vnic: vnic, control_link: link } = this.config.zones;
+    if (!(await host.links.linkExists(vnic))) {
+      await host.links.createVnic({ name: vnic, link });
+      log.info({ vnic, link }, 'underlay VNIC created');
+    }
+    const address = this.config.underlay_address;
+    if (address !== undefined) {
+      await ensureAddress(host, GLOBAL_ZONE, vnic, `${address}/64`, { name: 'sled6' });
+      log.info({ addrobj: `${vnic}/sled6`, address }, 'sled underlay address in the global zone');
     }
   }
 
@@ -186,6 +205,7 @@ export async function agentApp(agent: SledAgent | null, log: Logger, bodyLimit =
 export async function startAgent(config: AgentConfig, host: Host, log: Logger, options: SledAgentOptions = {}): Promise<RunningAgent> {
   const agent = await SledAgent.open(config, host, log, options);
   await agent.ensureZoneDataset();
+  await agent.ensureUnderlay();
   const summary = await agent.reconcile();
   const app = await agentApp(agent, log, config.dropshot.request_body_max_bytes);
   const bind = parseSocketAddr(config.dropshot.bind_address);

@@ -186,11 +186,12 @@ export async function ensureZoneRunning(
 }
 
 /**
- * Ensures `<vnic>/omicron6` is `cidr` in the zone (link-local first, as the original does).
+ * Ensures `<vnic>/<name>` (default `omicron6`) is `cidr` in the zone, link-local first as the
+ * original does; in GLOBAL_ZONE, the sled's own addresses on its underlay VNIC.
  * `fresh`: the zone was just booted, so its (temporary) addresses are known to be none.
  */
-export async function ensureAddress(host: Host, zone: string, vnic: string, cidr: string, options: { fresh?: boolean } = {}): Promise<void> {
-  const addrobj = `${vnic}/${ADDROBJ_STATIC6}`;
+export async function ensureAddress(host: Host, zone: string, vnic: string, cidr: string, options: { fresh?: boolean; name?: string } = {}): Promise<void> {
+  const addrobj = `${vnic}/${options.name ?? ADDROBJ_STATIC6}`;
   let current: string | null = null;
   if (!options.fresh) {
     try {

@@ -39,6 +39,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       addon,
       zoneadm: join(FAKE_BIN_DIR, 'zoneadm'),
       zlogin: join(FAKE_BIN_DIR, 'zlogin'),
+      sbin: FAKE_BIN_DIR,
       resolveImage: (image) => join(dir, basename(image)),
       reachable: (zone) => {
         reached.push(zone);
@@ -49,6 +50,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       data_dir: join(dir, 'var-oxide'),
       host: { backend: 'illumos' },
       zones: { control_link: 'net0', ready_timeout_ms: 20_000 },
+      underlay_address: 'fd00:1122:3344:101::1',
     }), 'test');
     const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
     try {
@@ -62,6 +64,10 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       const running = await nexusSees(nexus, id, 'running', 30_000);
       expectSchema('nexus-internal.json', 'InstanceRuntimeState', running.body);
       expect(reached).toContain(zone);
+
+      // The global zone's underlay VNIC with the sled's address, through the fake ipadm.
+      expect((await host.links.listVnics()).find((v) => v.name === 'underlay0')?.link).toBe('net0');
+      expect((await host.zones.exec('global', ['ipadm', 'show-addr', '-p', '-o', 'ADDR', 'underlay0/sled6'])).stdout).toBe('fd00:1122:3344:101::1/64\n');
 
       // What the fake kernel and the zone's SMF now hold.
       expect((await host.zones.list()).find((z) => z.name === zone)?.state).toBe('running');

@@ -400,6 +400,19 @@ describe('restart', () => {
     expect(t.running.summary.removedVnics).toEqual(['oxStray3']);
     const zones = (await t.host.zones.list()).map((z) => z.name);
     expect(zones).toEqual(['not-ours']);
-    expect((await t.host.links.listVnics()).map((v) => v.name)).toEqual([]);
+    // The global zone's underlay VNIC is not an orphan.
+    expect((await t.host.links.listVnics()).map((v) => v.name)).toEqual(['underlay0']);
+  });
+
+  it('makes the underlay VNIC and puts the sled\'s underlay address on it in the global zone, once', async () => {
+    t = await startTestAgent({ config: { underlay_address: 'fd00:1122:3344:101::1' } });
+    const show = (obj: string) => t!.host.zones.exec('global', ['ipadm', 'show-addr', '-p', '-o', 'ADDR', obj]);
+    expect((await t.host.links.listVnics()).map((v) => [v.name, v.link])).toEqual([['underlay0', 'stub0']]);
+    expect((await show('underlay0/sled6')).stdout).toBe('fd00:1122:3344:101::1/64\n');
+    expect((await show('underlay0/linklocal')).stdout).toMatch(/^fe80::/);
+    // A restart finds both in place and changes nothing.
+    t = await t.restart();
+    expect((await show('underlay0/sled6')).stdout).toBe('fd00:1122:3344:101::1/64\n');
+    expect((await t.host.links.listVnics()).map((v) => v.name)).toEqual(['underlay0']);
   });
 });

@@ -45,6 +45,7 @@ async function openHost(extra: Partial<IllumosHostOptions> = {}) {
     addon,
     zoneadm: join(FAKE_BIN_DIR, 'zoneadm'),
     zlogin: join(FAKE_BIN_DIR, 'zlogin'),
+    sbin: FAKE_BIN_DIR,
     commandTimeoutMs: 15_000,
     resolveImage: (image) => join(images, basename(image)),
     ...extra,

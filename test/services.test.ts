@@ -46,13 +46,21 @@ async function openEnv(dir?: string): Promise<Env> {
   dir ??= await tempDir();
   const sim = await SimHost.open({ stateDir: join(dir, 'host'), links: ['stub0'], pools: [] });
   cleanup.push(() => sim.close());
+  // The global zone's VNIC on the etherstub, as the agent makes it at start-up (ensureUnderlay).
+  if (!(await sim.links.linkExists('underlay0'))) await sim.links.createVnic({ name: 'underlay0', link: 'stub0' });
   const ch = countingHost(sim);
   const vnics = new VnicNames();
   const ledgerPath = join(dir, 'services.json');
   const manager = await ServiceManager.open({
     host: ch.host, log, ledgerPath, vnics, zoneRoot: '/zone', controlLink: 'stub0', wait: WAIT, underlayAddress: UNDERLAY,
+    underlayVnic: 'underlay0',
   });
   return { dir, sim, ch, vnics, ledgerPath, manager };
+}
+
+/** The VNICs on the host but the global zone's underlay0 (which openEnv makes). */
+async function serviceVnics(sim: SimHost) {
+  return (await sim.links.listVnics()).filter((v) => v.name !== 'underlay0');
 }
 
 async function rejection(p: Promise<unknown>): Promise<ApiError> {
@@ -90,7 +98,7 @@ describe('ServiceManager.ensure', () => {
       expect(config.datasets).toEqual([]);
       expect(config.zonepath).toBe(`/zone/oxz_${name}`);
     }
-    expect((await env.sim.links.listVnics()).map((v) => [v.name, v.link]).sort())
+    expect((await serviceVnics(env.sim)).map((v) => [v.name, v.link]).sort())
       .toEqual([...vnicOf.values()].map((v) => [v, 'stub0']).sort());
     expect(env.manager.claimedZones()).toEqual(new Map([
       ['oxz_nexus', [vnicOf.get('nexus')]], ['oxz_oximeter', [vnicOf.get('oximeter')]],
@@ -116,7 +124,13 @@ describe('ServiceManager.ensure', () => {
       dns_address: `[${DNS.addresses[0]}]:53`,
     });
     expect(rec.routes).toEqual([DNS.gz_addresses![0]]);
-    // gz_addresses are recorded, not applied (the Host does not reach the global zone).
+    // The gateway exists: the gz_address is on the underlay VNIC in the global zone, with its link-local.
+    expect(env.ch.calls.exec).toContainEqual({
+      zone: 'global', argv: ['ipadm', 'create-addr', '-t', '-T', 'static', '-a', `${DNS.gz_addresses![0]}/64`, 'underlay0/internaldns'],
+    });
+    expect((await env.sim.zones.exec('global', ['ipadm', 'show-addr', '-p', '-o', 'ADDR', 'underlay0/internaldns'])).stdout)
+      .toBe(`${DNS.gz_addresses![0]}/64\n`);
+    expect((await env.sim.zones.exec('global', ['ipadm', 'show-addr', '-p', '-o', 'ADDR', 'underlay0/linklocal'])).stdout).toMatch(/^fe80::/);
     expect((await ledger(env)).services[0].gz_addresses).toEqual(DNS.gz_addresses);
   });
 
@@ -181,7 +195,7 @@ describe('ServiceManager.ensure', () => {
 
     await expect(readFile(env.ledgerPath, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
     expect(await env.sim.zones.list()).toEqual([]);
-    expect(await env.sim.links.listVnics()).toEqual([]);
+    expect(await serviceVnics(env.sim)).toEqual([]);
     expect(env.manager.claimedZones().size).toBe(0);
   });
 
@@ -208,7 +222,7 @@ describe('ServiceManager.ensure', () => {
     const env = await openEnv();
     await Promise.all([env.manager.ensure([NEXUS]), env.manager.ensure([NEXUS, OXIMETER]), env.manager.ensure([OXIMETER, NEXUS])]);
     expect((await ledger(env)).services.map((s: any) => s.name)).toEqual(['nexus', 'oximeter']);
-    expect(await env.sim.links.listVnics()).toHaveLength(2);
+    expect(await serviceVnics(env.sim)).toHaveLength(2);
     expect(env.ch.calls.configure.sort()).toEqual(['oxz_nexus', 'oxz_oximeter']);
   });
 });

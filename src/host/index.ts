@@ -42,6 +42,11 @@ export interface HostLinks {
 
 // ---- zones ----
 
+/** The global zone, for exec: the sled's own addresses (reference §8, §10: underlay0/<name>). */
+export const GLOBAL_ZONE = 'global';
+/** What the agent runs in the global zone. */
+export const GLOBAL_COMMANDS: readonly string[] = ['ipadm'];
+
 /** zone_state_str() names. */
 export type ZoneState =
   | 'configured'
@@ -97,7 +102,8 @@ export interface HostZones {
   list(): Promise<ZoneInfo[]>;
   /**
    * Runs a command in a running zone (zlogin) with an argument array; rejects with code
-   * ECOMMAND and the command's stderr when it exits non-zero.
+   * ECOMMAND and the command's stderr when it exits non-zero. In GLOBAL_ZONE it runs on the
+   * host itself (no zlogin), from the host's system directory; only GLOBAL_COMMANDS there.
    */
   exec(zone: string, argv: readonly string[], options?: { timeoutMs?: number }): Promise<ExecResult>;
 }

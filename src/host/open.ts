@@ -63,6 +63,7 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
         addon,
         ...(config.host.zoneadm ? { zoneadm: config.host.zoneadm } : {}),
         ...(config.host.zlogin ? { zlogin: config.host.zlogin } : {}),
+        ...(config.host.sbin ? { sbin: config.host.sbin } : {}),
         log: log.child({ component: 'illumos-host' }),
       });
     }

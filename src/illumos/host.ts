@@ -17,6 +17,7 @@ import pino, { type Logger } from 'pino';
 import type { SocketAddr } from '../common/address.js';
 import {
   hostError,
+  GLOBAL_ZONE,
   type ExecResult,
   type Host,
   type HostDatasets,
@@ -99,6 +100,8 @@ export interface IllumosHostOptions {
   zoneadm?: string;
   /** Default /usr/bin/zlogin. */
   zlogin?: string;
+  /** Where the global zone's commands are (exec in GLOBAL_ZONE); default /usr/sbin. */
+  sbin?: string;
   /** Deadline for each zoneadm run and for exec without its own (default 10 minutes: installs can be slow). */
   commandTimeoutMs?: number;
   /** Where this process reaches a server listening on `addr` in `zone` (default: `addr` itself). */
@@ -252,6 +255,7 @@ export class IllumosHost implements Host {
       addon: this.addon,
       ...(options.zoneadm === undefined ? {} : { zoneadm: options.zoneadm }),
       ...(options.zlogin === undefined ? {} : { zlogin: options.zlogin }),
+      ...(options.sbin === undefined ? {} : { sbin: options.sbin }),
       ...(options.commandTimeoutMs === undefined ? {} : { commandTimeoutMs: options.commandTimeoutMs }),
     });
     this.links = this.#makeLinks();
@@ -399,7 +403,7 @@ export class IllumosHost implements Host {
         return out;
       },
       async exec(zone: string, argv: readonly string[], options: { timeoutMs?: number } = {}): Promise<ExecResult> {
-        const { stdout, stderr } = await zones.zlogin(zone, argv, options);
+        const { stdout, stderr } = zone === GLOBAL_ZONE ? await zones.global(argv, options) : await zones.zlogin(zone, argv, options);
         return { stdout, stderr };
       },
     };

@@ -4,7 +4,8 @@
 // before anything is called. RunningZone owns a zone the way omicron's running_zone.rs does:
 // release() halts, uninstalls and deletes it.
 import { execFile, type ExecFileException } from 'node:child_process';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
+import { GLOBAL_COMMANDS } from '../host/index.js';
 import { loadNative } from './addon.js';
 import type {
   NativeZoneDesc,
@@ -29,6 +30,7 @@ export const ZONENAME_REGEXP = /^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$/;
 
 export const DEFAULT_ZONEADM = '/usr/sbin/zoneadm';
 export const DEFAULT_ZLOGIN = '/usr/bin/zlogin';
+export const DEFAULT_SBIN = '/usr/sbin';
 
 /** A name the system would refuse; thrown before any library call or exec. */
 export class InvalidZoneNameError extends TypeError {
@@ -135,6 +137,8 @@ export interface ZonesOptions {
   zoneadm?: string;
   /** Default /usr/bin/zlogin. */
   zlogin?: string;
+  /** Where the global zone's commands (ipadm) are; default /usr/sbin. */
+  sbin?: string;
   /** Deadline for each exec'd command (default 10 minutes: installs can be slow). */
   commandTimeoutMs?: number;
 }
@@ -142,6 +146,7 @@ export interface ZonesOptions {
 export class Zones {
   readonly zoneadmPath: string;
   readonly zloginPath: string;
+  readonly sbinDir: string;
   readonly commandTimeoutMs: number;
   #addon: ZonecfgNative | undefined;
 
@@ -149,6 +154,7 @@ export class Zones {
     this.#addon = options.addon;
     this.zoneadmPath = options.zoneadm ?? DEFAULT_ZONEADM;
     this.zloginPath = options.zlogin ?? DEFAULT_ZLOGIN;
+    this.sbinDir = options.sbin ?? DEFAULT_SBIN;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 10 * 60_000;
   }
 
@@ -227,6 +233,19 @@ export class Zones {
     const words = checkWords('argv', argv, false);
     if (words.length === 0) throw new TypeError('argv must name a command');
     return run(this.zloginPath, [name, ...words.map(shellQuote)], options.timeoutMs ?? this.commandTimeoutMs);
+  }
+
+  /**
+   * Runs one of GLOBAL_COMMANDS in the global zone, from sbinDir, with its arguments as they
+   * are (no shell); rejects as zlogin() does.
+   */
+  async global(argv: readonly string[], options: { timeoutMs?: number } = {}): Promise<CommandResult> {
+    const words = checkWords('argv', argv, false);
+    const command = words[0];
+    if (command === undefined || !GLOBAL_COMMANDS.includes(command)) {
+      throw new TypeError(`the global zone runs only ${GLOBAL_COMMANDS.join(', ')}, not ${JSON.stringify(command ?? '')}`);
+    }
+    return run(join(this.sbinDir, command), words.slice(1), options.timeoutMs ?? this.commandTimeoutMs);
   }
 }
 

@@ -35,6 +35,8 @@ import pino, { type Logger } from 'pino';
 import { formatSocketAddr, parseSocketAddr, type SocketAddr } from '../common/address.js';
 import { readJsonIfExists, writeJsonAtomic } from '../common/persist.js';
 import {
+  GLOBAL_COMMANDS,
+  GLOBAL_ZONE,
   hostError,
   type ExecResult,
   type Host,
@@ -249,6 +251,8 @@ interface PersistedState {
   vnics: VnicInfo[];
   zones: ZoneRecord[];
   datasets: Record<string, DatasetRecord>;
+  /** The global zone's addresses (exec in GLOBAL_ZONE); absent in older state files. */
+  global?: { addresses: Record<string, ZoneAddress> };
 }
 
 export const SIM_HOST_STATE_FILE = 'sim-host.json';
@@ -718,6 +722,7 @@ export class SimHost implements Host {
       }
       this.state = raw;
     }
+    this.state.global ??= { addresses: {} };
     for (const rec of this.state.zones) {
       this.zoneMap.set(rec.spec.name, rec);
       this.life.set(rec.spec.name, new AbortController());
@@ -1363,10 +1368,11 @@ export class SimHost implements Host {
   // ---- exec ----
 
   private async exec(zone: string, argv: readonly string[], options: { timeoutMs?: number } = {}): Promise<ExecResult> {
-    validateZoneName(zone);
+    if (zone !== GLOBAL_ZONE) validateZoneName(zone);
     if (!Array.isArray(argv) || argv.length === 0 || argv.some((w) => typeof w !== 'string' || w.includes('\0'))) {
       throw new TypeError('argv must be a non-empty array of strings without NUL bytes');
     }
+    if (zone === GLOBAL_ZONE) return this.execGlobal(argv);
     await this.opened();
     const failure = (exitCode: number, stderr: string, stdout = ''): SimCommandError =>
       Object.assign(hostError('ECOMMAND', `zlogin ${zone} ${argv.join(' ')}: ${stderr.trim()}`), { exitCode, stdout, stderr });
@@ -1397,6 +1403,39 @@ export class SimHost implements Host {
       clearTimeout(timer);
       dispose();
     }
+  }
+
+  /** A command in the global zone: ipadm over the host's own links and addresses. */
+  private async execGlobal(argv: readonly string[]): Promise<ExecResult> {
+    const [cmd, ...args] = argv as [string, ...string[]];
+    if (!GLOBAL_COMMANDS.includes(cmd)) throw new TypeError(`the global zone runs only ${GLOBAL_COMMANDS.join(', ')}, not ${JSON.stringify(cmd)}`);
+    await this.opened();
+    const usage = (): never => fail(`${cmd}: unsupported arguments in the simulated global zone: ${args.join(' ')}`, 2);
+    try {
+      const out = await this.ipadm(this.globalZone(), args, this.closeCtl.signal, usage);
+      if (args[0] !== 'show-addr') await this.persist();
+      return { stdout: out, stderr: '' };
+    } catch (err) {
+      if (err instanceof CommandFailure) {
+        throw Object.assign(hostError('ECOMMAND', `${argv.join(' ')}: ${err.stderr.trim()}`), { exitCode: err.exitCode, stdout: '', stderr: err.stderr });
+      }
+      throw err;
+    }
+  }
+
+  /** The global zone as the in-zone commands see a zone: its links are the host's. */
+  private globalZone(): ZoneRecord {
+    const links = [...this.physicalLinks, ...this.state.vnics.map((v) => v.name)];
+    return {
+      spec: { name: GLOBAL_ZONE, brand: 'global', zonepath: '/', nets: links.map((physical) => ({ physical })), devices: [], datasets: [] },
+      state: 'running',
+      image: null,
+      zoneid: 0,
+      addresses: this.state.global!.addresses,
+      routes: [],
+      services: {},
+      vms: {},
+    };
   }
 
   private async runCommand(rec: ZoneRecord, rt: KernelRuntime, argv: readonly string[], signal: AbortSignal): Promise<string> {

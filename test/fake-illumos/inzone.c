@@ -8,6 +8,9 @@
  * programs (built next to it) are what the shell finds. A command refuses to run unless that zone
  * is running in the fake kernel (zones/kernel) at the moment it takes the fake host's lock.
  *
+ * FAKE_ILLUMOS_ZONE=global runs them in the global zone: always running, its links every link
+ * of the fake libdladm, its state under inzone/global/0 for as long as the fake host's.
+ *
  * State: everything a command changes in a zone is kept per BOOT of the zone, under
  *   $FAKE_ILLUMOS_STATE/inzone/<zone>/<zoneid>/     (zoneid: the kernel id of that boot)
  *     addrs        ipadm's address objects, one "<addrobj> <type> <addr>/<prefix>" line each
@@ -126,12 +129,22 @@ static void prune_old_boots(const struct inzone *z) {
  */
 INZONE_FN void inzone_enter(struct inzone *z) {
   const char *zone = getenv("FAKE_ILLUMOS_ZONE");
-  if (zone == NULL || zone[0] == '\0') die(1, "not in a zone of the fake illumos (FAKE_ILLUMOS_ZONE is not set; run me with the fake zlogin)");
+  if (zone == NULL || zone[0] == '\0') die(1, "not in a zone of the fake illumos (FAKE_ILLUMOS_ZONE is not set; run me with the fake zlogin, or with FAKE_ILLUMOS_ZONE=global)");
   if (strlen(zone) >= sizeof(z->zone) || strchr(zone, '/') != NULL || zone[0] == '.') die(1, "invalid zone name '%s'", zone);
   if (fake_state_dir() == NULL) die(1, "FAKE_ILLUMOS_STATE is not set");
   snprintf(z->zone, sizeof(z->zone), "%s", zone);
   z->lock = fake_lock();
   if (z->lock < 0) die(1, "could not lock the fake host's state: %s", strerror(errno));
+  if (strcmp(zone, "global") == 0) {
+    /* The global zone: always running, one "boot" (its state lasts as long as the fake host's). */
+    z->id = 0;
+    snprintf(z->sub, sizeof(z->sub), "inzone/global/0");
+    char path[4096];
+    struct stat st;
+    if (fake_path(path, sizeof(path), z->sub, NULL) != 0) die(1, "state path too long");
+    if (stat(path, &st) != 0 && fake_mkdir(z->sub) != 0) die(1, "could not create %s: %s", path, strerror(errno));
+    return;
+  }
   struct kzone kz;
   if (!kernel_lookup(z->zone, &kz) || strcmp(kz.status, "running") != 0) die(1, "zone '%s' is not running", z->zone);
   z->id = kz.id;
@@ -243,8 +256,36 @@ INZONE_FN void repo_load(const struct inzone *z, struct lines *repo) {
 
 /* ---- the zone's links ---------------------------------------------------------------------------- */
 
-/* Whether `link` is one of the zone's links (an `add net; set physical=` of its configuration). */
+/* Whether a link of that name is in the fake libdladm (its links/by-id files begin "name=<link>\n"). */
+INZONE_FN int host_has_link(const char *link) {
+  char dirpath[4096];
+  if (fake_path(dirpath, sizeof(dirpath), "links/by-id", NULL) != 0) return 0;
+  DIR *d = opendir(dirpath);
+  if (d == NULL) return 0;
+  char want[64];
+  snprintf(want, sizeof(want), "name=%s\n", link);
+  int found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char file[4400];
+    int n = snprintf(file, sizeof(file), "%s/%s", dirpath, e->d_name);
+    if (n < 0 || (size_t)n >= sizeof(file)) continue;
+    char *text = fake_read_file(file, NULL);
+    if (text == NULL) continue;
+    found = strncmp(text, want, strlen(want)) == 0;
+    free(text);
+  }
+  closedir(d);
+  return found;
+}
+
+/*
+ * Whether `link` is one of the zone's links (an `add net; set physical=` of its configuration);
+ * in the global zone, any link of the host.
+ */
 INZONE_FN int zone_has_link(const char *zone, const char *link) {
+  if (strcmp(zone, "global") == 0) return host_has_link(link);
   zone_dochandle_t h = zonecfg_init_handle();
   if (h == NULL) die(1, "out of memory");
   int found = 0;

@@ -12,10 +12,16 @@ export const FAKE_ROOT = join(repo, 'build', process.env.SLED_AGENT_ASAN === '1'
 export const FAKE_LIB_DIR = join(FAKE_ROOT, 'lib');
 export const FAKE_BIN_DIR = join(FAKE_ROOT, 'bin');
 
-/** A new, empty fake host: sets FAKE_ILLUMOS_STATE (read by the fakes at each call); returns its path and a remover. */
+/**
+ * A new, empty fake host: sets FAKE_ILLUMOS_STATE (read by the fakes at each call) and puts this
+ * process in the fake's global zone (FAKE_ILLUMOS_ZONE=global: what it execs directly, such as
+ * ipadm from FAKE_BIN_DIR, acts there; the fake zlogin sets its zone for what runs inside one);
+ * returns its path and a remover.
+ */
 export function freshFakeHost(): { state: string; remove(): void } {
   const state = mkdtempSync(join(tmpdir(), 'fake-illumos-'));
   process.env.FAKE_ILLUMOS_STATE = state;
+  process.env.FAKE_ILLUMOS_ZONE = 'global';
   return { state, remove: () => rmSync(state, { recursive: true, force: true }) };
 }
 

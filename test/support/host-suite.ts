@@ -25,7 +25,7 @@ import {
   svccfgSetProp,
   zoneImage,
 } from '../../src/host/commands.js';
-import type { Host, ZoneSpec, ZoneStateEvent } from '../../src/host/index.js';
+import { GLOBAL_ZONE, type Host, type ZoneSpec, type ZoneStateEvent } from '../../src/host/index.js';
 
 export interface HostFixture {
   host: Host;
@@ -387,6 +387,20 @@ export function hostSuite(name: string, fixture: () => Promise<HostFixture>): vo
         const gone = rejection(host.events.waitForService(ZONE, fmri, ['online'], { timeoutMs: DEADLINE_MS }), 'ZONE_GONE');
         await host.zones.halt(ZONE);
         await gone;
+      });
+
+      it('runs ipadm in the global zone over the host\'s links, and nothing but ipadm there', async () => {
+        await host.links.createVnic({ name: 'underlay0', link: fx.link });
+        const gz = (argv: string[]) => host.zones.exec(GLOBAL_ZONE, argv);
+        await gz(ipadmCreateLinkLocal('underlay0'));
+        expect((await gz(ipadmShowAddr(`underlay0/${ADDROBJ_LINKLOCAL}`))).stdout).toMatch(/^fe80:[0-9a-f:]+\/10\n$/);
+        await gz(ipadmCreateStatic('underlay0/sled6', 'fd00:1122:3344:101::1/64'));
+        expect(await gz(ipadmShowAddr('underlay0/sled6'))).toEqual({ stdout: 'fd00:1122:3344:101::1/64\n', stderr: '' });
+        await rejection(gz(ipadmCreateStatic('underlay0/sled6', 'fd00:1122:3344:101::2/64')), 'ECOMMAND', /already exists/);
+        await rejection(gz(ipadmCreateStatic('nosuch0/sled6', 'fd00:1122:3344:101::3/64')), 'ECOMMAND', /Interface does not exist|No such interface/);
+        await gz(ipadmDeleteAddr('underlay0/sled6'));
+        await rejection(gz(ipadmShowAddr('underlay0/sled6')), 'ECOMMAND', /not found/);
+        await expect(gz(['svcadm', 'enable', 'x'])).rejects.toThrow(/global zone runs only ipadm/);
       });
 
       it('fails with ECOMMAND in a zone that is not running, and for an unknown command', async () => {
