@@ -7,7 +7,8 @@
  *   ipadm create-addr [-t] -T addrconf <link>/<name>
  *        the address object must not exist ("ipadm: Could not create address: Address object
  *        already exists"), <link> must be one of the zone's links (its configuration's `net`
- *        resources: "... Interface does not exist"), a static address must not be on another
+ *        resources; in the global zone any link of the host: "... Interface does not exist"),
+ *        a static address must not be on another
  *        address object of the zone ("... Address already in use"). An addrconf object's address
  *        is the link-local EUI-64 one of the link's MAC (fe80::.../10).
  *   ipadm delete-addr <link>/<name>
