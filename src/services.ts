@@ -237,8 +237,8 @@ export class ServiceManager {
       for (const address of s.addresses) await ensureAddress(host, zone, s.control_vnic, `${address}/64`);
 
       // Global-zone addresses: `<underlay vnic>/<name without - and _>` (reference §10 step 3),
-      // the zone's gateway below. As in the original they share one addrobj per service, so the
-      // last of several wins (RSS sends one).
+      // the zone's gateway below. That is one addrobj per service, so of several the last stays
+      // (RSS sends one).
       for (const address of s.gz_addresses) {
         await ensureAddress(host, GLOBAL_ZONE, this.#options.underlayVnic, `${address}/64`, { name: s.name.replace(/[-_]/g, '') });
       }
