@@ -256,25 +256,28 @@ INZONE_FN void repo_load(const struct inzone *z, struct lines *repo) {
 
 /* ---- the zone's links ---------------------------------------------------------------------------- */
 
-/* Whether a link of that name is in the fake libdladm (its links/by-id files begin "name=<link>\n"). */
-INZONE_FN int host_has_link(const char *link) {
+/*
+ * The links/by-id file of the fake libdladm's link named `link` (it begins "name=<link>\n"),
+ * malloc'd; NULL if there is none.
+ */
+INZONE_FN char *link_file(const char *link) {
   char dirpath[4096];
-  if (fake_path(dirpath, sizeof(dirpath), "links/by-id", NULL) != 0) return 0;
+  if (fake_path(dirpath, sizeof(dirpath), "links/by-id", NULL) != 0) return NULL;
   DIR *d = opendir(dirpath);
-  if (d == NULL) return 0;
+  if (d == NULL) return NULL;
   char want[64];
   snprintf(want, sizeof(want), "name=%s\n", link);
-  int found = 0;
+  char *found = NULL;
   struct dirent *e;
-  while (!found && (e = readdir(d)) != NULL) {
+  while (found == NULL && (e = readdir(d)) != NULL) {
     if (e->d_name[0] == '.') continue;
     char file[4400];
     int n = snprintf(file, sizeof(file), "%s/%s", dirpath, e->d_name);
     if (n < 0 || (size_t)n >= sizeof(file)) continue;
     char *text = fake_read_file(file, NULL);
     if (text == NULL) continue;
-    found = strncmp(text, want, strlen(want)) == 0;
-    free(text);
+    if (strncmp(text, want, strlen(want)) == 0) found = text;
+    else free(text);
   }
   closedir(d);
   return found;
@@ -285,7 +288,12 @@ INZONE_FN int host_has_link(const char *link) {
  * in the global zone, any link of the host.
  */
 INZONE_FN int zone_has_link(const char *zone, const char *link) {
-  if (strcmp(zone, "global") == 0) return host_has_link(link);
+  if (strcmp(zone, "global") == 0) {
+    char *text = link_file(link);
+    int found = text != NULL;
+    free(text);
+    return found;
+  }
   zone_dochandle_t h = zonecfg_init_handle();
   if (h == NULL) die(1, "out of memory");
   int found = 0;
@@ -302,31 +310,16 @@ INZONE_FN int zone_has_link(const char *zone, const char *link) {
 
 /* The MAC address of a link of the fake libdladm (its links/by-id files); 0, or -1 if unknown. */
 INZONE_FN int link_mac(const char *link, unsigned char mac[6]) {
-  char dirpath[4096];
-  if (fake_path(dirpath, sizeof(dirpath), "links/by-id", NULL) != 0) return -1;
-  DIR *d = opendir(dirpath);
-  if (d == NULL) return -1;
+  char *text = link_file(link);
+  if (text == NULL) return -1;
+  const char *m = strstr(text, "\nmac=");
+  unsigned int o[6];
   int rc = -1;
-  struct dirent *e;
-  char want[64];
-  snprintf(want, sizeof(want), "name=%s\n", link);
-  while (rc != 0 && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    char file[4400];
-    int n = snprintf(file, sizeof(file), "%s/%s", dirpath, e->d_name);
-    if (n < 0 || (size_t)n >= sizeof(file)) continue;
-    char *text = fake_read_file(file, NULL);
-    if (text == NULL) continue;
-    /* the file begins with the name= line (dladm.c's write_link) */
-    const char *m = strncmp(text, want, strlen(want)) == 0 ? strstr(text, "\nmac=") : NULL;
-    unsigned int o[6];
-    if (m != NULL && sscanf(m + 5, "%x:%x:%x:%x:%x:%x", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5]) == 6) {
-      for (int i = 0; i < 6; i++) mac[i] = (unsigned char)o[i];
-      rc = 0;
-    }
-    free(text);
+  if (m != NULL && sscanf(m + 5, "%x:%x:%x:%x:%x:%x", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5]) == 6) {
+    for (int i = 0; i < 6; i++) mac[i] = (unsigned char)o[i];
+    rc = 0;
   }
-  closedir(d);
+  free(text);
   return rc;
 }
 
