@@ -26,6 +26,7 @@ import Fastify from 'fastify';
 import pino from 'pino';
 import { defaultSimConfig } from '../src/sim/config.js';
 import { startSim } from '../src/sim/server.js';
+import { printTable } from './table.js';
 
 const TARGET_RATIO = 0.6;
 const CONNECTIONS = 10;
@@ -121,14 +122,6 @@ async function load(target: Target, body: string, seconds: number): Promise<auto
 }
 
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-
-function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) console.log(line(r));
-}
 
 async function main(): Promise<number> {
   const duration = durationFromEnv();

@@ -70,6 +70,7 @@ import type { InstanceRuntimeState } from '../src/params.js';
 import { NexusClient } from '../src/nexus-client.js';
 import { PropolisClient } from '../src/propolis-client.js';
 import { SimPropolis } from '../src/sim/propolis.js';
+import { printTable } from './table.js';
 
 // ---- targets and shape ----
 
@@ -389,14 +390,6 @@ const fmtMs = (x: number | null | undefined): string => {
   const a = Math.abs(x);
   return a >= 1000 ? x.toFixed(0) : a >= 100 ? x.toFixed(1) : a >= 10 ? x.toFixed(2) : x.toFixed(3);
 };
-
-function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) console.log(line(r));
-}
 
 // ---- options ----
 
