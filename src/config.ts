@@ -4,7 +4,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
 import { StringEnum } from './params.js';
-import { ConfigError, assertSocketAddrs, assertValid, configAjv, mergeTables, readTomlFile } from './sim/config.js';
+import { ConfigError, NexusTable, UpdatesTable, assertSocketAddrs, assertValid, configAjv, mergeTables, readTomlFile } from './sim/config.js';
 import { REQUEST_BODY_MAX_BYTES } from './server.js';
 
 const Address = Type.String({ minLength: 1 });
@@ -92,14 +92,8 @@ export const AgentConfigSchema = Type.Object({
     bootrom_id: Type.String({ format: 'uuid' }),
     propolis_port: Type.Integer({ minimum: 1, maximum: 65535 }),
   }, { additionalProperties: false }),
-  updates: Type.Object({
-    artifact_dir: Type.String({ minLength: 1 }),
-  }, { additionalProperties: false }),
-  nexus: Type.Object({
-    timeout_ms: Type.Integer({ minimum: 1 }),
-    backoff_initial_ms: Type.Integer({ minimum: 1 }),
-    backoff_max_ms: Type.Integer({ minimum: 1 }),
-  }, { additionalProperties: false }),
+  updates: UpdatesTable,
+  nexus: NexusTable,
 }, { additionalProperties: false });
 
 export type AgentConfig = Static<typeof AgentConfigSchema>;

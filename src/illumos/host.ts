@@ -31,7 +31,6 @@ import {
   type WaitOptions,
   type ZoneInfo,
   type ZoneSpec,
-  type ZoneState,
   type ZoneStateEvent,
 } from '../host/index.js';
 import { isNativeError, loadNative, type CoreNative, type NativeAddon } from './addon.js';
@@ -398,7 +397,7 @@ export class IllumosHost implements Host {
             log.warn({ zone: z.name }, 'zone in an unknown state left out of the list');
             continue;
           }
-          out.push({ name: z.name, state: z.state as ZoneState });
+          out.push({ name: z.name, state: z.state });
         }
         return out;
       },

@@ -14,6 +14,18 @@ import { CONTRACT_FORMATS, REQUEST_BODY_MAX_BYTES } from '../server.js';
 
 const Address = Type.String({ minLength: 1 });
 
+/** `[updates]`, the same in the sim's and the sled agent's configs. */
+export const UpdatesTable = Type.Object({
+  artifact_dir: Type.String({ minLength: 1 }),
+}, { additionalProperties: false });
+
+/** `[nexus]`: the Nexus client's timeout and the notifier's retry backoff, both configs. */
+export const NexusTable = Type.Object({
+  timeout_ms: Type.Integer({ minimum: 1 }),
+  backoff_initial_ms: Type.Integer({ minimum: 1 }),
+  backoff_max_ms: Type.Integer({ minimum: 1 }),
+}, { additionalProperties: false });
+
 export const SimConfigSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
   sim_mode: StringEnum(['auto', 'explicit']),
@@ -38,14 +50,8 @@ export const SimConfigSchema = Type.Object({
       size: Type.Integer({ format: 'uint64' }),
     }, { additionalProperties: false }), { maxItems: 256 }),
   }, { additionalProperties: false }),
-  updates: Type.Object({
-    artifact_dir: Type.String({ minLength: 1 }),
-  }, { additionalProperties: false }),
-  nexus: Type.Object({
-    timeout_ms: Type.Integer({ minimum: 1 }),
-    backoff_initial_ms: Type.Integer({ minimum: 1 }),
-    backoff_max_ms: Type.Integer({ minimum: 1 }),
-  }, { additionalProperties: false }),
+  updates: UpdatesTable,
+  nexus: NexusTable,
 }, { additionalProperties: false });
 
 export type SimConfig = Static<typeof SimConfigSchema>;
