@@ -280,6 +280,10 @@ export class Instance {
    * that raises it. So a crash never loses a generation Nexus has seen (see resume()).
    */
   async #observe(observed: PropolisInstanceState): Promise<InstanceAction | null> {
+    // Shutting down: nothing more is written, so nothing more is reported either (a report past
+    // the limit on disk could be repeated with an older generation after the restart, which
+    // observes the VM again anyway).
+    if (this.#closed) return null;
     const action = this.states.observeTransition(observed);
     this.#record();
     const written = this.#commit().catch((err: unknown) => this.log.error({ err }, 'cannot record an observed state'));
