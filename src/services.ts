@@ -47,8 +47,8 @@ export interface ServiceRecord {
   name: string;
   addresses: string[];
   /**
-   * Global-zone addresses the request asked for. Recorded (they are part of what the caller
-   * asked for and take part in the superset rule) but not applied: see bringUp().
+   * Global-zone addresses the request asked for: put on the underlay VNIC in the global zone
+   * and the first made the zone's gateway (see bringUp()); part of the superset rule.
    */
   gz_addresses: string[];
   /** The zone's control VNIC, so adoption after a restart reuses it rather than making another. */
