@@ -57,6 +57,10 @@ int fake_write_file(const char *path, const char *data, size_t len) {
     errno = ENAMETOOLONG;
     return -1;
   }
+  return fake_write_via(tmp, path, data, len);
+}
+
+int fake_write_via(const char *tmp, const char *path, const char *data, size_t len) {
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return -1;
   size_t off = 0;

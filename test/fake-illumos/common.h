@@ -22,6 +22,9 @@ int fake_mkdir(const char *sub);
 /* Atomically replaces a file's contents (temp + rename). Returns 0 or -1 (errno set). */
 int fake_write_file(const char *path, const char *data, size_t len);
 
+/* The same through a temp file the caller names (it must be on the same filesystem). */
+int fake_write_via(const char *tmp, const char *path, const char *data, size_t len);
+
 /* Reads a whole file into a malloc'd NUL-terminated buffer; NULL (errno set) on failure. */
 char *fake_read_file(const char *path, size_t *len);
 

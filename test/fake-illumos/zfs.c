@@ -834,32 +834,9 @@ static int ds_write(const char *path, const char *data, size_t len) {
     errno = ENAMETOOLONG;
     return -1;
   }
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0 && errno == ENOENT) { /* zfs/ds not there yet */
-    if (fake_mkdir("zfs/ds") != 0) return -1;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  }
-  if (fd < 0) return -1;
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, data + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int saved = errno;
-      close(fd);
-      unlink(tmp);
-      errno = saved;
-      return -1;
-    }
-    off += (size_t)w;
-  }
-  if (close(fd) != 0 || rename(tmp, path) != 0) {
-    int saved = errno;
-    unlink(tmp);
-    errno = saved;
-    return -1;
-  }
-  return 0;
+  if (fake_write_via(tmp, path, data, len) == 0) return 0;
+  if (errno != ENOENT || fake_mkdir("zfs/ds") != 0) return -1; /* zfs/ds not there yet */
+  return fake_write_via(tmp, path, data, len);
 }
 
 /* Writes a dataset's record. Lock held. */
