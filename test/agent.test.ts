@@ -107,17 +107,24 @@ describe('instance lifecycle', () => {
       target: { run_state: 'migrating', migration_params: { migration_id: migrationId, dst_propolis_id: dst } },
       migrate: { src_propolis_id: srcPropolis, src_propolis_addr: '[fd00:1122:3344:102::10]:12400' },
     };
+    const zone = zoneOf(dst);
+    const zoneRunning = new Promise<void>((resolve) => {
+      const off = t!.host.events.subscribe((e) => {
+        if (e.zonename === zone && e.newstate === 'running') {
+          off();
+          resolve();
+        }
+      });
+    });
     const res = await t.request('PUT', `/instances/${id}`, body);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ run_state: 'migrating', migration_id: migrationId, gen: runtime.gen });
-    const zone = zoneOf(dst);
-    const deadline = Date.now() + 20_000;
-    while (t.host.propolisFor(zone)?.snapshot().request == null) {
-      if (Date.now() > deadline) throw new Error(`no Propolis instance in ${zone}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    // Events all the way: the zone running (subscribed before the PUT), its Propolis SMF
+    // instance online, then the ensure.
+    await zoneRunning;
+    await t.host.events.waitForService(zone, `svc:/system/illumos/propolis-server:vm-${dst}`, ['online'], { timeoutMs: 20_000 });
     const propolis = t.host.propolisFor(zone)!;
-    expect(propolis.snapshot().request?.migrate).toEqual({
+    expect((await propolis.ensured()).migrate).toEqual({
       migration_id: migrationId, src_addr: '[fd00:1122:3344:102::10]:12400', src_uuid: srcPropolis,
     });
     // The VM comes from the source: the agent does not Run it.

@@ -128,6 +128,7 @@ export class SimPropolis {
   private vmGen: number;
   private timer: NodeJS.Timeout | null = null;
   private readonly waiters = new Set<Waiter>();
+  private readonly ensureWaiters: Array<(req: InstanceEnsureRequest) => void> = [];
   private listening: SocketAddr | null = null;
   private stopped = false;
 
@@ -185,6 +186,12 @@ export class SimPropolis {
     // Not copied: the request is built by ensure() and never changed after, and this runs on
     // every state change (a copy per change was a visible share of the sim's CPU at N = 100).
     return { request: this.request, state: this.vmState, gen: this.vmGen };
+  }
+
+  /** Test hook: the ensure request, once one has come (at once if it has). */
+  ensured(): Promise<InstanceEnsureRequest> {
+    if (this.request !== null) return Promise.resolve(this.request);
+    return new Promise((resolve) => this.ensureWaiters.push(resolve));
   }
 
   /**
@@ -245,6 +252,7 @@ export class SimPropolis {
       this.vmState = 'Creating';
       this.vmGen = 0;
       this.changed();
+      for (const resolve of this.ensureWaiters.splice(0)) resolve(req);
     }
     return { migrate: migrate === null ? null : { migration_id: migrate.migration_id } };
   }
