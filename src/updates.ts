@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { invalidRequest, objectNotFound, serviceUnavailable } from './common/errors.js';
+import { unencodableText } from './common/unicode.js';
 import { NexusError, type NexusClient } from './nexus-client.js';
 import type { UpdateArtifact } from './params.js';
 
@@ -17,8 +18,11 @@ const MAX_NAME_BYTES = 255;
 
 /** Throws a 400 unless `name` is a plain file name that stays inside the artifact directory. */
 export function checkArtifactName(name: string): void {
+  // Before the byte count: Buffer.byteLength counts a lone surrogate as the 3 bytes of U+FFFD.
+  const unencodable = unencodableText(name);
   const problem =
     name.length === 0 ? 'is empty'
+    : unencodable ? `contains ${unencodable}; send the name as valid Unicode`
     : name.includes('\0') ? 'contains a NUL byte'
     : /[/\\]/.test(name) ? 'contains a path separator'
     : name === '.' || name === '..' || name.includes('..') ? 'contains ".."'

@@ -328,6 +328,11 @@ describe('Crucible agent of each dataset', () => {
     const notJson = await http('POST', base, '{"id": ');
     expectEnvelope(notJson.body, 400, notJson);
 
+    // No URL can name such a region afterwards (GET and DELETE take the id in the path).
+    const lone = await http('POST', base, createBody('region-\ud800'));
+    expectEnvelope(lone.body, 400, lone);
+    expect(lone.body.message).toContain('surrogate U+D800');
+
     // None of them created a region.
     expect((await http('GET', base)).body).toEqual([]);
   });

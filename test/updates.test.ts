@@ -10,6 +10,7 @@ import { ApiError } from '../src/common/errors.js';
 import { checkArtifactName } from '../src/updates.js';
 import { expectSchema } from './support/contract.js';
 import type { Recorded, Responder } from './support/fake-nexus.js';
+import { startTestAgent } from './support/agent.js';
 import { startTestSim, type TestSim } from './support/sim.js';
 
 let sim: TestSim;
@@ -192,7 +193,8 @@ describe('POST /update', () => {
     expect(readFileSync(join(sim.artifactDir, name)).equals(bytes)).toBe(true);
   });
 
-  const BAD_NAMES = ['a/b', '..', '../x', 'a\\b', 'x\u0000y', '', '.', '/etc/passwd'];
+  // A lone surrogate has no UTF-8 form: neither a URL nor a file name can carry it.
+  const BAD_NAMES = ['a/b', '..', '../x', 'a\\b', 'x\u0000y', '', '.', '/etc/passwd', '\ud800', 'zone-\udfff.tar.gz'];
 
   it.each(BAD_NAMES.map((n) => [JSON.stringify(n), n]))('refuses the name %s with 400 InvalidRequest', async (_label, name) => {
     const res = await update(name, 1);
@@ -243,8 +245,23 @@ describe('POST /update', () => {
   });
 });
 
+describe('POST /update on the real agent', () => {
+  it('refuses a name with a lone surrogate with 400 InvalidRequest, asking Nexus for nothing', async () => {
+    const agent = await startTestAgent();
+    try {
+      const before = agent.nexus.requests.length;
+      const res = await agent.request('POST', '/update', { name: 'zone-\ud800.tar.gz', version: 1, kind: 'zone' });
+      expectEnvelope({ status: res.status, body: res.body }, 400, 'InvalidRequest');
+      expect(res.body.message).toContain('surrogate');
+      expect(agent.nexus.requests.slice(before).filter(isArtifactGet)).toEqual([]);
+    } finally {
+      await agent.close();
+    }
+  });
+});
+
 describe('checkArtifactName', () => {
-  it.each(['zone.tar.gz', 'propolis-server', 'a', '.hidden', 'x'.repeat(255), 'é'.repeat(127)])('accepts %j', (name) => {
+  it.each(['zone.tar.gz', 'propolis-server', 'a', '.hidden', 'x'.repeat(255), 'é'.repeat(127), 'zone-\u{1f600}.tar.gz'])('accepts %j', (name) => {
     expect(() => checkArtifactName(name)).not.toThrow();
   });
 
@@ -260,6 +277,9 @@ describe('checkArtifactName', () => {
     ['x\u0000y', 'NUL'],
     ['x'.repeat(256), '255'],
     ['é'.repeat(128), '255'], // 256 bytes in UTF-8
+    ['\ud800', 'lone UTF-16 surrogate U+D800'],
+    ['a\udc00b', 'lone UTF-16 surrogate U+DC00'],
+    ['\udbff', 'no UTF-8 encoding'],
   ])('refuses %j with a 400 InvalidRequest saying why', (name, why) => {
     let err: unknown;
     try {

@@ -2,7 +2,8 @@
 // against ../shared/contracts/crucible/crucible-agent.json): regions list/create/get/delete.
 // Regions come up "created" at once; a deleted region stays listed as "destroyed".
 import type { Logger } from 'pino';
-import { conflict, objectNotFound } from '../common/errors.js';
+import { conflict, invalidRequest, objectNotFound } from '../common/errors.js';
+import { unencodableText } from '../common/unicode.js';
 import { ApiError as ApiErrorSchema, CreateRegion, NoContent, Region, RegionPathParam } from '../params.js';
 import { createServer, type App } from '../server.js';
 import { Type } from 'typebox';
@@ -24,6 +25,9 @@ export class CrucibleData {
 
   /** Idempotent for the same parameters; a different request for a live id is a conflict. */
   create(params: CreateRegion): Region {
+    // The real agent's JSON parser refuses such an id; kept, it could never be named in a URL.
+    const unencodable = unencodableText(params.id);
+    if (unencodable) throw invalidRequest(`region id ${JSON.stringify(params.id)} contains ${unencodable}`);
     const existing = this.regions.get(params.id);
     const region: Region = {
       id: params.id,
