@@ -164,6 +164,24 @@ describe('PUT /start_sled', () => {
     expect((await call(second, 'PUT', '/start_sled', { subnet: { net: 'fd00:1122:3344:102::/64' } })).status).toBe(409);
   });
 
+  it('logs the sled agent it starts with one component key per line', async () => {
+    const nexus = await fakeNexus();
+    const lines: string[] = [];
+    const b = await startBootstrap(config(nexus, tempDir(), {
+      sled_agent: {
+        nexus_address: nexus.address,
+        sim_mode: 'explicit',
+        storage: { ip: '127.0.0.1', zpools: [{ size: 2 ** 40 }] },
+        nexus: { timeout_ms: 2000, backoff_initial_ms: 5, backoff_max_ms: 50 },
+      },
+    }), pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } }));
+    cleanup.push(() => b.close());
+    expect((await call(b, 'PUT', '/start_sled', { subnet: { net: SUBNET } })).status).toBe(200);
+    await nexus.waitFor((r) => r.url.includes('/dataset/'));
+    expect(lines.some((l) => l.includes('"component":"crucible-agent"'))).toBe(true);
+    for (const line of lines) expect(line.match(/"component":/g)?.length ?? 0, line).toBeLessThanOrEqual(1);
+  });
+
   it('refuses to start on a persisted request it cannot read', async () => {
     const nexus = await fakeNexus();
     const dataDir = tempDir();

@@ -290,6 +290,19 @@ describe('Crucible agent of each dataset', () => {
     expect((await http('GET', `http://${b}/crucible/0/regions/${id}`)).status).toBe(404);
   });
 
+  it('logs with one component key per line (pino writes a repeated binding twice)', async () => {
+    const lines: string[] = [];
+    sim = await startTestSim({ zpools: POOLS, log: pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } }) });
+    await sim.sim.registered;
+    const [address] = sim.nexus.requests.filter(isDatasetPut).map((r) => r.body.address as string);
+    expect((await http('GET', `http://${address}/crucible/0/regions`)).status).toBe(200);
+
+    const crucible = lines.filter((l) => l.includes('"crucible-agent"'));
+    expect(crucible.some((l) => l.includes('request completed'))).toBe(true);
+    for (const line of lines) expect(line.match(/"component":/g)?.length ?? 0, line).toBeLessThanOrEqual(1);
+    for (const line of crucible) expect(JSON.parse(line).component, line).toBe('crucible-agent');
+  });
+
   it('answers 404 "Region not found" to GET and DELETE of an unknown region', async () => {
     const [address] = await datasetAddresses();
     const base = `http://${address}/crucible/0/regions`;

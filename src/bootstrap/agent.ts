@@ -106,7 +106,8 @@ export class BootstrapAgent {
   }
 
   private async startSledAgent(address: string, underlay: string): Promise<StartedSledAgent> {
-    const log = this.log.child({ component: 'sled-agent' });
+    // Not "component": the sled agent's parts bind their own, and pino would write both.
+    const log = this.log.child({ agent: 'sled-agent' });
     if (this.config.sled_agent_config === undefined) {
       const config = {
         ...this.config.sled_agent,

@@ -29,7 +29,7 @@ export async function buildSim(config: SimConfig, log: Logger): Promise<SimParts
     maxMs: config.nexus.backoff_max_ms,
     factor: 2,
   });
-  const storage = new SimStorage(config.id, config.storage.ip, log.child({ component: 'storage' }));
+  const storage = new SimStorage(config.id, config.storage.ip, log);
   const agent = new SimSledAgent({
     id: config.id,
     mode: config.sim_mode,

@@ -35,19 +35,26 @@ export class SimStorage {
   readonly zpools: SimZpool[] = [];
   readonly requested: RequestedDataset[] = [];
   private reported: Promise<void> | null = null;
+  private readonly log: Logger;
 
+  /**
+   * `log` is the sim's, without a component: the Crucible agents' loggers are made from it, as a
+   * pino child repeats a binding its parent already has rather than replacing it.
+   */
   constructor(
     private readonly sledId: string,
     private readonly ip: string,
-    private readonly log: Logger,
-  ) {}
+    private readonly parentLog: Logger,
+  ) {
+    this.log = parentLog.child({ component: 'storage' });
+  }
 
   /** Creates the pools and starts one Crucible agent per pool's dataset; all or none. */
   async start(pools: ReadonlyArray<{ id?: string; size: number }>): Promise<void> {
     const started = await Promise.allSettled(pools.map(async (pool): Promise<SimZpool> => {
       const crucible = new CrucibleData();
       const datasetId = randomUUID();
-      const app = crucibleAgentApp(crucible, this.log.child({ component: 'crucible-agent', dataset: datasetId }));
+      const app = crucibleAgentApp(crucible, this.parentLog.child({ component: 'crucible-agent', dataset: datasetId }));
       try {
         await app.listen({ host: this.ip, port: 0 });
       } catch (err) {

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { defaultSimConfig, type SimConfig } from '../../src/sim/config.js';
 import { startSim, type RunningSim } from '../../src/sim/server.js';
 import { FakeNexus } from './fake-nexus.js';
@@ -25,6 +25,8 @@ export interface TestSimOptions {
   zpools?: SimConfig['storage']['zpools'];
   /** Configure the fake Nexus before the sim starts (e.g. to make it fail). */
   nexus?: FakeNexus;
+  /** The sim's logger (default: silent, or TEST_LOG_LEVEL). */
+  log?: Logger;
 }
 
 export async function startTestSim(options: TestSimOptions = {}): Promise<TestSim> {
@@ -42,7 +44,7 @@ export async function startTestSim(options: TestSimOptions = {}): Promise<TestSi
     updates: { artifact_dir: join(artifactDir, 'zones') },
     nexus: { timeout_ms: 2_000, backoff_initial_ms: 5, backoff_max_ms: 50 },
   };
-  const sim = await startSim(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
+  const sim = await startSim(config, options.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
   const url = `http://${sim.address}`;
   return {
     sim,
