@@ -129,10 +129,25 @@ async function zoneState(host: Host, name: string): Promise<ZoneInfo['state'] | 
 }
 
 /**
- * Brings a zone to "running" with its network milestone online, from whatever state it is in:
- * missing VNIC or zone are made, a configured zone installed, an installed one booted, a zone
- * left half-installed ("incomplete") uninstalled and installed again. Returns when the zone's
- * network milestone is online, with whether it booted the zone (a fresh boot has no addresses yet).
+ * Brings a zone to "running" with its network milestone online, from whatever state it is in,
+ * so the same code provisions a new zone and adopts one a killed agent left half-way. Per state
+ * found (every state a Host reports):
+ *
+ *   (no zone)        configure, install, boot
+ *   configured       install, boot
+ *   incomplete       an install died with its zoneadm: uninstall, install, boot
+ *   installed        boot
+ *   ready            zoneadmd is booting it (the zoneadm that asked died with the agent; zoneadmd
+ *                    did not): wait for running. Booting it again is refused ("boot operation is
+ *                    invalid for running zones") and would fail the instance.
+ *   running          nothing to do but the waits
+ *   shutting_down,   a halt is under way: wait until the zone has left the kernel (installed),
+ *   down             then boot
+ *   mounted          `zoneadm mount` (an administrator's): refused, Z_BAD_ZONE_STATE, since
+ *                    booting it is not ours to decide
+ *
+ * Returns when the zone's network milestone is online, with whether it booted the zone (a fresh
+ * boot has no addresses yet).
  */
 export async function ensureZoneRunning(
   host: Host,
@@ -148,6 +163,10 @@ export async function ensureZoneRunning(
   }
   if (!present.has(spec.controlVnic)) await host.links.createVnic({ name: spec.controlVnic, link: spec.controlLink });
   let state = await zoneState(host, spec.name);
+  if (state === 'shutting_down' || state === 'down') state = await waitForHalt(host, spec.name, wait);
+  if (state === 'mounted') {
+    throw hostError('Z_BAD_ZONE_STATE', `zone ${spec.name} is mounted (zoneadm mount); unmount it (zoneadm -z ${spec.name} unmount) so it can be booted`);
+  }
   if (state === null) {
     onPhase('configure');
     await host.zones.configure({
@@ -170,11 +189,8 @@ export async function ensureZoneRunning(
     await host.zones.install(spec.name, spec.image);
     state = 'installed';
   }
-  if (state === 'shutting_down' || state === 'down' || state === 'mounted') {
-    throw hostError('Z_BAD_ZONE_STATE', `zone ${spec.name} is ${state}; it cannot be booted until that settles`);
-  }
   const booting = state === 'installed' || state === 'ready';
-  if (booting) {
+  if (state === 'installed') {
     onPhase('boot');
     await host.zones.boot(spec.name);
   }
@@ -183,6 +199,50 @@ export async function ensureZoneRunning(
   onPhase('network');
   await ready(wait, (o) => host.events.waitForService(spec.name, NETWORK_MILESTONE, ['online'], o));
   return booting;
+}
+
+/**
+ * Waits, by zone events, until a zone that is shutting down has left the kernel; resolves with
+ * the state it is in then (installed, or null if it was removed meanwhile).
+ */
+async function waitForHalt(host: Host, name: string, wait: ReadinessOptions): Promise<ZoneInfo['state'] | null> {
+  let changed = false;
+  let wake = () => {};
+  const unsubscribe = host.events.subscribe((event) => {
+    if (event.zonename !== name || event.newstate !== 'uninitialized') return;
+    changed = true;
+    wake();
+  });
+  const deadline = Date.now() + wait.timeoutMs;
+  try {
+    for (;;) {
+      changed = false;
+      const state = await zoneState(host, name);
+      if (state !== 'shutting_down' && state !== 'down') return state;
+      const left = deadline - Date.now();
+      if (left <= 0) throw hostError('ETIMEDOUT', `zone ${name} was still ${state} after ${wait.timeoutMs} ms`);
+      if (changed) continue;
+      // Until the event or the deadline, whichever is first; then the state is read again.
+      await new Promise<void>((resolve, reject) => {
+        const signal = wait.signal;
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          wake = () => {};
+        };
+        const onAbort = () => {
+          done();
+          reject(hostError('ABORT_ERR', 'the operation was aborted', signal?.reason));
+        };
+        const timer = setTimeout(() => { done(); resolve(); }, left);
+        wake = () => { done(); resolve(); };
+        if (signal?.aborted) onAbort();
+        else signal?.addEventListener('abort', onAbort, { once: true });
+      });
+    }
+  } finally {
+    unsubscribe();
+  }
 }
 
 /**

@@ -10,7 +10,10 @@
  *                                         ready->ready, ready->running; the zone's
  *                                         svc:/milestone/network:default goes "offline", then
  *                                         "online" FAKE_ILLUMOS_NETWORK_DELAY_MS (default 50)
- *                                         later, from a detached process
+ *                                         later, from a detached process; with
+ *                                         FAKE_ILLUMOS_BOOT_DELAY_MS the zone stays "ready"
+ *                                         that long and a detached process (zoneadmd) completes
+ *                                         the boot, even if zoneadm itself is killed meanwhile
  *   zoneadm -z NAME halt                  running -> installed: events running->shutting_down,
  *                                         shutting_down->shutting_down,
  *                                         shutting_down->uninitialized; its SMF state is cleared
@@ -27,6 +30,7 @@
 #include "zonecfg.c"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -238,24 +242,9 @@ static int uninstall_func(int argc, char **argv) {
 
 #define NETWORK_FMRI "svc:/milestone/network:default"
 
-/* After the delay, the zone's network milestone comes online, if that boot of it still runs. */
-static void schedule_network_online(int zoneid) {
-  long delay = env_ms("FAKE_ILLUMOS_NETWORK_DELAY_MS", 50);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    fake_smf_set_state(target_zone, NETWORK_FMRI, "online");
-    return;
-  }
-  if (pid > 0) {
-    waitpid(pid, NULL, 0);
-    return;
-  }
-  /* child: detach (new session, then a grandchild re-parented to init), and let go of the
-   * caller's stdio so that nobody waiting for zoneadm's output waits for this */
-  setsid();
-  if (fork() != 0) _exit(0);
+/* Lets go of the caller's stdio, so that nobody waiting for zoneadm's output waits for a
+ * detached process. */
+static void detach_stdio(void) {
   int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
     dup2(null, 0);
@@ -263,23 +252,119 @@ static void schedule_network_online(int zoneid) {
     dup2(null, 2);
     if (null > 2) close(null);
   }
-  sleep_ms(delay);
-  /* Creates nothing unless that boot of the zone still runs: the test may be removing the whole
-   * state directory by now. So the lock file must already exist (fake_lock would create it),
-   * and the kernel table is checked again under it, since a halt clears the zone's SMF state. */
-  struct kzone kz;
-  if (!kernel_lookup(target_zone, &kz) || kz.id != zoneid) _exit(0);
-  char path[4096];
-  if (fake_path(path, sizeof(path), "", ".lock") != 0) _exit(0);
-  int lock = open(path, O_RDWR | O_CLOEXEC);
-  if (lock < 0) _exit(0);
-  while (flock(lock, LOCK_EX) != 0) {
-    if (errno != EINTR) _exit(1);
+}
+
+/* Forks a process detached from the caller (new session, then a grandchild re-parented to
+ * init), as zoneadmd and the zone's own SMF are: returns 0 in it, 1 in the caller (after the
+ * intermediate child exited), -1 if fork failed. */
+static int fork_detached(void) {
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid > 0) {
+    waitpid(pid, NULL, 0);
+    return 1;
   }
-  if (kernel_lookup(target_zone, &kz) && kz.id == zoneid && strcmp(kz.status, "running") == 0)
-    fake_smf_set_state(target_zone, NETWORK_FMRI, "online");
+  setsid();
+  if (fork() != 0) _exit(0);
+  return 0;
+}
+
+/* Takes the state lock from a detached process, but only if the state directory still exists
+ * (the test may be removing it by now, and fake_lock would create it): -1 if not. */
+static int relock_existing(void) {
+  char path[4096];
+  if (fake_path(path, sizeof(path), "", ".lock") != 0) return -1;
+  int lock = open(path, O_RDWR | O_CLOEXEC);
+  if (lock < 0) return -1;
+  while (flock(lock, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      close(lock);
+      return -1;
+    }
+  }
+  return lock;
+}
+
+/* Whether the zone is in the kernel as that boot of it (zoneid) with that status. */
+static int kernel_is(int zoneid, const char *status) {
+  struct kzone kz;
+  return kernel_lookup(target_zone, &kz) && kz.id == zoneid && strcmp(kz.status, status) == 0;
+}
+
+/* In a detached process: after the delay, the zone's network milestone comes online, if that
+ * boot of it still runs (a halt clears the zone's SMF state). */
+static void network_online_later(int zoneid) {
+  sleep_ms(env_ms("FAKE_ILLUMOS_NETWORK_DELAY_MS", 50));
+  if (!kernel_is(zoneid, "running")) return;
+  int lock = relock_existing();
+  if (lock < 0) return;
+  if (kernel_is(zoneid, "running")) fake_smf_set_state(target_zone, NETWORK_FMRI, "online");
   fake_unlock(lock);
+}
+
+static void schedule_network_online(int zoneid) {
+  int forked = fork_detached();
+  if (forked < 0) fake_smf_set_state(target_zone, NETWORK_FMRI, "online");
+  if (forked != 0) return;
+  detach_stdio();
+  network_online_later(zoneid);
   _exit(0);
+}
+
+/* zoneadmd's ready -> running, under the lock; 0 or Z_ERR. */
+static int become_running_locked(int *id) {
+  if (kernel_update_locked("running", id) != 0) {
+    zerror("could not boot the zone: %s", strerror(errno));
+    return Z_ERR;
+  }
+  fake_emit_zone_event(target_zone, *id, "running", "ready");
+  return Z_OK;
+}
+
+/*
+ * With FAKE_ILLUMOS_BOOT_DELAY_MS, the zone stays "ready" that long and zoneadmd (a detached
+ * process here) completes the boot: a zoneadm killed meanwhile (with the agent that ran it)
+ * leaves a zone that still comes up, as on illumos. zoneadm waits for it through a pipe.
+ * Called with the lock held; releases it.
+ */
+static int boot_later(int lock, int id) {
+  int fds[2];
+  if (pipe(fds) != 0) {
+    int rc = become_running_locked(&id);
+    fake_unlock(lock);
+    if (rc == Z_OK) schedule_network_online(id);
+    return rc;
+  }
+  fake_unlock(lock);
+  int forked = fork_detached();
+  if (forked == 0) {
+    signal(SIGPIPE, SIG_IGN); /* the zoneadm waiting for us may be gone */
+    close(fds[0]);
+    detach_stdio();
+    sleep_ms(env_ms("FAKE_ILLUMOS_BOOT_DELAY_MS", 0));
+    char outcome = '0';
+    int relock = relock_existing();
+    if (relock >= 0) {
+      if (kernel_is(id, "ready") && become_running_locked(&id) == Z_OK) outcome = '1';
+      fake_unlock(relock);
+    }
+    ssize_t ignored = write(fds[1], &outcome, 1);
+    (void)ignored;
+    close(fds[1]);
+    if (outcome == '1') network_online_later(id);
+    _exit(0);
+  }
+  close(fds[1]);
+  char outcome = '0';
+  ssize_t got = forked < 0 ? -1 : read(fds[0], &outcome, 1);
+  close(fds[0]);
+  if (got != 1 || outcome != '1') {
+    zerror("the zone did not boot (halted meanwhile, or zoneadmd could not be started)");
+    return Z_ERR;
+  }
+  return Z_OK;
 }
 
 static int boot_func(int argc, char **argv) {
@@ -299,27 +384,25 @@ static int boot_func(int argc, char **argv) {
     zerror("must be %s before %s.", zone_state_str(ZONE_STATE_INSTALLED), "boot");
     rc = Z_ERR;
   }
-  int id = -1;
-  if (rc == Z_OK) {
-    /* zoneadmd: zone_create (uninitialized -> initialized -> ready), then zone_boot (ready ->
-     * booting, published as ready -> ready; then running). The SMF repository of the new
-     * zone exists before init runs. */
-    if (kernel_update_locked("ready", &id) != 0) {
-      zerror("could not create the zone: %s", strerror(errno));
-      rc = Z_ERR;
-    } else {
-      fake_emit_zone_event(target_zone, id, "initialized", "uninitialized");
-      fake_emit_zone_event(target_zone, id, "ready", "initialized");
-      fake_smf_set_state(target_zone, NETWORK_FMRI, "offline");
-      fake_emit_zone_event(target_zone, id, "ready", "ready");
-      if (kernel_update_locked("running", &id) != 0) {
-        zerror("could not boot the zone: %s", strerror(errno));
-        rc = Z_ERR;
-      } else {
-        fake_emit_zone_event(target_zone, id, "running", "ready");
-      }
-    }
+  if (rc != Z_OK) {
+    fake_unlock(lock);
+    return rc;
   }
+  /* zoneadmd: zone_create (uninitialized -> initialized -> ready), then zone_boot (ready ->
+   * booting, published as ready -> ready; then running). The SMF repository of the new zone
+   * exists before init runs. */
+  int id = -1;
+  if (kernel_update_locked("ready", &id) != 0) {
+    zerror("could not create the zone: %s", strerror(errno));
+    fake_unlock(lock);
+    return Z_ERR;
+  }
+  fake_emit_zone_event(target_zone, id, "initialized", "uninitialized");
+  fake_emit_zone_event(target_zone, id, "ready", "initialized");
+  fake_smf_set_state(target_zone, NETWORK_FMRI, "offline");
+  fake_emit_zone_event(target_zone, id, "ready", "ready");
+  if (env_ms("FAKE_ILLUMOS_BOOT_DELAY_MS", 0) > 0) return boot_later(lock, id);
+  rc = become_running_locked(&id);
   fake_unlock(lock);
   if (rc == Z_OK) schedule_network_online(id);
   return rc;
