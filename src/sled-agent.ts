@@ -162,8 +162,8 @@ export class SledAgent {
   /** Every manager carries on from its ledger (in the background: the API is already up). */
   resume(): void {
     this.instances.resume();
-    void this.services.resume().then((s) => this.log.info(s, 'services resumed'),
-      (err: unknown) => this.log.error({ err }, 'services could not be resumed'));
+    // The service manager logs its own summary, at warn when a service failed.
+    void this.services.resume().catch((err: unknown) => this.log.error({ err }, 'services could not be resumed'));
   }
 
   async updateArtifact(artifact: UpdateArtifact): Promise<void> {

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { checkAgentConfig, type AgentConfig } from '../../src/config.js';
 import { openSimHost } from '../../src/host/open.js';
 import type { SimHost } from '../../src/sim/host.js';
@@ -34,6 +34,8 @@ export interface TestAgentOptions {
   nexus?: FakeNexus;
   config?: Record<string, unknown>;
   agent?: SledAgentOptions;
+  /** The agent's logger (default: silent, or TEST_LOG_LEVEL); kept across restart(). */
+  log?: Logger;
 }
 
 /** A config file's content for the sim host under `dir` (also used by the child-process tests). */
@@ -57,7 +59,7 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'sled-agent-real-'));
   const nexus = options.nexus ?? await FakeNexus.start();
   const config = checkAgentConfig(testConfig(dir, nexus.address, options.config), 'test');
-  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const log = options.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const host = await openSimHost(config, log);
   let running: RunningAgent;
   try {
