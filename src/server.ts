@@ -76,6 +76,9 @@ export function createServer(options: ServerOptions): App {
         formats: CONTRACT_FORMATS,
       },
     },
+    // fast-json-stringify picks a union's branch with an ajv of its own, which must know the
+    // contract's formats too (without them it warns `unknown format "uint64" ignored`).
+    serializerOpts: { ajv: { formats: CONTRACT_FORMATS } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Every body on these APIs is JSON; anything else is a 415 rather than a string to validate.
