@@ -125,7 +125,35 @@ describe('PUT /start_sled', () => {
     expect(wide.body.message).toMatch(/a sled's subnet is a \/64, not \/72/);
     const bad = await call(b, 'PUT', '/start_sled', { subnet: { net: '10.0.0.0/8' } });
     expect(bad.status).toBe(400);
-    expect(bad.body.message).toMatch(/body\/subnet\/net must match pattern/);
+    expect(bad.body.message).toMatch(/body\/subnet\/net: "10\.0\.0\.0" is not an IPv6 address/);
+  });
+
+  it.each([
+    ['fd00:1122:3344:100::/56', /^body\/subnet\/net: a sled's subnet is a \/64, not \/56 \("fd00:1122:3344:100::\/56"\); for example fd00:1122:3344:101::\/64$/],
+    ['fd00:1122:3344:101::/48', /is a \/64, not \/48/],
+    ['fd00:1122:3344:101::1/64', /"fd00:1122:3344:101::1\/64" has host bits set below \/64/],
+    ['fc00:1122:3344:101::/64', /"fc00:1122:3344:101::\/64" is not in fd00::\/8/],
+    ['fd00:1122:3344:101:/64', /"fd00:1122:3344:101:" is not an IPv6 address/],
+    ['fd00::/64', /"fd00::\/64" is a sled subnet, but spelled in a form the API does not take: write all eight groups, or at least the first two followed by "::" at the end/],
+    ['fd00::1122:0:0:0:0/64', /spelled in a form the API does not take/],
+    ['subnet', /"subnet" is not an IPv6 subnet \(ADDRESS\/PREFIX\)/],
+  ])('refuses %s with a 400 that says what a sled subnet is, not the contract\'s pattern', async (net, message) => {
+    const nexus = await fakeNexus();
+    const b = await start(config(nexus, tempDir()));
+    const res = await call(b, 'PUT', '/start_sled', { subnet: { net } });
+    expect(res.status).toBe(400);
+    expect(res.body.error_code).toBe('InvalidRequest');
+    expect(res.body.message).toMatch(message);
+    expect(res.body.message).not.toMatch(/pattern|\^\(/);
+    expect(b.agent.sledAgent).toBeNull();
+  });
+
+  it('still names a missing field the usual way', async () => {
+    const nexus = await fakeNexus();
+    const b = await start(config(nexus, tempDir()));
+    const res = await call(b, 'PUT', '/start_sled', { subnet: {} });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toBe('body/subnet/net is required');
   });
 
   it('serialises concurrent requests into one sled agent', async () => {

@@ -1,11 +1,12 @@
 // The bootstrap agent (omicron bootstrap/agent.rs): brings this sled's sled agent up when RSS
 // asks (`start_sled`), remembers that request across restarts, and holds this sled's trust-quorum
 // share for its peers.
+import { isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { formatSocketAddr } from '../common/address.js';
 import { ApiError, conflict, invalidRequest, objectNotFound } from '../common/errors.js';
-import { addressInNet, formatIpv6Net, parseIpv6Net, sameNet } from '../common/ipv6.js';
+import { addressInNet, formatIpv6Net, getByte, parseIpv6Net, sameNet } from '../common/ipv6.js';
 import { readJsonIfExists, writeJsonAtomic } from '../common/persist.js';
 import type { SledAgentRequest } from '../params.js';
 import { startSim } from '../sim/server.js';
@@ -15,6 +16,45 @@ import {
 } from './trust-quorum.js';
 
 export const SLED_AGENT_REQUEST_FILE = 'sled-agent-request.json';
+
+const EXAMPLE_SUBNET = 'fd00:1122:3344:101::/64';
+
+/**
+ * What is wrong with `text` as a sled's subnet (a unique local IPv6 /64, as RSS hands out), said
+ * for a person, or null if nothing is. Used in place of the contract's regular expression, which
+ * is all a schema failure could otherwise show.
+ */
+export function sledSubnetProblem(text: string): string | null {
+  // The prefix first: a /48 given for a /64 has "host bits", but the length is what to fix.
+  const parts = /^([^/]+)\/(\d{1,3})$/.exec(text);
+  if (parts && isIPv6(parts[1]!) && Number(parts[2]) !== 64) {
+    return `a sled's subnet is a /64, not /${Number(parts[2])} (${JSON.stringify(text)}); for example ${EXAMPLE_SUBNET}`;
+  }
+  let net;
+  try {
+    net = parseIpv6Net(text);
+  } catch (err) {
+    return `${(err as Error).message}; a sled's subnet is an IPv6 /64 such as ${EXAMPLE_SUBNET}`;
+  }
+  if (getByte(net.network, 0) !== 0xfd) {
+    return `${JSON.stringify(text)} is not in fd00::/8: a sled's subnet is a unique local /64 such as ${EXAMPLE_SUBNET}`;
+  }
+  return null;
+}
+
+/**
+ * The message for a start_sled body the contract's pattern refused, when the pattern is what
+ * failed on subnet.net; any other schema failure is left as it is.
+ */
+export function explainSubnetRejection(body: unknown): string | null {
+  const net = (body as { subnet?: { net?: unknown } } | null)?.subnet?.net;
+  if (typeof net !== 'string') return null;
+  // Otherwise the spelling is what the pattern refused: it takes "::" only at the end, after at
+  // least two groups (fd00:0::/64, not fd00::/64), or all eight groups written out.
+  return `body/subnet/net: ${sledSubnetProblem(net)
+    ?? `${JSON.stringify(net)} is a sled subnet, but spelled in a form the API does not take: write all eight groups, `
+      + `or at least the first two followed by "::" at the end, as in ${EXAMPLE_SUBNET}`}`;
+}
 
 /** The sled agent this bootstrap agent started: the real one or the simulated one. */
 export interface StartedSledAgent {
@@ -73,13 +113,9 @@ export class BootstrapAgent {
   }
 
   private async doStartSled(request: SledAgentRequest): Promise<{ id: string }> {
-    let net;
-    try {
-      net = parseIpv6Net(request.subnet.net);
-    } catch (err) {
-      throw invalidRequest(`subnet: ${(err as Error).message}`);
-    }
-    if (net.prefix !== 64) throw invalidRequest(`subnet: a sled's subnet is a /64, not /${net.prefix}`);
+    const problem = sledSubnetProblem(request.subnet.net);
+    if (problem) throw invalidRequest(`body/subnet/net: ${problem}`);
+    const net = parseIpv6Net(request.subnet.net);
     const subnet = formatIpv6Net(net);
     if (this.running) {
       if (sameNet(parseIpv6Net(this.running.subnet), net)) return { id: this.config.id };
