@@ -3,6 +3,8 @@
 // config-rss.toml for them, runs RSS (which starts every sled agent, then its services and
 // datasets), rebuilds the rack secret from the peers, prints each sled, and runs until Ctrl-C.
 // Without --nexus a built-in fake Nexus (answering 204 to everything) is started and said so.
+// RSS itself never calls Nexus, so whether Nexus heard from the sleds is checked separately: each
+// sled agent's registration is given --nexus-wait seconds, and stdout says if Nexus did not answer.
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -18,7 +20,7 @@ import { createRackSecret, writeShareFile } from '../src/bootstrap/trust-quorum.
 import { parseSocketAddr } from '../src/common/address.js';
 import { addressInSubnet, formatRackSetupSummary, runRackSetup, sledSubnet } from '../src/rack-setup/index.js';
 
-const USAGE = 'usage: npm run rack -- --sleds N [--nexus ADDR:PORT] [--state-dir DIR] [--sim-mode auto|explicit]';
+const USAGE = 'usage: npm run rack -- --sleds N [--nexus ADDR:PORT] [--nexus-wait SECONDS] [--state-dir DIR] [--sim-mode auto|explicit]';
 const RACK_SUBNET = 'fd00:1122:3344:0100::';
 
 function fail(message: string): never {
@@ -32,6 +34,7 @@ try {
     options: {
       sleds: { type: 'string', default: '4' },
       nexus: { type: 'string' },
+      'nexus-wait': { type: 'string', default: '10' },
       'state-dir': { type: 'string' },
       'sim-mode': { type: 'string', default: 'auto' },
     },
@@ -42,6 +45,8 @@ try {
 const sleds = Number(args.sleds);
 if (!Number.isInteger(sleds) || sleds < 1 || sleds > 32) fail(`--sleds must be an integer from 1 to 32, not "${args.sleds}"`);
 if (args['sim-mode'] !== 'auto' && args['sim-mode'] !== 'explicit') fail(`--sim-mode must be auto or explicit`);
+const nexusWaitS = Number(args['nexus-wait']);
+if (!(nexusWaitS >= 0) || !Number.isFinite(nexusWaitS)) fail(`--nexus-wait must be a number of seconds, not "${args['nexus-wait']}"`);
 if (args.nexus !== undefined) {
   try { parseSocketAddr(args.nexus); } catch (err) { fail(`--nexus: ${(err as Error).message}`); }
 }
@@ -99,6 +104,19 @@ const plan = await Promise.all(Array.from({ length: sleds }, async (_, i) => ({
 })));
 
 const agents: RunningBootstrap[] = [];
+
+/** How many sled agents have had no answer from Nexus to their registration after `ms`. */
+async function unregisteredSleds(ms: number): Promise<number> {
+  let answered = 0;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(agents.map((a) => a.agent.sledAgent?.registered.then(() => { answered += 1; }))),
+    new Promise((resolve) => { timer = setTimeout(resolve, ms); }),
+  ]);
+  clearTimeout(timer);
+  return agents.length - answered;
+}
+
 async function shutdown(code: number): Promise<never> {
   await Promise.allSettled(agents.map((a) => a.close()));
   nexus?.server.closeAllConnections();
@@ -169,6 +187,11 @@ try {
 
   const result = await runRackSetup(rssPath, join(stateDir, 'rss'), log.child({ component: 'rss' }));
   say(formatRackSetupSummary(result));
+  const silent = await unregisteredSleds(nexusWaitS * 1000);
+  say(silent === 0
+    ? `Nexus at ${nexusAddress} answered the registration of every sled agent`
+    : `Nexus at ${nexusAddress} has not answered: ${silent} of ${sleds} sled agent(s) not registered after ${nexusWaitS} s, `
+      + `so Nexus knows nothing of this rack yet; the sled agents keep retrying (see ${logPath})`);
 
   if (quorum) {
     const rebuilt = await agents[0]!.agent.establishQuorum();

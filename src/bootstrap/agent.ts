@@ -59,6 +59,11 @@ export function explainSubnetRejection(body: unknown): string | null {
 /** The sled agent this bootstrap agent started: the real one or the simulated one. */
 export interface StartedSledAgent {
   address: string;
+  /**
+   * Settles once Nexus answered this sled's registration (and, when it accepted, the storage
+   * reports); pending for as long as Nexus does not answer, as the agent keeps retrying.
+   */
+  registered: Promise<void>;
   close(): Promise<void>;
 }
 
