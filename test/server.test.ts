@@ -12,7 +12,7 @@ describe('createServer', () => {
     const app = createServer({ logger: pino({ level: 'silent' }) });
     // fast-json-stringify validates a oneOf's branches with its own ajv when it serializes.
     app.get('/disk', { schema: { response: { 200: DiskRuntimeState } } }, async () => ({
-      disk_state: { state: 'attached', instance: '11111111-2222-3333-4444-555555555555' },
+      disk_state: { state: 'attached' as const, instance: '11111111-2222-3333-4444-555555555555' },
       gen: 3,
       time_updated: '2022-06-08T00:00:00Z',
     }));
