@@ -134,7 +134,11 @@ export class Instance {
    */
   async ensure(target: InstanceRuntimeStateRequested): Promise<InstanceRuntimeState> {
     const action = this.states.requestTransition(target);
-    if (action === null && this.states.current === this.record.runtime) return this.states.current;
+    if (action === null && this.states.current === this.record.runtime) {
+      // Already stopped (Nexus asking again, or about an instance this sled had forgotten).
+      if (this.#done()) this.#enqueue('leave', () => this.#leave(false));
+      return this.states.current;
+    }
     this.#record();
     // Names go into the same ledger write as the request, so provisioning needs no write of its own.
     if (action === 'run') this.#nameLinks();
@@ -144,6 +148,7 @@ export class Instance {
     // Nexus, having had no answer, asks again.
     const durable = this.#write();
     if (action !== null) this.#act(action);
+    else if (this.#done()) this.#enqueue('leave', () => this.#leave(false));
     try {
       await durable;
     } catch (err) {
@@ -169,22 +174,44 @@ export class Instance {
   }
 
   /**
-   * Brings the host to what the record says. Provisioning is idempotent, so a zone still running
-   * is adopted as it is (Propolis re-attached, current state reported to Nexus), and one that is
-   * missing or half-made is completed; a migration target is provisioned for the VM to arrive.
+   * Brings the host to what the record says: after a restart (resume()), and for a migration
+   * target. Whatever moment the agent was killed at, the ledger holds one of the rows below, and
+   * the zone may be in any state a Host reports; each row's action handles every zone state
+   * (ensureZoneRunning and removeZone list theirs), and a row that needs nothing needs no zone.
+   *
+   *   ledger state             desired            action
+   *   ----------------------   ----------------   -------------------------------------------------
+   *   failed                   any (cleared)      tear down whatever is left, report failed, stay
+   *                                               until Nexus destroys it (never provisioned again)
+   *   any but failed           stopped/destroyed  stop: no Propolis is attached after a restart,
+   *   stopping                 any                so tear down (halting the zone ends the VM),
+   *                                               observe Destroyed (-> stopped), report; then
+   *                                               leave the sled (destroyed: after reporting it)
+   *   stopped                  none               Propolis reported Stopped, teardown may not have
+   *                                               ended: tear down, report stopped, leave the sled
+   *   destroyed                none               tear down, report destroyed, leave the sled
+   *   starting/running/        running/reboot/    provision from the zone state found (adopts a
+   *   rebooting/migrating      none               running zone as it is, waits out a boot or a
+   *   creating/stopped         running/reboot     halt under way, completes a half-made zone),
+   *                                               re-attach Propolis, Run it if it never ran, and
+   *                                               monitor; a VM that was running is reported by
+   *                                               the monitor
+   *   creating/repairing       none               nothing (no host objects are made for them)
    */
   converge(): void {
     const state = this.states.current.run_state;
     const desired = this.states.desired?.run_state ?? null;
-    if (desired === 'stopped' || desired === 'destroyed' || state === 'stopping') {
+    if (state === 'failed') {
+      this.#enqueue('clean up', () => this.#settleFailed());
+    } else if (desired === 'stopped' || desired === 'destroyed' || state === 'stopping') {
       this.#enqueue('stop', () => this.#stop());
+    } else if (state === 'stopped' || state === 'destroyed') {
+      if (desired === null) this.#enqueue('leave', () => this.#leave(true));
+      else this.#enqueue('adopt', () => this.#provisionAndRun(false));
     } else if (desired === 'running' || desired === 'reboot' || state === 'starting' || state === 'running'
       || state === 'rebooting' || state === 'migrating') {
       this.#enqueue('adopt', () => this.#provisionAndRun(false));
-    } else if (state === 'destroyed') {
-      this.#enqueue('destroy', () => this.#destroy());
     }
-    // creating/stopped/failed/repairing with nothing desired: tracked, nothing to do.
   }
 
   /** Stops watching and monitoring (shutdown of the agent); the VM keeps running. */
@@ -294,16 +321,48 @@ export class Instance {
 
   async #failed(why: string, err: unknown): Promise<void> {
     if (this.#closed) return;
-    const aborted = isHostError(err, 'ABORT_ERR') || (err instanceof Error && err.name === 'AbortError');
-    if (aborted && this.states.current.run_state !== 'failed' && !this.#zoneLost) {
+    if (isCancellation(err) && this.states.current.run_state !== 'failed' && !this.#zoneLost) {
       // Cancelled by a stop or destroy, which is queued next and does the cleaning up.
       this.log.info({ why }, 'provisioning cancelled');
       return;
     }
     this.log.error({ err, why, zone: this.zone }, 'instance failed');
     this.#stopMonitor();
-    if (this.states.current.run_state !== 'failed') await this.#observe('Failed');
+    if (this.states.current.run_state !== 'failed') {
+      // Failed is where the instance stays until Nexus destroys it: what was desired before is
+      // void, so a restart does not provision it again behind Nexus's back.
+      this.states.desired = null;
+      await this.#observe('Failed');
+    }
     await this.#teardown();
+  }
+
+  /** After a restart, a failed instance: whatever its teardown left is removed; it stays failed. */
+  async #settleFailed(): Promise<void> {
+    if (this.states.desired !== null) {
+      this.states.desired = null;
+      this.#record();
+    }
+    await this.#teardown();
+    this.#report();
+  }
+
+  /** Stopped or destroyed with nothing more asked of it: time to leave the sled. */
+  #done(): boolean {
+    const state = this.states.current.run_state;
+    return (state === 'stopped' || state === 'destroyed') && this.states.desired === null;
+  }
+
+  /**
+   * Finishes the teardown and forgets the instance, if it is still done by the time this runs
+   * (a request may have started it again meanwhile). `report`: after a restart, Nexus may not
+   * have heard the state yet (the answer to a request carried it already).
+   */
+  async #leave(report: boolean): Promise<void> {
+    if (!this.#done()) return;
+    await this.#teardown();
+    if (report) this.#report();
+    this.#forget();
   }
 
   /** Watches the zone for an exit the agent did not ask for, at any phase. */
@@ -420,6 +479,11 @@ export class Instance {
         if (vm.instance.state === 'Creating') await this.#propolis.putState('Run');
       }
       this.#startMonitor(fmri);
+    } catch (err) {
+      // Whatever a step threw once the provisioning was cancelled (a Propolis request cut off,
+      // a host call that finished into an aborted signal) is the cancellation, not a failure.
+      if (abort.signal.aborted && !isCancellation(err)) throw cancellation(abort.signal.reason, err);
+      throw err;
     } finally {
       if (this.#provisioning === abort) this.#provisioning = null;
     }
@@ -629,4 +693,15 @@ export class Instance {
     this.record.guest_vnics = [];
     await this.#commit();
   }
+}
+
+/** An abort of the operation (ours, or a library's AbortError), not a failure of it. */
+function isCancellation(err: unknown): boolean {
+  return isHostError(err, 'ABORT_ERR') || (err instanceof Error && err.name === 'AbortError')
+    || (err instanceof PropolisError && err.code === 'ABORTED');
+}
+
+function cancellation(reason: unknown, cause: unknown): Error {
+  const why = reason instanceof Error ? reason.message : String(reason);
+  return Object.assign(new Error(`cancelled (${why})`, { cause }), { name: 'AbortError', code: 'ABORT_ERR' });
 }

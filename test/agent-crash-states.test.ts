@@ -1,0 +1,159 @@
+// What a SIGKILL can leave in the ledger and on the host, set up exactly, and what the restarted
+// agent makes of it (issue 10): a stopped instance whose teardown did not end, a stop landing
+// while Propolis is being ensured, a failed instance across a restart, and a stop request for an
+// instance the sled had already forgotten.
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { InstanceRecord } from '../src/instance.js';
+import { ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, type TestAgent } from './support/agent.js';
+
+let t: TestAgent | undefined;
+let servers: Server[] = [];
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+  for (const s of servers) {
+    s.closeAllConnections();
+    s.close();
+  }
+  servers = [];
+});
+
+const zoneOf = (propolisId: string) => `oxz_propolis-server_${propolisId}`;
+const ledgerPath = (agent: TestAgent) => join(agent.dir, 'var-oxide', 'instances.json');
+const ledger = (agent: TestAgent): Record<string, InstanceRecord> => JSON.parse(readFileSync(ledgerPath(agent), 'utf8')).instances;
+const ownedVnics = async (agent: TestAgent) => (await agent.host.links.listVnics()).map((v) => v.name).filter((n) => /^(ox|vopte)/.test(n) && n !== 'underlay0');
+const nic = (slot: number) => ({ name: `net${slot}`, ip: `172.16.0.${5 + slot}`, mac: `a8:40:25:f0:00:0${slot + 1}`, subnet: '172.16.0.0/22', vni: 10, slot });
+
+describe('restart after a kill', () => {
+  it('finishes the teardown of an instance killed between Propolis\'s Stopped and the zone\'s removal, reports it and forgets it', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    const zone = zoneOf(runtime.propolis_id as string);
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime, [nic(0), nic(1)]));
+    await nexusSees(t.nexus, id, 'running');
+    await t.stop();
+    // The ledger as the monitor leaves it on observing Stopped (desired stopped reached), with
+    // the zone and its three VNICs still there: the kill came before the teardown ended.
+    const records = ledger(t);
+    records[id] = { ...records[id]!, runtime: { ...records[id]!.runtime, run_state: 'stopped' }, desired: null };
+    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+    const limit = records[id]!.reported_gen_limit!;
+    const seen = t.nexus.requests.length;
+
+    t = await t.restart();
+    await t.running.agent.instances.whenGone(id);
+    await t.running.agent.instances.idle();
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
+    expect(await ownedVnics(t)).toEqual([]);
+    await t.stop();
+    expect(ledger(t)[id]).toBeUndefined();
+    const report = await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.indexOf(r) >= seen);
+    expect(report.body).toMatchObject({ run_state: 'stopped' });
+    expect(report.body.gen).toBeGreaterThan(limit);
+  });
+
+  it('keeps a failed instance failed across a restart: not provisioned again, still refusing a stop, destroyable', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    const zone = zoneOf(runtime.propolis_id as string);
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    await t.host.crashPropolis(zone);
+    const failed = await nexusSees(t.nexus, id, 'failed');
+    await t.running.agent.instances.idle();
+    expect(ledger(t)[id]).toMatchObject({ runtime: { run_state: 'failed' }, desired: null });
+    const seen = t.nexus.requests.length;
+
+    t = await t.restart();
+    await t.running.agent.instances.idle();
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
+    expect(ledger(t)[id]?.runtime.run_state).toBe('failed');
+    const again = await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.indexOf(r) >= seen);
+    expect(again.body.run_state).toBe('failed');
+    expect(again.body.gen).toBeGreaterThan(failed.body.gen);
+    expect(t.nexus.requests.filter(instancePuts(id)).map((r) => r.body.run_state)).not.toContain('starting');
+
+    const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+    expect(stop.status).toBe(400);
+    expect(stop.body.message).toMatch(/cannot stop instance in state "failed"/);
+    const destroy = await t.request('PUT', `/instances/${id}`, ensureBody('destroyed', runtime));
+    expect(destroy.status).toBe(200);
+    expect(destroy.body.run_state).toBe('destroyed');
+    await t.running.agent.instances.whenGone(id);
+    await t.stop();
+    expect(ledger(t)[id]).toBeUndefined();
+  });
+
+  it('a failure clears what was desired, so an old ledger with failed + stopped desired settles too', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    await t.stop();
+    const records = ledger(t);
+    records[id] = { ...records[id]!, runtime: { ...records[id]!.runtime, run_state: 'failed' }, desired: { run_state: 'stopped', migration_params: null } };
+    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+
+    t = await t.restart();
+    await t.running.agent.instances.idle();
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zoneOf(runtime.propolis_id as string));
+    expect(await ownedVnics(t)).toEqual([]);
+    expect(ledger(t)[id]).toMatchObject({ runtime: { run_state: 'failed' }, desired: null });
+  });
+});
+
+describe('stop while Propolis is being ensured', () => {
+  it('is a cancellation: the instance ends stopped, not failed, and leaves the sled', async () => {
+    t = await startTestAgent();
+    // A Propolis that takes PUT /instance and never answers: the stop lands while it is in flight.
+    let ensured: () => void = () => {};
+    const arrived = new Promise<void>((resolve) => { ensured = resolve; });
+    const stuck = createServer((req) => {
+      if (req.method === 'PUT' && req.url === '/instance') ensured();
+    });
+    servers.push(stuck);
+    stuck.listen(0, '127.0.0.1');
+    await once(stuck, 'listening');
+    const port = (stuck.address() as { port: number }).port;
+    t.host.reachable = () => ({ host: '127.0.0.1', port });
+
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await arrived;
+    const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+    expect(stop.status).toBe(200);
+    expect(stop.body.run_state).toBe('stopping');
+    await nexusSees(t.nexus, id, 'stopped');
+    await t.running.agent.instances.whenGone(id);
+    const states = t.nexus.requests.filter(instancePuts(id)).map((r) => r.body.run_state);
+    expect(states).not.toContain('failed');
+    expect(states.at(-1)).toBe('stopped');
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zoneOf(runtime.propolis_id as string));
+    await t.stop();
+    expect(ledger(t)[id]).toBeUndefined();
+  });
+});
+
+describe('a stop for an instance the sled no longer has', () => {
+  it('answers with the state Nexus sent and keeps nothing in the ledger', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime({ run_state: 'stopped', gen: 7 });
+    const res = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ run_state: 'stopped', gen: 7 });
+    await t.running.agent.instances.whenGone(id);
+    expect(t.running.agent.instances.get(id)).toBeUndefined();
+    await t.stop();
+    expect(ledger(t)[id]).toBeUndefined();
+  });
+});
