@@ -45,7 +45,8 @@
 // host calls only. Instances are destroyed through the agent after each run.
 //
 // Output: a table per mode and N, a side-by-side line per N, PASS/FAIL against the target, and
-// results/boot/<timestamp>.{json,svg} plus results/boot/latest.{json,svg}.
+// results/boot/<timestamp>.{json,svg} plus results/boot/latest.{json,svg}, which git ignores
+// (results/boot/reference.* is the result kept on purpose).
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';

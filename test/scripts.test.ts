@@ -45,3 +45,18 @@ describe('npm run openapi', () => {
     expect(failed?.stderr).toMatch(/^openapi: unknown API "nexus"\nusage: npm run openapi -- \[--out DIR\] \[sled\|sim\|bootstrap \.\.\.\]/);
   }, 60_000);
 });
+
+describe('benchmark output', () => {
+  const git = (...args: string[]) => run('git', args, { cwd: ROOT }).then((r) => r.stdout, () => null);
+
+  it('lands where git neither tracks nor shows it; only the reference result is tracked', async () => {
+    if (await git('rev-parse', '--is-inside-work-tree') === null) return; // not a git checkout
+    // What bench:boot writes: <timestamp>.json/.svg and latest.json/.svg under results/boot.
+    const written = ['2030-01-01T00-00-00-000Z.json', '2030-01-01T00-00-00-000Z.svg', 'latest.json', 'latest.svg']
+      .map((f) => `results/boot/${f}`);
+    expect((await git('ls-files', '--', ...written))?.trim()).toBe('');
+    const ignored = (await git('check-ignore', '--', ...written))?.trim().split('\n');
+    expect(ignored).toEqual(written);
+    expect((await git('ls-files', 'results'))?.trim().split('\n')).toEqual(['results/boot/reference.json', 'results/boot/reference.svg']);
+  });
+});
