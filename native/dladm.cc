@@ -347,7 +347,8 @@ struct VnicInfo {
   double mtu = -1;
 };
 
-// dladm_vnic_info(ACTIVE) into a fresh 16 KiB buffer. Returns false if the VNIC is gone.
+// dladm_vnic_info(ACTIVE) into a fresh DLADM_VNIC_ATTR_BUFSIZE buffer. Returns false if the VNIC
+// is gone.
 bool ReadVnic(dladm_handle_t h, datalink_id_t id, VnicInfo* out) {
   AttrBuffer buf;
   dladm_status_t st = dladm_api.dladm_vnic_info(h, id, buf.attr(), DLADM_OPT_ACTIVE);

@@ -219,9 +219,13 @@ typedef struct dladm_errlist dladm_errlist_t;
 
 // The first 60 bytes of dladm_vnic_attr_t (libdlvnic.h). The whole struct continues with
 // `mac_resource_props_t va_resource_props` at offset 60 (declared under #pragma pack(4) on
-// amd64), about 12868 bytes, so sizeof(dladm_vnic_attr_t) is about 12928 (illumos-abi.md §3,
-// derived, unverified). Never allocate this mirror for the library to fill: pass a zeroed,
-// 8-aligned buffer of DLADM_VNIC_ATTR_BUFSIZE bytes and read these fields from its start.
+// amd64), whose size follows MRP_NCPUS (its CPU lists are arrays of that many entries): with
+// MRP_NCPUS 256, as in illumos-gate 367731f049bf, sizeof(dladm_vnic_attr_t) is 15480 (a
+// cross-check of these headers against that commit, issue 13); older gates had MRP_NCPUS 128
+// and about 12928 (illumos-abi.md §3). Some libdlvnic versions' dladm_vnic_info(ACTIVE) set
+// only these head fields; others copy va_resource_props back as well, writing the whole struct.
+// Never allocate this mirror for the library to fill: pass a zeroed, 8-aligned buffer of
+// DLADM_VNIC_ATTR_BUFSIZE bytes and read these fields from its start.
 typedef struct dladm_vnic_attr_head {
   datalink_id_t va_vnic_id;
   datalink_id_t va_link_id;
@@ -249,8 +253,14 @@ static_assert(offsetof(dladm_vnic_attr_head_t, va_vrid) == 52, "va_vrid");
 static_assert(offsetof(dladm_vnic_attr_head_t, va_af) == 56, "va_af");
 static_assert(sizeof(dladm_vnic_attr_head_t) == 60, "the mirror covers the first 60 bytes");
 
-#define DLADM_VNIC_ATTR_SIZE_ESTIMATE 12928  // illumos-abi.md §3, by arithmetic
-#define DLADM_VNIC_ATTR_BUFSIZE 16384        // what we pass to dladm_vnic_info
+// sizeof(dladm_vnic_attr_t) at illumos-gate 367731f049bf (MRP_NCPUS 256), not derived by us:
+// scripts/selfcheck-illumos.ts measures it on a real image.
+#define DLADM_VNIC_ATTR_SIZE_ESTIMATE 15480
+// What we pass to dladm_vnic_info: four times the current size, so MRP_NCPUS can double twice
+// more before the canary after the buffer (dladm.cc) reports EABI.
+#define DLADM_VNIC_ATTR_BUFSIZE 65536
+static_assert(DLADM_VNIC_ATTR_BUFSIZE >= 4 * DLADM_VNIC_ATTR_SIZE_ESTIMATE,
+              "room for dladm_vnic_attr_t to grow with MRP_NCPUS");
 
 typedef int (*dladm_walk_datalink_cb_t)(dladm_handle_t, datalink_id_t, void*);
 

@@ -1,8 +1,8 @@
 // libscf declarations: see ../abi.h and illumos-abi.md §6.2.
 //
 // Confirmed against illumos-gate (read through the `search` tool's copy of illumos/illumos-gate):
-//   - usr/src/lib/libscf/inc/libscf.h: the opaque handle types, SCF_VERSION ((scf_version_t)1UL,
-//     a pointer-typed constant), SCF_SUCCESS 0 / SCF_COMPLETE 1 / SCF_FAILED -1, the scf_error_t
+//   - usr/src/lib/libscf/inc/libscf.h: the opaque handle types, `typedef unsigned long
+//     scf_version_t` with SCF_VERSION 1UL, SCF_SUCCESS 0 / SCF_COMPLETE 1 / SCF_FAILED -1, the scf_error_t
 //     values (NONE = 1000 and consecutive up to TEMPLATE_INVALID 1020, CALLBACK_FAILED 1080,
 //     INTERNAL 1101), SCF_DECODE_FMRI_* flags, and every prototype below (note the `const` on the
 //     object arguments of the getters, and ssize_t returns of the string getters).
@@ -35,8 +35,8 @@
 
 extern "C" {
 
-typedef struct scf_version* scf_version_t;
-#define SCF_VERSION ((scf_version_t)1UL)
+typedef unsigned long scf_version_t;
+#define SCF_VERSION 1UL
 
 typedef struct scf_handle scf_handle_t;
 typedef struct scf_scope scf_scope_t;

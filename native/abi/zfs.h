@@ -17,9 +17,10 @@
 //    ZfsErrorName() maps numbers to names; an unknown number becomes "EZFS_<n>", never a lie.
 //  - zfs_prop_t: usr/src/uts/common/sys/fs/zfs.h. Values 0..25 (TYPE..ACLINHERIT) are identical
 //    in the 2014 illumos copy and the 2026 oxidecomputer/illumos-gate copy, but the rest moved
-//    twice: ZFS_PROP_DNODESIZE was inserted before REFRATIO (about 2017), and Oxide's gate (what
-//    Helios ships) inserts ZFS_PROP_ACLIMPLICIT after ACLINHERIT, so e.g. CANMOUNT is 28 upstream
-//    and 29 on Helios. The addon therefore never uses a zfs_prop_t constant: it resolves every
+//    twice: ZFS_PROP_DNODESIZE was inserted before REFRATIO (about 2017), and
+//    ZFS_PROP_ACLIMPLICIT after ACLINHERIT (upstream illumos-gate since 2023, so Helios and
+//    every current illumos have it), so e.g. CANMOUNT is 28 on an image older than that and 29
+//    on a current one. The addon therefore never uses a zfs_prop_t constant: it resolves every
 //    property name at run time with zfs_name_to_prop() (exported, SUNWprivate_1.1), which is
 //    compiled from the same table as the library. The constants below are for reference and
 //    for scripts/selfcheck-illumos.ts only.
@@ -87,7 +88,8 @@ typedef int zfs_prop_t;
 #define ZFS_PROP_SNAPDIR 23
 #define ZFS_PROP_ACLMODE 24
 #define ZFS_PROP_ACLINHERIT 25
-// 26 on: ZFS_PROP_ACLIMPLICIT (Helios only), CREATETXG, NAME, CANMOUNT, ... (drifts; see above)
+// 26 on: ZFS_PROP_ACLIMPLICIT (illumos-gate since 2023), CREATETXG, NAME, CANMOUNT, ... (drifts;
+// see above)
 
 typedef enum {
   ZPOOL_PROP_INVAL = -1,

@@ -167,9 +167,12 @@ typedef struct dladm_errlist dladm_errlist_t;
 
 /*
  * dladm_vnic_attr_t (libdlvnic.h): these fields, then mac_resource_props_t va_resource_props at
- * offset 60 (about 12868 bytes, so about 12928 in all). dladm_vnic_info(ACTIVE) sets only the
- * fields below, as the real one does from VNIC_IOC_INFO, and writes nothing past offset 60.
+ * offset 60, 15480 bytes in all with MRP_NCPUS 256 (illumos-gate 367731f049bf).
+ * dladm_vnic_info(ACTIVE) writes the whole struct, as a libdlvnic that copies va_resource_props
+ * back from VNIC_IOC_INFO does (no resource controls: zeroes), so a caller's buffer that is too
+ * small shows up under the sanitizers.
  */
+#define FAKE_VNIC_ATTR_SIZE 15480
 typedef struct fake_vnic_attr_head {
   datalink_id_t va_vnic_id;
   datalink_id_t va_link_id;
@@ -1071,6 +1074,7 @@ dladm_status_t dladm_vnic_info(dladm_handle_t h, datalink_id_t linkid, void *att
     } else {
       /* Field by field into the caller's struct, as i_dladm_vnic_info_active does. */
       fake_vnic_attr_head_t *a = attrp;
+      memset((char *)attrp + sizeof(*a), 0, FAKE_VNIC_ATTR_SIZE - sizeof(*a));
       a->va_vnic_id = l->id;
       a->va_link_id = l->over;
       a->va_mac_addr_type = (vnic_mac_addr_type_t)l->mactype;

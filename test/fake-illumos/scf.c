@@ -59,8 +59,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-typedef struct scf_version *scf_version_t;
-#define SCF_VERSION ((scf_version_t)1UL)
+typedef unsigned long scf_version_t;
+#define SCF_VERSION 1UL
 
 #define SCF_SUCCESS 0
 #define SCF_COMPLETE 1
