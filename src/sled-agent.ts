@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { formatSocketAddr, parseSocketAddr } from './common/address.js';
 import { NexusNotifier } from './common/nexus-notifier.js';
+import { Shutdown } from './common/shutdown.js';
 import type { AgentConfig } from './config.js';
 import { DiskManager } from './disk-manager.js';
 import { GLOBAL_ZONE, type Host } from './host/index.js';
@@ -237,13 +238,15 @@ export async function startAgent(config: AgentConfig, host: Host, log: Logger, o
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
-      await app.close();
-      await agent.close();
+      const shutdown = new Shutdown(log);
+      await shutdown.closeApp('stop serving', 2_000, app);
+      await shutdown.step('stop the managers', 5_000, () => agent.close());
       const undelivered = await agent.notifier.drain(2_000);
       if (undelivered > 0) log.warn({ undelivered }, 'shutting down with updates Nexus has not received');
-      await agent.nexus.close();
-      await host.close();
+      await shutdown.step('close the Nexus client', 1_000, () => agent.nexus.close());
+      await shutdown.step('close the host', 5_000, () => host.close());
       log.info('sled agent stopped');
+      shutdown.finish();
     })();
     return closing;
   };

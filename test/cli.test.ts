@@ -7,6 +7,8 @@
 // 2-core machine.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
@@ -98,18 +100,29 @@ describe('sled-agent sim', () => {
     await nexus?.close();
   });
 
-  async function start(bind: string, env: NodeJS.ProcessEnv = {}, extra: string[] = []) {
+  interface StartOptions {
+    env?: NodeJS.ProcessEnv;
+    mode?: 'auto' | 'explicit';
+    extra?: string[];
+    /** False: nothing reads the agent's stderr (the pipe stays open). */
+    readStderr?: boolean;
+    /** Instead of a FakeNexus. */
+    nexusAddress?: string;
+  }
+
+  async function start(bind: string, options: StartOptions = {}) {
     nexus = await FakeNexus.start();
     const id = randomUUID();
-    child = spawn(process.execPath, [...CLI, 'sim', id, bind, nexus.address, '--sim-mode', 'explicit', ...extra], {
-      env: { ...process.env, ...env },
+    child = spawn(process.execPath, [...CLI, 'sim', id, bind, options.nexusAddress ?? nexus.address, '--sim-mode', options.mode ?? 'explicit', ...options.extra ?? []], {
+      env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const stderr: string[] = [];
-    createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
+    if (options.readStderr !== false) createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
     const lines = createInterface({ input: child.stdout! });
     const [first] = await once(lines, 'line') as [string];
-    return { id, first, stderr, child };
+    const port = Number(/^listening on http:\/\/.*:(\d+)$/.exec(first)?.[1]);
+    return { id, first, port, stderr, child };
   }
 
   it('announces its real port, registers, serves, logs one JSON line per request and stops on SIGTERM', async () => {
@@ -142,7 +155,7 @@ describe('sled-agent sim', () => {
   });
 
   it('honours LOG_LEVEL over the configured level', async () => {
-    const { id, first, stderr, child: proc } = await start('127.0.0.1:0', { LOG_LEVEL: 'warn' });
+    const { id, first, stderr, child: proc } = await start('127.0.0.1:0', { env: { LOG_LEVEL: 'warn' } });
     const port = Number(/:(\d+)$/.exec(first)![1]);
     await nexus!.waitFor((r) => r.url === `/sled_agents/${id}`);
     const res = await fetch(`http://127.0.0.1:${port}/disks/not-a-uuid/poke`, { method: 'POST' });
@@ -151,6 +164,69 @@ describe('sled-agent sim', () => {
     await once(proc, 'exit');
     expect(stderr.map((l) => JSON.parse(l)).filter((r) => r.level < 40)).toEqual([]);
   });
+
+  it('stops on SIGTERM in auto mode after its log reader went away (EPIPE)', async () => {
+    const dir = tempDir();
+    const config = join(dir, 'sim.toml');
+    writeFileSync(config, '[sim]\nauto_delay_ms = 20\n');
+    const { id, port, child: proc } = await start('127.0.0.1:0', { mode: 'auto', extra: ['--config', config] });
+    await nexus!.waitFor((r) => r.url === `/sled_agents/${id}`);
+    const instance = randomUUID();
+    const put = await fetch(`http://127.0.0.1:${port}/instances/${instance}`, {
+      method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(instanceEnsure(id, 'running')),
+    });
+    expect(put.status).toBe(200);
+    proc.stderr!.destroy();
+    proc.kill('SIGTERM');
+    const [code, signal] = await once(proc, 'exit');
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+  });
+
+  it('stops on SIGTERM while its log reader has stopped reading (a full pipe)', async () => {
+    const { port, child: proc } = await start('127.0.0.1:0', { readStderr: false });
+    // Each request is logged with its URL: these are more than the pipe and this end's buffer hold.
+    for (let i = 0; i < 48; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}/nothing?${'x'.repeat(8000)}`);
+      expect(res.status).toBe(404);
+      await res.arrayBuffer();
+    }
+    proc.kill('SIGTERM');
+    const [code, signal] = await once(proc, 'exit');
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
+    proc.stderr!.destroy();
+  });
+
+  it('stops on SIGTERM within its shutdown deadlines while a request waits on a Nexus that never answers', async () => {
+    // A Nexus that takes registration but never answers an artifact download.
+    const hanging: ServerResponse[] = [];
+    const silent = createServer((req, res) => {
+      if (req.url?.startsWith('/artifacts/')) hanging.push(res);
+      else res.writeHead(204).end();
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    try {
+      const dir = tempDir();
+      const config = join(dir, 'sim.toml');
+      writeFileSync(config, `[nexus]\ntimeout_ms = 600000\n[updates]\nartifact_dir = "${join(dir, 'zones')}"\n`);
+      const { port, stderr, child: proc } = await start('127.0.0.1:0', {
+        extra: ['--config', config], nexusAddress: `127.0.0.1:${(silent.address() as AddressInfo).port}`,
+      });
+      const update = fetch(`http://127.0.0.1:${port}/update`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', version: 1, kind: 'zone' }),
+      }).catch((err: unknown) => err);
+      while (hanging.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      proc.kill('SIGTERM');
+      const [code, signal] = await once(proc, 'exit');
+      await update;
+      expect({ code, signal }).toEqual({ code: 1, signal: null });
+      const late = stderr.map((l) => JSON.parse(l)).filter((r) => r.msg === 'shutdown step did not finish in time; going on without it');
+      expect(late.map((r) => r.step)).toContain('stop serving');
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+  }, 60_000);
 
   const hasIpv6Loopback = Object.values(networkInterfaces()).flat().some((i) => i?.address === '::1');
   it.runIf(hasIpv6Loopback)('accepts a bracketed IPv6 bind address', async () => {

@@ -17,6 +17,8 @@ import pino, { type Logger } from 'pino';
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
+/** From the first signal to exit, at most; more than the agents' own shutdown steps add up to. */
+const SHUTDOWN_DEADLINE_MS = 30_000;
 
 class UsageError extends Error {}
 
@@ -147,6 +149,11 @@ async function serveUntilSignalled(log: Logger, starting: Promise<{ address: str
     }
     firstSignalAt = now;
     log.info({ signal }, 'shutting down');
+    // Every step of close() has its own deadline; this one also covers a start still under way.
+    setTimeout(() => {
+      log.error({ ms: SHUTDOWN_DEADLINE_MS }, 'shutdown did not finish in time; exiting');
+      process.exit(EXIT_FAILURE);
+    }, SHUTDOWN_DEADLINE_MS);
     starting.then((server) => server.close()).then(() => process.exit(0), (err) => {
       log.error({ err }, 'error during shutdown');
       process.exit(EXIT_FAILURE);

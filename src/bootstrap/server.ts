@@ -2,6 +2,7 @@
 // sled agent a persisted request asks for.
 import type { Logger } from 'pino';
 import { formatSocketAddr, parseSocketAddr } from '../common/address.js';
+import { Shutdown } from '../common/shutdown.js';
 import { BOOTSTRAP_API_INFO, registerOpenApi } from '../openapi.js';
 import { createServer, type App } from '../server.js';
 import { BootstrapAgent } from './agent.js';
@@ -43,9 +44,12 @@ export async function startBootstrap(config: BootstrapConfig, log: Logger): Prom
     address,
     close: () => {
       closing ??= (async () => {
-        await app.close();
-        await agent.close();
+        const shutdown = new Shutdown(log);
+        await shutdown.closeApp('stop serving', 2_000, app);
+        // The sled agent's own steps are bounded; this covers a start_sled still under way.
+        await shutdown.step('stop the sled agent', 20_000, () => agent.close());
         log.info('bootstrap agent stopped');
+        shutdown.finish();
       })();
       return closing;
     },

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import { formatSocketAddr, parseSocketAddr } from '../common/address.js';
 import { NexusNotifier } from '../common/nexus-notifier.js';
+import { Shutdown } from '../common/shutdown.js';
 import { NexusClient } from '../nexus-client.js';
 import { registerOpenApi, SLED_AGENT_API_INFO } from '../openapi.js';
 import { VolumeConstructionRequestSchema } from '../params.js';
@@ -90,13 +91,17 @@ export async function startSim(config: SimConfig, log: Logger): Promise<RunningS
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
+      // Requests first: one still being served could schedule a simulated step after the
+      // timers were stopped.
+      const shutdown = new Shutdown(log);
+      await shutdown.closeApp('stop serving', 2_000, app);
       agent.close();
-      await app.close();
       const undelivered = await notifier.drain(2_000);
       if (undelivered > 0) log.warn({ undelivered }, 'shutting down with updates Nexus has not received');
-      await storage.close();
-      await nexus.close();
+      await shutdown.step('stop the Crucible agents', 2_000, () => storage.close());
+      await shutdown.step('close the Nexus client', 1_000, () => nexus.close());
       log.info('simulated sled agent stopped');
+      shutdown.finish();
     })();
     return closing;
   };
