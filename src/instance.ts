@@ -98,6 +98,8 @@ export class Instance {
   #zoneLost = false;
   /** The highest reported_gen_limit known to be on disk: reports up to it need not wait. */
   #durableGenLimit: number;
+  /** Settles when the latest report was delivered to Nexus (or will not be). */
+  #lastReport: Promise<'delivered' | 'refused' | 'superseded' | 'cancelled'> = Promise.resolve('delivered');
 
   /** `onDisk`: the record was read from the ledger (not created by a request not yet written). */
   constructor(
@@ -296,7 +298,7 @@ export class Instance {
   /** Tells Nexus the current state (ordered, coalesced, retried by the notifier). */
   #report(): void {
     const state = this.states.current;
-    void this.ctx.notifier.push(`instance:${this.id}`, `instance ${this.id} ${state.run_state} gen ${state.gen}`,
+    this.#lastReport = this.ctx.notifier.push(`instance:${this.id}`, `instance ${this.id} ${state.run_state} gen ${state.gen}`,
       () => this.ctx.nexus.instancePut(this.id, state));
   }
 
@@ -675,9 +677,19 @@ export class Instance {
     }
   }
 
+  /**
+   * Leaves the sled once Nexus has the last state reported: forgotten before that, a kill would
+   * leave Nexus with "stopping" and the sled with nothing to report "stopped" from. A request
+   * that starts the instance again meanwhile keeps it; a shutdown keeps it in the ledger, and
+   * the restart leaves again.
+   */
   #forget(): void {
-    this.close();
-    this.ctx.forget(this.id);
+    const gen = this.states.current.gen;
+    void this.#lastReport.then((outcome) => {
+      if (outcome === 'cancelled' || this.#closed || this.states.current.gen !== gen) return;
+      this.close();
+      this.ctx.forget(this.id);
+    });
   }
 
   /** Removes the zone and VNICs; what is gone already is skipped. */

@@ -1,0 +1,46 @@
+// The randomized kill run of test/agent-kill.test.ts at a larger size, several times, on either
+// backend: `npm run soak:kill -- [--backend sim|illumos] [--instances 40] [--kills 5] [--runs 15]
+// [--seed N]`. Each run prints its seed, what each kill interrupted and any problem; a failed
+// run is replayed (as closely as timing allows) with its seed and --runs 1. The fake illumos
+// must be built first (`npm test` builds it; or `make -C test/fake-illumos`).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { killRun, type Backend } from '../test/support/kill-run.js';
+
+const { values } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'sim' },
+    instances: { type: 'string', default: '40' },
+    kills: { type: 'string', default: '5' },
+    runs: { type: 'string', default: '15' },
+    seed: { type: 'string' },
+    quiet: { type: 'boolean', default: false },
+  },
+});
+const backend = values.backend as Backend;
+if (backend !== 'sim' && backend !== 'illumos') throw new Error(`--backend must be sim or illumos, not ${values.backend}`);
+const runs = Number(values.runs);
+let failed = 0;
+for (let run = 0; run < runs; run += 1) {
+  const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed) + run;
+  const dir = mkdtempSync(join(tmpdir(), `sled-agent-soak-${backend}-`));
+  const started = Date.now();
+  try {
+    const result = await killRun({
+      backend, seed, dir, instances: Number(values.instances), kills: Number(values.kills),
+      log: values.quiet ? undefined : (line) => console.log(`  ${line}`),
+    });
+    const tally: Record<string, number> = {};
+    for (const target of Object.values(result.final)) tally[target] = (tally[target] ?? 0) + 1;
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    if (result.problems.length > 0) failed += 1;
+    console.log(`run ${run + 1}/${runs} seed ${seed} ${backend}: ${result.problems.length === 0 ? 'ok' : `${result.problems.length} problem(s)`} in ${secs} s; final targets ${JSON.stringify(tally)}`);
+    for (const p of result.problems) console.log(`  PROBLEM ${p}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+console.log(`${runs - failed} of ${runs} runs ended right`);
+process.exit(failed === 0 ? 0 : 1);

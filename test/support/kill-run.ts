@@ -1,0 +1,445 @@
+// A randomized kill run of the real agent (issue 10): many instances with guest NICs, started,
+// stopped, destroyed and started again in bursts, while the agent's process group is SIGKILLed
+// at chosen moments (while zones boot, inside a stop/destroy burst, the instant Nexus reads a
+// `stopped` report, the instant Nexus reads any report, at a random time) and started again on
+// the same state. The driver acts as Nexus does: it keeps the latest runtime each instance
+// reported, sends it as `initial`, and re-sends a request only when it got no answer.
+//
+// At the end, with the agent stopped, it checks what the issue names: every instance in its last
+// requested state as Nexus, the agent's ledger and the host see it; one zone and the right VNICs
+// per live instance and nothing else with our prefixes; per instance, reports with strictly
+// rising generations and no generation naming two states (answers included); no 5xx; nothing in
+// the ledger for instances that left. Seeded: the same seed gives the same plan (timing varies).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Host } from '../../src/host/index.js';
+import { IllumosHost } from '../../src/illumos/host.js';
+import { SimHost } from '../../src/sim/host.js';
+import { testConfig, writeConfigToml } from './agent.js';
+import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './fake-illumos.js';
+import { FakeNexus, type Recorded } from './fake-nexus.js';
+import { PropolisFarm } from './propolis-farm.js';
+
+export type KillKind = 'boot' | 'burst' | 'stopped-report' | 'report' | 'random';
+export type Backend = 'sim' | 'illumos';
+
+export interface KillRunOptions {
+  backend: Backend;
+  seed: number;
+  instances: number;
+  /** Kill rounds; the first four are the issue's windows, in order: boot, burst, stopped-report, report. */
+  kills: number;
+  /** Scratch directory (the run's state lives under it). */
+  dir: string;
+  /** Progress lines (what was killed when), for a person reading a failure. */
+  log?: (line: string) => void;
+}
+
+export interface KillRunResult {
+  problems: string[];
+  /** What happened, per round: the kill and what it interrupted. */
+  rounds: string[];
+  final: Record<string, 'running' | 'stopped' | 'destroyed'>;
+}
+
+type Target = 'running' | 'stopped' | 'destroyed';
+
+interface Vm {
+  id: string;
+  propolisId: string;
+  nics: unknown[];
+  target: Target;
+  answered: boolean;
+  /** The runtime Nexus holds: the newest generation it got in a report or an answer. */
+  runtime: Record<string, any>;
+  sending: boolean;
+}
+
+interface Seen {
+  gen: number;
+  state: string;
+  from: 'report' | 'answer';
+}
+
+const REPO = join(import.meta.dirname, '..', '..');
+const CLI = join(REPO, 'src', 'bin', 'sled-agent.ts');
+const ILLUMOS_MAIN = join(REPO, 'test', 'support', 'illumos-agent-main.ts');
+const SLED = 'fb0f7546-4d46-40ca-9d56-cbb810684ca7';
+const IMAGE = 'propolis-server.tar.gz';
+
+/** mulberry32: small, seedable, good enough to choose a plan. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class AgentProcess {
+  readonly child: ChildProcess;
+  url = '';
+  #stderr = '';
+  #lineWaiters: Array<{ re: RegExp; resolve: () => void }> = [];
+  readonly exited: Promise<void>;
+
+  constructor(argv: string[], env: NodeJS.ProcessEnv) {
+    // Its own process group, so the kill takes whatever it runs (zoneadm, zlogin) with it, as
+    // SIGKILL of an SMF contract would; the fakes' zoneadmd and SMF are detached, as real ones are.
+    this.child = spawn(process.execPath, ['--import', 'tsx', ...argv], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+    this.child.stderr!.on('data', (d: Buffer) => {
+      const text = d.toString();
+      this.#stderr = (this.#stderr + text).slice(-200_000);
+      for (const w of [...this.#lineWaiters]) {
+        if (w.re.test(text)) {
+          this.#lineWaiters.splice(this.#lineWaiters.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    });
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  listening(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let out = '';
+      this.child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m && this.url === '') {
+          this.url = m[1]!;
+          resolve();
+        }
+      });
+      void this.exited.then(() => reject(new Error(`agent exited before listening: ${this.#stderr.slice(-3000)}`)));
+    });
+  }
+
+  /** Resolves at the next stderr chunk matching `re` (from now on). */
+  logs(re: RegExp): Promise<void> {
+    return new Promise((resolve) => this.#lineWaiters.push({ re, resolve }));
+  }
+
+  kill(): void {
+    try {
+      process.kill(-this.child.pid!, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
+export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
+  const { backend, seed, dir } = options;
+  const say = options.log ?? (() => {});
+  const random = prng(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const problems: string[] = [];
+  const rounds: string[] = [];
+  const seen = new Map<string, Seen[]>();
+  const reportOrder = new Map<string, number[]>();
+
+  mkdirSync(dir, { recursive: true });
+  const nexus = await FakeNexus.start();
+  let agent: AgentProcess | null = null;
+  /** Armed by a round: kills the agent the instant Nexus reads a matching report. */
+  let killOnReport: ((r: Recorded) => boolean) | null = null;
+  let killed: (() => void) | null = null;
+
+  const vms: Vm[] = Array.from({ length: options.instances }, (_, i) => {
+    const propolisId = randomUUIDFrom(random);
+    const count = Math.floor(random() * 3);
+    return {
+      id: randomUUIDFrom(random),
+      propolisId,
+      nics: Array.from({ length: count }, (_, slot) => ({
+        name: `net${slot}`, ip: `172.16.${i}.${5 + slot}`, mac: `a8:40:25:f${slot}:${hex2(i >> 8)}:${hex2(i & 0xff)}`,
+        subnet: `172.16.${i}.0/24`, vni: 100 + i, slot,
+      })),
+      target: 'stopped',
+      answered: true,
+      sending: false,
+      runtime: {
+        run_state: 'creating', sled_id: SLED, propolis_id: propolisId, dst_propolis_id: null,
+        propolis_addr: `[fd00:1122:3344:101::${(0x100 + i).toString(16)}]:12400`, migration_id: null,
+        ncpus: 2, memory: 1024 ** 3, hostname: `vm${i}`, gen: 1, time_updated: '2022-06-08T00:00:00Z',
+      },
+    };
+  });
+  const byId = new Map(vms.map((vm) => [vm.id, vm]));
+
+  const note = (vm: Vm, body: any, from: Seen['from']) => {
+    if (typeof body?.gen !== 'number') return;
+    const list = seen.get(vm.id) ?? [];
+    list.push({ gen: body.gen, state: body.run_state, from });
+    seen.set(vm.id, list);
+    if (body.gen > vm.runtime.gen) vm.runtime = body;
+  };
+
+  nexus.respond = (r) => {
+    const m = /^\/instances\/([0-9a-f-]+)$/.exec(r.url);
+    const vm = m ? byId.get(m[1]!) : undefined;
+    if (r.method === 'PUT' && vm) {
+      note(vm, r.body, 'report');
+      const order = reportOrder.get(vm.id) ?? [];
+      order.push(r.body?.gen);
+      reportOrder.set(vm.id, order);
+      if (killOnReport?.(r)) {
+        killOnReport = null;
+        agent?.kill();
+        killed?.();
+      }
+    }
+    return { status: 204 };
+  };
+
+  // ---- the host ----
+  let fake: { state: string; remove(): void } | null = null;
+  let farm: PropolisFarm | null = null;
+  const simState = join(dir, 'sim-host');
+  const images = join(dir, 'images');
+  mkdirSync(images, { recursive: true });
+  writeFileSync(join(images, IMAGE), 'not really a tarball');
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'debug' };
+  if (backend === 'illumos') {
+    fake = freshFakeHost();
+    Object.assign(env, {
+      FAKE_ILLUMOS_STATE: fake.state,
+      FAKE_ILLUMOS_ZONE: 'global',
+      FAKE_ILLUMOS_INSTALL_DELAY_MS: '300',
+      FAKE_ILLUMOS_BOOT_DELAY_MS: '200',
+      FAKE_ILLUMOS_NETWORK_DELAY_MS: '100',
+      FAKE_ILLUMOS_SERVICE_START_MS: '50',
+    });
+    farm = PropolisFarm.start(fake.state, { vmBoot: 100, vmStep: 40 });
+  }
+  const configPath = join(dir, 'config.toml');
+  writeConfigToml(configPath, testConfig(dir, nexus.address, {
+    log: { level: 'debug' },
+    ...(backend === 'sim'
+      ? { host: { backend: 'sim', state_dir: simState, latency: { install: 400, boot: 250, network: 150, propolis_start: 150, vm_step: 50, jitter: 0.3 } } }
+      : { zones: { control_link: 'net0', ready_timeout_ms: 60_000 } }),
+    ...(backend === 'sim' ? { zones: { ready_timeout_ms: 60_000 } } : {}),
+    nexus: { timeout_ms: 5_000, backoff_initial_ms: 20, backoff_max_ms: 500 },
+  }));
+
+  const start = async () => {
+    const argv = backend === 'sim' ? [CLI, 'run', configPath] : [ILLUMOS_MAIN, configPath, images];
+    agent = new AgentProcess(argv, env);
+    await agent.listening();
+  };
+
+  /** PUT /instances/{id} as Nexus sends it; an answer updates what Nexus holds. */
+  const send = async (vm: Vm, target: Target) => {
+    vm.target = target;
+    vm.answered = false;
+    const url = agent!.url;
+    const body = {
+      initial: { runtime: vm.runtime, nics: vm.nics, disks: [], cloud_init_bytes: null },
+      target: { run_state: target, migration_params: null },
+      migrate: null,
+    };
+    let res: Response;
+    try {
+      res = await fetch(`${url}/instances/${vm.id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    } catch {
+      return; // no answer: the agent died; re-sent after the restart
+    }
+    const text = await res.text().catch(() => null);
+    if (text === null) return;
+    if (vm.target !== target) return; // a newer request was made meanwhile
+    if (res.status !== 200) {
+      problems.push(`PUT ${target} for ${vm.id} answered ${res.status}: ${text}`);
+      vm.answered = true;
+      return;
+    }
+    note(vm, JSON.parse(text), 'answer');
+    vm.answered = true;
+  };
+
+  const resendUnanswered = async () => {
+    await Promise.all(vms.filter((vm) => !vm.answered).map((vm) => send(vm, vm.target)));
+  };
+
+  const killNow = async (why: string) => {
+    agent!.kill();
+    await agent!.exited;
+    rounds.push(why);
+    say(`killed: ${why}`);
+  };
+
+  const killKinds: KillKind[] = ['boot', 'burst', 'stopped-report', 'report'];
+  try {
+    await start();
+    for (let round = 0; round < options.kills; round += 1) {
+      const kind: KillKind = killKinds[round] ?? pick(['boot', 'burst', 'stopped-report', 'report', 'random'] as const);
+      // What Nexus asks for this round.
+      const live = vms.filter((vm) => vm.target !== 'destroyed');
+      let burst: Array<[Vm, Target]>;
+      if (round === 0) {
+        burst = vms.map((vm) => [vm, 'running']);
+      } else {
+        burst = [];
+        for (const vm of live) {
+          const r = random();
+          if (vm.target === 'running' && r < 0.25) burst.push([vm, 'stopped']);
+          else if (r >= 0.25 && r < 0.45) burst.push([vm, 'destroyed']);
+          else if (vm.target === 'stopped' && r >= 0.45 && r < 0.8) burst.push([vm, 'running']);
+        }
+      }
+      const sendBurst = async (killAfter: number | null) => {
+        const inFlight: Promise<void>[] = [];
+        for (const [i, [vm, target]] of burst.entries()) {
+          if (killAfter === i) {
+            await killNow(`round ${round}: inside a burst of ${burst.length}, after sending ${i}`);
+            break;
+          }
+          inFlight.push(send(vm, target));
+          // Requests go out one after another, as Nexus's sagas send them, not all in one tick.
+          await new Promise((r) => setTimeout(r, 2 + random() * 8));
+        }
+        await Promise.all(inFlight);
+      };
+
+      const trigger = new Promise<string>((resolve) => {
+        killed = () => resolve('report');
+        if (kind === 'boot') void agent!.logs(/"phase":"boot"/).then(() => resolve('boot'));
+        if (kind === 'random') setTimeout(() => resolve('random'), 50 + random() * 1500);
+      });
+      if (kind === 'stopped-report') killOnReport = (r) => r.body?.run_state === 'stopped';
+      if (kind === 'report') {
+        let n = 1 + Math.floor(random() * 8);
+        killOnReport = () => --n === 0;
+      }
+      if (kind === 'burst') {
+        await sendBurst(Math.floor(random() * Math.max(1, burst.length)));
+        if (burst.length === 0) await killNow(`round ${round}: an empty burst, at once`);
+      } else {
+        const sent = sendBurst(null);
+        const deadline = new Promise<string>((resolve) => setTimeout(() => resolve('deadline'), 20_000));
+        const why = await Promise.race([trigger, deadline]);
+        killOnReport = null;
+        if (why === 'report') {
+          await agent!.exited;
+          rounds.push(`round ${round}: the instant Nexus read a ${kind === 'stopped-report' ? 'stopped ' : ''}report`);
+          say(rounds.at(-1)!);
+        } else {
+          await killNow(`round ${round}: ${why === 'deadline' ? `no ${kind} moment within 20 s, at the deadline` : kind === 'boot' ? 'while a zone boots' : 'at a random moment'}`);
+        }
+        await sent;
+      }
+      killed = null;
+      await start();
+      await resendUnanswered();
+      // Some progress before the next round.
+      await new Promise((r) => setTimeout(r, 100 + random() * 600));
+    }
+    await resendUnanswered();
+
+    // Until every instance is where Nexus asked, as Nexus sees it.
+    const final: Record<string, Target> = Object.fromEntries(vms.map((vm) => [vm.id, vm.target]));
+    const reached = (vm: Vm) => {
+      const state = vm.runtime.run_state;
+      return vm.target === 'running' ? state === 'running'
+        : vm.target === 'stopped' ? state === 'stopped'
+          : state === 'stopped' || state === 'destroyed';
+    };
+    const until = Date.now() + 90_000;
+    while (!vms.every(reached) && Date.now() < until) {
+      await nexus.waitFor(() => vms.every(reached), Math.max(1, until - Date.now())).catch(() => {});
+    }
+    for (const vm of vms.filter((v) => !reached(v))) {
+      problems.push(`instance ${vm.id} (target ${vm.target}): Nexus holds ${vm.runtime.run_state} gen ${vm.runtime.gen}`);
+    }
+    // Reports of instances that leave go out before they are forgotten; give the last ones time to land.
+    await new Promise((r) => setTimeout(r, 500));
+    agent!.child.kill('SIGTERM');
+    await agent!.exited;
+    if (agent!.child.exitCode !== 0) problems.push(`the agent exited with ${agent!.child.exitCode} on SIGTERM: ${agent!.stderr.slice(-2000)}`);
+
+    // The agent's view: its ledger.
+    const ledger = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances.json'), 'utf8')).instances as Record<string, any>;
+    for (const vm of vms) {
+      const record = ledger[vm.id];
+      if (vm.target === 'running') {
+        if (record?.runtime.run_state !== 'running') problems.push(`ledger: ${vm.id} should be running, holds ${record ? record.runtime.run_state : 'nothing'}`);
+      } else if (record !== undefined) {
+        problems.push(`ledger: ${vm.id} (target ${vm.target}) is still there as ${record.runtime.run_state} (desired ${record.desired?.run_state ?? 'none'})`);
+      }
+    }
+    for (const id of Object.keys(ledger)) if (!byId.has(id)) problems.push(`ledger: unknown instance ${id}`);
+
+    // The host's view.
+    const host: Host = backend === 'sim'
+      ? await SimHost.open({ stateDir: simState, links: ['stub0', 'net0'] })
+      : await IllumosHost.open({ addon: fakeIllumos(), zoneadm: join(FAKE_BIN_DIR, 'zoneadm'), zlogin: join(FAKE_BIN_DIR, 'zlogin'), sbin: FAKE_BIN_DIR, resolveImage: (i) => join(images, basename(i)) });
+    try {
+      const zones = (await host.zones.list()).filter((z) => z.name.startsWith('oxz_'));
+      const want = new Map(vms.filter((vm) => vm.target === 'running').map((vm) => [`oxz_propolis-server_${vm.propolisId}`, vm]));
+      for (const z of zones) {
+        if (!want.has(z.name)) problems.push(`host: zone ${z.name} (${z.state}) belongs to no running instance`);
+        else if (z.state !== 'running') problems.push(`host: zone ${z.name} is ${z.state}`);
+      }
+      const vnicsInZones: string[] = [];
+      for (const [zone, vm] of want) {
+        if (!zones.some((z) => z.name === zone)) {
+          problems.push(`host: no zone for running instance ${vm.id}`);
+          continue;
+        }
+        const nets = (await host.zones.config(zone)).nets.map((n) => n.physical);
+        if (nets.length !== vm.nics.length + 1) problems.push(`host: zone ${zone} has ${nets.length} NICs for ${vm.nics.length} guest NICs + control`);
+        vnicsInZones.push(...nets);
+      }
+      const owned = (await host.links.listVnics()).map((v) => v.name).filter((n) => /^(ox|vopte)/.test(n) && n !== 'underlay0').sort();
+      if (JSON.stringify(owned) !== JSON.stringify([...vnicsInZones].sort())) {
+        problems.push(`host: VNICs ${owned.join(',')} are not those of the running zones (${[...vnicsInZones].sort().join(',')})`);
+      }
+    } finally {
+      await host.close();
+    }
+
+    // Nexus's view of the generations.
+    for (const vm of vms) {
+      const order = reportOrder.get(vm.id) ?? [];
+      for (let i = 1; i < order.length; i += 1) {
+        if (!(order[i]! > order[i - 1]!)) {
+          problems.push(`generations: ${vm.id} reported gen ${order[i]} after ${order[i - 1]}`);
+          break;
+        }
+      }
+      const byGen = new Map<number, Seen>();
+      for (const s of seen.get(vm.id) ?? []) {
+        const other = byGen.get(s.gen);
+        if (other && other.state !== s.state) problems.push(`generations: ${vm.id} gen ${s.gen} named ${other.state} (${other.from}) and ${s.state} (${s.from})`);
+        byGen.set(s.gen, s);
+      }
+    }
+    return { problems, rounds, final };
+  } finally {
+    if (agent !== null && (agent as AgentProcess).child.exitCode === null) (agent as AgentProcess).kill();
+    await nexus.close();
+    await farm?.close();
+    fake?.remove();
+  }
+}
+
+function hex2(n: number): string {
+  return n.toString(16).padStart(2, '0');
+}
+
+/** A v4 UUID from the seeded generator, so a seed names the same instances. */
+function randomUUIDFrom(random: () => number): string {
+  const bytes = Array.from({ length: 16 }, () => Math.floor(random() * 256));
+  bytes[6] = (bytes[6]! & 0x0f) | 0x40;
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+  const h = bytes.map(hex2).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
