@@ -164,6 +164,124 @@ export interface HostEvents {
   waitForService(zone: string, fmri: string, states: readonly SmfState[], options: WaitOptions): Promise<SmfState>;
 }
 
+// ---- guest networking (OPTE) ----
+//
+// One OPTE (xde) port `opte<N>` per guest NIC, in the kernel: it outlives the agent, as zones do.
+// The operations are opteadm's (reference opte.md §3.1); both backends enforce the same
+// semantics (§1.5-1.10): a port's (VNI, guest MAC) is unique, a port a VNIC or zone still holds
+// cannot be deleted, router entries are appended (adding one twice gives two), firewall rules
+// and external IPs are replaced as whole sets, and the port's own V2P entry is the driver's.
+// Errors carry these codes: OPTE_UNAVAILABLE (no xde driver), OPTE_PORT_EXISTS, OPTE_MAC_EXISTS,
+// OPTE_NO_PORT, OPTE_PORT_BUSY, OPTE_NO_UNDERLAY (ports before set-xde-underlay), OPTE_NO_ENTRY
+// (a router entry or V2P mapping to delete that is not there), EINVAL (a malformed argument).
+
+/** The virtual gateway's MAC on every port (OPTE_VIRTUAL_GATEWAY_MAC). */
+export const OPTE_GATEWAY_MAC = 'a8:40:25:ff:77:77';
+
+export interface SourceNat {
+  ip: string;
+  /** A 16384-port block aligned on 16384. */
+  firstPort: number;
+  lastPort: number;
+}
+
+/** External addressing of a port (only the primary NIC's port has any). */
+export interface ExternalIps {
+  snat: SourceNat | null;
+  ephemeralIp: string | null;
+  floatingIps: string[];
+}
+
+export interface PortSpec {
+  /** `opte<N>`. */
+  name: string;
+  guestMac: string;
+  /** IPv4 only, as opteadm at our pin. */
+  privateIp: string;
+  /** CIDR, e.g. "172.30.0.0/22". */
+  subnet: string;
+  gatewayMac: string;
+  /** The subnet's first host. */
+  gatewayIp: string;
+  /** 24 bits. */
+  vni: number;
+  /** The sled's underlay IPv6 address (--src-underlay-addr). */
+  underlayAddr: string;
+  external: ExternalIps;
+}
+
+/** What `opteadm list-ports` tells of a port (the driver keeps no more that can be read back). */
+export interface PortInfo {
+  name: string;
+  mac: string;
+  ip4: string | null;
+  ephemeralIp4: string | null;
+  floatingIp4: string[];
+  state: string;
+}
+
+export type RouterTarget =
+  | { type: 'drop' }
+  | { type: 'internet_gateway' }
+  | { type: 'ip'; ip: string }
+  | { type: 'vpc_subnet'; subnet: string };
+
+export interface RouterEntry {
+  dest: string;
+  target: RouterTarget;
+  class: 'system' | 'custom';
+}
+
+export type FirewallHost =
+  | { type: 'any' }
+  | { type: 'ip'; ip: string }
+  | { type: 'subnet'; subnet: string }
+  | { type: 'vni'; vni: number };
+
+/** One rule as OPTE takes it: already filtered to its port and expanded (§1.7). */
+export interface FirewallRule {
+  direction: 'in' | 'out';
+  action: 'allow' | 'deny';
+  /** Lower wins; deny wins a tie. */
+  priority: number;
+  hosts: FirewallHost;
+  protocol: 'any' | 'tcp' | 'udp' | 'icmp';
+  /** 'any', or the ports (TCP/UDP only). */
+  ports: 'any' | number[];
+}
+
+/** A guest address on another sled (or this one): where its packets go on the underlay. */
+export interface V2PMapping {
+  virtualIp: string;
+  virtualMac: string;
+  physicalHostIp: string;
+  vni: number;
+}
+
+export interface HostNetwork {
+  /** Whether OPTE is usable here; if not, why (e.g. /kernel/drv/xde.conf is missing). */
+  available(): Promise<{ available: true } | { available: false; reason: string }>;
+  /** set-xde-underlay: the two links underlay traffic leaves by; already set counts as done. */
+  setUnderlay(links: readonly [string, string]): Promise<void>;
+  /** create-xde, with the port's external IPs. The port's own V2P entry comes with it. */
+  createPort(spec: PortSpec): Promise<void>;
+  /** delete-xde: OPTE_PORT_BUSY while a VNIC or zone holds it. Takes the port's own V2P entry. */
+  deletePort(name: string): Promise<void>;
+  listPorts(): Promise<PortInfo[]>;
+  /** Appends (not idempotent). */
+  addRouterEntry(port: string, entry: RouterEntry): Promise<void>;
+  /** OPTE_NO_ENTRY if there is no such entry. */
+  delRouterEntry(port: string, entry: RouterEntry): Promise<void>;
+  /** Replaces the port's whole rule set. */
+  setFirewallRules(port: string, rules: readonly FirewallRule[]): Promise<void>;
+  /** Replaces the port's external IPs. */
+  setExternalIps(port: string, external: ExternalIps): Promise<void>;
+  setV2P(mapping: V2PMapping): Promise<void>;
+  /** OPTE_NO_ENTRY if there is none for (vni, virtualIp). */
+  clearV2P(mapping: V2PMapping): Promise<void>;
+  dumpV2P(): Promise<V2PMapping[]>;
+}
+
 // ---- the host ----
 
 export type HostKind = 'illumos' | 'sim';
