@@ -8,9 +8,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -295,5 +295,72 @@ describe('sled-agent bootstrap', () => {
     second.child.kill('SIGTERM');
     const [code] = await once(second.child, 'exit');
     expect(code).toBe(0);
+  }, 60_000);
+});
+
+describe('npm run sled-agent (the scripts README offers: npm start, npm run agent)', () => {
+  let npm: ChildProcess | undefined;
+  let agentPid: number | undefined;
+  let nexus: FakeNexus | undefined;
+  afterEach(async () => {
+    if (npm && npm.exitCode === null) npm.kill('SIGKILL');
+    // An agent orphaned by npm (the failure under test) must not outlive the test.
+    if (agentPid !== undefined) {
+      try {
+        process.kill(agentPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await nexus?.close();
+  });
+
+  it('runs each long-lived script as npm\'s own child, so the signals npm relays reach it', () => {
+    // npm runs a script as `sh -c '<script>'` and relays SIGTERM/SIGINT to that shell; dash
+    // dies of it, leaving `node` orphaned, unless the shell has become node (exec).
+    const { scripts } = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> };
+    for (const name of ['start', 'agent', 'sled-agent', 'rack']) expect(scripts[name], name).toMatch(/^exec node /);
+  });
+
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s to npm stops the agent and frees its port', async (signal) => {
+    nexus = await FakeNexus.start();
+    const id = randomUUID();
+    npm = spawn('npm', ['run', '--silent', 'sled-agent', '--', 'sim', id, '127.0.0.1:0', nexus.address, '--sim-mode', 'explicit'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const records: Array<Record<string, unknown>> = [];
+    createInterface({ input: npm.stderr! }).on('line', (line) => {
+      try {
+        records.push(JSON.parse(line));
+      } catch {
+        // npm's own notices
+      }
+    });
+    let port = 0;
+    for await (const line of createInterface({ input: npm.stdout! })) {
+      const m = /^listening on http:\/\/127\.0\.0\.1:(\d+)$/.exec(line);
+      if (m) {
+        port = Number(m[1]);
+        break;
+      }
+    }
+    await nexus.waitFor((r) => r.url === `/sled_agents/${id}`);
+    agentPid = records.find((r) => typeof r.pid === 'number')?.pid as number;
+    expect(agentPid).toBeGreaterThan(0);
+    expect(agentPid).not.toBe(npm.pid);
+
+    npm.kill(signal);
+    // 'close' comes once every holder of npm's pipes has exited: the agent too.
+    await once(npm, 'close');
+    expect(records.some((r) => r.msg === 'simulated sled agent stopped')).toBe(true);
+    const refused = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve('connected');
+      });
+      socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    expect(refused).toBe('ECONNREFUSED');
   }, 60_000);
 });
