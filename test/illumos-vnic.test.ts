@@ -12,18 +12,8 @@ import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { NativeAddon } from '../src/illumos/addon.js';
 import type { DladmNative } from '../src/illumos/native-types/dladm.js';
-import {
-  Vnic,
-  VnicAllocator,
-  createVnic,
-  deleteVnic,
-  linkNameProblem,
-  listOwnedVnics,
-  listVnics,
-  lookupLink,
-  normalizeMac,
-  validateLinkName,
-} from '../src/illumos/vnic.js';
+import { linkNameProblem, normalizeMac, validateLinkName } from '../src/host/names.js';
+import { Vnic, VnicAllocator, createVnic, deleteVnic, listOwnedVnics, listVnics, lookupLink } from '../src/illumos/vnic.js';
 import { FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');

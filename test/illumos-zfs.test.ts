@@ -12,28 +12,30 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vite
 import type { NativeAddon } from '../src/illumos/addon.js';
 import type { ZfsNative } from '../src/illumos/native-types/zfs.js';
 import {
-  DatasetMismatchError,
   InvalidDatasetNameError,
   InvalidZfsPropertyError,
   OXIDE_UUID_PROPERTY,
+  datasetNameProblem,
+  isUserPropertyName,
+  parentDataset,
+  validateDatasetName,
+  validatePropertyMap,
+} from '../src/host/names.js';
+import {
+  DatasetMismatchError,
   ZfsError,
   byteCount,
   createDataset,
   datasetExists,
-  datasetNameProblem,
   destroyDataset,
   ensureDataset,
   getDatasetProperties,
   getDatasetPropertySources,
-  isUserPropertyName,
   listChildDatasets,
   listPools,
   mountDataset,
-  parentDataset,
   setDatasetProperties,
   unmountDataset,
-  validateDatasetName,
-  validatePropertyMap,
 } from '../src/illumos/zfs.js';
 import { FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
 import { runChild } from './support/child.js';

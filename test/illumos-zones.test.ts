@@ -11,15 +11,8 @@ import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { NativeAddon } from '../src/illumos/addon.js';
 import type { NativeZoneDesc, ZonecfgNative } from '../src/illumos/native-types/zonecfg.js';
-import {
-  InvalidZoneNameError,
-  RunningZone,
-  ZoneCommandError,
-  Zones,
-  shellQuote,
-  validateZoneName,
-  type ZoneDescription,
-} from '../src/illumos/zones.js';
+import { InvalidZoneNameError, validateZoneName } from '../src/host/names.js';
+import { RunningZone, ZoneCommandError, Zones, shellQuote, type ZoneDescription } from '../src/illumos/zones.js';
 import { FAKE_BIN_DIR, FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
 
 const run = promisify(execFile);

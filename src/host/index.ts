@@ -52,7 +52,7 @@ export const GLOBAL_COMMANDS: readonly string[] = ['ipadm'];
 export type ZoneState = Exclude<NativeZoneState, 'unknown'>;
 
 export interface ZoneSpec {
-  /** Validated against ZONENAME_MAX and ZONENAME_REGEXP (src/illumos/zones.ts). */
+  /** Validated against ZONENAME_MAX and ZONENAME_REGEXP (src/host/names.ts). */
   name: string;
   brand: string;
   /** Absolute. */

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { loadNative, type NativeError } from './addon.js';
 import type { NativeZoneEvent, NativeZoneEventSubscription, ZoneEventState } from './native-types/events.js';
-import { assertZoneName } from './smf.js';
+import { assertZoneName } from '../host/names.js';
 
 export type { ZoneEventState } from './native-types/events.js';
 

@@ -36,8 +36,8 @@ import {
 import { isNativeError, loadNative, type CoreNative, type NativeAddon } from './addon.js';
 import type { NativeZoneEventSubscription } from './native-types/events.js';
 import type { NativeVnic } from './native-types/dladm.js';
-import { SMF_STATES, assertInstanceFmri } from './smf.js';
-import { createVnic, deleteVnic, listVnics, lookupLink, validateLinkName } from './vnic.js';
+import { SMF_STATES, assertInstanceFmri, validateDatasetName, validateLinkName, validateZoneName } from '../host/names.js';
+import { createVnic, deleteVnic, listVnics, lookupLink } from './vnic.js';
 import {
   byteCount,
   createDataset,
@@ -47,9 +47,8 @@ import {
   listChildDatasets,
   listPools,
   setDatasetProperties,
-  validateDatasetName,
 } from './zfs.js';
-import { Zones, validateZoneName } from './zones.js';
+import { Zones } from './zones.js';
 
 // ---- availability ----
 

@@ -1,37 +1,15 @@
 // SMF service state inside a zone, over the addon's libscf binding (native/scf.cc): read it, or
 // wait for it to reach one of a set of states with libscf's property-group wait (an event from
 // svc.configd, never a sleep-and-retry loop), with an exact deadline and an AbortSignal.
+import type { SmfState } from '../host/index.js';
+import { assertInstanceFmri, assertZoneName, SMF_STATES } from '../host/names.js';
 import { loadNative, type NativeError } from './addon.js';
 
-/** The restarter states (libscf.h SCF_STATE_STRING_*; "none" is only ever a next_state). */
-export const SMF_STATES = ['uninitialized', 'offline', 'online', 'degraded', 'maintenance', 'disabled', 'legacy_run'] as const;
-export type SmfState = (typeof SMF_STATES)[number];
-
-/** ZONENAME_REGEXP of libzonecfg (ZONENAME_MAX 64 incl. NUL); "global" names the global zone. */
-const ZONENAME_RE = /^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$/;
-/** "svc:/<service path>:<instance>", the form scf_handle_decode_fmri takes for an instance. */
-const FMRI_RE = /^svc:\/[A-Za-z0-9][-_.,+A-Za-z0-9]*(?:\/[A-Za-z0-9][-_.,+A-Za-z0-9]*)*:[A-Za-z0-9_][-_.,+A-Za-z0-9]*$/;
-/** Comfortably under scf_limit(SCF_LIMIT_MAX_FMRI_LENGTH). */
-const FMRI_MAX = 1024;
 /** setTimeout's limit (a longer delay would fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function invalid(message: string): TypeError {
   return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_VALUE' });
-}
-
-/** Throws a TypeError (code ERR_INVALID_ARG_VALUE) unless `zone` is a valid zone name. */
-export function assertZoneName(zone: unknown): asserts zone is string {
-  if (typeof zone !== 'string' || !ZONENAME_RE.test(zone)) {
-    throw invalid(`invalid zone name ${JSON.stringify(zone)}: expected [a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}`);
-  }
-}
-
-/** Throws a TypeError (code ERR_INVALID_ARG_VALUE) unless `fmri` is a service instance FMRI. */
-export function assertInstanceFmri(fmri: unknown): asserts fmri is string {
-  if (typeof fmri !== 'string' || fmri.length > FMRI_MAX || !FMRI_RE.test(fmri)) {
-    throw invalid(`invalid service instance FMRI ${JSON.stringify(fmri)}: expected svc:/<service>:<instance>`);
-  }
 }
 
 function assertStates(states: unknown): asserts states is SmfState[] {

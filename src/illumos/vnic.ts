@@ -1,90 +1,21 @@
-// VNICs and links over the addon's libdladm binding (native/dladm.cc), with the naming rules the
-// agent owns: link-name validity (checked here, before any native call), the `ox<Scope><n>`
-// allocator of omicron's illumos/vnic.rs, and an RAII-style Vnic that deletes its link once.
+// VNICs and links over the addon's libdladm binding (native/dladm.cc): every argument checked
+// against the link rules (src/host/names.ts) before any native call, the `ox<Scope><n>` allocator
+// of omicron's illumos/vnic.rs, and an RAII-style Vnic that deletes its link once.
+import {
+  InvalidLinkNameError,
+  InvalidVnicArgumentError,
+  isOwnedVnicName,
+  normalizeMac,
+  OWNED_VNIC_PREFIXES,
+  validateLinkName,
+  VNIC_PREFIX,
+  vnicKind,
+  type VnicKind,
+} from '../host/names.js';
 import { loadNative } from './addon.js';
 import type { DladmNative, NativeLinkInfo, NativeVnic } from './native-types/dladm.js';
 
 export type { LinkClass, NativeLinkInfo as LinkInfo, NativeVnic as VnicInfo } from './native-types/dladm.js';
-
-/** MAXLINKNAMELEN: names are at most 31 characters. */
-export const MAXLINKNAMELEN = 32;
-/** Every VNIC the agent creates itself starts with this (omicron's VNIC_PREFIX). */
-export const VNIC_PREFIX = 'ox';
-/** Control-plane VNICs (omicron's VNIC_PREFIX_CONTROL). */
-export const VNIC_PREFIX_CONTROL = 'oxControl';
-/** Guest VNICs over OPTE ports (omicron's VNIC_PREFIX_GUEST). */
-export const VNIC_PREFIX_GUEST = 'vopte';
-/** The prefixes of VNICs the agent owns and removes at start-up. */
-export const OWNED_VNIC_PREFIXES: readonly string[] = [VNIC_PREFIX, VNIC_PREFIX_GUEST];
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  try {
-    return typeof value === 'bigint' || typeof value === 'symbol' ? String(value) : (JSON.stringify(value) ?? String(value));
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
-}
-
-/** A link name the rules refuse; nothing was asked of the system. */
-export class InvalidLinkNameError extends Error {
-  readonly code = 'ERR_INVALID_LINK_NAME';
-  constructor(
-    readonly linkName: unknown,
-    reason: string,
-  ) {
-    super(`invalid link name ${describe(linkName)}: ${reason}`);
-    this.name = 'InvalidLinkNameError';
-  }
-}
-
-/** An argument other than a name that is refused before any native call. */
-export class InvalidVnicArgumentError extends Error {
-  constructor(
-    readonly code: 'ERR_INVALID_MAC' | 'ERR_OUT_OF_RANGE' | 'ERR_INVALID_ARG_TYPE',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'InvalidVnicArgumentError';
-  }
-}
-
-/**
- * Why `name` is not a valid link name, or null if it is. The rules of illumos's
- * dladm_valid_linkname: shorter than MAXLINKNAMELEN, not starting with a digit, ending in a number
- * without leading zeroes ("net0", "net10", not "net00"), only [A-Za-z0-9_.].
- */
-export function linkNameProblem(name: unknown): string | null {
-  if (typeof name !== 'string') return 'not a string';
-  if (name.length === 0) return 'empty';
-  if (name.length >= MAXLINKNAMELEN) return `longer than ${MAXLINKNAMELEN - 1} characters`;
-  if (!/^[A-Za-z0-9_.]+$/.test(name)) return 'only letters, digits, "_" and "." are allowed';
-  if (/^[0-9]/.test(name)) return 'starts with a digit';
-  const number = /[0-9]+$/.exec(name)?.[0];
-  if (number === undefined) return 'does not end in a digit';
-  if (number.length > 1 && number.startsWith('0')) return 'its number has a leading zero';
-  return null;
-}
-
-/** Returns `name` if it is a valid link name, else throws InvalidLinkNameError. */
-export function validateLinkName(name: unknown): string {
-  const problem = linkNameProblem(name);
-  if (problem !== null) throw new InvalidLinkNameError(name, problem);
-  return name as string;
-}
-
-const MAC_RE = /^[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){5}$/;
-
-/** "a8:40:25:0:1:2" -> "a8:40:25:00:01:02"; throws InvalidVnicArgumentError if malformed. */
-export function normalizeMac(mac: unknown): string {
-  if (typeof mac !== 'string' || !MAC_RE.test(mac)) {
-    throw new InvalidVnicArgumentError('ERR_INVALID_MAC', `invalid MAC address ${describe(mac)}: expected xx:xx:xx:xx:xx:xx`);
-  }
-  return mac
-    .split(':')
-    .map((octet) => octet.toLowerCase().padStart(2, '0'))
-    .join(':');
-}
 
 function checkInteger(what: string, value: unknown, lo: number, hi: number): number {
   if (typeof value !== 'number') throw new InvalidVnicArgumentError('ERR_INVALID_ARG_TYPE', `${what} must be a number`);
@@ -138,11 +69,6 @@ export async function lookupLink(name: string, native?: DladmNative): Promise<Na
   return dladm(native).linkLookup(validateLinkName(name));
 }
 
-/** True if `name` starts with one of the prefixes the agent owns. */
-export function isOwnedVnicName(name: string, prefixes: readonly string[] = OWNED_VNIC_PREFIXES): boolean {
-  return prefixes.some((p) => p.length > 0 && name.startsWith(p));
-}
-
 /**
  * The VNICs an earlier run of the agent left behind (omicron deletes every VNIC starting with
  * "ox" or "vopte" at start-up). Wrap them with Vnic.wrapExisting to release them.
@@ -153,15 +79,6 @@ export async function listOwnedVnics(
 ): Promise<NativeVnic[]> {
   const all = await dladm(native).vnicList();
   return all.filter((v) => isOwnedVnicName(v.name, prefixes));
-}
-
-/** Which of the agent's kinds a VNIC name is, as omicron's VnicKind::from_name. */
-export type VnicKind = 'oxide' | 'guest';
-
-export function vnicKind(name: string): VnicKind | null {
-  if (name.startsWith(VNIC_PREFIX)) return 'oxide';
-  if (name.startsWith(VNIC_PREFIX_GUEST)) return 'guest';
-  return null;
 }
 
 /**

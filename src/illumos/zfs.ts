@@ -1,8 +1,18 @@
-// ZFS datasets and pools over the addon's libzfs binding (native/zfs.cc), with the rules the
-// agent owns: dataset-name validity (checked here, before any native call), property-map checks,
-// and ensureDataset(), the create-or-verify step of omicron's storage manager (a dataset that
-// exists must have the expected mountpoint and zoned setting, and its `oxide:uuid` must be the
-// expected one; a missing uuid is written, a different one is refused).
+// ZFS datasets and pools over the addon's libzfs binding (native/zfs.cc): names and property maps
+// checked against the rules (src/host/names.ts) before any native call, and ensureDataset(), the
+// create-or-verify step of omicron's storage manager (a dataset that exists must have the
+// expected mountpoint and zoned setting, and its `oxide:uuid` must be the expected one; a missing
+// uuid is written, a different one is refused).
+import {
+  describeValue,
+  InvalidDatasetNameError,
+  InvalidZfsPropertyError,
+  OXIDE_UUID_PROPERTY,
+  parentDataset,
+  validateDatasetName,
+  validatePropertyList,
+  validatePropertyMap,
+} from '../host/names.js';
 import { isNativeError, loadNative } from './addon.js';
 import type { NativeMountState, NativePool, NativeZfsPropertyValue, ZfsNative } from './native-types/zfs.js';
 
@@ -13,49 +23,6 @@ export type {
   NativeZfsPropertyValue as ZfsPropertyValue,
   ZfsPropertySource,
 } from './native-types/zfs.js';
-
-/** ZFS_MAX_DATASET_NAME_LEN counts the NUL: names are at most 255 bytes. */
-export const ZFS_MAX_DATASET_NAME_LEN = 256;
-/** ZAP_MAXNAMELEN: user property names are at most 255 bytes. */
-export const ZFS_MAX_PROPERTY_NAME_LEN = 256;
-/** ZFS_MAXPROPLEN: user property values are at most 1023 bytes. */
-export const ZFS_MAX_PROPERTY_VALUE_LEN = 1024;
-/** The user property holding the id of the control-plane object a dataset belongs to. */
-export const OXIDE_UUID_PROPERTY = 'oxide:uuid';
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  try {
-    return typeof value === 'bigint' || typeof value === 'symbol' ? String(value) : (JSON.stringify(value) ?? String(value));
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
-}
-
-function byteLength(s: string): number {
-  return Buffer.byteLength(s, 'utf8');
-}
-
-/** A dataset name the rules refuse; nothing was asked of the system. */
-export class InvalidDatasetNameError extends Error {
-  readonly code = 'ERR_INVALID_DATASET_NAME';
-  constructor(
-    readonly datasetName: unknown,
-    readonly reason: string,
-  ) {
-    super(`invalid dataset name ${describe(datasetName)}: ${reason}`);
-    this.name = 'InvalidDatasetNameError';
-  }
-}
-
-/** A property map or list refused before any native call. */
-export class InvalidZfsPropertyError extends Error {
-  readonly code = 'ERR_INVALID_ZFS_PROPERTY';
-  constructor(message: string) {
-    super(message);
-    this.name = 'InvalidZfsPropertyError';
-  }
-}
 
 /**
  * A libzfs failure, with the library's EZFS_ code (EZFS_EXISTS, EZFS_NOENT, ...; or ENOLIB) and
@@ -89,98 +56,6 @@ export class DatasetMismatchError extends Error {
     );
     this.name = 'DatasetMismatchError';
   }
-}
-
-// valid_char() of usr/src/common/zfs/zfs_namecheck.c: letters, digits, '-', '_', '.', ':', ' '.
-const COMPONENT_RE = /^[A-Za-z0-9\-_.: ]+$/;
-
-/**
- * Why `name` is not a valid filesystem name, or null if it is. The rules of zfs_namecheck.c
- * (entity_namecheck) and zfs_validate_name for filesystems: 1..255 bytes, components separated
- * by '/' (no leading, trailing or doubled '/'), each of letters, digits, '-', '_', '.', ':' and
- * spaces, none "." or ".."; no '@' (snapshots) or '#' (bookmarks) or '%' (temporary clones); the
- * first component, the pool, begins with a letter (zpool_name_valid).
- */
-export function datasetNameProblem(name: unknown): string | null {
-  if (typeof name !== 'string') return 'not a string';
-  if (name.length === 0) return 'empty';
-  if (byteLength(name) >= ZFS_MAX_DATASET_NAME_LEN) return `longer than ${ZFS_MAX_DATASET_NAME_LEN - 1} bytes`;
-  if (name.includes('@')) return "'@' (a snapshot) is not allowed in a filesystem name";
-  if (name.includes('#')) return "'#' (a bookmark) is not allowed in a filesystem name";
-  if (name.includes('%')) return "'%' is not allowed";
-  if (name.startsWith('/')) return 'leading slash';
-  if (name.endsWith('/')) return 'trailing slash';
-  const components = name.split('/');
-  for (const c of components) {
-    if (c.length === 0) return 'empty component';
-    if (c === '.' || c === '..') return `"${c}" component`;
-    if (!COMPONENT_RE.test(c)) {
-      const bad = [...c].find((ch) => !COMPONENT_RE.test(ch)) ?? '?';
-      return `invalid character ${JSON.stringify(bad)}`;
-    }
-  }
-  if (!/^[A-Za-z]/.test(name)) return 'the pool name must begin with a letter';
-  return null;
-}
-
-/** Returns `name` if it is a valid filesystem name, else throws InvalidDatasetNameError. */
-export function validateDatasetName(name: unknown): string {
-  const problem = datasetNameProblem(name);
-  if (problem !== null) throw new InvalidDatasetNameError(name, problem);
-  return name as string;
-}
-
-/** The parent of "pool/a/b" is "pool/a"; a pool's root dataset has none. */
-export function parentDataset(name: string): string | null {
-  const i = name.lastIndexOf('/');
-  return i < 0 ? null : name.slice(0, i);
-}
-
-/**
- * A user property name as zfs_prop_user() accepts it: lowercase letters, digits, '-', '_', '.',
- * ':', with at least one ':' ("oxide:uuid"), shorter than 256 bytes.
- */
-export function isUserPropertyName(name: string): boolean {
-  return /^[a-z0-9\-_.:]*:[a-z0-9\-_.:]*$/.test(name) && byteLength(name) < ZFS_MAX_PROPERTY_NAME_LEN;
-}
-
-function propertyNameProblem(name: string): string | null {
-  if (name.length === 0) return 'empty property name';
-  if (name.includes('\0')) return `property name ${JSON.stringify(name)} contains NUL`;
-  if (name.includes(':') && !isUserPropertyName(name)) {
-    return `user property name ${JSON.stringify(name)} must be lowercase letters, digits, "-", "_", ".", ":" and shorter than 256 bytes`;
-  }
-  if (name === '__proto__') return 'property name "__proto__" is not allowed';
-  return null;
-}
-
-/** Checks a property map's shape (names, string values, no NUL); the library checks the rest. */
-export function validatePropertyMap(props: unknown): Record<string, string> {
-  if (typeof props !== 'object' || props === null || Array.isArray(props)) {
-    throw new InvalidZfsPropertyError(`properties must be an object of strings, got ${describe(props)}`);
-  }
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(props)) {
-    const problem = propertyNameProblem(key);
-    if (problem !== null) throw new InvalidZfsPropertyError(problem);
-    if (typeof value !== 'string') throw new InvalidZfsPropertyError(`property ${key} must be a string, got ${describe(value)}`);
-    if (value.includes('\0')) throw new InvalidZfsPropertyError(`property ${key} contains NUL`);
-    if (isUserPropertyName(key) && byteLength(value) >= ZFS_MAX_PROPERTY_VALUE_LEN) {
-      throw new InvalidZfsPropertyError(`user property ${key} is longer than ${ZFS_MAX_PROPERTY_VALUE_LEN - 1} bytes`);
-    }
-    out[key] = value;
-  }
-  return out;
-}
-
-function validatePropertyList(props: unknown): string[] {
-  if (!Array.isArray(props)) throw new InvalidZfsPropertyError(`property list must be an array, got ${describe(props)}`);
-  return props.map((p: unknown) => {
-    if (typeof p !== 'string') throw new InvalidZfsPropertyError(`property names must be strings, got ${describe(p)}`);
-    const problem = propertyNameProblem(p);
-    if (problem !== null) throw new InvalidZfsPropertyError(problem);
-    return p;
-  });
 }
 
 // Native failures become ZfsError with the same code, prefixed like the zfs command's messages.
@@ -319,7 +194,7 @@ export async function ensureDataset(name: string, options: EnsureDatasetOptions 
   const zoned = options.zoned ?? false;
   const { mountpoint, uuid } = options;
   if (mountpoint !== undefined && mountpoint !== 'none' && mountpoint !== 'legacy' && !mountpoint.startsWith('/')) {
-    throw new InvalidZfsPropertyError(`mountpoint must be an absolute path, "none" or "legacy", got ${describe(mountpoint)}`);
+    throw new InvalidZfsPropertyError(`mountpoint must be an absolute path, "none" or "legacy", got ${describeValue(mountpoint)}`);
   }
   const createProps: Record<string, string> = { ...validatePropertyMap(options.props ?? {}), zoned: zoned ? 'on' : 'off' };
   if (mountpoint !== undefined) createProps.mountpoint = mountpoint;

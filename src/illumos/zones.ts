@@ -1,11 +1,12 @@
 // Zones: configuration through libzonecfg (the addon, on its own thread), and the lifecycle
 // operations that have no library route (illumos-abi.md §2) through zoneadm and zlogin, exec'd
 // with argument arrays, never a shell. Every zone name is checked against the system's own rules
-// before anything is called. RunningZone owns a zone the way omicron's running_zone.rs does:
-// release() halts, uninstalls and deletes it.
+// (src/host/names.ts) before anything is called. RunningZone owns a zone the way omicron's
+// running_zone.rs does: release() halts, uninstalls and deletes it.
 import { execFile, type ExecFileException } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { GLOBAL_COMMANDS } from '../host/index.js';
+import { validateZoneName } from '../host/names.js';
 import { loadNative } from './addon.js';
 import type {
   NativeZoneDesc,
@@ -23,42 +24,9 @@ export type ZoneConfig = NativeZoneDesc;
 /** A zone as listZones reports it. */
 export type ZoneInfo = NativeZoneListEntry;
 
-/** ZONENAME_MAX (sys/zone.h), including the NUL. */
-export const ZONENAME_MAX = 64;
-/** ZONENAME_REGEXP (libzonecfg): what zonecfg_validate_zonename accepts. */
-export const ZONENAME_REGEXP = /^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$/;
-
 export const DEFAULT_ZONEADM = '/usr/sbin/zoneadm';
 export const DEFAULT_ZLOGIN = '/usr/bin/zlogin';
 export const DEFAULT_SBIN = '/usr/sbin';
-
-/** A name the system would refuse; thrown before any library call or exec. */
-export class InvalidZoneNameError extends TypeError {
-  readonly code = 'Z_BOGUS_ZONE_NAME';
-  constructor(
-    readonly zoneName: unknown,
-    reason: string,
-  ) {
-    super(`invalid zone name ${typeof zoneName === 'string' ? JSON.stringify(zoneName) : String(zoneName)}: ${reason}`);
-    this.name = 'InvalidZoneNameError';
-  }
-}
-
-/**
- * Throws InvalidZoneNameError unless `name` is a zone name the system accepts: at most 63
- * characters (ZONENAME_MAX 64 with the NUL), ZONENAME_REGEXP, not "global" and not starting with
- * "SUNW" (reserved: zonecfg and zoneadm refuse them).
- */
-export function validateZoneName(name: unknown): asserts name is string {
-  if (typeof name !== 'string') throw new InvalidZoneNameError(name, 'must be a string');
-  if (name.length === 0) throw new InvalidZoneNameError(name, 'must not be empty');
-  if (name.length >= ZONENAME_MAX) throw new InvalidZoneNameError(name, `must be at most ${ZONENAME_MAX - 1} characters`);
-  if (!ZONENAME_REGEXP.test(name)) {
-    throw new InvalidZoneNameError(name, 'must start with a letter or digit and contain only letters, digits, "-", "_" and "."');
-  }
-  if (name === 'global') throw new InvalidZoneNameError(name, '"global" is the global zone');
-  if (name.startsWith('SUNW')) throw new InvalidZoneNameError(name, 'names starting with "SUNW" are reserved');
-}
 
 /** A zoneadm or zlogin run that failed: its exit status and its own stderr. */
 export class ZoneCommandError extends Error {

@@ -57,10 +57,19 @@ import {
   type ZoneStateEvent,
 } from '../host/index.js';
 import { NETWORK_MILESTONE, PROPOLIS_SERVICE, zoneImage } from '../host/commands.js';
-import { InvalidVnicArgumentError, normalizeMac, validateLinkName } from '../illumos/vnic.js';
-import { InvalidDatasetNameError, isUserPropertyName, parentDataset, validateDatasetName, validatePropertyMap } from '../illumos/zfs.js';
-import { validateZoneName } from '../illumos/zones.js';
-import { assertInstanceFmri, SMF_STATES } from '../illumos/smf.js';
+import {
+  assertInstanceFmri,
+  InvalidDatasetNameError,
+  InvalidVnicArgumentError,
+  isUserPropertyName,
+  normalizeMac,
+  parentDataset,
+  SMF_STATES,
+  validateDatasetName,
+  validateLinkName,
+  validatePropertyMap,
+  validateZoneName,
+} from '../host/names.js';
 import { SimPropolis, type SimPropolisSnapshot } from './propolis.js';
 import { anySignal } from '../common/signals.js';
 
