@@ -11,7 +11,7 @@ import type { AgentConfig } from './config.js';
 import { DiskManager } from './disk-manager.js';
 import { GLOBAL_ZONE, type Host } from './host/index.js';
 import { agentRoutes } from './http-entrypoints.js';
-import { isOwnedVnicName } from './illumos/vnic.js';
+import { isOwnedVnicName } from './host/names.js';
 import { InstanceManager } from './instance-manager.js';
 import type { Phase } from './zone.js';
 import { NexusClient } from './nexus-client.js';

@@ -34,7 +34,7 @@ import {
 } from './host/commands.js';
 import type { NexusClient } from './nexus-client.js';
 import { NEXUS_DATASET_KIND, type DatasetEnsureBody, type DatasetKind } from './params.js';
-import { OXIDE_UUID_PROPERTY } from './illumos/zfs.js';
+import { OXIDE_UUID_PROPERTY } from './host/names.js';
 import { addDefaultRoute, ensurePropertyGroup } from './services.js';
 import {
   ensureAddress, ensureZoneRunning, waitForOnline, zoneName,
