@@ -15,6 +15,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { testConfig, writeConfigToml } from './support/agent.js';
 import { FakeNexus } from './support/fake-nexus.js';
 import { instanceEnsure } from './support/sim.js';
 
@@ -32,10 +33,18 @@ function tempDir(): string {
   return dir;
 }
 
+const running = new Set<ChildProcess>();
+afterEach(() => {
+  // A child that should have exited and did not (the failure under test) must not outlive it.
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** Runs the CLI to completion: its exit status, stdout and stderr. */
 function runCli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    child.on('exit', () => running.delete(child));
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
@@ -90,6 +99,63 @@ describe('sled-agent run', () => {
     for (const field of ['/id', '/zpools/0', '/host/backend', '/instances/readiness']) expect(res.stderr).toContain(field);
     expect(res.stdout).toBe('');
   });
+});
+
+describe('one agent per directory', () => {
+  const children: ChildProcess[] = [];
+  let nexus: FakeNexus | undefined;
+  afterEach(async () => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await nexus?.close();
+  });
+
+  /** Starts `sled-agent run` on `config` and waits for its "listening on" line. */
+  async function runAgent(config: string) {
+    const child = spawn(process.execPath, [...CLI, 'run', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let stderr = '';
+    child.stderr!.on('data', (d) => { stderr += d; });
+    const first = await Promise.race([
+      once(createInterface({ input: child.stdout! }), 'line').then(([line]) => line as string),
+      once(child, 'exit').then(([code]) => `exited ${code}: ${stderr}`),
+    ]);
+    expect(first).toMatch(/^listening on http:\/\/127\.0\.0\.1:\d+$/);
+    return child;
+  }
+
+  it('refuses a second sled agent on a data directory, naming it and the holder, and not after the holder was SIGKILLed', async () => {
+    nexus = await FakeNexus.start();
+    const dir = tempDir();
+    const config = join(dir, 'config.toml');
+    writeConfigToml(config, testConfig(dir, nexus.address));
+    const first = await runAgent(config);
+
+    const second = await runCli(['run', config]);
+    expect(second.status).toBe(1);
+    expect(second.stderr).toContain(`data directory ${join(dir, 'var-oxide')} is in use by another sled agent (pid ${first.pid})`);
+    expect(second.stdout).toBe('');
+
+    first.kill('SIGKILL');
+    await once(first, 'exit');
+    const third = await runAgent(config);
+    third.kill('SIGTERM');
+    const [code] = await once(third, 'exit');
+    expect(code).toBe(0);
+  }, 60_000);
+
+  it('refuses a second simulated host on a state directory', async () => {
+    nexus = await FakeNexus.start();
+    const dir = tempDir();
+    const shared = { host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: 'zero' } };
+    const a = join(dir, 'a.toml');
+    const b = join(dir, 'b.toml');
+    writeConfigToml(a, testConfig(dir, nexus.address, { data_dir: join(dir, 'a'), ...shared }));
+    writeConfigToml(b, testConfig(dir, nexus.address, { data_dir: join(dir, 'b'), ...shared }));
+    const first = await runAgent(a);
+    const second = await runCli(['run', b]);
+    expect(second.status).toBe(1);
+    expect(second.stderr).toContain(`state directory ${join(dir, 'sim-host')} is in use by another simulated host (pid ${first.pid})`);
+  }, 60_000);
 });
 
 describe('sled-agent sim', () => {
@@ -275,6 +341,10 @@ describe('sled-agent bootstrap', () => {
     ].join('\n'));
 
     const first = await startBootstrap(configPath);
+    const twice = await runCli(['bootstrap', configPath]);
+    expect(twice.status).toBe(1);
+    expect(twice.stderr).toContain(`data directory ${join(dir, 'data')} is in use by another bootstrap agent (pid ${first.child.pid})`);
+
     const res = await fetch(`http://${first.address}/start_sled`, {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },

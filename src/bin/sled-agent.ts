@@ -4,6 +4,7 @@
 // Usage errors print the usage text to stderr and exit 2 (EXIT_USAGE, as the original does).
 import { Command, CommanderError, Option } from 'commander';
 import { parseSocketAddr } from '../common/address.js';
+import { lockAgentDirectories } from '../common/dir-lock.js';
 import { createLogger, effectiveLevel } from '../logger.js';
 import {
   ConfigError, DEFAULT_SLED_ID, checkSimConfig, defaultSimConfig, loadSimConfigFile, type SimConfig,
@@ -61,6 +62,8 @@ function program(): Command {
     .action(async (path: string) => {
       const config = loadAgentConfigFile(path);
       const log = createLogger(effectiveLevel(config.log.level));
+      // Held until the process exits, which drops them however it exits.
+      lockAgentDirectories(config);
       const { openHost } = await import('../host/open.js');
       const { startAgent } = await import('../sled-agent.js');
       const starting = openHost(config, log).then((host) => startAgent(config, host, log).catch(async (err: unknown) => {

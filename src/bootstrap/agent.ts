@@ -5,6 +5,7 @@ import { isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { formatSocketAddr } from '../common/address.js';
+import { lockAgentDirectories } from '../common/dir-lock.js';
 import { ApiError, conflict, invalidRequest, objectNotFound } from '../common/errors.js';
 import { addressInNet, formatIpv6Net, getByte, parseIpv6Net, sameNet } from '../common/ipv6.js';
 import { readJsonIfExists, writeJsonAtomic } from '../common/persist.js';
@@ -164,11 +165,19 @@ export class BootstrapAgent {
     config.id = this.config.id;
     config.dropshot = { ...config.dropshot, bind_address: address };
     config.underlay_address = underlay;
-    const host = await openHost(config, log);
+    const locks = lockAgentDirectories(config);
+    const release = () => {
+      for (const lock of locks) lock.release();
+    };
     try {
-      return await startAgent(config, host, log);
+      const host = await openHost(config, log);
+      const agent = await startAgent(config, host, log).catch(async (err: unknown) => {
+        await host.close();
+        throw err;
+      });
+      return { address: agent.address, registered: agent.registered, close: () => agent.close().finally(release) };
     } catch (err) {
-      await host.close();
+      release();
       throw err;
     }
   }

@@ -2,6 +2,7 @@
 // sled agent a persisted request asks for.
 import type { Logger } from 'pino';
 import { formatSocketAddr, parseSocketAddr } from '../common/address.js';
+import { lockDirectory } from '../common/dir-lock.js';
 import { Shutdown } from '../common/shutdown.js';
 import { BOOTSTRAP_API_INFO, registerOpenApi } from '../openapi.js';
 import { createServer, type App } from '../server.js';
@@ -25,13 +26,19 @@ export interface RunningBootstrap {
 }
 
 export async function startBootstrap(config: BootstrapConfig, log: Logger): Promise<RunningBootstrap> {
-  const { agent, app } = await buildBootstrap(config, log);
+  // Before anything reads the directory: the persisted start_sled request starts a sled agent.
+  const lock = lockDirectory(config.data_dir, 'bootstrap agent', 'data directory');
+  const { agent, app } = await buildBootstrap(config, log).catch((err: unknown) => {
+    lock.release();
+    throw err;
+  });
   const bind = parseSocketAddr(config.bind_address);
   try {
     await agent.init();
     await app.listen({ host: bind.host, port: bind.port });
   } catch (err) {
     await Promise.allSettled([app.close(), agent.close()]);
+    lock.release();
     throw err;
   }
   const { port } = app.server.address() as { port: number };
@@ -48,6 +55,7 @@ export async function startBootstrap(config: BootstrapConfig, log: Logger): Prom
         await shutdown.closeApp('stop serving', 2_000, app);
         // The sled agent's own steps are bounded; this covers a start_sled still under way.
         await shutdown.step('stop the sled agent', 20_000, () => agent.close());
+        lock.release();
         log.info('bootstrap agent stopped');
         shutdown.finish();
       })();
