@@ -1,7 +1,9 @@
 // Wire types of the sled agent API, field for field from ../shared/contracts/omicron/sled-agent.json
-// (and the Nexus internal and Crucible agent types the sim sends or serves). The schemas are what
-// fastify validates requests with and what `sled-agent openapi sled` publishes; the contract test
-// compares them structurally with the contract, so any drift here fails a test.
+// (and the Nexus internal and Crucible agent types the sim sends or serves). The guest networking
+// types come from ../shared/contracts/omicron/sled-agent-networking.json (omicron 56a586d367 and
+// bea1af3c74), which supersedes the pinned InstanceHardware, NetworkInterface and Ipv4Net. The
+// schemas are what fastify validates requests with and what `sled-agent openapi sled` publishes;
+// the contract test compares them structurally with the contracts, so any drift here fails a test.
 import { Type, type Static, type TSchema } from 'typebox';
 
 // The contract spells tags as single-value enums and unions as oneOf; TypeBox would emit `const`
@@ -75,9 +77,11 @@ export const MacAddr = Type.String({
   pattern: '^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$', minLength: 17, maxLength: 17,
 });
 export const Name = Type.String({ pattern: '[a-z](|[a-zA-Z0-9-]*[a-zA-Z0-9])', maxLength: 63 });
+// The networking document's general Ipv4Net: the pinned pattern accepted only 10/8 (malformed),
+// 172.16.x.x and 192.168/16, so Nexus's default VPC subnet 172.30.0.0/22 was refused.
 const Ipv4Net = Type.String({
-  pattern: '(^(10\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9]\\.){2}(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])/(1[0-9]|2[0-8]|[8-9]))$)|(^(172\\.16\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])/(1[2-9]|2[0-8]))$)|(^(192\\.168\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])\\.(25[0-5]|[1-2][0-4][0-9]|[1-9][0-9]|[0-9])/(1[6-9]|2[0-8]))$)',
-  maxLength: 18,
+  pattern: '^(([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])/([8-9]|1[0-9]|2[0-9]|3[0-2])$',
+  description: 'An IPv4 subnet, including prefix and subnet mask',
 });
 const Ipv6Net = Type.String({
   pattern: '^(fd|FD)[0-9a-fA-F]{2}:((([0-9a-fA-F]{1,4}\\:){6}[0-9a-fA-F]{1,4})|(([0-9a-fA-F]{1,4}:){1,6}:))/(6[4-9]|[7-9][0-9]|1[0-1][0-9]|12[0-6])$',
@@ -85,15 +89,46 @@ const Ipv6Net = Type.String({
 });
 export const IpNet = OneOf([Ipv4Net, Ipv6Net]);
 
+export const Vni = Uint('uint32', { description: 'A Geneve Virtual Network Identifier' });
+
 export const NetworkInterface = Type.Object({
   name: Name,
   ip: Type.String({ format: 'ip' }),
   mac: MacAddr,
   subnet: IpNet,
-  vni: Uint('uint32'),
+  vni: Vni,
+  // Required since omicron 56a586d367; optional here so a body of the pinned shape still passes
+  // (then the NIC in slot 0 is the primary one: src/common/network-checks.ts).
+  primary: Type.Optional(Type.Boolean()),
   slot: Uint('uint8'),
-});
+}, { description: 'Information required to construct a virtual network interface for a guest' });
 export type NetworkInterface = Static<typeof NetworkInterface>;
+
+export const L4PortRange = Type.String({
+  pattern: '^[0-9]{1,5}(-[0-9]{1,5})?$', minLength: 1, maxLength: 11,
+  description: 'An inclusive-inclusive range of IP ports. The second port may be omitted to represent a single port',
+});
+export type L4PortRange = Static<typeof L4PortRange>;
+
+export const VpcFirewallRuleProtocol = StringEnum(['TCP', 'UDP', 'ICMP'] as const);
+export const VpcFirewallRule = Type.Object({
+  status: StringEnum(['disabled', 'enabled'] as const),
+  direction: StringEnum(['inbound', 'outbound'] as const),
+  targets: Type.Array(NetworkInterface),
+  filter_hosts: Type.Optional(Nullable(Type.Array(IpNet))),
+  filter_ports: Type.Optional(Nullable(Type.Array(L4PortRange))),
+  filter_protocols: Type.Optional(Nullable(Type.Array(VpcFirewallRuleProtocol))),
+  action: StringEnum(['allow', 'deny'] as const),
+  priority: Uint('uint16'),
+}, { description: 'VPC firewall rule after object name resolution has been performed by Nexus' });
+export type VpcFirewallRule = Static<typeof VpcFirewallRule>;
+
+export const SourceNatConfig = Type.Object({
+  ip: Type.String({ format: 'ip', description: 'The external address provided to the instance' }),
+  first_port: Uint('uint16', { description: 'The first port used for instance NAT, inclusive.' }),
+  last_port: Uint('uint16', { description: 'The last port used for instance NAT, also inclusive.' }),
+}, { description: 'An IP address and port range used for instance source NAT, i.e., making outbound network connections from guests.' });
+export type SourceNatConfig = Static<typeof SourceNatConfig>;
 
 export const CrucibleOpts = Type.Object({
   target: Type.Array(Type.String()),
@@ -137,12 +172,19 @@ export const DiskRequest = Type.Object({
   volume_construction_request: VcrRef,
 });
 
+// The networking document requires source_nat, external_ips and firewall_rules; a body of the
+// pinned shape without them means no external addressing and no rules.
 export const InstanceHardware = Type.Object({
   runtime: InstanceRuntimeState,
   nics: Type.Array(NetworkInterface),
+  source_nat: Type.Optional(SourceNatConfig),
+  external_ips: Type.Optional(Type.Array(Type.String({ format: 'ip' }), {
+    description: 'Zero or more external IP addresses (either floating or ephemeral), provided to an instance to allow inbound connectivity.',
+  })),
+  firewall_rules: Type.Optional(Type.Array(VpcFirewallRule)),
   disks: Type.Array(DiskRequest),
   cloud_init_bytes: Type.Optional(Nullable(Type.String())),
-});
+}, { description: 'Describes the instance hardware.' });
 export type InstanceHardware = Static<typeof InstanceHardware>;
 
 export const InstanceMigrateParams = Type.Object({
@@ -156,6 +198,32 @@ export const InstanceEnsureBody = Type.Object({
   migrate: Type.Optional(Nullable(InstanceMigrateParams)),
 }, { description: 'Sent to a sled agent to establish the runtime state of an Instance' });
 export type InstanceEnsureBody = Static<typeof InstanceEnsureBody>;
+
+// PUT /vpc/{vpc_id}/firewall/rules. `vni` is from omicron 8f8da3da67 (#3352), where it is
+// required; optional here, as the 2022 body lacks it (then the rules' targets must name the VNI).
+export const VpcFirewallRulesEnsureBody = Type.Object({
+  vni: Type.Optional(Vni),
+  rules: Type.Array(VpcFirewallRule),
+}, { description: 'Update firewall rules for a VPC' });
+export type VpcFirewallRulesEnsureBody = Static<typeof VpcFirewallRulesEnsureBody>;
+
+export const SetVirtualNetworkInterfaceHost = Type.Object({
+  virtual_ip: Type.String({ format: 'ip' }),
+  virtual_mac: MacAddr,
+  physical_host_ip: Type.String({ format: 'ipv6' }),
+  vni: Vni,
+}, { description: 'A mapping from a virtual NIC to a physical host' });
+export type SetVirtualNetworkInterfaceHost = Static<typeof SetVirtualNetworkInterfaceHost>;
+
+/** One entry of GET /v2p (not in the 2022-23 contract; omicron's #5568 later listed the same fields without the id). */
+export const V2pMapping = Type.Object({
+  interface_id: Uuid(),
+  virtual_ip: Type.String({ format: 'ip' }),
+  virtual_mac: MacAddr,
+  physical_host_ip: Type.String({ format: 'ipv6' }),
+  vni: Vni,
+}, { description: 'A mapping this sled holds from a virtual NIC to the physical host it is on' });
+export type V2pMapping = Static<typeof V2pMapping>;
 
 const instanceTag = <const S extends string>(state: S) =>
   Type.Object({ state: StringEnum([state]), instance: Uuid() });
@@ -239,6 +307,8 @@ export const NoContent = (description: string) => Type.Unsafe<void>({ type: 'nul
 
 export const InstancePathParam = Type.Object({ instance_id: Uuid() });
 export const DiskPathParam = Type.Object({ disk_id: Uuid() });
+export const VpcPathParam = Type.Object({ vpc_id: Uuid() });
+export const InterfacePathParam = Type.Object({ interface_id: Uuid() });
 
 // Crucible agent (../shared/contracts/crucible/crucible-agent.json), served by the sim per dataset.
 export const RegionState = StringEnum(['requested', 'created', 'tombstoned', 'destroyed', 'failed']);

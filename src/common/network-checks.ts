@@ -1,0 +1,189 @@
+// Guest-networking input that a JSON schema cannot judge, checked once for both the sled agent
+// and the simulated one, so both refuse the same bodies with the same 400. Every message starts
+// with the field, spelled as the schema errors spell it ("body/initial/nics/1/mac ..."), so a
+// person can find it in the body they sent.
+import { invalidRequest } from './errors.js';
+import { parseIpv6, prefixMask } from './ipv6.js';
+import type {
+  InstanceHardware, NetworkInterface, SetVirtualNetworkInterfaceHost, SourceNatConfig, VpcFirewallRule,
+  VpcFirewallRulesEnsureBody,
+} from '../params.js';
+
+/** Guest MACs (omicron's MacAddr::{MIN,MAX}_GUEST_ADDR); the rest of A8:40:25 is for the system. */
+export const GUEST_MAC_FIRST = 'A8:40:25:F0:00:00';
+export const GUEST_MAC_LAST = 'A8:40:25:FE:FF:FF';
+/** A Geneve VNI has 24 bits. */
+export const MAX_VNI = 0xff_ffff;
+/** omicron's NUM_SOURCE_NAT_PORTS: each instance gets one aligned block of this many ports. */
+export const SOURCE_NAT_PORTS = 1 << 14;
+
+export type ResolvedNetworkInterface = NetworkInterface & { primary: boolean };
+
+/** InstanceHardware with the pinned shape's omissions made explicit: which NIC is primary, no external IPs, no rules. */
+export type ResolvedInstanceHardware = InstanceHardware & {
+  nics: ResolvedNetworkInterface[];
+  external_ips: string[];
+  firewall_rules: VpcFirewallRule[];
+};
+
+const macValue = (mac: string) => Number.parseInt(mac.replaceAll(':', ''), 16);
+
+export function isGuestMac(mac: string): boolean {
+  const value = macValue(mac);
+  return value >= macValue(GUEST_MAC_FIRST) && value <= macValue(GUEST_MAC_LAST);
+}
+
+function ipv4Value(text: string): number | null {
+  const parts = text.split('.');
+  if (parts.length !== 4 || !parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255)) return null;
+  return parts.reduce((acc, p) => acc * 256 + Number(p), 0);
+}
+
+function ipv6Value(text: string): bigint | null {
+  try {
+    return parseIpv6(text);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `ip` lies in `subnet` ("a.b.c.d/n" or "fdxx::/n"); an address of the other family never does. */
+export function ipInSubnet(ip: string, subnet: string): boolean {
+  const slash = subnet.lastIndexOf('/');
+  const prefix = Number(subnet.slice(slash + 1));
+  const net = subnet.slice(0, slash);
+  if (slash < 0 || !Number.isInteger(prefix)) return false;
+  const ip4 = ipv4Value(ip);
+  const net4 = ipv4Value(net);
+  if (ip4 !== null && net4 !== null) {
+    if (prefix > 32) return false;
+    const size = 2 ** (32 - prefix);
+    return Math.floor(ip4 / size) === Math.floor(net4 / size);
+  }
+  const ip6 = ipv6Value(ip);
+  const net6 = ipv6Value(net);
+  if (ip6 === null || net6 === null || prefix > 128) return false;
+  const mask = prefixMask(prefix);
+  return (ip6 & mask) === (net6 & mask);
+}
+
+/** An L4PortRange ("22", "8000-8080") as numbers, or why it is not one. */
+export function parsePortRange(text: string): { first: number; last: number } | { error: string } {
+  const match = /^([0-9]{1,5})(?:-([0-9]{1,5}))?$/.exec(text);
+  if (!match) return { error: 'must be a port or "first-last"' };
+  const first = Number(match[1]);
+  const last = match[2] === undefined ? first : Number(match[2]);
+  if (first > 0xffff || last > 0xffff) return { error: 'names a port above 65535' };
+  // omicron's L4Port is a NonZeroU16, and src/host/firewall.ts refuses 0 when it expands the range.
+  if (first === 0) return { error: 'names port 0; ports are 1 to 65535' };
+  if (first > last) return { error: 'has its first port above its last' };
+  return { first, last };
+}
+
+function checkVni(vni: number, where: string): void {
+  if (vni > MAX_VNI) throw invalidRequest(`${where} is ${vni}: a VNI has 24 bits, so at most ${MAX_VNI}`);
+}
+
+function checkGuestMac(mac: string, where: string): void {
+  if (!isGuestMac(mac)) {
+    throw invalidRequest(`${where} ${mac} is outside the guest MAC range ${GUEST_MAC_FIRST}-${GUEST_MAC_LAST}`);
+  }
+}
+
+/** A guest NIC, wherever it appears (an instance's NICs, a firewall rule's targets). */
+export function checkNetworkInterface(nic: NetworkInterface, where: string): void {
+  checkGuestMac(nic.mac, `${where}/mac`);
+  checkVni(nic.vni, `${where}/vni`);
+  if (!ipInSubnet(nic.ip, nic.subnet)) throw invalidRequest(`${where}/ip ${nic.ip} is outside its subnet ${nic.subnet}`);
+}
+
+export function checkSourceNat(snat: SourceNatConfig, where: string): void {
+  const { first_port: first, last_port: last } = snat;
+  if (first % SOURCE_NAT_PORTS !== 0 || last !== first + SOURCE_NAT_PORTS - 1) {
+    throw invalidRequest(`${where} ports ${first}-${last} are not a block of ${SOURCE_NAT_PORTS} ports starting at a multiple of ${SOURCE_NAT_PORTS} (e.g. ${SOURCE_NAT_PORTS}-${2 * SOURCE_NAT_PORTS - 1})`);
+  }
+}
+
+export function checkFirewallRules(rules: VpcFirewallRule[], where: string): void {
+  rules.forEach((rule, i) => {
+    rule.targets.forEach((target, j) => checkNetworkInterface(target, `${where}/${i}/targets/${j}`));
+    (rule.filter_ports ?? []).forEach((range, k) => {
+      const parsed = parsePortRange(range);
+      if ('error' in parsed) throw invalidRequest(`${where}/${i}/filter_ports/${k} "${range}" ${parsed.error}`);
+    });
+  });
+}
+
+/**
+ * Checks an instance's hardware and says what a body of the pinned shape leaves unsaid. Either
+ * every NIC says whether it is primary (the networking shape) or none does (the pinned shape,
+ * where the NIC in slot 0 is primary); a mix is refused rather than guessed.
+ */
+export function checkInstanceHardware(hardware: InstanceHardware, where = 'body/initial'): ResolvedInstanceHardware {
+  const { nics } = hardware;
+  const slots = new Map<number, number>();
+  const macs = new Map<string, number>();
+  nics.forEach((nic, i) => {
+    const at = `${where}/nics/${i}`;
+    checkNetworkInterface(nic, at);
+    const sameSlot = slots.get(nic.slot);
+    if (sameSlot !== undefined) throw invalidRequest(`${at}/slot ${nic.slot} is also the slot of nics/${sameSlot}: each NIC needs its own slot`);
+    slots.set(nic.slot, i);
+    // Two ports with one MAC in a VPC are refused by OPTE (MacExists) after the zone is half made.
+    const sameMac = macs.get(nic.mac.toLowerCase());
+    if (sameMac !== undefined) throw invalidRequest(`${at}/mac ${nic.mac} is also the MAC of nics/${sameMac}`);
+    macs.set(nic.mac.toLowerCase(), i);
+  });
+
+  const saying = nics.filter((nic) => nic.primary !== undefined).length;
+  if (saying > 0 && saying < nics.length) {
+    const silent = nics.findIndex((nic) => nic.primary === undefined);
+    throw invalidRequest(`${where}/nics/${silent}/primary is required: another NIC says whether it is primary`);
+  }
+  const resolved = nics.map((nic) => ({ ...nic, primary: saying > 0 ? nic.primary === true : nic.slot === 0 }));
+  const primaries = resolved.flatMap((nic, i) => (nic.primary ? [i] : []));
+  if (primaries.length > 1) {
+    throw invalidRequest(`${where}/nics/${primaries[1]}/primary: nics/${primaries[0]} is primary too, and an instance has one primary NIC`);
+  }
+
+  if (hardware.source_nat !== undefined) checkSourceNat(hardware.source_nat, `${where}/source_nat`);
+  const externalIps = hardware.external_ips ?? [];
+  // External addresses live on the primary NIC's port; with NICs but none primary they would be dropped silently.
+  if (nics.length > 0 && primaries.length === 0 && (externalIps.length > 0 || hardware.source_nat !== undefined)) {
+    throw invalidRequest(`${where}/nics: no NIC is primary, so source_nat and external_ips have no port to go on`);
+  }
+  const rules = hardware.firewall_rules ?? [];
+  checkFirewallRules(rules, `${where}/firewall_rules`);
+  return { ...hardware, nics: resolved, external_ips: externalIps, firewall_rules: rules };
+}
+
+/** PUT /vpc/{vpc_id}/firewall/rules. A target in another VPC than `vni` says would never match one of its ports. */
+export function checkFirewallRulesEnsure(body: VpcFirewallRulesEnsureBody, where = 'body'): void {
+  if (body.vni !== undefined) checkVni(body.vni, `${where}/vni`);
+  checkFirewallRules(body.rules, `${where}/rules`);
+  if (body.vni === undefined) return;
+  body.rules.forEach((rule, i) => rule.targets.forEach((target, j) => {
+    if (target.vni !== body.vni) {
+      throw invalidRequest(`${where}/rules/${i}/targets/${j}/vni is ${target.vni}, but the rules are for VNI ${body.vni} (${where}/vni)`);
+    }
+  }));
+}
+
+/**
+ * The VNI a firewall update is for: the body's, or else the one VNI the rules' targets name. The
+ * rules replace those on this sled's ports with that VNI and no others (omicron before #3352
+ * replaced them on every port of the sled, #3336).
+ */
+export function vniOfRules(vni: number | undefined, rules: VpcFirewallRule[]): number {
+  if (vni !== undefined) return vni;
+  const named = [...new Set(rules.flatMap((rule) => rule.targets.map((target) => target.vni)))].sort((a, b) => a - b);
+  if (named.length === 1) return named[0] as number;
+  throw invalidRequest(named.length === 0
+    ? 'body/vni is needed: no rule has a target, so the rules do not say which VPC\'s ports they are for'
+    : `body/vni is needed: the rules' targets name ${named.length} VNIs (${named.join(', ')}), so which VPC's ports they are for is ambiguous`);
+}
+
+export function checkV2P(body: SetVirtualNetworkInterfaceHost, where = 'body'): void {
+  checkGuestMac(body.virtual_mac, `${where}/virtual_mac`);
+  checkVni(body.vni, `${where}/vni`);
+}

@@ -1,0 +1,133 @@
+// The guest-networking checks both agents share (src/common/network-checks.ts): each refusal names
+// the field, and a body of the pinned shape is read as "no external addressing, no rules, slot 0
+// is primary".
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../src/common/errors.js';
+import {
+  checkFirewallRulesEnsure, checkInstanceHardware, checkV2P, ipInSubnet, isGuestMac, parsePortRange, vniOfRules,
+} from '../src/common/network-checks.js';
+import { instanceRuntime } from './support/sim.js';
+import { nic, networkedHardware, rule, v2pBody, VNI_1, VNI_2 } from './support/networking.js';
+
+const SLED = 'fb0f7546-4d46-40ca-9d56-cbb810684ca7';
+const hardware = (fields: Record<string, unknown>): any => ({ runtime: instanceRuntime(SLED), disks: [], nics: [], ...fields });
+
+function refusal(f: () => unknown): string {
+  try {
+    f();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).statusCode).toBe(400);
+    expect((err as ApiError).errorCode).toBe('InvalidRequest');
+    return (err as ApiError).message;
+  }
+  throw new Error('not refused');
+}
+
+describe('guest MACs, subnets, port ranges', () => {
+  it('knows the guest MAC range, in either case', () => {
+    expect(isGuestMac('A8:40:25:F0:00:00')).toBe(true);
+    expect(isGuestMac('a8:40:25:fe:ff:ff')).toBe(true);
+    expect(isGuestMac('A8:40:25:EF:FF:FF')).toBe(false);
+    expect(isGuestMac('A8:40:25:FF:00:00')).toBe(false); // system range
+    expect(isGuestMac('A8:40:26:F0:00:00')).toBe(false);
+  });
+
+  it('tells whether an address is in a subnet, for both families', () => {
+    expect(ipInSubnet('172.30.3.255', '172.30.0.0/22')).toBe(true);
+    expect(ipInSubnet('172.30.4.0', '172.30.0.0/22')).toBe(false);
+    expect(ipInSubnet('10.1.2.3', '10.0.0.0/8')).toBe(true);
+    expect(ipInSubnet('192.168.1.9', '192.168.1.9/32')).toBe(true);
+    expect(ipInSubnet('fd00:1:2::5', 'fd00:1:2::/64')).toBe(true);
+    expect(ipInSubnet('fd00:1:3::5', 'fd00:1:2::/64')).toBe(false);
+    expect(ipInSubnet('172.30.0.5', 'fd00:1:2::/64')).toBe(false);
+    expect(ipInSubnet('fd00:1:2::5', '172.30.0.0/22')).toBe(false);
+  });
+
+  it('parses port ranges and says what is wrong with a bad one', () => {
+    expect(parsePortRange('22')).toEqual({ first: 22, last: 22 });
+    expect(parsePortRange('8000-8080')).toEqual({ first: 8000, last: 8080 });
+    expect(parsePortRange('1-65535')).toEqual({ first: 1, last: 65535 });
+    expect(parsePortRange('0-22')).toEqual({ error: 'names port 0; ports are 1 to 65535' });
+    expect(parsePortRange('80-22')).toEqual({ error: 'has its first port above its last' });
+    expect(parsePortRange('70000')).toEqual({ error: 'names a port above 65535' });
+    expect(parsePortRange('1-65536')).toEqual({ error: 'names a port above 65535' });
+  });
+});
+
+describe('checkInstanceHardware', () => {
+  it('reads the pinned shape as no external addressing, no rules, and the NIC in slot 0 primary', () => {
+    const { primary: _p, ...pinned0 } = nic({ slot: 0 });
+    const { primary: _q, ...pinned1 } = nic({ slot: 1, name: 'net1', ip: '172.30.0.6', mac: 'A8:40:25:F0:00:02' });
+    const resolved = checkInstanceHardware(hardware({ nics: [pinned1, pinned0] }));
+    expect(resolved.nics.map((n) => [n.slot, n.primary])).toEqual([[1, false], [0, true]]);
+    expect(resolved.external_ips).toEqual([]);
+    expect(resolved.firewall_rules).toEqual([]);
+    expect(resolved.source_nat).toBeUndefined();
+  });
+
+  it('keeps what the networking shape says', () => {
+    const nics = [nic({ slot: 0, primary: false }), nic({ slot: 1, primary: true, name: 'net1', ip: '172.30.0.6', mac: 'A8:40:25:F0:00:02' })];
+    const resolved = checkInstanceHardware(hardware(networkedHardware(nics)));
+    expect(resolved.nics.map((n) => n.primary)).toEqual([false, true]);
+    expect(resolved.external_ips).toEqual(['192.168.1.32']);
+    expect(resolved.firewall_rules).toHaveLength(4);
+    expect(resolved.source_nat).toEqual({ ip: '192.168.1.31', first_port: 16384, last_port: 32767 });
+  });
+
+  it('accepts every aligned 16384-port source NAT block', () => {
+    for (const first of [0, 16384, 32768, 49152]) {
+      expect(() => checkInstanceHardware(hardware({ ...networkedHardware(), source_nat: { ip: '192.168.1.31', first_port: first, last_port: first + 16383 } }))).not.toThrow();
+    }
+  });
+
+  const second = { name: 'net1', ip: '172.30.0.6', mac: 'A8:40:25:F0:00:02', slot: 1, primary: false };
+  it.each([
+    ['a MAC outside the guest range', { nics: [nic({ mac: 'A8:40:25:FF:00:01' })] }, /^body\/initial\/nics\/0\/mac A8:40:25:FF:00:01 is outside the guest MAC range A8:40:25:F0:00:00-A8:40:25:FE:FF:FF$/],
+    ['a VNI above 2^24-1', { nics: [nic({ vni: 0x100_0000 })] }, /^body\/initial\/nics\/0\/vni is 16777216: a VNI has 24 bits, so at most 16777215$/],
+    ['a NIC IP outside its subnet', { nics: [nic({ ip: '172.30.4.1' })] }, /^body\/initial\/nics\/0\/ip 172.30.4.1 is outside its subnet 172.30.0.0\/22$/],
+    ['a NIC IP of the other family', { nics: [nic({ ip: 'fd00::5' })] }, /^body\/initial\/nics\/0\/ip fd00::5 is outside its subnet/],
+    ['two NICs with one slot', { nics: [nic(), nic({ ...second, slot: 0 })] }, /^body\/initial\/nics\/1\/slot 0 is also the slot of nics\/0/],
+    ['two NICs with one MAC', { nics: [nic(), nic({ ...second, mac: 'a8:40:25:f0:00:01' })] }, /^body\/initial\/nics\/1\/mac a8:40:25:f0:00:01 is also the MAC of nics\/0$/],
+    ['two primary NICs', { nics: [nic(), nic({ ...second, primary: true })] }, /^body\/initial\/nics\/1\/primary: nics\/0 is primary too/],
+    ['a NIC silent on primary beside one that says', { nics: [nic(), (({ primary: _, ...n }) => n)(nic(second))] }, /^body\/initial\/nics\/1\/primary is required/],
+    ['external addresses with no primary NIC', { nics: [nic({ primary: false })], external_ips: ['192.168.1.32'] }, /^body\/initial\/nics: no NIC is primary/],
+    ['a source NAT block not aligned on 16384', { source_nat: { ip: '192.168.1.31', first_port: 1, last_port: 16384 } }, /^body\/initial\/source_nat ports 1-16384 are not a block of 16384 ports starting at a multiple of 16384/],
+    ['a source NAT block of the wrong size', { source_nat: { ip: '192.168.1.31', first_port: 0, last_port: 1023 } }, /^body\/initial\/source_nat ports 0-1023 are not a block/],
+    ['a port range "80-22"', { firewall_rules: [rule({ filter_ports: ['22', '80-22'] })] }, /^body\/initial\/firewall_rules\/0\/filter_ports\/1 "80-22" has its first port above its last$/],
+    ['a port "70000"', { firewall_rules: [rule(), rule({ filter_ports: ['70000'] })] }, /^body\/initial\/firewall_rules\/1\/filter_ports\/0 "70000" names a port above 65535$/],
+    ['a rule target with a system MAC', { firewall_rules: [rule({ targets: [nic({ mac: 'A8:40:25:FF:77:77' })] })] }, /^body\/initial\/firewall_rules\/0\/targets\/0\/mac A8:40:25:FF:77:77 is outside the guest MAC range/],
+  ])('refuses %s, naming the field', (_what, fields, message) => {
+    expect(refusal(() => checkInstanceHardware(hardware({ nics: [nic()], ...fields })))).toMatch(message);
+  });
+});
+
+describe('firewall rule updates', () => {
+  it('takes the VNI from the body, or else from the one VNI the targets name', () => {
+    expect(vniOfRules(VNI_2, [rule({ targets: [nic()] })])).toBe(VNI_2);
+    expect(vniOfRules(undefined, [rule({ targets: [nic()] }), rule(), rule({ targets: [nic({ slot: 1 })] })])).toBe(VNI_1);
+  });
+
+  it('says vni is needed when the targets name no VNI or several', () => {
+    expect(refusal(() => vniOfRules(undefined, []))).toMatch(/^body\/vni is needed: no rule has a target/);
+    expect(refusal(() => vniOfRules(undefined, [rule()]))).toMatch(/^body\/vni is needed/);
+    expect(refusal(() => vniOfRules(undefined, [rule({ targets: [nic()] }), rule({ targets: [nic({ vni: VNI_2 })] })])))
+      .toMatch(`body/vni is needed: the rules' targets name 2 VNIs (${VNI_2}, ${VNI_1})`);
+  });
+
+  it('refuses a target in another VPC than the body names, a VNI above 2^24-1 and a bad port range', () => {
+    expect(refusal(() => checkFirewallRulesEnsure({ vni: VNI_2, rules: [rule({ targets: [nic()] })] })))
+      .toBe(`body/rules/0/targets/0/vni is ${VNI_1}, but the rules are for VNI ${VNI_2} (body/vni)`);
+    expect(refusal(() => checkFirewallRulesEnsure({ vni: 0x100_0000, rules: [] }))).toMatch(/^body\/vni is 16777216/);
+    expect(refusal(() => checkFirewallRulesEnsure({ rules: [rule({ filter_ports: ['80-22'] })] }))).toMatch(/^body\/rules\/0\/filter_ports\/0 "80-22"/);
+    expect(() => checkFirewallRulesEnsure({ vni: VNI_1, rules: [rule({ targets: [nic()] })] })).not.toThrow();
+  });
+});
+
+describe('V2P bodies', () => {
+  it('refuses a virtual MAC outside the guest range and a VNI above 2^24-1', () => {
+    expect(() => checkV2P(v2pBody())).not.toThrow();
+    expect(refusal(() => checkV2P(v2pBody({ virtual_mac: 'A8:40:25:FF:00:02' })))).toMatch(/^body\/virtual_mac A8:40:25:FF:00:02 is outside/);
+    expect(refusal(() => checkV2P(v2pBody({ vni: 0x100_0000 })))).toMatch(/^body\/vni is 16777216/);
+  });
+});
