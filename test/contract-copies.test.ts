@@ -7,6 +7,7 @@ import { CONTRACTS_DIR, SHARED_CONTRACTS_DIR } from './support/contract.js';
 
 const FILES = [
   'omicron/sled-agent.json',
+  'omicron/sled-agent-networking.json',
   'omicron/bootstrap-agent.json',
   'omicron/nexus-internal.json',
   'omicron/sled-agent-smf-config-rss.toml',

@@ -20,6 +20,30 @@ export const sledAgentContract = loadContract('omicron/sled-agent.json');
 export const nexusContract = loadContract('omicron/nexus-internal.json');
 export const crucibleContract = loadContract('crucible/crucible-agent.json');
 export const bootstrapContract = loadContract('omicron/bootstrap-agent.json');
+export const networkingContract = loadContract('omicron/sled-agent-networking.json');
+
+/** The schemas of sled-agent.json that sled-agent-networking.json replaces (reference/opte.md §2). */
+export const SUPERSEDED_BY_NETWORKING = ['InstanceHardware', 'NetworkInterface', 'Ipv4Net'] as const;
+
+/**
+ * The sled agent API both agents serve: sled-agent.json with the networking document's paths and
+ * new schemas added and the schemas it supersedes replaced. InstanceHardware and NetworkInterface
+ * grew; the pinned Ipv4Net refuses most private subnets. The two documents also disagree on
+ * schemas the networking one does not supersede (its later CrucibleOpts, Name, Ipv6Net, ...):
+ * there the pinned one stands, as the five pinned paths must keep serving it.
+ */
+export const combinedSledAgentContract = (() => {
+  const pinned = sledAgentContract.components.schemas;
+  const schemas = { ...pinned };
+  for (const [name, schema] of Object.entries(networkingContract.components.schemas as Record<string, unknown>)) {
+    if (!(name in pinned) || (SUPERSEDED_BY_NETWORKING as readonly string[]).includes(name)) schemas[name] = schema;
+  }
+  return {
+    ...sledAgentContract,
+    paths: { ...sledAgentContract.paths, ...networkingContract.paths },
+    components: { ...sledAgentContract.components, schemas },
+  };
+})();
 
 const addFormats = ((addFormatsModule as any).default ?? addFormatsModule) as (ajv: Ajv) => void;
 const ajv = new Ajv({ strict: false, allErrors: true, unicodeRegExp: false, formats: CONTRACT_FORMATS });
@@ -28,11 +52,12 @@ ajv.addSchema(sledAgentContract, 'sled-agent.json');
 ajv.addSchema(nexusContract, 'nexus-internal.json');
 ajv.addSchema(crucibleContract, 'crucible-agent.json');
 ajv.addSchema(bootstrapContract, 'bootstrap-agent.json');
+ajv.addSchema(combinedSledAgentContract, 'sled-agent-combined.json');
 
 const cache = new Map<string, ValidateFunction>();
 
 /** Throws with ajv's errors unless `value` is a valid `doc#/components/schemas/name`. */
-export function expectSchema(doc: 'sled-agent.json' | 'nexus-internal.json' | 'crucible-agent.json' | 'bootstrap-agent.json', name: string, value: unknown): void {
+export function expectSchema(doc: 'sled-agent.json' | 'sled-agent-combined.json' | 'nexus-internal.json' | 'crucible-agent.json' | 'bootstrap-agent.json', name: string, value: unknown): void {
   const ref = `${doc}#/components/schemas/${name}`;
   let validate = cache.get(ref);
   if (!validate) {
