@@ -1,5 +1,6 @@
 // The simulated sled agent's routes (omicron sim/http_entrypoints.rs): one small handler each,
 // parse and call the agent. Validation happens in the schemas; errors are thrown as ApiErrors.
+import { checkFirewallRulesEnsure, checkInstanceHardware, checkV2P } from '../common/network-checks.js';
 import * as endpoints from '../endpoints.js';
 import type { App } from '../server.js';
 import type { SimSledAgent } from './sled-agent.js';
@@ -7,7 +8,7 @@ import type { SimSledAgent } from './sled-agent.js';
 export function simRoutes(app: App, agent: SimSledAgent): void {
   app.put('/instances/:instance_id', { schema: endpoints.instancePut }, async (request) => {
     const { initial, target } = request.body;
-    return agent.instanceEnsure(request.params.instance_id, initial, target);
+    return agent.instanceEnsure(request.params.instance_id, checkInstanceHardware(initial), target);
   });
 
   app.post('/instances/:instance_id/poke', { schema: endpoints.instancePoke }, async (request, reply) => {
@@ -34,6 +35,26 @@ export function simRoutes(app: App, agent: SimSledAgent): void {
     agent.filesystemEnsure(request.body);
     return reply.status(204).send();
   });
+
+  app.put('/vpc/:vpc_id/firewall/rules', { schema: endpoints.vpcFirewallRulesPut }, async (request, reply) => {
+    checkFirewallRulesEnsure(request.body);
+    agent.firewallRulesEnsure(request.params.vpc_id, request.body.vni, request.body.rules);
+    return reply.status(204).send();
+  });
+
+  app.put('/v2p/:interface_id', { schema: endpoints.v2pSet }, async (request, reply) => {
+    checkV2P(request.body);
+    agent.setV2P(request.params.interface_id, request.body);
+    return reply.status(204).send();
+  });
+
+  app.delete('/v2p/:interface_id', { schema: endpoints.v2pDelete }, async (request, reply) => {
+    checkV2P(request.body);
+    agent.deleteV2P(request.params.interface_id, request.body);
+    return reply.status(204).send();
+  });
+
+  app.get('/v2p', { schema: endpoints.v2pList }, async () => agent.listV2P());
 
   app.post('/update', { schema: endpoints.updateArtifact }, async (request, reply) => {
     await agent.updateArtifact(request.body);

@@ -1,17 +1,19 @@
 // The simulated sled agent (omicron sim/sled_agent.rs): instances and disks as SimCollections
-// over the shared state machines, simulated storage, update downloads, and every simulated
-// state change pushed to Nexus through the notifier.
+// over the shared state machines, simulated storage, update downloads, the firewall rules and
+// V2P mappings Nexus sends, and every simulated state change pushed to Nexus through the notifier.
 import type { Logger } from 'pino';
 import type { NexusNotifier } from '../common/nexus-notifier.js';
 import type { NexusClient } from '../nexus-client.js';
 import type {
   DatasetEnsureBody, DiskRuntimeState, DiskStateRequested, InstanceHardware, InstanceRuntimeState,
-  InstanceRuntimeStateRequested, ServiceRequest, UpdateArtifact,
+  InstanceRuntimeStateRequested, ServiceRequest, SetVirtualNetworkInterfaceHost, UpdateArtifact, V2pMapping,
+  VpcFirewallRule,
 } from '../params.js';
 import { downloadArtifact } from '../updates.js';
 import { SimCollection, type SimMode } from './collection.js';
 import { SimDisk } from './disk.js';
 import { SimInstance } from './instance.js';
+import { SimNetworking } from './networking.js';
 import { SimServices } from './services.js';
 import type { SimStorage } from './storage.js';
 
@@ -32,6 +34,7 @@ export class SimSledAgent {
   readonly disks: SimCollection<DiskRuntimeState, DiskStateRequested, SimDisk>;
   readonly storage: SimStorage;
   readonly services: SimServices;
+  readonly networking = new SimNetworking();
 
   constructor(private readonly options: SimSledAgentOptions) {
     const { log, nexus, notifier, mode, autoDelayMs } = options;
@@ -71,6 +74,22 @@ export class SimSledAgent {
 
   filesystemEnsure(body: DatasetEnsureBody): void {
     this.storage.ensureDataset(body.zpool_id, body.dataset_kind, body.address, this.options.nexus, this.options.notifier);
+  }
+
+  firewallRulesEnsure(vpcId: string, vni: number | undefined, rules: VpcFirewallRule[]): void {
+    this.networking.firewallRulesEnsure(vpcId, vni, rules);
+  }
+
+  setV2P(interfaceId: string, mapping: SetVirtualNetworkInterfaceHost): void {
+    this.networking.setV2P(interfaceId, mapping);
+  }
+
+  deleteV2P(interfaceId: string, mapping: SetVirtualNetworkInterfaceHost): void {
+    this.networking.deleteV2P(interfaceId, mapping);
+  }
+
+  listV2P(): V2pMapping[] {
+    return this.networking.listV2P();
   }
 
   async updateArtifact(artifact: UpdateArtifact): Promise<void> {
