@@ -1,6 +1,7 @@
 // The simulated sled agent's routes (omicron sim/http_entrypoints.rs): one small handler each,
-// parse and call the agent. Validation happens in the schemas; errors are thrown as ApiErrors.
-import { checkFirewallRulesEnsure, checkInstanceHardware, checkV2P } from '../common/network-checks.js';
+// parse and call the agent. Validation happens in the schemas, and for guest networking in
+// src/common/network-checks.ts, shared with the real agent; errors are thrown as ApiErrors.
+import { checkFirewallRulesEnsure, checkInstanceHardware, checkV2P, vniOfRules } from '../common/network-checks.js';
 import * as endpoints from '../endpoints.js';
 import type { App } from '../server.js';
 import type { SimSledAgent } from './sled-agent.js';
@@ -38,7 +39,8 @@ export function simRoutes(app: App, agent: SimSledAgent): void {
 
   app.put('/vpc/:vpc_id/firewall/rules', { schema: endpoints.vpcFirewallRulesPut }, async (request, reply) => {
     checkFirewallRulesEnsure(request.body);
-    agent.firewallRulesEnsure(request.params.vpc_id, request.body.vni, request.body.rules);
+    const { vni, rules } = request.body;
+    agent.firewallRulesEnsure(request.params.vpc_id, vniOfRules(vni, rules), rules);
     return reply.status(204).send();
   });
 
