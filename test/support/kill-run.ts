@@ -54,6 +54,8 @@ interface Vm {
   /** The runtime Nexus holds: the newest generation it got in a report or an answer. */
   runtime: Record<string, any>;
   sending: boolean;
+  /** What happened to it, in order, for a person reading a failure. */
+  history: string[];
 }
 
 interface Seen {
@@ -167,6 +169,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
       target: 'stopped',
       answered: true,
       sending: false,
+      history: [],
       runtime: {
         run_state: 'creating', sled_id: SLED, propolis_id: propolisId, dst_propolis_id: null,
         propolis_addr: `[fd00:1122:3344:101::${(0x100 + i).toString(16)}]:12400`, migration_id: null,
@@ -188,6 +191,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     const m = /^\/instances\/([0-9a-f-]+)$/.exec(r.url);
     const vm = m ? byId.get(m[1]!) : undefined;
     if (r.method === 'PUT' && vm) {
+      vm.history.push(`report ${r.body?.run_state} ${r.body?.gen}`);
       note(vm, r.body, 'report');
       const order = reportOrder.get(vm.id) ?? [];
       order.push(r.body?.gen);
@@ -241,6 +245,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
   const send = async (vm: Vm, target: Target) => {
     vm.target = target;
     vm.answered = false;
+    vm.history.push(`round ${round}: PUT ${target} (initial ${vm.runtime.run_state} ${vm.runtime.gen})`);
     const url = agent!.url;
     const body = {
       initial: { runtime: vm.runtime, nics: vm.nics, disks: [], cloud_init_bytes: null },
@@ -251,17 +256,23 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     try {
       res = await fetch(`${url}/instances/${vm.id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     } catch {
+      vm.history.push(`no answer to ${target}`);
       return; // no answer: the agent died; re-sent after the restart
     }
     const text = await res.text().catch(() => null);
-    if (text === null) return;
+    if (text === null) {
+      vm.history.push(`no answer to ${target}`);
+      return;
+    }
     if (vm.target !== target) return; // a newer request was made meanwhile
     if (res.status !== 200) {
       problems.push(`PUT ${target} for ${vm.id} answered ${res.status}: ${text}`);
       vm.answered = true;
       return;
     }
-    note(vm, JSON.parse(text), 'answer');
+    const answer = JSON.parse(text);
+    vm.history.push(`answer to ${target}: ${answer.run_state} ${answer.gen}`);
+    note(vm, answer, 'answer');
     vm.answered = true;
   };
 
@@ -274,12 +285,14 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     await agent!.exited;
     rounds.push(why);
     say(`killed: ${why}`);
+    for (const vm of vms) vm.history.push(`(killed: ${why})`);
   };
 
   const killKinds: KillKind[] = ['boot', 'burst', 'stopped-report', 'report'];
+  let round = 0;
   try {
     await start();
-    for (let round = 0; round < options.kills; round += 1) {
+    for (; round < options.kills; round += 1) {
       const kind: KillKind = killKinds[round] ?? pick(['boot', 'burst', 'stopped-report', 'report', 'random'] as const);
       // What Nexus asks for this round.
       const live = vms.filter((vm) => vm.target !== 'destroyed');
@@ -357,7 +370,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
       await nexus.waitFor(() => vms.every(reached), Math.max(1, until - Date.now())).catch(() => {});
     }
     for (const vm of vms.filter((v) => !reached(v))) {
-      problems.push(`instance ${vm.id} (target ${vm.target}): Nexus holds ${vm.runtime.run_state} gen ${vm.runtime.gen}`);
+      problems.push(`instance ${vm.id} (target ${vm.target}): Nexus holds ${vm.runtime.run_state} gen ${vm.runtime.gen}; history: ${vm.history.join(', ')}`);
     }
     // Reports of instances that leave go out before they are forgotten; give the last ones time to land.
     await new Promise((r) => setTimeout(r, 500));
