@@ -62,9 +62,6 @@ describe('usage errors exit 2 with the usage on stderr', () => {
     ['a host name for an address', ['sim', randomUUID(), 'localhost:0', '127.0.0.1:1'], /BIND_ADDR:PORT: "localhost:0" is not a socket address/],
     ['an unbracketed IPv6 address', ['sim', randomUUID(), '127.0.0.1:0', '::1:12221'], /NEXUS_ADDR:PORT/],
     ['a bad sim mode', ['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--sim-mode', 'lazy'], /Allowed choices are auto, explicit/],
-    ['an rss config that does not exist', ['rss', '/nonexistent/config-rss.toml'], /cannot read RSS configuration file \/nonexistent\/config-rss.toml/],
-    ['a bootstrap config that does not exist', ['bootstrap', '/nonexistent/b.toml'], /cannot read configuration file \/nonexistent\/b.toml/],
-    ['a run config that does not exist', ['run', '/nonexistent/sled-agent.toml'], /cannot read configuration file \/nonexistent\/sled-agent.toml/],
     ['an unknown API', ['openapi', 'nexus'], /unknown API "nexus": try one of \{sled, sim, bootstrap\}/],
   ];
   it.each(cases)('%s', async (_what, args, message) => {
@@ -75,6 +72,22 @@ describe('usage errors exit 2 with the usage on stderr', () => {
     expect(res.stdout).toBe('');
   });
 
+});
+
+describe('configuration errors exit 2 with the problem alone, not the usage', () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ['an rss config that does not exist', ['rss', '/nonexistent/config-rss.toml'], /^error: cannot read RSS configuration file \/nonexistent\/config-rss.toml/],
+    ['a bootstrap config that does not exist', ['bootstrap', '/nonexistent/b.toml'], /^error: cannot read configuration file \/nonexistent\/b.toml/],
+    ['a run config that does not exist', ['run', '/nonexistent/sled-agent.toml'], /^error: cannot read configuration file \/nonexistent\/sled-agent.toml/],
+  ];
+  it.each(cases)('%s', async (_what, args, message) => {
+    const res = await runCli(args);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toMatch(message);
+    expect(res.stderr).not.toMatch(/Usage:/);
+    expect(res.stdout).toBe('');
+  });
+
   it('refuses a config file that is not valid TOML, naming the file', async () => {
     const dir = tempDir();
     const file = join(dir, 'bad.toml');
@@ -82,6 +95,45 @@ describe('usage errors exit 2 with the usage on stderr', () => {
     const res = await runCli(['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--config', file]);
     expect(res.status).toBe(2);
     expect(res.stderr).toContain(`configuration file ${file} is not valid TOML`);
+    expect(res.stderr).not.toMatch(/Usage:/);
+  });
+
+  it('lists the allowed values of a bad choice, also of a choice or a table', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'config.toml');
+    writeFileSync(file, [
+      'id = "fb0f7546-4d46-40ca-9d56-cbb810684ca7"', 'nexus_address = "127.0.0.1:12221"', `data_dir = "${join(dir, 'data')}"`,
+      '[host]', 'latency = "realstic"', '[log]', 'level = "verbose"', '',
+    ].join('\n'));
+    const res = await runCli(['run', file]);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toBe(`error: invalid configuration (${file}):\n`
+      + '  /host/latency: must be one of: zero, realistic, a table (it is "realstic")\n'
+      + '  /log/level: must be one of: trace, debug, info, warn, error, fatal, silent (it is "verbose")\n');
+  });
+
+  it('names the bad field of a table given for a choice or a table', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'config.toml');
+    writeFileSync(file, [
+      'id = "fb0f7546-4d46-40ca-9d56-cbb810684ca7"', 'nexus_address = "127.0.0.1:12221"', `data_dir = "${join(dir, 'data')}"`,
+      '[host]', 'latency = { install = "slow", instal = 5 }', '',
+    ].join('\n'));
+    const res = await runCli(['run', file]);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toContain('/host/latency: unknown field "instal"');
+    expect(res.stderr).toContain('/host/latency/install: must be integer');
+    expect(res.stderr).not.toContain('must be one of');
+  });
+
+  it('lists the allowed values in a sim config file too', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'sim.toml');
+    writeFileSync(file, '[log]\nlevel = "verbose"\n');
+    const res = await runCli(['sim', randomUUID(), '127.0.0.1:0', '127.0.0.1:1', '--config', file]);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toBe(`error: invalid configuration (${file}):\n`
+      + '  /log/level: must be one of: trace, debug, info, warn, error, fatal, silent (it is "verbose")\n');
   });
 });
 
@@ -97,6 +149,7 @@ describe('sled-agent run', () => {
     expect(res.status).toBe(2);
     expect(res.stderr).toContain(`invalid configuration (${file})`);
     for (const field of ['/id', '/zpools/0', '/host/backend', '/instances/readiness']) expect(res.stderr).toContain(field);
+    expect(res.stderr).not.toMatch(/Usage:/);
     expect(res.stdout).toBe('');
   });
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The sled-agent command: `run` runs the real agent, `sim` a simulated sled agent, `bootstrap`
 // and `rss` the rack's start-up, `openapi` prints the API documents.
-// Usage errors print the usage text to stderr and exit 2 (EXIT_USAGE, as the original does).
+// Usage errors print the command's usage to stderr and exit 2 (EXIT_USAGE, as the original
+// does); a bad configuration exits 2 too, with only its own message (every bad field named).
 import { Command, CommanderError, Option } from 'commander';
 import { parseSocketAddr } from '../common/address.js';
 import { lockAgentDirectories } from '../common/dir-lock.js';
@@ -21,7 +22,12 @@ const EXIT_FAILURE = 1;
 /** From the first signal to exit, at most; more than the agents' own shutdown steps add up to. */
 const SHUTDOWN_DEADLINE_MS = 30_000;
 
-class UsageError extends Error {}
+/** The arguments of `command` are wrong: its usage follows the message. */
+class UsageError extends Error {
+  constructor(message: string, readonly command: Command) {
+    super(message);
+  }
+}
 
 function program(): Command {
   const cli = new Command('sled-agent')
@@ -37,22 +43,29 @@ function program(): Command {
     .argument('<NEXUS_ADDR:PORT>', 'address of the Nexus internal API')
     .addOption(new Option('--sim-mode <mode>', 'how simulated state advances').choices(['auto', 'explicit']))
     .option('--config <FILE>', 'TOML file overriding the built-in defaults (storage, delays, log, ...)')
-    .action(async (sledId: string, bind: string, nexus: string, opts: { simMode?: 'auto' | 'explicit'; config?: string }) => {
+    .action(async (sledId: string, bind: string, nexus: string, opts: { simMode?: 'auto' | 'explicit'; config?: string }, command: Command) => {
       for (const [what, value] of [['BIND_ADDR:PORT', bind], ['NEXUS_ADDR:PORT', nexus]] as const) {
         try {
           parseSocketAddr(value);
         } catch (err) {
-          throw new UsageError(`${what}: ${(err as Error).message}`);
+          throw new UsageError(`${what}: ${(err as Error).message}`, command);
         }
       }
       const base = opts.config ? loadSimConfigFile(opts.config) : defaultSimConfig();
-      const config = checkSimConfig({
-        ...base,
-        id: sledId,
-        nexus_address: nexus,
-        sim_mode: opts.simMode ?? base.sim_mode,
-        dropshot: { ...base.dropshot, bind_address: bind },
-      }, 'command line');
+      let config: SimConfig;
+      try {
+        config = checkSimConfig({
+          ...base,
+          id: sledId,
+          nexus_address: nexus,
+          sim_mode: opts.simMode ?? base.sim_mode,
+          dropshot: { ...base.dropshot, bind_address: bind },
+        }, 'command line');
+      } catch (err) {
+        // The file, if any, was checked as it was read: what is wrong here is an argument.
+        if (err instanceof ConfigError) throw new UsageError(err.message, command);
+        throw err;
+      }
       await runSim(config);
     });
 
@@ -103,7 +116,7 @@ function program(): Command {
   cli.command('openapi')
     .description('print the OpenAPI document of an API this agent serves')
     .argument('<API>', 'which API: sled (the real agent), sim (the simulated agent, with its poke endpoints) or bootstrap')
-    .action(async (api: string) => {
+    .action(async (api: string, _opts: unknown, command: Command) => {
       const silent = pino({ level: 'silent' });
       // Imported here, as in each command: a usage error should not wait for every module to load.
       const { openApiDocument } = await import('../openapi.js');
@@ -119,7 +132,7 @@ function program(): Command {
         const { buildBootstrap } = await import('../bootstrap/server.js');
         app = (await buildBootstrap(checkBootstrapConfig({ ...defaultBootstrapConfig(id) }, 'defaults'), silent)).app;
       } else {
-        throw new UsageError(`unknown API "${api}": try one of {sled, sim, bootstrap}`);
+        throw new UsageError(`unknown API "${api}": try one of {sled, sim, bootstrap}`, command);
       }
       process.stdout.write(`${JSON.stringify(await openApiDocument(app), null, 2)}\n`);
       await app.close();
@@ -181,8 +194,12 @@ async function main(argv: string[]): Promise<void> {
       // --help and --version exit 0; every parse error is a usage error.
       process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
     }
-    if (err instanceof UsageError || err instanceof ConfigError) {
-      process.stderr.write(`error: ${err.message}\n\n${cli.helpInformation()}`);
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}\n\n${err.command.helpInformation()}`);
+      process.exit(EXIT_USAGE);
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`error: ${err.message}\n`);
       process.exit(EXIT_USAGE);
     }
     process.stderr.write(`sled-agent: ${(err as Error).message ?? String(err)}\n`);

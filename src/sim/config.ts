@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { Type, type Static } from 'typebox';
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parseSocketAddr } from '../common/address.js';
 import { StringEnum } from '../params.js';
@@ -74,9 +74,12 @@ export function defaultSimConfig(): SimConfig {
   };
 }
 
-/** The validator every config file goes through: all errors at once, the contract's formats. */
+/**
+ * The validator every config file goes through: all errors at once (each with the value it is
+ * about, for the message), the contract's formats.
+ */
 export function configAjv(): Ajv {
-  const ajv = new Ajv({ allErrors: true, strict: false, formats: CONTRACT_FORMATS });
+  const ajv = new Ajv({ allErrors: true, verbose: true, strict: false, formats: CONTRACT_FORMATS });
   const addFormats = ((addFormatsModule as unknown as { default?: (a: Ajv) => void }).default
     ?? (addFormatsModule as unknown as (a: Ajv) => void));
   addFormats(ajv);
@@ -89,17 +92,58 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Throws ConfigError listing every field `validate` refused (ajv with allErrors). */
+/** Throws ConfigError listing every field `validate` refused (ajv with allErrors and verbose). */
 export function assertValid(validate: ValidateFunction, config: unknown, source: string): void {
   if (validate(config)) return;
-  const problems = (validate.errors ?? []).map((e) => {
-    const where = e.instancePath || '(top level)';
-    if (e.keyword === 'additionalProperties') {
-      return `${where}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
+  const errors = validate.errors ?? [];
+  // A union's branches each add their own errors; a person needs those of the branch the value
+  // has the shape of (a table with a bad field), or else the choices.
+  const inUnion = new Set<ErrorObject>();
+  const problems: string[] = [];
+  for (const e of errors) {
+    if (e.keyword !== 'anyOf' && e.keyword !== 'oneOf') continue;
+    const branches = new Map<string, ErrorObject[]>();
+    for (const b of errors) {
+      if (b === e || !b.schemaPath.startsWith(`${e.schemaPath}/`)) continue;
+      inUnion.add(b);
+      const index = b.schemaPath.slice(e.schemaPath.length + 1).split('/')[0]!;
+      branches.set(index, [...branches.get(index) ?? [], b]);
     }
-    return `${where}: ${e.message ?? 'is invalid'}`;
-  });
-  throw new ConfigError(`invalid configuration (${source}):\n  ${problems.join('\n  ')}`);
+    const shaped = [...branches.values()].find((bs) => !bs.some((b) => b.instancePath === e.instancePath
+      && (b.keyword === 'type' || b.keyword === 'enum')));
+    if (shaped) {
+      problems.push(...shaped.map(describeError));
+      continue;
+    }
+    // Per branch, its allowed values, or else the type it wants.
+    const choices = [...branches.values()].flatMap((bs) => {
+      const here = bs.filter((b) => b.instancePath === e.instancePath);
+      const allowed = here.find((b) => b.keyword === 'enum');
+      if (allowed) return (allowed.params as { allowedValues: unknown[] }).allowedValues.map(String);
+      const type = String((here.find((b) => b.keyword === 'type')?.params as { type?: string } | undefined)?.type ?? '');
+      return type === '' ? [] : [TYPE_NAMES[type] ?? type];
+    });
+    problems.push(`${e.instancePath || '(top level)'}: must be one of: ${[...new Set(choices)].join(', ')} (it is ${JSON.stringify(e.data)})`);
+  }
+  for (const e of errors) {
+    if (!inUnion.has(e) && e.keyword !== 'anyOf' && e.keyword !== 'oneOf') problems.push(describeError(e));
+  }
+  throw new ConfigError(`invalid configuration (${source}):\n  ${[...new Set(problems)].join('\n  ')}`);
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  object: 'a table', array: 'an array', string: 'a string', integer: 'an integer', number: 'a number', boolean: 'true or false',
+};
+
+function describeError(e: ErrorObject): string {
+  const where = e.instancePath || '(top level)';
+  if (e.keyword === 'additionalProperties') {
+    return `${where}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
+  }
+  if (e.keyword === 'enum') {
+    return `${where}: must be one of: ${(e.params as { allowedValues: unknown[] }).allowedValues.map(String).join(', ')} (it is ${JSON.stringify(e.data)})`;
+  }
+  return `${where}: ${e.message ?? 'is invalid'}`;
 }
 
 /** Throws ConfigError naming the first of `fields` that is not "ip:port" / "[ipv6]:port". */
