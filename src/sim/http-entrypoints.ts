@@ -39,8 +39,9 @@ export function simRoutes(app: App, agent: SimSledAgent): void {
 
   app.put('/vpc/:vpc_id/firewall/rules', { schema: endpoints.vpcFirewallRulesPut }, async (request, reply) => {
     checkFirewallRulesEnsure(request.body);
-    const { vni, rules } = request.body;
-    agent.firewallRulesEnsure(request.params.vpc_id, vniOfRules(vni, rules), rules);
+    const { rules } = request.body;
+    const vni = vniOfRules(request.body.vni, rules);
+    agent.firewallRulesEnsure(request.params.vpc_id, vni, rules);
     return reply.status(204).send();
   });
 
