@@ -137,6 +137,24 @@ describe('configuration errors exit 2 with the problem alone, not the usage', ()
   });
 });
 
+describe('what an operator asks the command', () => {
+  const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+
+  it.each(['--version', '-V'])('%s prints the version', async (flag) => {
+    const res = await runCli([flag]);
+    expect(res).toEqual({ status: 0, stdout: `sled-agent ${version}\n`, stderr: '' });
+  });
+
+  it('<command> --help prints that command\'s usage on stdout', async () => {
+    for (const command of ['sim', 'run', 'bootstrap', 'rss', 'openapi']) {
+      const res = await runCli([command, '--help']);
+      expect({ command, status: res.status, stderr: res.stderr }).toEqual({ command, status: 0, stderr: '' });
+      expect(res.stdout).toMatch(new RegExp(`^Usage: sled-agent ${command} `));
+      if (command !== 'rss' && command !== 'openapi') expect(res.stdout).toContain('SIGINT or SIGTERM stops it gracefully');
+    }
+  }, 60_000);
+});
+
 describe('sled-agent run', () => {
   it('refuses a config with a bad field, naming every problem, before touching anything', async () => {
     const dir = tempDir();

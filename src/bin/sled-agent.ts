@@ -3,6 +3,7 @@
 // and `rss` the rack's start-up, `openapi` prints the API documents.
 // Usage errors print the command's usage to stderr and exit 2 (EXIT_USAGE, as the original
 // does); a bad configuration exits 2 too, with only its own message (every bad field named).
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { parseSocketAddr } from '../common/address.js';
 import { lockAgentDirectories } from '../common/dir-lock.js';
@@ -29,9 +30,17 @@ class UsageError extends Error {
   }
 }
 
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const SERVING_HELP = `
+SIGINT or SIGTERM stops it gracefully (a second signal, at once).
+Exit status: 0 once stopped, 1 if it failed or its shutdown did not complete,
+2 for wrong arguments or a bad configuration.`;
+
 function program(): Command {
   const cli = new Command('sled-agent')
     .description('Oxide-style sled agent (TypeScript)')
+    .version(`sled-agent ${VERSION}`, '-V, --version', 'print the version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError(true);
@@ -43,6 +52,12 @@ function program(): Command {
     .argument('<NEXUS_ADDR:PORT>', 'address of the Nexus internal API')
     .addOption(new Option('--sim-mode <mode>', 'how simulated state advances').choices(['auto', 'explicit']))
     .option('--config <FILE>', 'TOML file overriding the built-in defaults (storage, delays, log, ...)')
+    .addHelpText('after', `
+Once listening it prints "listening on http://ADDR:PORT" on stdout; logs are JSON lines on stderr.
+${SERVING_HELP}
+
+Example:
+  sled-agent sim fb0f7546-4d46-40ca-9d56-cbb810684ca7 127.0.0.1:12345 127.0.0.1:12221 --sim-mode explicit`)
     .action(async (sledId: string, bind: string, nexus: string, opts: { simMode?: 'auto' | 'explicit'; config?: string }, command: Command) => {
       for (const [what, value] of [['BIND_ADDR:PORT', bind], ['NEXUS_ADDR:PORT', nexus]] as const) {
         try {
@@ -72,6 +87,14 @@ function program(): Command {
   cli.command('run')
     .description('run the sled agent on this machine (the illumos host, or the simulated host where illumos is absent)')
     .argument('<CONFIG_FILE>', 'sled agent configuration (TOML; the original\'s format plus [host], [zones], [instances])')
+    .addHelpText('after', `
+It refuses to start while another sled agent holds its data_dir (or the simulated host's
+state_dir). Once listening it prints "listening on http://ADDR:PORT" on stdout; logs are JSON
+lines on stderr.
+${SERVING_HELP}
+
+Example:
+  sled-agent run config/sled-agent.toml`)
     .action(async (path: string) => {
       const config = loadAgentConfigFile(path);
       const log = createLogger(effectiveLevel(config.log.level));
@@ -89,6 +112,9 @@ function program(): Command {
   cli.command('bootstrap')
     .description('run a bootstrap agent, which starts this sled\'s sled agent when RSS asks')
     .argument('<CONFIG_FILE>', 'bootstrap agent configuration (TOML)')
+    .addHelpText('after', `
+It refuses to start while another bootstrap agent holds its data_dir.
+${SERVING_HELP}`)
     .action(async (path: string) => {
       const config = loadBootstrapConfigFile(path);
       const log = createLogger(effectiveLevel(config.sled_agent.log.level));
