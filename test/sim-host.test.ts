@@ -297,8 +297,8 @@ describe('exec: the in-zone command set', () => {
     // what each step hangs on them must go when the step ends, or a long-running agent grows.
     const host = await openHost({ latencies: { ...ZERO_LATENCIES, exec: 1, serviceStart: 1 } });
     await runningZone(host, 'oxz_l');
-    const internals = host as unknown as { closeCtl: AbortController; kernel: Map<string, { ctl: AbortController }> };
-    const longLived = [internals.closeCtl.signal, internals.kernel.get('oxz_l')!.ctl.signal];
+    const internals = host as unknown as { closeCtl: AbortController; simZones: { runtime(zone: string): { ctl: AbortController } | undefined } };
+    const longLived = [internals.closeCtl.signal, internals.simZones.runtime('oxz_l')!.ctl.signal];
     const before = longLived.map((s) => getEventListeners(s, 'abort').length);
     await host.zones.exec('oxz_l', cmd.svccfgImport(cmd.siteManifest('crucible')));
     const fmri = 'svc:/system/illumos/crucible:default';

@@ -1,6 +1,6 @@
 // The commands the agent runs inside a zone (reference §7 steps 4-5, §10, §11), built here once
 // as argument arrays. The illumos host hands them to zlogin; the sim host interprets exactly
-// this set (src/sim/host.ts), and the fake illumos ships programs of the same names that act on
+// this set (src/sim/inzone.ts), and the fake illumos ships programs of the same names that act on
 // its state (test/fake-illumos/). Anything else is "command not found" in a simulated zone.
 //
 // Semantics both backends honour (exit status 0 unless said):

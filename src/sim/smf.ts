@@ -1,0 +1,268 @@
+// SMF in a simulated zone: services and their instances with property groups, enabled
+// persistently or for the zone's life (svcadm -t), and the restarter that takes an enabled
+// instance offline -> online after its modelled start-up, once the network milestone is online.
+// A propolis-server instance's start runs a simulated Propolis (propolis.ts) on a loopback port,
+// with its VM as last persisted, so a restarted agent finds its VMs where they were. What the
+// zone's svccfg and svcadm do with it is in inzone.ts; waits on an instance's state in events.ts.
+import type { SmfState } from '../host/index.js';
+import { hostError } from '../host/index.js';
+import { NETWORK_MILESTONE, PROPOLIS_SERVICE, zoneImage } from '../host/commands.js';
+import { formatSocketAddr, parseSocketAddr, type SocketAddr } from '../common/address.js';
+import { anySignal } from '../common/signals.js';
+import type { SimMachine } from './machine.js';
+import { SimPropolis, type SimPropolisSnapshot } from './propolis.js';
+import type { KernelRuntime, ZoneRecord } from './zones.js';
+
+export interface SmfPg {
+  type: string;
+  props: Record<string, string>;
+}
+
+export interface SmfInstance {
+  /** general/enabled (persistent). */
+  enabled: boolean;
+  /** svcadm -t's override until the zone halts; null when none. */
+  temporary: boolean | null;
+  /** restarter/state; null while the zone is not running. */
+  state: SmfState | null;
+  pgs: Record<string, SmfPg>;
+}
+
+export interface SmfService {
+  pgs: Record<string, SmfPg>;
+  instances: Record<string, SmfInstance>;
+}
+
+/** A propolis-server instance's process (not persisted: its VM is, in ZoneRecord.vms). */
+export interface RunningPropolis {
+  server: SimPropolis;
+  addr: SocketAddr;
+  /** False once the server is being stopped: its VM changes are no longer recorded. */
+  live: boolean;
+}
+
+/** What a simulated Propolis calls back into its host with. */
+interface PropolisHandlers {
+  jitter(ms: number): number;
+  onChange(snapshot: SimPropolisSnapshot): void;
+}
+
+export function splitFmri(fmri: string): { service: string; instance: string | null } {
+  const i = fmri.lastIndexOf(':');
+  if (i > 'svc:'.length) return { service: fmri.slice(0, i), instance: fmri.slice(i + 1) };
+  return { service: fmri, instance: null };
+}
+
+
+/** The services a zone installed from `image` comes with. */
+export function imageServices(image: string): Record<string, SmfService> {
+  const milestone = splitFmri(NETWORK_MILESTONE);
+  const services: Record<string, SmfService> = {
+    [milestone.service]: { pgs: {}, instances: { [milestone.instance!]: { enabled: true, temporary: null, state: null, pgs: {} } } },
+  };
+  if (image === zoneImage('propolis-server')) services[PROPOLIS_SERVICE] = { pgs: {}, instances: {} };
+  return services;
+}
+
+export class SimSmf {
+  /** Propolis servers started ahead (prestartPropolis), each taken by the next fresh VM. */
+  private readonly spares: Array<{ server: SimPropolis; bind(handlers: PropolisHandlers): void }> = [];
+
+  constructor(private readonly m: SimMachine) {}
+
+  instance(rec: ZoneRecord, fmri: string): SmfInstance | undefined {
+    const { service, instance } = splitFmri(fmri);
+    if (instance === null) return undefined;
+    return rec.services[service]?.instances[instance];
+  }
+
+  networkOnline(rec: ZoneRecord): boolean {
+    return this.instance(rec, NETWORK_MILESTONE)?.state === 'online';
+  }
+
+  /** An enabled instance goes offline, then online after its start-up (after the network milestone). */
+  startInstance(rec: ZoneRecord, rt: KernelRuntime, svc: string, name: string): void {
+    const inst = rec.services[svc]?.instances[name];
+    if (inst === undefined) return;
+    const fmri = `${svc}:${name}`;
+    rt.starting.get(fmri)?.abort();
+    const ctl = new AbortController();
+    rt.starting.set(fmri, ctl);
+    inst.state = 'offline';
+    const milestone = fmri === NETWORK_MILESTONE;
+    const propolis = svc === PROPOLIS_SERVICE;
+    const { signal, dispose } = anySignal([rt.ctl.signal, ctl.signal]);
+    const ms = this.m.lat(milestone ? 'network' : propolis ? 'propolisStart' : 'serviceStart', rec.spec.name,
+      milestone ? 'network milestone' : propolis ? 'propolis start' : `service start ${fmri}`);
+    const online = (): void => {
+      rt.starting.delete(fmri);
+      if (milestone) {
+        const deferred = rt.afterNetwork.splice(0);
+        for (const fn of deferred) fn();
+      }
+      this.m.changed(rec.spec.name);
+    };
+    const go = (): void => {
+      if (propolis) {
+        // The server's own start-up counts towards the modelled latency.
+        this.m.after(0, signal, async () => {
+          try {
+            await this.startPropolis(rec, rt, fmri, signal, ms);
+            if (!signal.aborted) online();
+          } finally {
+            dispose();
+          }
+        });
+        return;
+      }
+      this.m.after(ms, signal, () => {
+        dispose();
+        inst.state = 'online';
+        online();
+      });
+    };
+    if (milestone || this.networkOnline(rec)) go();
+    else rt.afterNetwork.push(go);
+  }
+
+  /**
+   * A Propolis server for the instance (with its persisted VM, if any), online `totalMs` after
+   * this was called; maintenance instead without a usable config/server_addr.
+   */
+  async startPropolis(rec: ZoneRecord, rt: KernelRuntime, fmri: string, signal?: AbortSignal, totalMs = 0): Promise<void> {
+    const begun = performance.now();
+    const inst = this.instance(rec, fmri);
+    if (inst === undefined) return;
+    let addr: SocketAddr;
+    try {
+      addr = parseSocketAddr(inst.pgs.config?.props.server_addr ?? '');
+    } catch (err) {
+      this.m.log.warn({ err, zone: rec.spec.name, fmri }, 'propolis-server has no usable config/server_addr');
+      await this.m.sleep(totalMs - (performance.now() - begun), ...(signal ? [signal] : [])).catch(() => {});
+      if (!signal?.aborted) inst.state = 'maintenance';
+      return;
+    }
+    const entry: RunningPropolis = { server: undefined as unknown as SimPropolis, addr, live: true };
+    // The VM's state as the server last reported it: which step its next latency is for.
+    let vmState = rec.vms[fmri]?.state ?? 'Creating';
+    const handlers: PropolisHandlers = {
+      jitter: (ms) => {
+        const drawn = this.m.jittered(ms);
+        this.m.recordDrawn(rec.spec.name, vmState === 'Starting' ? 'vmBoot' : 'vmStep', `vm ${vmState} -> next`, drawn);
+        return drawn;
+      },
+      onChange: (snapshot) => {
+        vmState = snapshot.state;
+        if (!entry.live) return;
+        rec.vms[fmri] = snapshot;
+        void this.m.persist().catch(() => {});
+      },
+    };
+    const spare = rec.vms[fmri] === undefined ? this.spares.shift() : undefined;
+    spare?.bind(handlers);
+    const server = spare?.server ?? await SimPropolis.start({
+      logger: this.m.log.child({ zone: rec.spec.name, propolis: fmri }),
+      latencies: { vmBoot: this.m.latencies.vmBoot, vmStep: this.m.latencies.vmStep },
+      ...handlers,
+      initial: rec.vms[fmri],
+    });
+    entry.server = server;
+    const startup = performance.now() - begun;
+    // A server slower to start than the modelled latency: that extra is the sim's time too.
+    if (startup > totalMs && totalMs > 0) this.m.recordDrawn(rec.spec.name, 'propolisStart', 'propolis start (server start-up over the drawn latency)', startup - totalMs);
+    const stillWanted = await this.m.sleep(totalMs - (performance.now() - begun), rt.ctl.signal, ...(signal ? [signal] : [])).then(
+      () => true,
+      () => false,
+    );
+    if (!stillWanted) {
+      entry.live = false;
+      await server.close();
+      return;
+    }
+    rt.propolis.set(fmri, entry);
+    inst.state = 'online';
+  }
+
+  async stopPropolis(rec: ZoneRecord, rt: KernelRuntime, fmri: string): Promise<void> {
+    const p = rt.propolis.get(fmri);
+    delete rec.vms[fmri];
+    if (p === undefined) return;
+    p.live = false;
+    rt.propolis.delete(fmri);
+    await p.server.close();
+  }
+
+  /** After a restart of the agent: services of a running zone are as they were, Propolis servers come back. */
+  async reviveServices(rec: ZoneRecord, rt: KernelRuntime): Promise<void> {
+    for (const [svc, service] of Object.entries(rec.services)) {
+      for (const [name, inst] of Object.entries(service.instances)) {
+        const fmri = `${svc}:${name}`;
+        if (!(inst.temporary ?? inst.enabled)) {
+          inst.state = 'disabled';
+        } else if (inst.state === 'online' && svc === PROPOLIS_SERVICE) {
+          await this.startPropolis(rec, rt, fmri);
+        } else if (inst.state !== 'online' && inst.state !== 'maintenance') {
+          this.startInstance(rec, rt, svc, name);
+        }
+      }
+    }
+  }
+
+  /** Stops every Propolis of a zone leaving the kernel; their VMs are not recorded any more. */
+  async stopAllPropolis(rt: KernelRuntime): Promise<void> {
+    const stops = [...rt.propolis.values()].map((p) => {
+      p.live = false;
+      return p.server.close();
+    });
+    rt.propolis.clear();
+    await Promise.allSettled(stops);
+  }
+
+  /** close(): every Propolis stops, the spares too; the VMs stay as last recorded. */
+  async closeServers(runtimes: Iterable<KernelRuntime>): Promise<void> {
+    const stops: Promise<void>[] = [];
+    for (const rt of runtimes) {
+      for (const p of rt.propolis.values()) {
+        p.live = false;
+        stops.push(p.server.close());
+      }
+      rt.propolis.clear();
+    }
+    for (const spare of this.spares.splice(0)) stops.push(spare.server.close());
+    await Promise.allSettled(stops);
+  }
+
+  /** See SimHost.prestartPropolis. */
+  async prestartPropolis(count: number): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      let handlers: PropolisHandlers | null = null;
+      const server = await SimPropolis.start({
+        logger: this.m.log.child({ component: 'sim-propolis' }),
+        latencies: { vmBoot: this.m.latencies.vmBoot, vmStep: this.m.latencies.vmStep },
+        jitter: (ms) => (handlers === null ? this.m.jittered(ms) : handlers.jitter(ms)),
+        onChange: (snapshot) => handlers?.onChange(snapshot),
+      });
+      // One request before the run, so the server's first-request set-up (a Node cost; a sled's
+      // Propolis is a Rust process) is not taken for the agent's time.
+      await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((res) => res.arrayBuffer(), () => {});
+      this.spares.push({ server, bind: (h) => { handlers = h; } });
+    }
+  }
+
+  /** See SimHost.crashPropolis. */
+  async crashPropolis(zone: string, rec: ZoneRecord | undefined, rt: KernelRuntime | undefined, fmri?: string): Promise<void> {
+    const key = fmri ?? [...(rt?.propolis.keys() ?? [])][0];
+    const p = key === undefined ? undefined : rt?.propolis.get(key);
+    if (rt === undefined || rec === undefined || key === undefined || p === undefined) {
+      throw hostError('ENOTFOUND', `no simulated Propolis runs in zone ${zone}${fmri ? ` for ${fmri}` : ''}`);
+    }
+    p.live = false;
+    rt.propolis.delete(key);
+    await p.server.crash();
+    delete rec.vms[key];
+    const inst = this.instance(rec, key);
+    if (inst) inst.state = 'maintenance';
+    this.m.notify(zone);
+    await this.m.persist();
+  }
+}
