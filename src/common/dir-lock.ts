@@ -83,7 +83,7 @@ function holderPid(file: string): number | null {
  * illumos, the simulated host's state directory. Taken before the host is opened (a simulated
  * host writes its state and revives its zones' servers as it opens); all or none.
  */
-export function lockAgentDirectories(config: Pick<AgentConfig, 'data_dir' | 'host'>): DirectoryLock[] {
+export function lockAgentDirectories(config: { data_dir: string; host: Pick<AgentConfig['host'], 'backend' | 'state_dir'> }): DirectoryLock[] {
   const wanted: Array<[string, string, string]> = [[config.data_dir, 'sled agent', 'data directory']];
   if (config.host.backend !== 'illumos') wanted.push([config.host.state_dir, 'simulated host', 'state directory']);
   const locks: DirectoryLock[] = [];
