@@ -8,9 +8,12 @@
  *   next-id         the next datalink_id_t to hand out (ids are never reused; rewritten in place)
  *   by-id/<id>      one file per link, "key=value" lines, name= first (the fake in-zone commands
  *                   read them too, under the lock):
- *                     name=oxFoo0  class=phys|etherstub|vnic|vlan  flags=<DLMGMT_* bits>
+ *                     name=oxFoo0  class=phys|etherstub|vnic|vlan|misc  flags=<DLMGMT_* bits>
  *                     over=<link id or 0>  mactype=fixed|random|primary  mac=xx:xx:xx:xx:xx:xx
  *                     vid=<0..4094>  mtu=<bytes>
+ *                   class=misc links are OPTE (xde) ports: the fake opteadm (opteadm.c, which
+ *                   includes this file) makes and removes them, as the real one has dlmgmtd
+ *                   allocate a DATALINK_CLASS_MISC link id for each port.
  *                   A new link's file is made with one write (its id was never used, and readers
  *                   hold the lock; one a crash left empty does not parse and is skipped); a
  *                   changed link's is replaced (temp + rename). Nothing is fsync'd: the fake host
@@ -91,7 +94,8 @@ typedef enum {
   DATALINK_CLASS_VLAN = 0x02,
   DATALINK_CLASS_AGGR = 0x04,
   DATALINK_CLASS_VNIC = 0x08,
-  DATALINK_CLASS_ETHERSTUB = 0x10
+  DATALINK_CLASS_ETHERSTUB = 0x10,
+  DATALINK_CLASS_MISC = 0x400
 } datalink_class_t;
 
 typedef enum {
@@ -284,6 +288,7 @@ static const char *class_str(uint32_t c) {
     case DATALINK_CLASS_VLAN: return "vlan";
     case DATALINK_CLASS_VNIC: return "vnic";
     case DATALINK_CLASS_ETHERSTUB: return "etherstub";
+    case DATALINK_CLASS_MISC: return "misc";
     default: return "unknown";
   }
 }
@@ -293,6 +298,7 @@ static uint32_t str_class(const char *s) {
   if (strcmp(s, "vlan") == 0) return DATALINK_CLASS_VLAN;
   if (strcmp(s, "vnic") == 0) return DATALINK_CLASS_VNIC;
   if (strcmp(s, "etherstub") == 0) return DATALINK_CLASS_ETHERSTUB;
+  if (strcmp(s, "misc") == 0) return DATALINK_CLASS_MISC;
   return 0;
 }
 
@@ -941,7 +947,10 @@ static dladm_status_t vnic_create_locked(links_t *ls, const char *vnic, datalink
         if (mac_addr == NULL) return DLADM_STATUS_BADARG;
         if ((mac_addr[0] & 0x01) != 0 || memcmp(mac_addr, "\0\0\0\0\0\0", ETHERADDRL) == 0)
           return DLADM_STATUS_INVALIDMACADDR;
-        if (memcmp(mac_addr, over->mac, ETHERADDRL) == 0) return DLADM_STATUS_INVALIDMACADDRNIC;
+        /* An xde port's primary address is its guest's MAC (xde registers it as m_src_addr), and
+         * omicron made vopteN over opteN with that same MAC: the refusal is not modelled there. */
+        if (over->cls != DATALINK_CLASS_MISC && memcmp(mac_addr, over->mac, ETHERADDRL) == 0)
+          return DLADM_STATUS_INVALIDMACADDRNIC;
         if (mac_in_use(ls, linkid, mac_addr)) return DLADM_STATUS_INVALIDMACADDRINUSE;
         memcpy(l.mac, mac_addr, ETHERADDRL);
         break;
