@@ -48,6 +48,7 @@ import {
   listPools,
   setDatasetProperties,
 } from './zfs.js';
+import { IllumosNetwork } from './opte.js';
 import { Zones } from './zones.js';
 
 // ---- availability ----
@@ -100,6 +101,10 @@ export interface IllumosHostOptions {
   zlogin?: string;
   /** Where the global zone's commands are (exec in GLOBAL_ZONE); default /usr/sbin. */
   sbin?: string;
+  /** Default /opt/oxide/opte/bin/opteadm. */
+  opteadm?: string;
+  /** Whether the xde driver is installed is read from this file (default /kernel/drv/xde.conf). */
+  xdeConf?: string;
   /** Deadline for each zoneadm run and for exec without its own (default 10 minutes: installs can be slow). */
   commandTimeoutMs?: number;
   /** Where this process reaches a server listening on `addr` in `zone` (default: `addr` itself). */
@@ -233,6 +238,8 @@ export class IllumosHost implements Host {
   readonly zones: HostZones;
   readonly datasets: HostDatasets;
   readonly events: HostEvents;
+  /** OPTE through opteadm (src/illumos/opte.ts). */
+  readonly network: IllumosNetwork;
   readonly addon: NativeAddon;
   /** The zoneadm/zlogin runner (paths, timeouts) this host uses. */
   readonly zoneTool: Zones;
@@ -260,6 +267,10 @@ export class IllumosHost implements Host {
     this.zones = this.#makeZones();
     this.datasets = this.#makeDatasets();
     this.events = this.#makeEvents();
+    this.network = new IllumosNetwork({
+      ...(options.opteadm === undefined ? {} : { opteadm: options.opteadm }),
+      ...(options.xdeConf === undefined ? {} : { xdeConf: options.xdeConf }),
+    });
   }
 
   /** Opens the host: subscribes to zone state events (resolves once every later change will be seen). */
