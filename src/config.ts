@@ -8,6 +8,8 @@ import { ConfigError, NexusTable, UpdatesTable, assertSocketAddrs, assertValid, 
 import { REQUEST_BODY_MAX_BYTES } from './server.js';
 
 const Address = Type.String({ minLength: 1 });
+/** dladm_valid_linkname: no leading digit, a final number without leading zeroes, [A-Za-z0-9_.]. */
+const LinkName = Type.String({ maxLength: 31, pattern: '^[A-Za-z_.]([A-Za-z0-9_.]*[A-Za-z_.])?(0|[1-9][0-9]*)$' });
 const Ms = (max = 24 * 3_600_000) => Type.Integer({ minimum: 0, maximum: max });
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 
@@ -69,6 +71,14 @@ export const AgentConfigSchema = Type.Object({
     zlogin: Type.Optional(Type.String({ pattern: '^/' })),
     /** illumos host: where the global zone's ipadm is (default /usr/sbin). */
     sbin: Type.Optional(Type.String({ pattern: '^/' })),
+    /** illumos host: OPTE's admin command, from the package that installs the xde driver. */
+    opteadm: Type.Optional(Type.String({ pattern: '^/' })),
+    /** illumos host: the file whose existence says xde is installed (default /kernel/drv/xde.conf). */
+    xde_conf: Type.Optional(Type.String({ pattern: '^/' })),
+  }, { additionalProperties: false }),
+  opte: Type.Object({
+    /** The two links xde sends underlay traffic by (set-xde-underlay); omicron's net0 and net1. */
+    underlay_links: Type.Tuple([LinkName, LinkName]),
   }, { additionalProperties: false }),
   zones: Type.Object({
     /** The dataset holding the zonepaths and its mountpoint (reference §8: rpool/zone at /zone). */
@@ -112,7 +122,9 @@ export function agentConfigDefaults(): Omit<AgentConfig, 'id' | 'nexus_address'>
       latency: 'realistic',
       links: ['stub0', 'net0'],
       pool_size: 2 ** 40,
+      opteadm: '/opt/oxide/opte/bin/opteadm',
     },
+    opte: { underlay_links: ['net0', 'net1'] },
     zones: { dataset: 'rpool/zone', root: '/zone', control_link: 'stub0', underlay_vnic: 'underlay0', ready_timeout_ms: 5 * 60_000 },
     instances: { readiness: 'event', image_id: NIL_UUID, bootrom_id: NIL_UUID, propolis_port: 12400 },
     updates: { artifact_dir: '/var/tmp/zones' },

@@ -64,6 +64,8 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
         ...(config.host.zoneadm ? { zoneadm: config.host.zoneadm } : {}),
         ...(config.host.zlogin ? { zlogin: config.host.zlogin } : {}),
         ...(config.host.sbin ? { sbin: config.host.sbin } : {}),
+        ...(config.host.opteadm ? { opteadm: config.host.opteadm } : {}),
+        ...(config.host.xde_conf ? { xdeConf: config.host.xde_conf } : {}),
         log: log.child({ component: 'illumos-host' }),
       });
     }
