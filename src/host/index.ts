@@ -7,7 +7,6 @@
 // with a string `code` (the library's, e.g. Z_NO_ZONE, DLADM_STATUS_NOTFOUND, EZFS_EXISTS,
 // ECOMMAND for a failed command, ETIMEDOUT for a deadline, ABORT_ERR for a signal).
 import type { SocketAddr } from '../common/address.js';
-import type { ZoneState as NativeZoneState } from '../illumos/native-types/zonecfg.js';
 
 // ---- links ----
 
@@ -49,7 +48,7 @@ export const GLOBAL_ZONE = 'global';
 export const GLOBAL_COMMANDS: readonly string[] = ['ipadm'];
 
 /** zone_state_str() names as a Host reports them: never "unknown" (list() leaves such zones out). */
-export type ZoneState = Exclude<NativeZoneState, 'unknown'>;
+export type ZoneState = 'configured' | 'incomplete' | 'installed' | 'ready' | 'running' | 'shutting_down' | 'down' | 'mounted';
 
 export interface ZoneSpec {
   /** Validated against ZONENAME_MAX and ZONENAME_REGEXP (src/host/names.ts). */

@@ -5,8 +5,6 @@ import { loadNative, type NativeError } from './addon.js';
 import type { NativeZoneEvent, NativeZoneEventSubscription, ZoneEventState } from './native-types/events.js';
 import { assertZoneName } from '../host/names.js';
 
-export type { ZoneEventState } from './native-types/events.js';
-
 /** The kernel's zone states as events name them (sys/zone.h ZONE_EVENT_*). */
 export const ZONE_EVENT_STATES = ['uninitialized', 'initialized', 'ready', 'running', 'shutting_down'] as const;
 

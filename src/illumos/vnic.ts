@@ -15,8 +15,6 @@ import {
 import { loadNative } from './addon.js';
 import type { DladmNative, NativeLinkInfo, NativeVnic } from './native-types/dladm.js';
 
-export type { LinkClass, NativeLinkInfo as LinkInfo, NativeVnic as VnicInfo } from './native-types/dladm.js';
-
 function checkInteger(what: string, value: unknown, lo: number, hi: number): number {
   if (typeof value !== 'number') throw new InvalidVnicArgumentError('ERR_INVALID_ARG_TYPE', `${what} must be a number`);
   if (!Number.isInteger(value) || value < lo || value > hi) {

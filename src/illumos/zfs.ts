@@ -16,14 +16,6 @@ import {
 import { isNativeError, loadNative } from './addon.js';
 import type { NativeMountState, NativePool, NativeZfsPropertyValue, ZfsNative } from './native-types/zfs.js';
 
-export type {
-  NativeByteCount as ByteCount,
-  NativeMountState as MountState,
-  NativePool as Pool,
-  NativeZfsPropertyValue as ZfsPropertyValue,
-  ZfsPropertySource,
-} from './native-types/zfs.js';
-
 /**
  * A libzfs failure, with the library's EZFS_ code (EZFS_EXISTS, EZFS_NOENT, ...; or ENOLIB) and
  * its message prefixed by what was being done, as the zfs command prints it.

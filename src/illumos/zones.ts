@@ -16,7 +16,6 @@ import type {
   ZoneState,
 } from './native-types/zonecfg.js';
 
-export type { ZoneState } from './native-types/zonecfg.js';
 /** What configureZone takes (autoboot defaults to false, ipType to 'exclusive', lists to []). */
 export type ZoneDescription = NativeZoneDescInput;
 /** A configuration as read back: every field present. */
