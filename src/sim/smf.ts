@@ -220,14 +220,7 @@ export class SimSmf {
 
   /** close(): every Propolis stops, the spares too; the VMs stay as last recorded. */
   async closeServers(runtimes: Iterable<KernelRuntime>): Promise<void> {
-    const stops: Promise<void>[] = [];
-    for (const rt of runtimes) {
-      for (const p of rt.propolis.values()) {
-        p.live = false;
-        stops.push(p.server.close());
-      }
-      rt.propolis.clear();
-    }
+    const stops = [...runtimes].map((rt) => this.stopAllPropolis(rt));
     for (const spare of this.spares.splice(0)) stops.push(spare.server.close());
     await Promise.allSettled(stops);
   }
