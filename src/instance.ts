@@ -100,6 +100,8 @@ export class Instance {
   #durableGenLimit: number;
   /** Settles when the latest report was delivered to Nexus (or will not be). */
   #lastReport: Promise<'delivered' | 'refused' | 'superseded' | 'cancelled'> = Promise.resolve('delivered');
+  /** The generation of that report (none yet in this process: -1). */
+  #reportedGen = -1;
 
   /** `onDisk`: the record was read from the ledger (not created by a request not yet written). */
   constructor(
@@ -298,6 +300,7 @@ export class Instance {
   /** Tells Nexus the current state (ordered, coalesced, retried by the notifier). */
   #report(): void {
     const state = this.states.current;
+    this.#reportedGen = state.gen;
     this.#lastReport = this.ctx.notifier.push(`instance:${this.id}`, `instance ${this.id} ${state.run_state} gen ${state.gen}`,
       () => this.ctx.nexus.instancePut(this.id, state));
   }
@@ -406,6 +409,9 @@ export class Instance {
 
   /** Reference §7 steps 1-8, each step skipped when already done; then `Run` if asked. */
   async #provisionAndRun(run: boolean): Promise<void> {
+    // Queued before a stop or destroy that has come since: nothing to make.
+    const desired = this.states.desired?.run_state;
+    if (desired === 'stopped' || desired === 'destroyed' || this.states.current.run_state === 'destroyed') return;
     const ctx = this.ctx;
     const { host, settings } = ctx;
     const abort = new AbortController();
@@ -653,9 +659,8 @@ export class Instance {
     }
     // No Propolis (never provisioned, provisioning cancelled, or lost): nothing runs a VM.
     await this.#teardown();
-    if (this.states.current.run_state !== 'stopped' && this.states.current.run_state !== 'failed') {
-      await this.#observe('Destroyed');
-    }
+    // Only a stop still under way ends here: a run asked since (starting) provisions next.
+    if (this.states.current.run_state === 'stopping') await this.#observe('Destroyed');
     this.#forgetIfDone();
   }
 
@@ -685,11 +690,18 @@ export class Instance {
    */
   #forget(): void {
     const gen = this.states.current.gen;
-    void this.#lastReport.then((outcome) => {
+    void (async () => {
+      if (this.#reportedGen !== gen && !this.#closed) {
+        // Not reported by this process (it reached this state before a restart, or only
+        // answered it): Nexus may never have heard it. Within the limit on disk first.
+        if (gen > this.#durableGenLimit) await this.#commit().catch(() => {});
+        this.#report();
+      }
+      const outcome = await this.#lastReport;
       if (outcome === 'cancelled' || this.#closed || this.states.current.gen !== gen) return;
       this.close();
       this.ctx.forget(this.id);
-    });
+    })();
   }
 
   /** Removes the zone and VNICs; what is gone already is skipped. */

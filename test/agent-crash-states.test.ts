@@ -58,6 +58,32 @@ describe('restart after a kill', () => {
     expect(report.body.gen).toBeGreaterThan(limit);
   });
 
+  it('reports stopped before forgetting an instance that reached it before the restart (Nexus may never have heard it)', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+    await t.running.agent.instances.whenGone(id);
+    await t.stop();
+    // As the kill leaves it when it lands after Destroyed was recorded, before the report went
+    // out: stopped, with the stop still desired, and Nexus holding stopping.
+    const stopped = t.nexus.requests.filter((r) => instancePuts(id)(r) && r.body.run_state === 'stopped');
+    for (const r of stopped) t.nexus.requests.splice(t.nexus.requests.indexOf(r), 1);
+    const records = ledger(t);
+    records[id] = { id, hardware: ensureBody('running', runtime).initial as never, migrate: null, guest_vnics: [], control_vnic: null,
+      runtime: { ...runtime, run_state: 'stopped', gen: 9 } as never, desired: { run_state: 'stopped', migration_params: null }, reported_gen_limit: 25 };
+    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+
+    t = await t.restart();
+    const report = await nexusSees(t.nexus, id, 'stopped');
+    expect(report.body.gen).toBeGreaterThan(25);
+    await t.running.agent.instances.whenGone(id);
+    await t.stop();
+    expect(ledger(t)[id]).toBeUndefined();
+  });
+
   it('keeps a failed instance failed across a restart: not provisioned again, still refusing a stop, destroyable', async () => {
     t = await startTestAgent();
     const id = randomUUID();

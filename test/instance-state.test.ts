@@ -571,6 +571,23 @@ describe('sim collection scenarios at the state-machine level', () => {
     expectState(instance, 'stopped', null, 5);
   });
 
+  it('a stop after a run asked during a stop cancels that run (a no-op would let it happen after "stopped")', () => {
+    const instance = make('running');
+    expect(instance.requestTransition(req('stopped'))).toBe('stop');
+    expect(instance.observeTransition('Stopping')).toBeNull();
+    expect(instance.requestTransition(req('running'))).toBe('run');
+    expectState(instance, 'starting', 'running', 4);
+    // The old VM's last states arrive while the run waits behind its teardown.
+    expect(instance.observeTransition('Stopped')).toBeNull();
+    expectState(instance, 'stopped', 'running', 5);
+    expect(instance.requestTransition(req('stopped'))).toBe('stop');
+    expectState(instance, 'stopping', 'stopped', 6);
+    // With nothing pending, a stop of a stopped instance is still a no-op.
+    expect(instance.observeTransition('Stopped')).toBeNull();
+    expect(instance.requestTransition(req('stopped'))).toBeNull();
+    expectState(instance, 'stopped', null, 7);
+  });
+
   it('reboot twice: the second request while rebooting is a no-op', () => {
     const instance = make('running');
     expect(instance.requestTransition(req('reboot'))).toBe('reboot');

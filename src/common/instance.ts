@@ -72,7 +72,11 @@ export class InstanceStates {
       case 'stopped':
         switch (state) {
           case 'stopped': case 'stopping':
-            return null;
+            // Already (going) down, unless a run asked since is still to come: the stop cancels it
+            // (a no-op here would leave the run to happen after Nexus was told "stopped").
+            if (this.desired?.run_state !== 'running' && this.desired?.run_state !== 'reboot') return null;
+            this.transition('stopping', 'stopped');
+            return 'stop';
           case 'creating':
             this.transition('stopped', null);
             return null;
