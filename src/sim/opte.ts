@@ -127,7 +127,7 @@ export interface SimOpteOptions {
   persist?: () => Promise<void>;
   /** Whether a VNIC or zone holds the port (then delete-xde fails with EBUSY). Default: never. */
   isPortBusy?: (name: string) => boolean;
-  /** Whether an underlay link exists. Default: any name does. */
+  /** Whether the host has a link of that name (any kind). Default: not checked (underlay links are taken as given). */
   linkExists?: (name: string) => boolean;
   /** Set: no xde driver here, for this reason; every call fails with OPTE_UNAVAILABLE. */
   unavailable?: string;
@@ -239,12 +239,24 @@ function einval(message: string): never {
   throw hostError('EINVAL', message);
 }
 
-function checkPortName(name: unknown, what = 'port name'): string {
-  // dladm_valid_linkname: xde ports are datalinks.
+function checkLinkName(name: unknown, what: string): string {
+  // dladm_valid_linkname: the underlay links are datalinks.
   if (typeof name !== 'string' || name.length === 0 || name.length > 31 || !/^[A-Za-z_.][A-Za-z0-9_.]*[0-9]$/.test(name)) {
     einval(`invalid ${what} ${JSON.stringify(name)}: a link name (at most 31 characters, ending in a digit)`);
   }
   return name;
+}
+
+const PORT_NAME = /^opte(0|[1-9][0-9]*)$/;
+
+function checkPortName(name: unknown): string {
+  if (typeof name !== 'string' || !PORT_NAME.test(name)) einval(`invalid port name ${JSON.stringify(name)}: opte<N>`);
+  return name;
+}
+
+/** opteN by N, as opteadm list-ports orders them. */
+function portNumber(name: string): number {
+  return Number(name.slice('opte'.length));
 }
 
 function checkMac(mac: unknown, what: string): string {
@@ -268,8 +280,8 @@ function checkVni(vni: unknown): number {
   return vni;
 }
 
-function checkL4Port(p: unknown, what: string): number {
-  if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 65535) einval(`invalid ${what} ${String(p)}: expected 0 to 65535`);
+function checkL4Port(p: unknown, what: string, min = 0): number {
+  if (typeof p !== 'number' || !Number.isInteger(p) || p < min || p > 65535) einval(`invalid ${what} ${String(p)}: expected ${min} to 65535`);
   return p;
 }
 
@@ -295,11 +307,14 @@ function checkPortSpec(spec: unknown): PortSpec {
   const s = spec as PortSpec;
   const subnet = cidr4(s.subnet);
   if (subnet === null) einval(`invalid VPC subnet ${JSON.stringify(s.subnet)}: expected an IPv4 CIDR`);
+  if (cidrText(subnet) !== s.subnet) einval(`invalid VPC subnet ${s.subnet}: host bits are set (${cidrText(subnet)}?)`);
+  const privateIp = checkIpv4(s.privateIp, 'private IP');
+  if (!inCidr(ipv4(privateIp)!, subnet)) einval(`private IP ${privateIp} is outside the VPC subnet ${s.subnet}`);
   return {
     name: checkPortName(s.name),
     guestMac: checkMac(s.guestMac, 'guest MAC'),
-    privateIp: checkIpv4(s.privateIp, 'private IP'),
-    subnet: cidrText(subnet),
+    privateIp,
+    subnet: s.subnet,
     gatewayMac: checkMac(s.gatewayMac, 'gateway MAC'),
     gatewayIp: checkIpv4(s.gatewayIp, 'gateway IP'),
     vni: checkVni(s.vni),
@@ -374,7 +389,7 @@ function checkFirewallRule(rule: unknown, i: number): FirewallRule {
   if (!['any', 'tcp', 'udp', 'icmp'].includes(r.protocol)) einval(`firewall rule ${i}: protocol must be any, tcp, udp or icmp`);
   let ports: FirewallRule['ports'];
   if (r.ports === 'any') ports = 'any';
-  else if (Array.isArray(r.ports) && r.ports.length > 0) ports = r.ports.map((p) => checkL4Port(p, `firewall rule ${i} port`));
+  else if (Array.isArray(r.ports) && r.ports.length > 0) ports = r.ports.map((p) => checkL4Port(p, `firewall rule ${i} port`, 1));
   else einval(`firewall rule ${i}: ports must be "any" or a non-empty list`);
   return { direction: r.direction, action: r.action, priority: r.priority, hosts: checkFirewallHost(r.hosts), protocol: r.protocol, ports };
 }
@@ -445,7 +460,7 @@ export class SimOpte implements HostNetwork {
   private readonly latencyHook: (op: string, port: string | null) => Promise<void>;
   private readonly persistHook: () => Promise<void>;
   private readonly isPortBusy: (name: string) => boolean;
-  private readonly linkExists: (name: string) => boolean;
+  private readonly linkExists: ((name: string) => boolean) | null;
   private readonly unavailable: string | null;
 
   constructor(options: SimOpteOptions = {}) {
@@ -461,7 +476,7 @@ export class SimOpte implements HostNetwork {
     this.latencyHook = options.latency ?? (() => (callMs > 0 ? new Promise((resolve) => setTimeout(resolve, callMs)) : Promise.resolve()));
     this.persistHook = options.persist ?? (() => Promise.resolve());
     this.isPortBusy = options.isPortBusy ?? (() => false);
-    this.linkExists = options.linkExists ?? (() => true);
+    this.linkExists = options.linkExists ?? null;
     this.unavailable = options.unavailable ?? null;
   }
 
@@ -479,12 +494,12 @@ export class SimOpte implements HostNetwork {
 
   async setUnderlay(links: readonly [string, string]): Promise<void> {
     if (!Array.isArray(links) || links.length !== 2) einval('set-xde-underlay takes two links');
-    for (const l of links) checkPortName(l, 'underlay link');
+    for (const l of links) checkLinkName(l, 'underlay link');
     await this.enter('set-xde-underlay', null);
     const st = this.state;
     // The driver cannot say what its underlay is and refuses a second set (EEXIST): done.
     if (st.underlay !== null) return;
-    for (const l of links) if (!this.linkExists(l)) einval(`underlay link ${l} does not exist`);
+    for (const l of links) if (this.linkExists !== null && !this.linkExists(l)) einval(`underlay link ${l} does not exist`);
     st.underlay = [links[0], links[1]];
     await this.persistHook();
   }
@@ -495,9 +510,12 @@ export class SimOpte implements HostNetwork {
     const st = this.state;
     if (st.underlay === null) throw hostError('OPTE_NO_UNDERLAY', `cannot create port ${s.name}: the xde underlay is not set (set-xde-underlay first)`);
     if (st.ports.some((p) => p.spec.name === s.name)) throw hostError('OPTE_PORT_EXISTS', `cannot create port ${s.name}: PortExists`);
+    // An xde port is a datalink: dlmgmtd refuses a name another link has.
+    if (this.linkExists?.(s.name) === true) throw hostError('OPTE_PORT_EXISTS', `cannot create port ${s.name}: a link of that name exists`);
     const twin = st.ports.find((p) => p.spec.vni === s.vni && p.spec.guestMac === s.guestMac);
     if (twin !== undefined) throw hostError('OPTE_MAC_EXISTS', `cannot create port ${s.name}: MacExists (port ${twin.spec.name} has VNI ${s.vni} and MAC ${s.guestMac})`);
     st.ports.push({ spec: s, routes: [], rules: [] });
+    st.ports.sort((a, b) => portNumber(a.spec.name) - portNumber(b.spec.name));
     // xde adds the port's own V2P entry itself (opte.md §1.9).
     this.putV2P({ virtualIp: s.privateIp, virtualMac: s.guestMac, physicalHostIp: s.underlayAddr, vni: s.vni });
     await this.persistHook();
