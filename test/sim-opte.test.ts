@@ -1,10 +1,17 @@
 // src/sim/opte.ts: the simulated sled's OPTE, as a driver (opteadm's operations and their errors)
-// and as a dataplane (trace), alone and as two sleds composed through V2P.
-import { describe, expect, it } from 'vitest';
+// and as a dataplane (trace), alone and as two sleds composed through V2P; then as the sim host's
+// network part (SimHost.network): the shared network suite, persistence, ports held by VNICs and
+// zones, the modelled opteadm latency.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import { opteFirewallRules, type VpcFirewallRule } from '../src/host/firewall.js';
 import { OPTE_GATEWAY_MAC, type ExternalIps, type FirewallRule, type PortSpec, type RouterEntry } from '../src/host/index.js';
+import { SimHost, SIM_HOST_STATE_FILE, type SimHostOptions } from '../src/sim/host.js';
 import { emptySimOpteState, SimOpte, type SimOpteOptions, type TraceAnswer, type TracePacket } from '../src/sim/opte.js';
 import { rejection } from './support/host-suite.js';
+import { networkSuite } from './support/network-suite.js';
 import { allowTcpInbound, defaultVpcRules } from './support/vpc-rules.js';
 
 const SUBNET = '172.30.0.0/22';
@@ -592,5 +599,126 @@ describe('SimOpte external addressing', () => {
     await opte.setExternalIps('opte0', { snat: null, ephemeralIp: '203.0.113.5', floatingIps: ['203.0.113.9'] });
     const later = await opte.trace({ vni: VNI1, src_ip: '172.30.0.5', dst_ip: '198.51.100.7', protocol: 'TCP', src_port: 22, dst_port: 50000, direction: 'out' });
     expect(later.next).toEqual({ internet_gateway: { src_ip: '203.0.113.9', src_port: 22, via: 'floating' } });
+  });
+});
+
+// ---- as the sim host's network part ----
+
+const dirs: string[] = [];
+const hosts: SimHost[] = [];
+
+afterEach(async () => {
+  for (const h of hosts.splice(0)) await h.close();
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function openHost(options: Partial<SimHostOptions> = {}): Promise<SimHost> {
+  let stateDir = options.stateDir;
+  if (stateDir === undefined) {
+    stateDir = await mkdtemp(join(tmpdir(), 'sim-opte-'));
+    dirs.push(stateDir);
+  }
+  const host = await SimHost.open({ links: ['stub0', 'net0', 'net1'], ...options, stateDir });
+  hosts.push(host);
+  return host;
+}
+
+networkSuite('sim', async () => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'sim-opte-suite-'));
+  const host = await SimHost.open({ stateDir, links: ['stub0', 'net0', 'net1'] });
+  return {
+    network: host.network,
+    links: host.links,
+    underlay: ['net0', 'net1'],
+    async cleanup(): Promise<void> {
+      try {
+        await host.close();
+      } finally {
+        await rm(stateDir, { recursive: true, force: true });
+      }
+    },
+  };
+});
+
+describe('SimHost.network', () => {
+  const rules = defaultVpcRules([{ type: 'vpc', value: VNI1 }]);
+
+  it('keeps ports, rules, routes, V2P and flows across a new SimHost on the directory, as the kernel does', async () => {
+    const first = await openHost();
+    await first.network.setUnderlay(['net0', 'net1']);
+    await guest(first.network, spec('opte0', '172.30.0.5', 'a8:40:25:f0:00:01'), rules);
+    await first.network.setV2P({ virtualIp: '172.30.0.6', virtualMac: 'a8:40:25:f0:00:02', physicalHostIp: SLED2, vni: VNI1 });
+    const p = tcp('172.30.0.5', '172.30.0.6', 8080);
+    expect(await first.trace({ ...p, direction: 'out' })).toMatchObject({ verdict: 'allow', next: { underlay: SLED2 } });
+    const dir = dirs[dirs.length - 1]!;
+    await first.close();
+
+    const second = await openHost({ stateDir: dir });
+    expect((await second.network.listPorts()).map((x) => x.name)).toEqual(['opte0']);
+    expect((await second.network.dumpV2P()).map((m) => m.virtualIp).sort()).toEqual(['172.30.0.5', '172.30.0.6']);
+    expect((await second.network.dumpPort('opte0')).rules.length).toBe(4);
+    expect(await second.trace({ ...reply(p), direction: 'in' })).toMatchObject({ verdict: 'allow', rule: 'flow' });
+    // The underlay stays set: ports can be made without setting it again.
+    await second.network.createPort(spec('opte1', '172.30.0.7', 'a8:40:25:f0:00:07'));
+  });
+
+  it('reads a state file from before the network part (no "opte" field) as a host without ports', async () => {
+    const first = await openHost();
+    const dir = dirs[dirs.length - 1]!;
+    await first.close();
+    const file = join(dir, SIM_HOST_STATE_FILE);
+    const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    expect(raw.opte).toEqual(emptySimOpteState());
+    delete raw.opte;
+    await writeFile(file, JSON.stringify(raw));
+    const second = await openHost({ stateDir: dir });
+    expect(await second.network.listPorts()).toEqual([]);
+    await rejection(second.network.createPort(spec('opte0', '172.30.0.5', 'a8:40:25:f0:00:01')), 'OPTE_NO_UNDERLAY');
+  });
+
+  it('refuses an underlay link the host does not have', async () => {
+    const host = await openHost({ links: ['stub0', 'net0'] });
+    await rejection(host.network.setUnderlay(['net0', 'net1']), 'EINVAL', /net1/);
+  });
+
+  it('holds a port busy while a zone in the kernel has it as a NIC, not while it is only configured', async () => {
+    const host = await openHost();
+    await host.network.setUnderlay(['net0', 'net1']);
+    await host.network.createPort(spec('opte0', '172.30.0.5', 'a8:40:25:f0:00:01'));
+    await host.network.createPort(spec('opte1', '172.30.0.6', 'a8:40:25:f0:00:02'));
+    const zone = { name: 'oxz_guest', brand: 'omicron1', zonepath: '/zone/oxz_guest', autoboot: false, nets: [{ physical: 'opte0' }], devices: [], datasets: [] };
+    await host.zones.configure(zone);
+    await host.zones.install('oxz_guest', '/opt/oxide/test.tar.gz');
+    await host.zones.configure({ ...zone, name: 'oxz_idle', zonepath: '/zone/oxz_idle', nets: [{ physical: 'opte1' }] });
+    await host.zones.boot('oxz_guest');
+    await rejection(host.network.deletePort('opte0'), 'OPTE_PORT_BUSY');
+    await host.network.deletePort('opte1');
+    await host.zones.halt('oxz_guest');
+    await host.network.deletePort('opte0');
+    expect(await host.network.listPorts()).toEqual([]);
+  });
+
+  it('gives no VNIC a port’s name, and no port a link’s name', async () => {
+    const host = await openHost();
+    await host.network.setUnderlay(['net0', 'net1']);
+    await host.network.createPort(spec('opte0', '172.30.0.5', 'a8:40:25:f0:00:01'));
+    await rejection(host.links.createVnic({ name: 'opte0', link: 'stub0' }), 'DLADM_STATUS_EXIST');
+    await host.links.createVnic({ name: 'opte1', link: 'stub0' });
+    await rejection(host.network.createPort(spec('opte1', '172.30.0.6', 'a8:40:25:f0:00:02')), 'OPTE_PORT_EXISTS');
+  });
+
+  it('models each opteadm run with the "opte" latency, counted in the modelled time of the zone whose VNIC is over the port', async () => {
+    const host = await openHost({ latencies: { opte: 7, vnic: 5 }, recordLatencies: true });
+    await host.network.setUnderlay(['net0', 'net1']);
+    await guest(host.network, spec('opte0', '172.30.0.5', 'a8:40:25:f0:00:01'), rules);
+    await host.links.createVnic({ name: 'vopte0', link: 'opte0', mac: 'a8:40:25:f0:00:01' });
+    await host.zones.configure({ name: 'oxz_guest', brand: 'omicron1', zonepath: '/zone/oxz_guest', autoboot: false, nets: [{ physical: 'vopte0' }], devices: [], datasets: [] });
+    const drawn = host.modelled('oxz_guest').map((d) => [d.step, d.op, d.ms]);
+    expect(drawn.filter(([step]) => step === 'opte')).toEqual([
+      ['opte', 'opteadm create-xde', 7],
+      ['opte', 'opteadm add-router-entry', 7],
+      ['opte', 'opteadm set-fw-rules', 7],
+    ]);
+    expect(drawn).toContainEqual(['vnic', 'vnic create', 5]);
   });
 });

@@ -9,7 +9,7 @@
 // One module per OS subsystem, named as in src/illumos/: vnic.ts (links), zones.ts (zonecfg,
 // zoneadm, zlogin), zfs.ts (pools and filesystems), smf.ts (services, and the Propolis a
 // propolis-server instance runs), events.ts (zone-state events and waits), inzone.ts (the
-// commands run in a zone). Each owns its part of the state; SimHost composes them, loads and
+// commands run in a zone), opte.ts (OPTE's xde ports and the dataplane they make: trace()). Each owns its part of the state; SimHost composes them, loads and
 // writes the state, and keeps the modelled clock (machine.ts is what they share of it).
 //
 // Time is modelled, not measured: each step takes a configured latency (with optional jitter),
@@ -34,6 +34,7 @@ import {
   type VnicInfo,
 } from '../host/index.js';
 import { SimZoneEvents } from './events.js';
+import { emptySimOpteState, OPTEADM_CALL_MS, SimOpte, type SimOpteState, type TraceAnswer, type TracePacket } from './opte.js';
 import { SimInZone, type ZoneAddress } from './inzone.js';
 import { MAX_TIMER_MS, type SimMachine } from './machine.js';
 import type { SimPropolis } from './propolis.js';
@@ -77,6 +78,8 @@ export interface SimLatencies {
   vmBoot: number;
   /** Propolis VM: every other automatic step. */
   vmStep: number;
+  /** One opteadm run (create-xde, set-fw-rules, set-v2p, ...). */
+  opte: number;
 }
 
 /** Nothing takes time: for tests. The constructor's default. */
@@ -95,6 +98,7 @@ export const ZERO_LATENCIES: Readonly<SimLatencies> = Object.freeze({
   dataset: 0,
   vmBoot: 0,
   vmStep: 0,
+  opte: 0,
 });
 
 /** The shape of a real sled (DESIGN.md, "What a real instance start costs"): for benchmarks. */
@@ -113,6 +117,7 @@ export const REALISTIC_LATENCIES: Readonly<SimLatencies> = Object.freeze({
   dataset: 10,
   vmBoot: 300,
   vmStep: 20,
+  opte: OPTEADM_CALL_MS,
 });
 
 /** The jitter to use with REALISTIC_LATENCIES. */
@@ -180,6 +185,8 @@ interface PersistedState {
   datasets: Record<string, DatasetRecord>;
   /** The global zone's addresses (exec in GLOBAL_ZONE); absent in older state files. */
   global?: { addresses: Record<string, ZoneAddress> };
+  /** OPTE's kernel state (opte.ts); absent in older state files. */
+  opte?: SimOpteState;
 }
 
 export const SIM_HOST_STATE_FILE = 'sim-host.json';
@@ -217,6 +224,8 @@ export class SimHost implements Host {
   readonly zones: HostZones;
   readonly datasets: HostDatasets;
   readonly events: HostEvents;
+  /** OPTE (xde ports, rules, routes, V2P, external IPs); also the dataplane: trace(). */
+  readonly network: SimOpte;
   /** The JSON file the state lives in. */
   readonly stateFile: string;
 
@@ -236,6 +245,8 @@ export class SimHost implements Host {
   private readonly simEvents: SimZoneEvents;
   private readonly inZone: SimInZone;
   private readonly simZones: SimZones;
+  /** Replaced by the loaded state's. */
+  private opteState: SimOpteState = emptySimOpteState();
 
   private started: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
@@ -280,7 +291,7 @@ export class SimHost implements Host {
       sleep: (ms, ...signals) => this.sleep(ms, ...signals),
       after: (ms, signal, fn) => this.after(ms, signal, fn),
     };
-    this.simLinks = new SimLinks(m, options.links ?? DEFAULT_SIM_LINKS);
+    this.simLinks = new SimLinks(m, options.links ?? DEFAULT_SIM_LINKS, (name) => this.opteState.ports.some((p) => p.spec.name === name));
     this.simZfs = new SimZfs(m, options.pools ?? DEFAULT_SIM_POOLS);
     this.simSmf = new SimSmf(m);
     this.simEvents = new SimZoneEvents(m, (zone) => this.simZones.record(zone), this.simSmf);
@@ -316,6 +327,20 @@ export class SimHost implements Host {
       destroy: (name) => zfs.destroyDataset(name),
       listPools: () => this.ready(() => zfs.listPools()),
     };
+    this.network = new SimOpte({
+      state: () => this.opteState,
+      ready: () => this.opened(),
+      latency: (op, port) => {
+        if (op === 'create-xde' && port !== null) this.resetDrawn(port);
+        return this.sleep(this.lat('opte', port ?? undefined, `opteadm ${op}`));
+      },
+      persist: () => this.persist(),
+      // dls_devnet_destroy: EBUSY while a VNIC is over the port or a zone in the kernel has it.
+      isPortBusy: (name) =>
+        this.simLinks.hasVnicOver(name) ||
+        this.simZones.all().some((z) => z.zoneid !== null && z.spec.nets.some((n) => n.physical === name)),
+      linkExists: (name) => this.simLinks.linkExists(name),
+    });
     const events = this.simEvents;
     this.events = {
       subscribe: (listener) => events.subscribe(listener),
@@ -394,6 +419,15 @@ export class SimHost implements Host {
     await this.simSmf.crashPropolis(zone, this.simZones.record(zone), this.simZones.runtime(zone), fmri);
   }
 
+  /**
+   * What OPTE on this sled does with one packet (src/sim/opte.ts trace()): at the port whose IP
+   * and VNI match, its verdict, the layer and rule that decided, and for an allowed outbound
+   * packet where it goes next. An allowed packet leaves flow state, as a real one does.
+   */
+  trace(packet: TracePacket): Promise<TraceAnswer> {
+    return this.network.trace(packet);
+  }
+
   /** Resolves once every change so far is on disk. */
   async flush(): Promise<void> {
     await this.writing;
@@ -416,14 +450,18 @@ export class SimHost implements Host {
   // ---- modelled time (recordLatencies) ----
 
   /**
-   * Every latency drawn so far for `zone` and for the VNICs its configuration names, oldest
-   * first (empty unless recordLatencies). A zone configured again under the same name, or a
-   * VNIC created again, starts a new list.
+   * Every latency drawn so far for `zone`, for the VNICs its configuration names and for the
+   * OPTE ports those VNICs go over (opteadm runs on the port), oldest first (empty unless
+   * recordLatencies). A zone configured again under the same name, or a VNIC or port created
+   * again, starts a new list.
    */
   modelled(zone: string): DrawnLatency[] {
     if (this.drawn === null) return [];
     const nets = this.simZones.record(zone)?.spec.nets.map((n) => n.physical) ?? [];
-    return [zone, ...nets]
+    const ports = nets
+      .map((n) => this.simLinks.vnic(n)?.link ?? n)
+      .filter((l) => this.opteState.ports.some((p) => p.spec.name === l));
+    return [...new Set([zone, ...nets, ...ports])]
       .flatMap((key) => this.drawn?.get(key) ?? [])
       .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   }
@@ -452,6 +490,7 @@ export class SimHost implements Host {
       this.simLinks.restore(raw.vnics);
       this.simZones.restore(raw.zones, raw.nextZoneId);
       this.inZone.restore(raw.global);
+      if (raw.opte !== undefined) this.opteState = raw.opte;
     }
     this.simZfs.restore(raw?.datasets ?? {});
     await this.simZones.revive();
@@ -467,6 +506,7 @@ export class SimHost implements Host {
       zones: this.simZones.all(),
       datasets: this.simZfs.datasets,
       global: this.inZone.global,
+      opte: this.opteState,
     };
   }
 

@@ -1,6 +1,7 @@
 // Links on the simulated host: the physical links and etherstubs it was given, and the VNICs
 // over them, with dladm's error codes (as the illumos backend's vnic.ts over libdladm). The VNICs
-// are persisted; a VNIC cannot go over another VNIC.
+// are persisted; a VNIC cannot go over another VNIC. OPTE's xde ports (opte.ts) are links too: a
+// VNIC (vopteN) can go over one, and no VNIC can take a port's name.
 import { randomInt } from 'node:crypto';
 import { hostError, type VnicInfo, type VnicSpec } from '../host/index.js';
 import { InvalidVnicArgumentError, normalizeMac, validateLinkName } from '../host/names.js';
@@ -15,6 +16,8 @@ export class SimLinks {
   constructor(
     private readonly m: SimMachine,
     physical: readonly string[],
+    /** Whether an xde port of that name exists. */
+    private readonly isPort: (name: string) => boolean = () => false,
   ) {
     this.physical = physical.map((l) => validateLinkName(l));
   }
@@ -35,10 +38,10 @@ export class SimLinks {
     await this.m.opened();
     this.m.resetDrawn(name);
     await this.m.sleep(this.m.lat('vnic', name, 'vnic create'));
-    if (this.physical.includes(name) || this.vnics.some((v) => v.name === name)) {
+    if (this.physical.includes(name) || this.isPort(name) || this.vnics.some((v) => v.name === name)) {
       throw hostError('DLADM_STATUS_EXIST', `cannot create VNIC ${name}: object already exists`);
     }
-    if (!this.physical.includes(link)) {
+    if (!this.physical.includes(link) && !this.isPort(link)) {
       if (this.vnics.some((v) => v.name === link)) {
         throw hostError('DLADM_STATUS_LINKINVAL', `cannot create VNIC ${name} over ${link}: invalid link (a VNIC)`);
       }
@@ -65,7 +68,12 @@ export class SimLinks {
   }
 
   linkExists(name: string): boolean {
-    return this.physical.includes(name) || this.vnics.some((v) => v.name === name);
+    return this.physical.includes(name) || this.isPort(name) || this.vnics.some((v) => v.name === name);
+  }
+
+  /** Whether a VNIC goes over `link`. */
+  hasVnicOver(link: string): boolean {
+    return this.vnics.some((v) => v.link === link);
   }
 
   vnic(name: string): VnicInfo | undefined {
