@@ -46,6 +46,8 @@ export function lockDirectory(dir: string, holder: string, what: string): Direct
   fsExt ??= createRequire(import.meta.url)('fs-ext') as FsExt;
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${holder.replaceAll(' ', '-')}.lock`);
+  // Close-on-exec, as libuv opens every file: a process the agent starts (zoneadm, a detached
+  // zoneadmd) must not hold the lock on after the agent died.
   const fd = openSync(file, constants.O_RDWR | constants.O_CREAT, 0o644);
   try {
     fsExt.flockSync(fd, 'exnb');
