@@ -39,10 +39,11 @@ const EXIT_FLUSH_MS = 1_000;
  * obstacle to the agent. pino.destination (sonic-boom) is not used because its exit flush
  * retries a failed write every 100 ms until it succeeds unless the error is EAGAIN: with a line
  * still buffered and the reader gone (EPIPE), the process never exits. An agent stopped by a
- * supervisor that then went away stayed alive for 46 minutes that way (issue 13). Here any write
- * error other than a full pipe means the reader is gone: logs are dropped from then on and the
- * work goes on; a reader that stops reading costs at most MAX_BUFFERED of memory, and the exit
- * flush at most EXIT_FLUSH_MS.
+ * supervisor that then went away stayed alive for 46 minutes that way (issue 13). Here a reader
+ * that went away (EPIPE) means logs are dropped from then on and the work goes on; another write
+ * error loses the lines of that write only (pino.destination threw it as an uncaught exception);
+ * a reader that stops reading costs at most MAX_BUFFERED of memory, and the exit flush at most
+ * EXIT_FLUSH_MS.
  */
 export class LogDestination {
   private queue: string[] = [];
@@ -98,8 +99,12 @@ export class LogDestination {
         if (err.code === 'EAGAIN') {
           // Unref'd: a full pipe must not keep an otherwise finished process alive.
           this.retryTimer = setTimeout(() => this.writeNext(), RETRY_MS).unref();
-        } else {
+        } else if (err.code === 'EPIPE' || err.code === 'EBADF') {
           this.drop();
+        } else {
+          // A full disk under a log file may have room again for the next lines.
+          this.chunk = null;
+          this.writeNext();
         }
         return;
       }

@@ -2,6 +2,7 @@
 // reading, never keeps the process from working or from exiting. Each case runs in a child
 // (dist/logger.js, built by the global setup) whose stderr is a pipe this test controls.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ afterEach(() => {
  * A child that makes the agent's logger, prints "ready", and on each line from stdin runs it as
  * the body of an async function with `log` in scope, printing "done" after.
  */
-function loggingChild() {
+function loggingChild(stderr: 'pipe' | number = 'pipe') {
   const script = `
     import { createLogger } from './dist/logger.js';
     import { createInterface } from 'node:readline';
@@ -27,7 +28,7 @@ function loggingChild() {
     });
     process.stdout.write('ready\\n');
   `;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', stderr] });
   children.push(child);
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async () => (await lines.next()).value as string;
@@ -75,5 +76,22 @@ describe('log destination on a pipe', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(3);
     child.stderr!.destroy();
+  });
+
+  it.runIf(existsSync('/dev/full'))('goes on logging after a write fails otherwise (a full disk: /dev/full)', async () => {
+    const full = openSync('/dev/full', 'w');
+    try {
+      const { child, next, run } = loggingChild(full);
+      expect(await next()).toBe('ready');
+      for (let i = 0; i < 3; i++) {
+        run(`log.info({ n: ${i} }, 'no space'); await new Promise((r) => setTimeout(r, 10));`);
+        expect(await next()).toBe('done');
+      }
+      run('process.exit(0);');
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+    } finally {
+      closeSync(full);
+    }
   });
 });
