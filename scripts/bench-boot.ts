@@ -343,6 +343,7 @@ function timedHost(host: Host, calls: HostCall[]): Host {
     links: wrap('links', host.links),
     zones: wrap('zones', host.zones),
     datasets: host.datasets,
+    network: wrap('network', host.network),
     events: wrap('events', host.events),
     reachable: (zone, addr) => host.reachable(zone, addr),
     close: () => host.close(),
@@ -1121,7 +1122,7 @@ function printRun(r: RunResult, modelled: boolean): void {
 }
 
 const PHASE_COLOURS: Record<Segment, string> = {
-  accept: '#6b7280', vnic: '#a16207', configure: '#ca8a04', install: '#2563eb', boot: '#7c3aed', zone_running: '#db2777',
+  accept: '#6b7280', ports: '#65a30d', vnic: '#a16207', configure: '#ca8a04', install: '#2563eb', boot: '#7c3aed', zone_running: '#db2777',
   network: '#059669', address: '#0891b2', service: '#ea580c', propolis: '#dc2626',
 };
 

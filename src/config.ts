@@ -120,7 +120,7 @@ export function agentConfigDefaults(): Omit<AgentConfig, 'id' | 'nexus_address'>
       backend: 'auto',
       state_dir: '/var/oxide/sim-host',
       latency: 'realistic',
-      links: ['stub0', 'net0'],
+      links: ['stub0', 'net0', 'net1'],
       pool_size: 2 ** 40,
       opteadm: '/opt/oxide/opte/bin/opteadm',
     },

@@ -257,6 +257,27 @@ export interface V2PMapping {
   vni: number;
 }
 
+/** A packet to evaluate at a port (the simulated host's dataplane; POST /sim/net/trace). */
+export interface TracePacket {
+  vni: number;
+  src_ip: string;
+  dst_ip: string;
+  protocol: 'TCP' | 'UDP' | 'ICMP';
+  src_port?: number;
+  dst_port?: number;
+  direction: 'out' | 'in';
+}
+
+/** The verdict, the port and layer and rule that decided, and where an allowed packet goes next. */
+export interface TraceAnswer {
+  verdict: 'allow' | 'deny' | 'no_route' | 'no_port';
+  port: string | null;
+  layer: string | null;
+  rule: string;
+  reason: string;
+  next?: Record<string, unknown>;
+}
+
 export interface HostNetwork {
   /** Whether OPTE is usable here; if not, why (e.g. /kernel/drv/xde.conf is missing). */
   available(): Promise<{ available: true } | { available: false; reason: string }>;
@@ -279,6 +300,11 @@ export interface HostNetwork {
   /** OPTE_NO_ENTRY if there is none for (vni, virtualIp). */
   clearV2P(mapping: V2PMapping): Promise<void>;
   dumpV2P(): Promise<V2PMapping[]>;
+  /**
+   * Only where the dataplane is modelled (the simulated host): how `packet` fares at the port
+   * on this host whose IP and VNI match (the source going out, the destination coming in).
+   */
+  trace?(packet: TracePacket): Promise<TraceAnswer>;
 }
 
 // ---- the host ----
@@ -290,6 +316,7 @@ export interface Host {
   readonly links: HostLinks;
   readonly zones: HostZones;
   readonly datasets: HostDatasets;
+  readonly network: HostNetwork;
   readonly events: HostEvents;
   /**
    * The address this process dials to reach a server that listens on `addr` inside `zone`.

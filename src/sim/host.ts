@@ -123,7 +123,7 @@ export const REALISTIC_LATENCIES: Readonly<SimLatencies> = Object.freeze({
 /** The jitter to use with REALISTIC_LATENCIES. */
 export const REALISTIC_JITTER = 0.2;
 
-export const DEFAULT_SIM_LINKS: readonly string[] = ['stub0', 'net0'];
+export const DEFAULT_SIM_LINKS: readonly string[] = ['stub0', 'net0', 'net1'];
 
 /** As the fake illumos's default (test/fake-illumos/zfs.c). */
 export const DEFAULT_SIM_POOLS: readonly SimPoolConfig[] = [

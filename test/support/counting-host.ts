@@ -60,6 +60,7 @@ export function countingHost(sim: SimHost): CountingHost {
       },
     },
     datasets: sim.datasets,
+    network: sim.network,
     events: sim.events,
     reachable: (zone, addr) => sim.reachable(zone, addr),
     close: () => sim.close(),

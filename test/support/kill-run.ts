@@ -392,7 +392,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
 
     // The host's view.
     const host: Host = backend === 'sim'
-      ? await SimHost.open({ stateDir: simState, links: ['stub0', 'net0'] })
+      ? await SimHost.open({ stateDir: simState, links: ['stub0', 'net0', 'net1'] })
       : await IllumosHost.open({ addon: fakeIllumos(), zoneadm: join(FAKE_BIN_DIR, 'zoneadm'), zlogin: join(FAKE_BIN_DIR, 'zlogin'), sbin: FAKE_BIN_DIR, resolveImage: (i) => join(images, basename(i)) });
     try {
       const zones = (await host.zones.list()).filter((z) => z.name.startsWith('oxz_'));
