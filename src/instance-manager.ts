@@ -89,6 +89,11 @@ export class InstanceManager {
     });
   }
 
+  /** Names on the host (such as ports found at start-up) that new links must not take. */
+  reserveNames(names: readonly string[]): void {
+    this.ctx.vnics.reserve(names);
+  }
+
   get(id: string): Instance | undefined {
     return this.#instances.get(id);
   }

@@ -18,6 +18,7 @@ import {
   PROPOLIS_SERVICE, svcadmEnable, svccfgAddInstance, svccfgAddPg, svccfgRefresh, svccfgSetProp, zoneImage,
 } from './host/commands.js';
 import type { NexusClient } from './nexus-client.js';
+import { portOfVnic, type GuestNic, type PortManager } from './port-manager.js';
 import type {
   InstanceHardware, InstanceRuntimeState, InstanceRuntimeStateRequested,
 } from './params.js';
@@ -71,6 +72,8 @@ export interface InstanceContext {
   nexus: NexusClient;
   notifier: NexusNotifier;
   vnics: VnicNames;
+  /** The guest NICs' OPTE ports. */
+  ports: PortManager;
   settings: InstanceSettings;
   /** Makes the ledger (with this instance's record as it is now) durable. */
   commit(): Promise<void>;
@@ -433,6 +436,14 @@ export class Instance {
       this.#watchZone();
       const addr = this.#propolisAddr();
       const fmri = `${PROPOLIS_SERVICE}:vm-${this.record.runtime.propolis_id}`;
+      // Each guest NIC's port, route, rules and external IPs, before the VNIC over it.
+      const nics = this.#guestNics();
+      if (nics.length > 0) phase('ports');
+      for (const nic of nics) {
+        await ctx.ports.ensurePort(this.id, nic.port, nic.nic, nic.primary, this.record.hardware,
+          this.record.hardware.firewall_rules ?? [], run);
+        abort.signal.throwIfAborted();
+      }
       const booted = await ensureZoneRunning(host, {
         name: this.zone,
         image: zoneImage('propolis-server'),
@@ -440,7 +451,7 @@ export class Instance {
         controlLink: settings.controlLink,
         zoneRoot: settings.zoneRoot,
         devices: PROPOLIS_DEVICES,
-        guestNics: this.record.hardware.nics.map((nic, i) => ({ name: this.record.guest_vnics[i] as string, mac: nic.mac })),
+        guestNics: nics.map((nic) => ({ name: nic.vnic, mac: nic.nic.mac, port: nic.port })),
       }, wait, phase);
       abort.signal.throwIfAborted();
 
@@ -495,6 +506,19 @@ export class Instance {
     } finally {
       if (this.#provisioning === abort) this.#provisioning = null;
     }
+  }
+
+  /**
+   * The guest NICs with the VNIC and port each is given; without a `primary` in the request (the
+   * pinned shape), the NIC in slot 0 is primary.
+   */
+  #guestNics(): Array<{ nic: GuestNic; vnic: string; port: string; primary: boolean }> {
+    const nics = this.record.hardware.nics as GuestNic[];
+    const named = nics.some((n) => n.primary !== undefined);
+    return nics.map((nic, i) => {
+      const vnic = this.record.guest_vnics[i] as string;
+      return { nic, vnic, port: portOfVnic(vnic), primary: named ? nic.primary === true : nic.slot === 0 };
+    });
   }
 
   #migrationId(): string {
@@ -713,6 +737,8 @@ export class Instance {
     await this.#propolis?.close().catch(() => {});
     this.#propolis = null;
     await removeZone(this.ctx.host, this.zone, this.vnics, this.log);
+    // The zone and the VNICs over them are gone: the ports can go (one that will not is retried).
+    for (const vnic of this.record.guest_vnics) await this.ctx.ports.removePort(portOfVnic(vnic));
     this.record.control_vnic = null;
     this.record.guest_vnics = [];
     await this.#commit();

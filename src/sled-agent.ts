@@ -11,8 +11,10 @@ import type { AgentConfig } from './config.js';
 import { DiskManager } from './disk-manager.js';
 import { GLOBAL_ZONE, type Host } from './host/index.js';
 import { agentRoutes } from './http-entrypoints.js';
+import { netTraceRoutes } from './net-trace.js';
 import { isOwnedVnicName } from './host/names.js';
 import { InstanceManager } from './instance-manager.js';
+import { PortManager, portOfVnic } from './port-manager.js';
 import type { Phase } from './zone.js';
 import { NexusClient } from './nexus-client.js';
 import { registerOpenApi, SLED_AGENT_API_INFO } from './openapi.js';
@@ -30,6 +32,9 @@ export interface StartupSummary {
   removedVnics: string[];
   /** Claimed by a ledger but not on the host: made again by their manager. */
   missing: string[];
+  /** OPTE ports an instance claims, kept; and orphans, removed (their VNICs first). */
+  adoptedPorts: string[];
+  removedPorts: string[];
 }
 
 export interface SledAgentOptions {
@@ -48,6 +53,7 @@ export class SledAgent {
     readonly disks: DiskManager,
     readonly services: ServiceManager,
     readonly storage: StorageManager,
+    readonly ports: PortManager,
   ) {}
 
   /** Opens the ledgers and managers; touches nothing on the host yet. */
@@ -59,11 +65,15 @@ export class SledAgent {
       factor: 2,
     });
     const vnics = new VnicNames();
+    const ports = await PortManager.open({
+      network: host.network, ledgerPath: join(config.data_dir, 'ports.json'), log,
+      ...(config.underlay_address === undefined ? {} : { underlayAddress: config.underlay_address }),
+    });
     const wait = { readiness: config.instances.readiness, timeoutMs: config.zones.ready_timeout_ms };
     const zoneRoot = config.zones.root;
     const controlLink = config.zones.control_link;
     const instances = await InstanceManager.open(join(config.data_dir, 'instances.json'), {
-      host, log, nexus, notifier, vnics,
+      host, log, nexus, notifier, vnics, ports,
       settings: {
         zoneRoot, controlLink,
         readiness: config.instances.readiness,
@@ -84,7 +94,7 @@ export class SledAgent {
       host, log, dataDir: config.data_dir, sledId: config.id, zpools: config.zpools, nexus, notifier, vnics,
       zoneRoot, controlLink, wait, ...underlay,
     });
-    return new SledAgent(config, host, log, nexus, notifier, instances, disks, services, storage);
+    return new SledAgent(config, host, log, nexus, notifier, instances, disks, services, storage, ports);
   }
 
   /** Reference §8 step 3.2: the dataset the zonepaths live on, `rpool/zone` at `/zone`. */
@@ -122,6 +132,21 @@ export class SledAgent {
   }
 
   /**
+   * The xde driver's underlay links ([opte] underlay_links), once per start; without OPTE on
+   * this host, instances without guest NICs still start and the log says why others cannot.
+   */
+  async ensureOpte(): Promise<void> {
+    const status = await this.ports.available();
+    if (!status.available) {
+      this.log.warn({ reason: status.reason }, `OPTE is missing: instances with guest NICs cannot start here (${status.reason})`);
+      return;
+    }
+    const links = this.config.opte.underlay_links as [string, string];
+    await this.host.network.setUnderlay(links);
+    this.log.info({ underlay_links: links }, 'OPTE ready: xde underlay set');
+  }
+
+  /**
    * Start-up discovery: every `oxz_` zone and `ox`/`vopte` VNIC on the host is either claimed
    * by a ledger (kept, and picked up by its manager's resume) or an orphan (removed).
    */
@@ -134,7 +159,7 @@ export class SledAgent {
     ]);
     const claimedVnics = new Set([...claimed.values()].flat());
     const zones = (await host.zones.list()).filter((z) => z.name.startsWith(ZONE_PREFIX));
-    const summary: StartupSummary = { adopted: [], removedZones: [], removedVnics: [], missing: [] };
+    const summary: StartupSummary = { adopted: [], removedZones: [], removedVnics: [], missing: [], adoptedPorts: [], removedPorts: [] };
     for (const zone of zones) {
       if (claimed.has(zone.name)) {
         summary.adopted.push(zone.name);
@@ -152,11 +177,22 @@ export class SledAgent {
       await host.links.deleteVnic(vnic.name);
       summary.removedVnics.push(vnic.name);
     }
+    // Guest VNICs are over ports: the orphan VNICs are gone by now, so an orphan port is free.
+    const claimedPorts = new Set([...claimedVnics].filter((v) => v.startsWith('vopte')).map(portOfVnic));
+    const ports = await this.ports.reconcile(claimedPorts, async (port) => {
+      for (const vnic of await host.links.listVnics()) if (vnic.link === port) await host.links.deleteVnic(vnic.name);
+    });
+    summary.adoptedPorts = ports.adopted;
+    summary.removedPorts = ports.removed;
+    // New names go above every port on the host, not only those the ledgers name.
+    this.instances.reserveNames([...ports.adopted, ...ports.removed].map((p) => `v${p}`));
     log.info({
       adopted_zones: summary.adopted, removed_zones: summary.removedZones,
       removed_vnics: summary.removedVnics, zones_to_recreate: summary.missing,
-    }, `start-up: adopted ${summary.adopted.length} zone(s), removed ${summary.removedZones.length} orphan zone(s) `
-      + `and ${summary.removedVnics.length} orphan VNIC(s), ${summary.missing.length} claimed zone(s) to re-create`);
+      adopted_ports: summary.adoptedPorts, removed_ports: summary.removedPorts,
+    }, `start-up: adopted ${summary.adopted.length} zone(s) and ${summary.adoptedPorts.length} OPTE port(s), removed `
+      + `${summary.removedZones.length} orphan zone(s), ${summary.removedVnics.length} orphan VNIC(s) and `
+      + `${summary.removedPorts.length} orphan port(s), ${summary.missing.length} claimed zone(s) to re-create`);
     return summary;
   }
 
@@ -174,6 +210,7 @@ export class SledAgent {
   /** Stops the managers (the VMs and zones keep running) once their ledger writes are done. */
   async close(): Promise<void> {
     await this.instances.close();
+    await this.ports.close();
   }
 }
 
@@ -191,10 +228,12 @@ export interface RunningAgent {
 export async function agentApp(agent: SledAgent | null, log: Logger, bodyLimit = REQUEST_BODY_MAX_BYTES): Promise<App> {
   const app = createServer({ logger: log, bodyLimit, sharedSchemas: [VolumeConstructionRequestSchema] });
   await registerOpenApi(app, SLED_AGENT_API_INFO);
-  agentRoutes(app, () => {
+  const agentOf = () => {
     if (agent === null) throw serviceUnavailable('this server only describes the API');
     return agent;
-  });
+  };
+  agentRoutes(app, agentOf);
+  netTraceRoutes(app, agentOf);
   return app;
 }
 
@@ -207,6 +246,7 @@ export async function startAgent(config: AgentConfig, host: Host, log: Logger, o
   const agent = await SledAgent.open(config, host, log, options);
   await agent.ensureZoneDataset();
   await agent.ensureUnderlay();
+  await agent.ensureOpte();
   const summary = await agent.reconcile();
   const app = await agentApp(agent, log, config.dropshot.request_body_max_bytes);
   const bind = parseSocketAddr(config.dropshot.bind_address);

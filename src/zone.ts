@@ -112,14 +112,14 @@ export interface OwnedZoneSpec {
   devices?: string[];
   datasets?: string[];
   /**
-   * Guest NICs, each a VNIC with the guest's MAC, given to the zone before the control VNIC (as
-   * the original orders them). The original put these over OPTE ports (xde devices); the Host
-   * interface has no OPTE, so they go over the control link.
+   * Guest NICs, each a VNIC with the guest's MAC over its OPTE port (`vopte<N>` over
+   * `opte<N>`, made before this is called), given to the zone before the control VNIC (as the
+   * original orders them).
    */
-  guestNics?: Array<{ name: string; mac: string }>;
+  guestNics?: Array<{ name: string; mac: string; port: string }>;
 }
 
-export type Phase = 'vnic' | 'configure' | 'install' | 'boot' | 'zone_running' | 'network' | 'address' | 'service' | 'propolis';
+export type Phase = 'ports' | 'vnic' | 'configure' | 'install' | 'boot' | 'zone_running' | 'network' | 'address' | 'service' | 'propolis';
 
 /** Called as each phase starts, so callers can log and time them. */
 export type PhaseHook = (phase: Phase) => void;
@@ -159,7 +159,7 @@ export async function ensureZoneRunning(
   const guests = spec.guestNics ?? [];
   if (!present.has(spec.controlVnic) || guests.some((g) => !present.has(g.name))) onPhase('vnic');
   for (const guest of guests) {
-    if (!present.has(guest.name)) await host.links.createVnic({ name: guest.name, link: spec.controlLink, mac: guest.mac });
+    if (!present.has(guest.name)) await host.links.createVnic({ name: guest.name, link: guest.port, mac: guest.mac });
   }
   if (!present.has(spec.controlVnic)) await host.links.createVnic({ name: spec.controlVnic, link: spec.controlLink });
   let state = await zoneState(host, spec.name);

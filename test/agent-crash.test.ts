@@ -116,7 +116,7 @@ describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
     const second = await startAgent(configPath);
     try {
       await Promise.all(ids.map((id) => nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running', 30_000)));
-      await second.logged(/start-up: adopted \d+ zone\(s\), removed 1 orphan zone\(s\) and 0 orphan VNIC\(s\)/);
+      await second.logged(/start-up: adopted \d+ zone\(s\) and 0 OPTE port\(s\), removed 1 orphan zone\(s\), 0 orphan VNIC\(s\)/);
     } finally {
       second.child.kill('SIGTERM');
       expect(await exited(second.child)).toBe(0);

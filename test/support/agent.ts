@@ -44,6 +44,8 @@ export function testConfig(dir: string, nexus: string, extra: Record<string, unk
     id: 'fb0f7546-4d46-40ca-9d56-cbb810684ca7',
     nexus_address: nexus,
     zpools: [POOL],
+    // Guest NICs' OPTE ports need the sled's underlay address.
+    underlay_address: 'fd00:1122:3344:101::1',
     data_dir: join(dir, 'var-oxide'),
     dropshot: { bind_address: '127.0.0.1:0' },
     log: { level: 'info' },
