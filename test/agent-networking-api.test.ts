@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectSchema } from './support/contract.js';
-import { ensureBody, realRuntime, startTestAgent, type TestAgent } from './support/agent.js';
+import { ensureBody, nexusSees, realRuntime, startTestAgent, type TestAgent } from './support/agent.js';
 import { networkedHardware, nic, rule, v2pBody, VNI_1, VNI_2 } from './support/networking.js';
 
 let t: TestAgent;
@@ -69,6 +69,24 @@ describe('V2P mappings', () => {
     expect(listed.body).toContainEqual({ interface_id: id, ...v2pBody() });
     expect((await t.request('DELETE', `/v2p/${id}`, v2pBody())).status).toBe(204);
     expect((await t.request('GET', '/v2p')).body).not.toContainEqual(expect.objectContaining({ interface_id: id }));
+  });
+
+  it('reaches the host\'s V2P table, and a delete naming a guest of this sled leaves its port\'s own entry', async () => {
+    const id = randomUUID();
+    await t.request('PUT', `/instances/${id}`, ensureWith(networkedHardware([nic()])));
+    await nexusSees(t.nexus, id, 'running');
+    const local = { virtualIp: '172.30.0.5', vni: VNI_1 };
+    expect(await t.host.network.dumpV2P()).toContainEqual(expect.objectContaining(local));
+
+    const remote = randomUUID();
+    expect((await t.request('PUT', `/v2p/${remote}`, v2pBody())).status).toBe(204);
+    expect(await t.host.network.dumpV2P()).toContainEqual(expect.objectContaining({ virtualIp: '172.30.0.6', physicalHostIp: 'fd00:1122:3344:102::1' }));
+    expect((await t.request('DELETE', `/v2p/${remote}`, v2pBody())).status).toBe(204);
+    expect(await t.host.network.dumpV2P()).not.toContainEqual(expect.objectContaining({ virtualIp: '172.30.0.6' }));
+
+    const ownBody = v2pBody({ virtual_ip: '172.30.0.5', virtual_mac: 'A8:40:25:F0:00:01', physical_host_ip: 'fd00:1122:3344:101::1' });
+    expect((await t.request('DELETE', `/v2p/${randomUUID()}`, ownBody)).status).toBe(204);
+    expect(await t.host.network.dumpV2P()).toContainEqual(expect.objectContaining(local));
   });
 
   it.each([
