@@ -27,6 +27,9 @@ const host = await IllumosHost.open({
   sbin: FAKE_BIN_DIR,
   resolveImage: (image) => join(imageDir, basename(image)),
   reachable: (zone) => propolisAddressFor(zone),
+  opteadm: join(FAKE_BIN_DIR, 'opteadm'),
+  // The fake's xde driver is there when its state has an xde.conf.
+  xdeConf: join(process.env.FAKE_ILLUMOS_STATE ?? '/nonexistent', 'xde.conf'),
   log: log.child({ component: 'illumos-host' }),
 });
 const agent = await startAgent(config, host, log);

@@ -20,6 +20,7 @@ import { testConfig, writeConfigToml } from './agent.js';
 import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './fake-illumos.js';
 import { FakeNexus, type Recorded } from './fake-nexus.js';
 import { PropolisFarm } from './propolis-farm.js';
+import { defaultVpcRules } from './vpc-rules.js';
 
 export type KillKind = 'boot' | 'burst' | 'stopped-report' | 'report' | 'random';
 export type Backend = 'sim' | 'illumos';
@@ -164,7 +165,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
       propolisId,
       nics: Array.from({ length: count }, (_, slot) => ({
         name: `net${slot}`, ip: `172.16.${i}.${5 + slot}`, mac: `a8:40:25:f${slot}:${hex2(i >> 8)}:${hex2(i & 0xff)}`,
-        subnet: `172.16.${i}.0/24`, vni: 100 + i, slot,
+        subnet: `172.16.${i}.0/24`, vni: 1024 + i, slot,
       })),
       target: 'stopped',
       answered: true,
@@ -215,6 +216,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'debug' };
   if (backend === 'illumos') {
     fake = freshFakeHost();
+    writeFileSync(join(fake.state, 'xde.conf'), '# the fake xde driver is attached\n');
     Object.assign(env, {
       FAKE_ILLUMOS_STATE: fake.state,
       FAKE_ILLUMOS_ZONE: 'global',
@@ -248,7 +250,10 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     vm.history.push(`round ${round}: PUT ${target} (initial ${vm.runtime.run_state} ${vm.runtime.gen})`);
     const url = agent!.url;
     const body = {
-      initial: { runtime: vm.runtime, nics: vm.nics, disks: [], cloud_init_bytes: null },
+      initial: {
+        runtime: vm.runtime, nics: vm.nics, disks: [], cloud_init_bytes: null,
+        firewall_rules: vm.nics.length === 0 ? [] : defaultVpcRules([(vm.nics[0] as { subnet: string }).subnet]),
+      },
       target: { run_state: target, migration_params: null },
       migrate: null,
     };
@@ -393,7 +398,10 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     // The host's view.
     const host: Host = backend === 'sim'
       ? await SimHost.open({ stateDir: simState, links: ['stub0', 'net0', 'net1'] })
-      : await IllumosHost.open({ addon: fakeIllumos(), zoneadm: join(FAKE_BIN_DIR, 'zoneadm'), zlogin: join(FAKE_BIN_DIR, 'zlogin'), sbin: FAKE_BIN_DIR, resolveImage: (i) => join(images, basename(i)) });
+      : await IllumosHost.open({
+        addon: fakeIllumos(), zoneadm: join(FAKE_BIN_DIR, 'zoneadm'), zlogin: join(FAKE_BIN_DIR, 'zlogin'), sbin: FAKE_BIN_DIR,
+        resolveImage: (i) => join(images, basename(i)), opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake!.state, 'xde.conf'),
+      });
     try {
       const zones = (await host.zones.list()).filter((z) => z.name.startsWith('oxz_'));
       const want = new Map(vms.filter((vm) => vm.target === 'running').map((vm) => [`oxz_propolis-server_${vm.propolisId}`, vm]));
@@ -411,9 +419,28 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
         if (nets.length !== vm.nics.length + 1) problems.push(`host: zone ${zone} has ${nets.length} NICs for ${vm.nics.length} guest NICs + control`);
         vnicsInZones.push(...nets);
       }
-      const owned = (await host.links.listVnics()).map((v) => v.name).filter((n) => /^(ox|vopte)/.test(n) && n !== 'underlay0').sort();
+      const vnics = await host.links.listVnics();
+      const owned = vnics.map((v) => v.name).filter((n) => /^(ox|vopte)/.test(n) && n !== 'underlay0').sort();
       if (JSON.stringify(owned) !== JSON.stringify([...vnicsInZones].sort())) {
         problems.push(`host: VNICs ${owned.join(',')} are not those of the running zones (${[...vnicsInZones].sort().join(',')})`);
+      }
+      // One OPTE port per guest NIC of a running instance, each under its zone's vopte VNIC,
+      // with the instance's rules in force (the default VPC rules: inbound SSH passes).
+      const ports = await host.network.listPorts();
+      const wanted = [...want.values()].flatMap((vm) => vm.nics as Array<{ ip: string; mac: string; vni: number }>);
+      const portIps = ports.map((p) => p.ip4 ?? '?').sort();
+      if (JSON.stringify(portIps) !== JSON.stringify(wanted.map((n) => n.ip).sort())) {
+        problems.push(`host: OPTE ports for ${portIps.join(',')}, but the running instances' NICs are ${wanted.map((n) => n.ip).sort().join(',')}`);
+      }
+      for (const port of ports) {
+        const over = vnics.filter((v) => v.link === port.name).map((v) => v.name);
+        if (over.length !== 1 || !vnicsInZones.includes(over[0]!)) problems.push(`host: port ${port.name} has VNICs ${over.join(',') || 'none'} over it, not one in a running zone`);
+      }
+      if (host.network.trace !== undefined) {
+        for (const nic of wanted) {
+          const answer = await host.network.trace({ vni: nic.vni, src_ip: '10.9.9.9', dst_ip: nic.ip, protocol: 'TCP', src_port: 40000, dst_port: 22, direction: 'in' });
+          if (answer.verdict !== 'allow') problems.push(`host: SSH to ${nic.ip} is ${answer.verdict} (${answer.reason}): the instance's rules are not in force`);
+        }
       }
     } finally {
       await host.close();
