@@ -2,7 +2,7 @@
 // illumos libraries, the fake zoneadm/zlogin and in-zone commands, a fake Nexus, and a simulated
 // Propolis standing in for the one the zone's SMF would start (the fake svcadm starts no server).
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import pino from 'pino';
@@ -91,6 +91,79 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       const gens = nexus.requests.filter(instancePuts(id)).map((r) => r.body.gen);
       expect(gens).toEqual([...gens].sort((a, b) => a - b));
     } finally {
+      await agent.close();
+      await propolis.close();
+      await nexus.close();
+      fake.remove();
+    }
+  }, 60_000);
+
+  it('gives a guest NIC its OPTE port through opteadm, with the exact argv and stdin, and removes it after the zone', async () => {
+    const fake = freshFakeHost();
+    const xdeConf = join(fake.state, 'xde.conf');
+    writeFileSync(xdeConf, 'name="xde" parent="pseudo" instance=0;\n');
+    const log = join(fake.state, 'opteadm.log');
+    process.env.FAKE_ILLUMOS_OPTEADM_LOG = log;
+    const calls = () => {
+      const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
+      rmSync(log, { force: true });
+      return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { argv: string[]; stdin: string });
+    };
+    const nexus = await FakeNexus.start();
+    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
+    const host = await IllumosHost.open({
+      addon,
+      zoneadm: join(FAKE_BIN_DIR, 'zoneadm'),
+      zlogin: join(FAKE_BIN_DIR, 'zlogin'),
+      sbin: FAKE_BIN_DIR,
+      opteadm: join(FAKE_BIN_DIR, 'opteadm-record'),
+      xdeConf,
+      resolveImage: (image) => join(dir, basename(image)),
+      reachable: () => propolis.address,
+    });
+    const config = checkAgentConfig(testConfig(dir, nexus.address, {
+      data_dir: join(dir, 'var-oxide-nic'),
+      host: { backend: 'illumos' },
+      zones: { control_link: 'net0', ready_timeout_ms: 20_000 },
+      underlay_address: 'fd00:1122:3344:101::1',
+    }), 'test');
+    const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
+    try {
+      expect(calls().map((c) => c.argv)).toEqual([['set-xde-underlay', 'net0', 'net1'], ['list-ports']]);
+      const id = randomUUID();
+      const runtime = realRuntime();
+      const nic = { name: 'net0', ip: '172.30.0.5', mac: 'A8:40:25:F0:00:01', subnet: '172.30.0.0/22', vni: 1234, primary: true, slot: 0 };
+      const body = ensureBody('running', runtime, [nic]) as { initial: Record<string, unknown> };
+      body.initial.source_nat = { ip: '192.168.1.31', first_port: 16384, last_port: 32767 };
+      body.initial.external_ips = ['192.168.1.32'];
+      body.initial.firewall_rules = [{ status: 'enabled', direction: 'inbound', targets: [], filter_hosts: null, filter_ports: ['22'], filter_protocols: ['TCP'], action: 'allow', priority: 65534 }];
+      const put = await fetch(`http://${agent.address}/instances/${id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(put.status).toBe(200);
+      await nexusSees(nexus, id, 'running', 30_000);
+      expect(calls()).toEqual([
+        { argv: ['list-ports'], stdin: '' },
+        {
+          argv: ['create-xde', 'opte0', '--guest-mac', 'a8:40:25:f0:00:01', '--private-ip', '172.30.0.5', '--vpc-subnet', '172.30.0.0/22',
+            '--gateway-mac', 'a8:40:25:ff:77:77', '--gateway-ip', '172.30.0.1', '--vpc-vni', '1234', '--src-underlay-addr', 'fd00:1122:3344:101::1',
+            '--snat-ip', '192.168.1.31', '--snat-start', '16384', '--snat-end', '32767', '--ephemeral-ip', '192.168.1.32'],
+          stdin: '',
+        },
+        { argv: ['add-router-entry', '-p', 'opte0', '172.30.0.0/22', 'sub4=172.30.0.0/22', 'system'], stdin: '' },
+        { argv: ['set-fw-rules', '-p', 'opte0'], stdin: 'dir=in action=allow priority=65534 hosts=any protocol=tcp port=22\n' },
+      ]);
+      // The guest's VNIC is over the port, in the zone, given to Propolis.
+      const zone = `oxz_propolis-server_${runtime.propolis_id}`;
+      expect((await host.links.listVnics()).find((v) => v.name === 'vopte0')?.link).toBe('opte0');
+      expect((await host.zones.config(zone)).nets[0]?.physical).toBe('vopte0');
+      expect(propolis.snapshot().request?.nics).toEqual([{ name: 'vopte0', slot: 0 }]);
+
+      const stop = await fetch(`http://${agent.address}/instances/${id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('stopped', runtime, [nic])) });
+      expect(stop.status).toBe(200);
+      await agent.agent.instances.whenGone(id);
+      expect(calls().map((c) => c.argv)).toEqual([['delete-xde', 'opte0']]);
+      expect(await host.network.listPorts()).toEqual([]);
+    } finally {
+      delete process.env.FAKE_ILLUMOS_OPTEADM_LOG;
       await agent.close();
       await propolis.close();
       await nexus.close();
