@@ -1,4 +1,6 @@
-// A local rack in one command: `npm run rack -- --sleds 4 [--nexus ADDR:PORT] [--state-dir DIR]`.
+// A local rack in one command: `npm run rack -- --sleds 4 [--real] [--nexus ADDR:PORT] [--state-dir DIR]`.
+// --real: each sled runs the real sled agent on a simulated host (zones, OPTE ports and the
+// modelled dataplane, so POST /sim/net/trace works), instead of the simulated sled agent.
 // Starts one bootstrap agent per sled on loopback (each with its trust-quorum share), writes a
 // config-rss.toml for them, runs RSS (which starts every sled agent, then its services and
 // datasets), rebuilds the rack secret from the peers, prints each sled, and runs until Ctrl-C.
@@ -20,7 +22,7 @@ import { createRackSecret, writeShareFile } from '../src/bootstrap/trust-quorum.
 import { parseSocketAddr } from '../src/common/address.js';
 import { addressInSubnet, formatRackSetupSummary, runRackSetup, sledSubnet } from '../src/rack-setup/index.js';
 
-const USAGE = 'usage: npm run rack -- --sleds N [--nexus ADDR:PORT] [--nexus-wait SECONDS] [--state-dir DIR] [--sim-mode auto|explicit]';
+const USAGE = 'usage: npm run rack -- --sleds N [--real] [--nexus ADDR:PORT] [--nexus-wait SECONDS] [--state-dir DIR] [--sim-mode auto|explicit]';
 const RACK_SUBNET = 'fd00:1122:3344:0100::';
 
 function fail(message: string): never {
@@ -37,6 +39,7 @@ try {
       'nexus-wait': { type: 'string', default: '10' },
       'state-dir': { type: 'string' },
       'sim-mode': { type: 'string', default: 'auto' },
+      real: { type: 'boolean', default: false },
     },
   }).values;
 } catch (err) {
@@ -139,17 +142,31 @@ try {
     const shareFile = join(sled.dir, 'share.json');
     if (quorum) await writeShareFile(shareFile, quorum.distributions[sled.index]!);
     const others = plan.filter((p) => p !== sled);
+    // The real agent reads a config file (the bootstrap agent sets its id, address and underlay).
+    const realConfig = join(sled.dir, 'sled-agent.toml');
+    if (args.real) {
+      writeFileSync(realConfig, stringify({
+        id: sled.id,
+        nexus_address: nexusAddress,
+        zpools: sled.zpools.map((id) => `oxp_${id}`),
+        data_dir: join(sled.dir, 'var-oxide'),
+        host: { backend: 'sim', state_dir: join(sled.dir, 'sim-host'), latency: 'zero' },
+        updates: { artifact_dir: join(sled.dir, 'zones') },
+      }));
+    }
     agents.push(await startBootstrap(checkBootstrapConfig({
       id: sled.id,
       bind_address: sled.bootstrap,
       data_dir: sled.dir,
       sled_address: sled.sled,
-      sled_agent: {
-        nexus_address: nexusAddress,
-        sim_mode: args['sim-mode'],
-        storage: { ip: '127.0.0.1', zpools: sled.zpools.map((id) => ({ id, size: 2 ** 40 })) },
-        updates: { artifact_dir: join(sled.dir, 'zones') },
-      },
+      ...(args.real ? { sled_agent_config: realConfig } : {
+        sled_agent: {
+          nexus_address: nexusAddress,
+          sim_mode: args['sim-mode'],
+          storage: { ip: '127.0.0.1', zpools: sled.zpools.map((id) => ({ id, size: 2 ** 40 })) },
+          updates: { artifact_dir: join(sled.dir, 'zones') },
+        },
+      }),
       ...(quorum ? {
         trust_quorum: {
           share_file: shareFile,
