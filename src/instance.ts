@@ -439,11 +439,8 @@ export class Instance {
       // Each guest NIC's port, route, rules and external IPs, before the VNIC over it.
       const nics = this.#guestNics();
       if (nics.length > 0) phase('ports');
-      for (const nic of nics) {
-        await ctx.ports.ensurePort(this.id, nic.port, nic.nic, nic.primary, this.record.hardware,
-          this.record.hardware.firewall_rules ?? [], run);
-        abort.signal.throwIfAborted();
-      }
+      await ctx.ports.ensurePorts(this.id, nics, this.record.hardware, this.record.hardware.firewall_rules ?? [], run);
+      abort.signal.throwIfAborted();
       const booted = await ensureZoneRunning(host, {
         name: this.zone,
         image: zoneImage('propolis-server'),

@@ -96,62 +96,67 @@ export class PortManager {
   }
 
   /**
-   * Makes the port for one guest NIC, or completes one a crash left half-made: create the port
-   * (with its external IPs, on the primary NIC only), then its subnet route, then the rules.
-   * `rules`: the instance's firewall rules as Nexus sent them (they become the VPC's).
+   * Makes the ports of an instance's guest NICs, or completes ports a crash left half-made: each
+   * port (with the external IPs, on the primary NIC only), then its subnet route, then the rules.
+   * The NICs' ports are independent, so they are made at once. `rules`: the instance's firewall
+   * rules as Nexus sent them, which are its VPCs' current ones when `fresh` (a request); after a
+   * restart the VPC's rules as last recorded win (a rules PUT may have come since).
    */
-  async ensurePort(instance: string, port: string, nic: GuestNic, primary: boolean, external: InstanceExternal,
-    rules: readonly WireFirewallRule[], fresh: boolean): Promise<void> {
+  async ensurePorts(instance: string, nics: ReadonlyArray<{ port: string; nic: GuestNic; primary: boolean }>,
+    external: InstanceExternal, rules: readonly WireFirewallRule[], fresh: boolean): Promise<void> {
+    if (nics.length === 0) return;
     const status = await this.network.available();
     if (!status.available) {
       throw Object.assign(new Error(`instance ${instance} has guest NICs, but OPTE is missing on this sled: ${status.reason}`), { code: 'OPTE_UNAVAILABLE' });
     }
-    if (this.underlayAddr === undefined) {
+    const underlayAddr = this.underlayAddr;
+    if (underlayAddr === undefined) {
       throw Object.assign(new Error('guest NICs need the sled\'s underlay address for their OPTE ports: set underlay_address in the config'),
         { code: 'OPTE_NO_UNDERLAY' });
     }
-    this.#live.set(port, { instance, vni: nic.vni, mac: nic.mac });
-    const spec: PortSpec = {
-      name: port,
-      guestMac: nic.mac,
-      privateIp: nic.ip,
-      subnet: nic.subnet,
-      gatewayMac: OPTE_GATEWAY_MAC,
-      gatewayIp: firstHost(nic.subnet),
-      vni: nic.vni,
-      underlayAddr: this.underlayAddr,
-      external: primary ? externalOf(external) : { snat: null, ephemeralIp: null, floatingIps: [] },
-    };
-    const route: RouterEntry = { dest: nic.subnet, target: { type: 'vpc_subnet', subnet: nic.subnet }, class: 'system' };
-    const existing = (await this.network.listPorts()).find((p) => p.name === port);
-    if (existing === undefined) {
-      await this.network.createPort(spec);
-      await this.network.addRouterEntry(port, route);
-    } else {
-      // Adopted (or made before a crash): whether its route went in is unknown, and adding an
-      // entry is not idempotent (it appends), so take out the one there may be first.
-      try {
-        await this.network.delRouterEntry(port, route);
-      } catch (err) {
-        if (!isHostError(err, 'OPTE_NO_ENTRY')) throw err;
+    const applied = new Map<number, readonly WireFirewallRule[]>();
+    let changed = false;
+    for (const { nic } of nics) {
+      const known = this.ledger.value.vpc_rules[String(nic.vni)];
+      const own = known === undefined || (fresh && rules.length > 0);
+      applied.set(nic.vni, own ? rules : known);
+      if (own && rules.length > 0 && JSON.stringify(known) !== JSON.stringify(rules)) {
+        this.ledger.value.vpc_rules[String(nic.vni)] = [...rules];
+        changed = true;
       }
-      await this.network.addRouterEntry(port, route);
-      if (primary) await this.network.setExternalIps(port, spec.external);
     }
-    // A request's rules are Nexus's current ones for the VPC; after a restart, what the ledger
-    // holds for the VPC is at least as new as the instance's own (a rules PUT may have come since).
-    const known = this.ledger.value.vpc_rules[String(nic.vni)];
-    const own = known === undefined || (fresh && rules.length > 0);
-    if (own && rules.length > 0) {
-      this.ledger.value.vpc_rules[String(nic.vni)] = [...rules];
-      await this.ledger.commit();
-    }
-    await this.network.setFirewallRules(port, this.#rulesFor(own ? rules : known, nic));
-  }
-
-  /** After a restart: an instance that is not provisioned again still owns its ports (adopted). */
-  claim(instance: string, port: string, nic: GuestNic): void {
-    this.#live.set(port, { instance, vni: nic.vni, mac: nic.mac });
+    if (changed) await this.ledger.commit();
+    const present = new Set((await this.network.listPorts()).map((p) => p.name));
+    await Promise.all(nics.map(async ({ port, nic, primary }) => {
+      this.#live.set(port, { instance, vni: nic.vni, mac: nic.mac });
+      const spec: PortSpec = {
+        name: port,
+        guestMac: nic.mac,
+        privateIp: nic.ip,
+        subnet: nic.subnet,
+        gatewayMac: OPTE_GATEWAY_MAC,
+        gatewayIp: firstHost(nic.subnet),
+        vni: nic.vni,
+        underlayAddr,
+        external: primary ? externalOf(external) : { snat: null, ephemeralIp: null, floatingIps: [] },
+      };
+      const route: RouterEntry = { dest: nic.subnet, target: { type: 'vpc_subnet', subnet: nic.subnet }, class: 'system' };
+      if (!present.has(port)) {
+        await this.network.createPort(spec);
+        await this.network.addRouterEntry(port, route);
+      } else {
+        // Adopted (or made before a crash): whether its route went in is unknown, and adding an
+        // entry is not idempotent (it appends), so take out the one there may be first.
+        try {
+          await this.network.delRouterEntry(port, route);
+        } catch (err) {
+          if (!isHostError(err, 'OPTE_NO_ENTRY')) throw err;
+        }
+        await this.network.addRouterEntry(port, route);
+        if (primary) await this.network.setExternalIps(port, spec.external);
+      }
+      await this.network.setFirewallRules(port, this.#rulesFor(applied.get(nic.vni) ?? [], nic));
+    }));
   }
 
   /**

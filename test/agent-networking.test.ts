@@ -2,6 +2,7 @@
 // simulated host, guests in two VPCs, OPTE ports made for their NICs, and the simulated dataplane
 // (POST /sim/net/trace) saying why a packet passes. The addresses in requests are data.
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { instancePuts, nexusSees, realRuntime, startTestAgent, type TestAgent } from './support/agent.js';
 import { FakeNexus } from './support/fake-nexus.js';
@@ -15,7 +16,10 @@ const SLED_B = 'fd00:1122:3344:102::1';
 let agents: TestAgent[] = [];
 let nexus: FakeNexus | undefined;
 afterEach(async () => {
-  for (const a of agents) await a.stop();
+  for (const a of agents) {
+    await a.stop();
+    rmSync(a.dir, { recursive: true, force: true });
+  }
   await nexus?.close();
   agents = [];
   nexus = undefined;
