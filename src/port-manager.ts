@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { FirewallRule, HostNetwork, PortSpec, RouterEntry, V2PMapping } from './host/index.js';
 import { isHostError, OPTE_GATEWAY_MAC } from './host/index.js';
 import { opteFirewallRules, type VpcFirewallRule as WireFirewallRule } from './host/firewall.js';
-import { vniOfRules } from './common/network-checks.js';
+import { sameIp, sameMapping, vniOfRules } from './common/network-checks.js';
 import { Ledger } from './ledger.js';
 
 /** A guest NIC as the instance ensure body gives it (NetworkInterface). */
@@ -217,18 +217,29 @@ export class PortManager {
     return opteFirewallRules(rules, { vni: port.vni, mac: port.mac });
   }
 
-  /** PUT /v2p/{interface_id}. */
+  /**
+   * PUT /v2p/{interface_id}. One mapping per interface and, as in OPTE, one per (VNI, virtual
+   * IP): an interface that takes an address replaces the mapping of the one that held it.
+   */
   async setV2P(interfaceId: string, body: V2PBody): Promise<void> {
-    this.ledger.value.v2p[interfaceId] = { ...body };
+    const held = this.ledger.value.v2p;
+    for (const [other, m] of Object.entries(held)) {
+      if (other !== interfaceId && m.vni === body.vni && sameIp(m.virtual_ip, body.virtual_ip)) delete held[other];
+    }
+    held[interfaceId] = { ...body };
     await this.ledger.commit();
     await this.network.setV2P(mappingOf(body));
   }
 
   /**
-   * DELETE /v2p/{interface_id}: really deletes the mapping (omicron's was a no-op), but never
-   * the driver's own entry for a port on this sled (OPTE clears by (VNI, IP) whatever is there).
+   * DELETE /v2p/{interface_id}: really deletes the mapping (omicron's was a no-op) if it is the
+   * one named, so a late delete for a sled the guest has left does not cut it off where it is
+   * now; deleting what is not held is a no-op (a retried delete succeeds). Never the driver's own
+   * entry for a port on this sled (OPTE clears by (VNI, IP) whatever is there).
    */
   async deleteV2P(interfaceId: string, body: V2PBody): Promise<void> {
+    const held = this.ledger.value.v2p[interfaceId];
+    if (held === undefined || !sameMapping(held, body)) return;
     delete this.ledger.value.v2p[interfaceId];
     await this.ledger.commit();
     const ports = await this.network.listPorts();

@@ -168,6 +168,29 @@ describe('guest networking on two sleds', () => {
     expect(Math.max(...names)).toBeGreaterThan(77);
   });
 
+  it('V2P: a late delete naming a sled the guest has left is a no-op; an interface taking an address replaces the old mapping', async () => {
+    const [a] = await sleds();
+    const mapping = { virtual_ip: '172.30.0.9', virtual_mac: 'A8:40:25:F0:00:09', physical_host_ip: SLED_B, vni: VPC1.vni };
+    const nic = randomUUID();
+    expect((await a.request('PUT', `/v2p/${nic}`, mapping)).status).toBe(204);
+    // The guest moved to a third sled: Nexus sets the new mapping, then a late delete of the old arrives.
+    const moved = { ...mapping, physical_host_ip: 'fd00:1122:3344:103::1' };
+    expect((await a.request('PUT', `/v2p/${nic}`, moved)).status).toBe(204);
+    expect((await a.request('DELETE', `/v2p/${nic}`, mapping)).status).toBe(204);
+    expect((await a.host.network.dumpV2P()).find((m) => m.virtualIp === '172.30.0.9')?.physicalHostIp).toBe('fd00:1122:3344:103::1');
+    expect((await a.request('GET', '/v2p')).body).toEqual([expect.objectContaining({ interface_id: nic, physical_host_ip: 'fd00:1122:3344:103::1' })]);
+    // Another interface takes the address (the first NIC was deleted without its mapping cleared).
+    const other = randomUUID();
+    expect((await a.request('PUT', `/v2p/${other}`, { ...mapping, virtual_mac: 'A8:40:25:F0:00:0A' })).status).toBe(204);
+    expect((await a.request('GET', '/v2p')).body.map((m: { interface_id: string }) => m.interface_id)).toEqual([other]);
+    // The delete that names what is held deletes it; again, it is a no-op.
+    for (let i = 0; i < 2; i += 1) {
+      expect((await a.request('DELETE', `/v2p/${other}`, { ...mapping, virtual_mac: 'a8:40:25:f0:00:0a' })).status).toBe(204);
+    }
+    expect((await a.request('GET', '/v2p')).body).toEqual([]);
+    expect((await a.host.network.dumpV2P()).some((m) => m.virtualIp === '172.30.0.9')).toBe(false);
+  });
+
   it('refuses a trace it cannot evaluate with a 400 naming the field', async () => {
     const [a] = await sleds();
     const bad = await a.request('POST', '/sim/net/trace', { vni: 1 << 24, src_ip: '1.2.3.4', dst_ip: '1.2.3.5', protocol: 'TCP', direction: 'out' });

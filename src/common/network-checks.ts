@@ -3,7 +3,7 @@
 // with the field, spelled as the schema errors spell it ("body/initial/nics/1/mac ..."), so a
 // person can find it in the body they sent.
 import { invalidRequest } from './errors.js';
-import { parseIpv6, prefixMask } from './ipv6.js';
+import { canonicalIpv6, parseIpv6, prefixMask } from './ipv6.js';
 import type {
   InstanceHardware, NetworkInterface, SetVirtualNetworkInterfaceHost, SourceNatConfig, VpcFirewallRule,
   VpcFirewallRulesEnsureBody,
@@ -186,4 +186,21 @@ export function vniOfRules(vni: number | undefined, rules: VpcFirewallRule[]): n
 export function checkV2P(body: SetVirtualNetworkInterfaceHost, where = 'body'): void {
   checkGuestMac(body.virtual_mac, `${where}/virtual_mac`);
   checkVni(body.vni, `${where}/vni`);
+}
+
+/** Spellings that mean the same mapping compare equal ("A8:40:25:F0:00:01" and lower case, "fd00::0:1" and "fd00::1"). */
+export function sameMapping(a: SetVirtualNetworkInterfaceHost, b: SetVirtualNetworkInterfaceHost): boolean {
+  return a.vni === b.vni
+    && a.virtual_mac.toLowerCase() === b.virtual_mac.toLowerCase()
+    && sameIp(a.virtual_ip, b.virtual_ip)
+    && sameIp(a.physical_host_ip, b.physical_host_ip);
+}
+
+export function sameIp(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    return canonicalIpv6(a) === canonicalIpv6(b);
+  } catch {
+    return false; // IPv4 spellings are canonical already
+  }
 }

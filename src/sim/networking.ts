@@ -3,30 +3,12 @@
 // (illumos-utils opte/non_illumos.rs, sim/sled_agent.rs at bea1af3c74). There are no ports
 // here — the simulated host's OPTE model is src/sim/opte.ts — so there is no local entry to
 // protect; what is modelled is what Nexus asked for, for its tests to inspect.
-import { vniOfRules } from '../common/network-checks.js';
-import { canonicalIpv6 } from '../common/ipv6.js';
+import { sameIp, sameMapping, vniOfRules } from '../common/network-checks.js';
 import type { SetVirtualNetworkInterfaceHost, V2pMapping, VpcFirewallRule } from '../params.js';
 
 export interface VpcRules {
   vni: number;
   rules: VpcFirewallRule[];
-}
-
-/** Spellings that mean the same mapping compare equal ("A8:40:25:F0:00:01" and lower case, "fd00::0:1" and "fd00::1"). */
-function sameMapping(a: SetVirtualNetworkInterfaceHost, b: SetVirtualNetworkInterfaceHost): boolean {
-  return a.vni === b.vni
-    && a.virtual_mac.toLowerCase() === b.virtual_mac.toLowerCase()
-    && sameIp(a.virtual_ip, b.virtual_ip)
-    && sameIp(a.physical_host_ip, b.physical_host_ip);
-}
-
-function sameIp(a: string, b: string): boolean {
-  if (a === b) return true;
-  try {
-    return canonicalIpv6(a) === canonicalIpv6(b);
-  } catch {
-    return false; // IPv4 spellings are canonical already
-  }
 }
 
 export class SimNetworking {
