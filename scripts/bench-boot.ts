@@ -72,12 +72,13 @@ import { NexusClient } from '../src/nexus-client.js';
 import { PropolisClient } from '../src/propolis-client.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { printTable } from './table.js';
+import { defaultVpcRules } from '../test/support/vpc-rules.js';
 
 // ---- targets and shape ----
 
 const TARGET_OVERHEAD_P99_MS = 5;
 const TARGET_RATIO = 50;
-const PHASES: readonly Phase[] = ['vnic', 'configure', 'install', 'boot', 'zone_running', 'network', 'address', 'service', 'propolis'];
+const PHASES: readonly Phase[] = ['ports', 'vnic', 'configure', 'install', 'boot', 'zone_running', 'network', 'address', 'service', 'propolis'];
 /** "accept": PUT sent -> the first host step (HTTP, state machine, ledger commits). "propolis" ends when Nexus receives running. */
 const SEGMENTS = ['accept', ...PHASES] as const;
 type Segment = (typeof SEGMENTS)[number];
@@ -412,6 +413,8 @@ interface Options {
   logLevel: string;
   /** Where to write a CPU profile of the main thread for each measured run; null: none. */
   cpuProf: string | null;
+  /** Guest NICs per instance, each an OPTE port and a VNIC over it. */
+  nics: number;
 }
 
 function usage(problem?: string): never {
@@ -419,7 +422,7 @@ function usage(problem?: string): never {
   process.stderr.write(`usage: bench-boot.ts [--counts 1,10,100] [--quick] [--modes event,poll] [--seed N]
                      [--durable] [--propolis-on-demand] [--deadline SECONDS] [--out DIR] [--no-warmup] [--log-level info]
                      [--cpu-prof DIR]  (a .cpuprofile of the main thread for each measured run)
-                     [--host sim|illumos] [--config FILE.toml] [--subnet fd00:1122:3344:101]
+                     [--host sim|illumos] [--config FILE.toml] [--subnet fd00:1122:3344:101] [--nics 2]
 env: BENCH_QUICK=1 (counts 1,10), BENCH_COUNTS=1,10,100, BENCH_SEED=N\n`);
   process.exit(2);
 }
@@ -443,6 +446,7 @@ function parseOptions(): Options {
         host: { type: 'string', default: 'sim' },
         config: { type: 'string' },
         subnet: { type: 'string', default: 'fd00:1122:3344:101' },
+        nics: { type: 'string', default: '2' },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -468,7 +472,10 @@ function parseOptions(): Options {
   const deadlineS = parsed.deadline === undefined ? (host === 'illumos' ? 1800 : 180) : Number(parsed.deadline);
   if (!(deadlineS > 0)) usage(`--deadline: seconds > 0, got "${parsed.deadline}"`);
   if (!/^[0-9a-fA-F:]+$/.test(parsed.subnet) || parsed.subnet.endsWith(':')) usage(`--subnet: the first 64 bits of an IPv6 /64, e.g. fd00:1122:3344:101`);
+  const nics = Number(parsed.nics);
+  if (!Number.isInteger(nics) || nics < 0 || nics > 8) usage(`--nics: guest NICs per instance, 0 to 8, got "${parsed.nics}"`);
   return {
+    nics,
     counts,
     modes: modes as Readiness[],
     host,
@@ -541,7 +548,21 @@ interface RunResult {
   instances: InstanceResult[];
 }
 
-function instanceBody(i: number, subnet: string, config: AgentConfig): { id: string; propolisId: string; body: string } {
+/**
+ * Guest NICs of instance `i` in one VPC (172.30.0.0/16, Nexus's default rules): NIC k of every
+ * instance in its own /20, so addresses and (VNI, MAC) pairs are unique on the sled.
+ */
+function guestNics(i: number, count: number): { nics: unknown[]; firewall_rules: unknown[] } {
+  const j = i + 2; // past the network address and the gateway
+  const nics = Array.from({ length: count }, (_, k) => ({
+    name: `net${k}`, ip: `172.30.${k * 16 + (j >> 8)}.${j & 255}`,
+    mac: `A8:40:25:F${k}:${((j >> 8) & 255).toString(16).padStart(2, '0')}:${(j & 255).toString(16).padStart(2, '0')}`,
+    subnet: '172.30.0.0/16', vni: 1024, primary: k === 0, slot: k,
+  }));
+  return { nics, firewall_rules: count === 0 ? [] : defaultVpcRules(['172.30.0.0/16']) };
+}
+
+function instanceBody(i: number, subnet: string, config: AgentConfig, nicCount = 0): { id: string; propolisId: string; body: string } {
   const id = randomUUID();
   const propolisId = randomUUID();
   const runtime = {
@@ -558,7 +579,7 @@ function instanceBody(i: number, subnet: string, config: AgentConfig): { id: str
     time_updated: new Date().toISOString(),
   };
   const body = {
-    initial: { runtime, nics: [], disks: [], cloud_init_bytes: null },
+    initial: { runtime, ...guestNics(i, nicCount), disks: [], cloud_init_bytes: null },
     target: { run_state: 'running', migration_params: null },
     migrate: null,
   };
@@ -785,6 +806,7 @@ function agentConfig(setup: RunSetup, dir: string, nexus: string): AgentConfig {
     id: SLED_ID,
     nexus_address: nexus,
     zpools: [POOL],
+    underlay_address: `${options.subnet}::1`,
     data_dir: join(dir, 'var-oxide'),
     dropshot: { bind_address: '127.0.0.1:0' },
     log: { level: options.logLevel },
@@ -835,7 +857,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
     say(`agent on ${running.address} (${host.kind} host), Nexus recorder on ${nexus}; sending ${n} PUT${n === 1 ? '' : 's'}`
       + `${rounds > 1 ? `, ${rounds} times one after another` : ''}`);
 
-    const bodies = Array.from({ length: total }, (_, i) => instanceBody(i, options.subnet, config));
+    const bodies = Array.from({ length: total }, (_, i) => instanceBody(i, options.subnet, config, options.nics));
     const commitsBefore = ledgerCommits.length;
     const fsyncsBefore = fsyncs.length;
     const cpu0 = mainThreadCpuMs();
@@ -1101,6 +1123,12 @@ function printRun(r: RunResult, modelled: boolean): void {
   rows.push(['total (PUT -> Nexus running)', fmtMs(r.total?.p50), fmtMs(r.total?.p99),
     ...(modelled ? [fmtMs(r.modelled?.p50), fmtMs(r.overhead?.p50), fmtMs(r.overhead?.p99)] : [])]);
   printTable(header, rows);
+  const ports = r.segments.ports;
+  if (ports?.measured) {
+    console.log(`  network steps (the NICs' OPTE ports, each opteadm run modelled at ${REALISTIC_LATENCIES.opte} ms): p50 ${fmtMs(ports.measured.p50)} ms, `
+      + `p99 ${fmtMs(ports.measured.p99)} ms on the critical path${modelled ? ` (modelled p50 ${fmtMs(ports.modelled?.p50)} ms)` : ''}, `
+      + `of p50 ${fmtMs(r.total?.p50)} ms in all`);
+  }
   if (modelled && r.overhead && r.mode === 'poll') {
     console.log('  overhead split: not meaningful when polling (the modelled waits pass between polls, outside host calls)');
   } else if (modelled && r.overhead) {
