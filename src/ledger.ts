@@ -3,8 +3,26 @@
 // while a write is in flight are grouped into the next write, so a hundred concurrent requests
 // cost two writes, not a hundred, and each caller still learns when its own change is durable.
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, sep } from 'node:path';
 import { fsyncDir, readJsonIfExists, writeFileAtomic } from './common/persist.js';
+
+type CommitObserver = (path: string, seconds: number) => void;
+
+/**
+ * Who is told how long each ledger write under a directory took (an agent's metrics, for its
+ * data_dir). Keyed by directory rather than passed to each Ledger, so the managers that open
+ * ledgers need not carry metrics; agents sharing a process have distinct data directories.
+ */
+const commitObservers = new Map<string, CommitObserver>();
+
+/** Reports every ledger write under `dir` to `observer` until the returned function is called. */
+export function observeLedgerCommits(dir: string, observer: CommitObserver): () => void {
+  const prefix = dir.endsWith(sep) ? dir : dir + sep;
+  commitObservers.set(prefix, observer);
+  return () => {
+    if (commitObservers.get(prefix) === observer) commitObservers.delete(prefix);
+  };
+}
 
 export class Ledger<T> {
   #value: T;
@@ -62,8 +80,12 @@ export class Ledger<T> {
   }
 
   async #write(): Promise<void> {
+    const start = performance.now();
     // Compact: ledgers are for the agent to read back; `jq` makes them readable for people.
     await writeFileAtomic(this.path, JSON.stringify(this.#value), 0o644, false);
+    for (const [prefix, observe] of commitObservers) {
+      if (this.path.startsWith(prefix)) observe(this.path, (performance.now() - start) / 1000);
+    }
   }
 
   /** Settles once no write is in flight or queued (shutdown waits for this). */

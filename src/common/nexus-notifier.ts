@@ -17,7 +17,15 @@ export interface BackoffOptions {
 
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 30_000, factor: 2 };
 
-type Outcome = 'delivered' | 'refused' | 'superseded' | 'cancelled';
+export type Outcome = 'delivered' | 'refused' | 'superseded' | 'cancelled';
+
+/** What an operator graphs of the notifier (src/metrics.ts): told as it happens, never asked. */
+export interface NotifierObserver {
+  /** Each push ends in exactly one outcome. */
+  outcome(key: string, outcome: Outcome): void;
+  /** An attempt failed and will be retried. */
+  retry(key: string): void;
+}
 
 interface Pending {
   send: () => Promise<void>;
@@ -39,6 +47,7 @@ export class NexusNotifier {
   constructor(
     private readonly log: Logger,
     private readonly backoff: BackoffOptions = DEFAULT_BACKOFF,
+    private readonly observer: NotifierObserver | null = null,
   ) {}
 
   /**
@@ -56,7 +65,7 @@ export class NexusNotifier {
     const entry: Pending = { send, what, waiters: [] };
     const done = new Promise<Outcome>((resolve) => entry.waiters.push(resolve));
     lane.pending = entry;
-    if (previous) settle(previous, 'superseded');
+    if (previous) this.settle(key, previous, 'superseded');
     // A lane waiting out a backoff sends the newer state now rather than after the delay.
     lane.wake?.();
     if (!lane.running) void this.run(key, lane);
@@ -78,22 +87,23 @@ export class NexusNotifier {
       lane.pending = null;
       try {
         await entry.send();
-        settle(entry, 'delivered');
+        this.settle(key, entry, 'delivered');
         attempt = 0;
         this.log.debug({ key, what: entry.what }, 'delivered to Nexus');
       } catch (err) {
         if (err instanceof NexusError && err.permanent) {
-          settle(entry, 'refused');
+          this.settle(key, entry, 'refused');
           this.log.error({ key, what: entry.what, err: err.message }, 'Nexus refused update; not retrying');
           continue;
         }
         if (lane.pending) {
           // Something newer arrived meanwhile: that is what to retry with.
-          settle(entry, 'superseded');
+          this.settle(key, entry, 'superseded');
         } else {
           lane.pending = entry;
         }
         attempt += 1;
+        this.observer?.retry(key);
         const delay = this.delayFor(attempt);
         this.log.warn({ key, what: entry.what, attempt, retryInMs: delay, err: errMessage(err) },
           'Nexus update failed; will retry');
@@ -101,10 +111,15 @@ export class NexusNotifier {
       }
     }
     lane.running = false;
-    if (lane.pending) settle(lane.pending, 'cancelled');
+    if (lane.pending) this.settle(key, lane.pending, 'cancelled');
     lane.pending = null;
     this.lanes.delete(key);
     if (this.lanes.size === 0) for (const resolve of this.idle) resolve();
+  }
+
+  private settle(key: string, entry: Pending, outcome: Outcome): void {
+    settle(entry, outcome);
+    this.observer?.outcome(key, outcome);
   }
 
   /** Full-jitter-ish: between half and all of the capped exponential delay. */
