@@ -46,11 +46,24 @@ export function openSimHost(config: AgentConfig, log: Logger): Promise<SimHost> 
   });
 }
 
+/** Why openHost() chose each host it opened, as it logged it (GET /inventory shows it). */
+const reasons = new WeakMap<Host, string>();
+
+/** The reason openHost() logged for `host`; undefined for a host opened another way (tests, benchmarks). */
+export function hostChoiceReason(host: Host): string | undefined {
+  return reasons.get(host);
+}
+
+function chosen<H extends Host>(host: H, reason: string): H {
+  reasons.set(host, reason);
+  return host;
+}
+
 export async function openHost(config: AgentConfig, log: Logger): Promise<Host> {
   const { backend } = config.host;
   if (backend === 'sim') {
     log.info({ backend: 'sim', state_dir: config.host.state_dir }, 'host: simulated (host.backend = "sim")');
-    return openSimHost(config, log);
+    return chosen(await openSimHost(config, log), 'host.backend = "sim"');
   }
   let reason: string;
   try {
@@ -59,7 +72,7 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
     const availability = illumosAvailable(addon);
     if (availability.available) {
       log.info({ backend: 'illumos', lib_dir: config.host.lib_dir ?? '(system)' }, 'host: illumos (the system libraries loaded)');
-      return await IllumosHost.open({
+      return chosen(await IllumosHost.open({
         addon,
         ...(config.host.zoneadm ? { zoneadm: config.host.zoneadm } : {}),
         ...(config.host.zlogin ? { zlogin: config.host.zlogin } : {}),
@@ -67,7 +80,7 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
         ...(config.host.opteadm ? { opteadm: config.host.opteadm } : {}),
         ...(config.host.xde_conf ? { xdeConf: config.host.xde_conf } : {}),
         log: log.child({ component: 'illumos-host' }),
-      });
+      }), `the system libraries loaded (host.backend = "${backend}")`);
     }
     reason = availability.reason ?? 'unavailable';
   } catch (err) {
@@ -75,5 +88,5 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
   }
   if (backend === 'illumos') throw new Error(`host.backend is "illumos" but ${reason}`);
   log.info({ backend: 'sim', reason, state_dir: config.host.state_dir }, `host: simulated, because ${reason}`);
-  return openSimHost(config, log);
+  return chosen(await openSimHost(config, log), `the illumos host is unavailable: ${reason}`);
 }
