@@ -7,6 +7,7 @@ import {
   InstanceRuntimeState, InterfacePathParam, NoContent, SetVirtualNetworkInterfaceHost, UpdateArtifact, V2pMapping,
   VpcFirewallRulesEnsureBody, VpcPathParam,
 } from './params.js';
+import { Health, InstanceView, InstanceViewList, SledInventory } from './operator-params.js';
 
 const errors = { '4xx': ApiError, '5xx': ApiError } as const;
 
@@ -90,4 +91,50 @@ export const diskPoke = {
   operationId: 'disk_poke',
   params: DiskPathParam,
   response: { 204: NoContent('transition finished'), ...errors },
+} as const;
+
+// For operators, on both agents; none is in the 2022 contract (src/operator-params.ts).
+const NOT_IN_CONTRACT = 'Not in omicron\'s 2022 contract (sled-agent.json): added for operators. ';
+
+export const instanceList = {
+  operationId: 'instance_list',
+  summary: 'The instances on this sled as the agent sees them now',
+  description: `${NOT_IN_CONTRACT}Answered from the agent's own state, without asking the host.`,
+  response: { 200: InstanceViewList, ...errors },
+} as const;
+
+export const instanceGet = {
+  operationId: 'instance_get',
+  summary: 'One instance as the agent sees it now',
+  description: `${NOT_IN_CONTRACT}404 for an instance this sled does not have.`,
+  params: InstancePathParam,
+  response: { 200: InstanceView, ...errors },
+} as const;
+
+export const inventoryGet = {
+  operationId: 'inventory',
+  summary: 'What this sled has and runs',
+  description: `${NOT_IN_CONTRACT}Modern omicron serves an inventory too, in another shape. The real agent asks the host `
+    + 'for its zones, pools and OPTE ports; the simulated sled agent answers with its simulated storage, services and instances.',
+  response: { 200: SledInventory, ...errors },
+} as const;
+
+export const healthGet = {
+  operationId: 'health',
+  summary: 'Whether the agent is serving and its host backend answers',
+  description: `${NOT_IN_CONTRACT}200 when serving and the host answers a zone list within a short deadline (checked at most `
+    + 'about once a second, so a supervisor may call it every second); 503 with the reason otherwise.',
+  response: { 200: Health, ...errors },
+} as const;
+
+export const metricsGet = {
+  operationId: 'metrics',
+  summary: 'Prometheus metrics of this agent and its process',
+  description: `${NOT_IN_CONTRACT}Text exposition format 0.0.4. sled_agent_* are this agent's (HTTP requests, instances by `
+    + 'state, provisioning phases, host calls, the Nexus queue, ledger writes); nodejs_* and process_* are the process\'s '
+    + '(event-loop delay, GC, memory).',
+  response: {
+    200: { description: 'the metrics', content: { 'text/plain': { schema: Type.String() } } },
+    ...errors,
+  },
 } as const;

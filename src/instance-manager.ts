@@ -102,6 +102,11 @@ export class InstanceManager {
     return this.#instances.size;
   }
 
+  /** Every instance on the sled (GET /instances, /inventory, the metrics). */
+  list(): Instance[] {
+    return [...this.#instances.values()];
+  }
+
   /**
    * PUT /instances/{id} (reference §7 ensure). `initial` is used only for an instance this sled
    * does not have (or a migration to a new Propolis); the state returned is the one after the

@@ -25,6 +25,12 @@ import { ServiceManager } from './services.js';
 import { StorageManager } from './storage-manager.js';
 import { downloadArtifact } from './updates.js';
 import { ensureAddress, removeZone, VnicNames, ZONE_PREFIX } from './zone.js';
+import { HostHealth, healthRoute, type HealthOptions } from './health.js';
+import { hostChoiceReason } from './host/open.js';
+import { inventoryRoutes } from './inventory.js';
+import { observeLedgerCommits } from './ledger.js';
+import { instrumentHost, Metrics, metricsRoute } from './metrics.js';
+import { VERSION } from './version.js';
 
 export interface StartupSummary {
   adopted: string[];
@@ -40,6 +46,8 @@ export interface StartupSummary {
 export interface SledAgentOptions {
   /** Called as each instance provisioning phase starts (the boot benchmark). */
   onPhase?: (instance: string, phase: Phase | 'running') => void;
+  /** GET /health's deadline for the host and how long an answer is reused (tests shorten them). */
+  health?: HealthOptions;
 }
 
 export class SledAgent {
@@ -54,16 +62,33 @@ export class SledAgent {
     readonly services: ServiceManager,
     readonly storage: StorageManager,
     readonly ports: PortManager,
+    readonly metrics: Metrics,
+    readonly health: HostHealth,
+    /** Why this host backend (src/host/open.ts), for GET /inventory. */
+    readonly hostReason: string,
+    private readonly stopObservingLedgers: () => void,
   ) {}
 
+  /** What the last start-up found (set by startAgent). */
+  startup: (StartupSummary & { at: string }) | null = null;
+  /** Where the API listens (set by startAgent). */
+  address: string | null = null;
+  /** Nexus accepted this sled's registration. */
+  registered = false;
+
   /** Opens the ledgers and managers; touches nothing on the host yet. */
-  static async open(config: AgentConfig, host: Host, log: Logger, options: SledAgentOptions = {}): Promise<SledAgent> {
+  static async open(config: AgentConfig, givenHost: Host, log: Logger, options: SledAgentOptions = {}): Promise<SledAgent> {
+    const hostReason = hostChoiceReason(givenHost) ?? `a ${givenHost.kind} host given to the agent directly (not chosen by [host] backend)`;
+    const metrics = new Metrics({ sled_id: config.id, agent: 'sled-agent', version: VERSION, host_backend: givenHost.kind });
+    // Every manager's host calls are timed, without any of them knowing.
+    const host = instrumentHost(givenHost, metrics);
     const nexus = new NexusClient(config.nexus_address, { timeoutMs: config.nexus.timeout_ms });
     const notifier = new NexusNotifier(log.child({ component: 'nexus-notifier' }), {
       initialMs: config.nexus.backoff_initial_ms,
       maxMs: config.nexus.backoff_max_ms,
       factor: 2,
-    });
+    }, metrics.notifier);
+    const stopObservingLedgers = observeLedgerCommits(config.data_dir, (path, seconds) => metrics.ledgerCommit(path, seconds));
     const vnics = new VnicNames();
     const ports = await PortManager.open({
       network: host.network, ledgerPath: join(config.data_dir, 'ports.json'), log,
@@ -82,7 +107,10 @@ export class SledAgent {
         bootromId: config.instances.bootrom_id,
         propolisPort: config.instances.propolis_port,
       },
-      ...(options.onPhase ? { onPhase: options.onPhase } : {}),
+      onPhase: (id, phase) => {
+        metrics.phase(id, phase);
+        options.onPhase?.(id, phase);
+      },
     });
     const disks = await DiskManager.open(join(config.data_dir, 'disks.json'), nexus, notifier, log);
     const underlay = config.underlay_address === undefined ? {} : { underlayAddress: config.underlay_address };
@@ -94,7 +122,11 @@ export class SledAgent {
       host, log, dataDir: config.data_dir, sledId: config.id, zpools: config.zpools, nexus, notifier, vnics,
       zoneRoot, controlLink, wait, ...underlay,
     });
-    return new SledAgent(config, host, log, nexus, notifier, instances, disks, services, storage, ports);
+    metrics.nexusQueue(() => notifier.backlog);
+    metrics.instances(() => instances.list().map((i) => ({ id: i.id, state: i.current.run_state })));
+    const health = new HostHealth(host, log, options.health);
+    return new SledAgent(config, host, log, nexus, notifier, instances, disks, services, storage, ports, metrics, health,
+      hostReason, stopObservingLedgers);
   }
 
   /** Reference §8 step 3.2: the dataset the zonepaths live on, `rpool/zone` at `/zone`. */
@@ -211,6 +243,7 @@ export class SledAgent {
   async close(): Promise<void> {
     await this.instances.close();
     await this.ports.close();
+    this.stopObservingLedgers();
   }
 }
 
@@ -232,8 +265,21 @@ export async function agentApp(agent: SledAgent | null, log: Logger, bodyLimit =
     if (agent === null) throw serviceUnavailable('this server only describes the API');
     return agent;
   };
+  if (agent !== null) agent.metrics.observeHttp(app);
   agentRoutes(app, agentOf);
   netTraceRoutes(app, agentOf);
+  // For operators, outside the contract: GET /instances, /instances/{id}, /inventory, /health, /metrics.
+  inventoryRoutes(app, agentOf);
+  healthRoute(app, () => {
+    const a = agentOf();
+    return {
+      check: () => a.health.check(),
+      body: () => ({
+        status: 'ok', sled_id: a.config.id, host_backend: a.host.kind, nexus_registered: a.registered, nexus_queue: a.notifier.backlog,
+      }),
+    };
+  });
+  metricsRoute(app, () => agentOf().metrics);
   return app;
 }
 
@@ -248,6 +294,7 @@ export async function startAgent(config: AgentConfig, host: Host, log: Logger, o
   await agent.ensureUnderlay();
   await agent.ensureOpte();
   const summary = await agent.reconcile();
+  agent.startup = { ...summary, at: new Date().toISOString() };
   const app = await agentApp(agent, log, config.dropshot.request_body_max_bytes);
   const bind = parseSocketAddr(config.dropshot.bind_address);
   try {
@@ -259,6 +306,7 @@ export async function startAgent(config: AgentConfig, host: Host, log: Logger, o
   }
   const { port } = app.server.address() as { port: number };
   const address = formatSocketAddr({ host: bind.host, port });
+  agent.address = address;
   log.info({ address, sled_id: config.id, host: host.kind, nexus: agent.nexus.origin }, 'sled agent listening');
 
   agent.resume();
@@ -271,6 +319,7 @@ export async function startAgent(config: AgentConfig, host: Host, log: Logger, o
       return;
     }
     log.info({ nexus: agent.nexus.origin }, 'registered with Nexus');
+    agent.registered = true;
     await storageStarted;
     agent.storage.reportTo();
   })();
