@@ -76,6 +76,11 @@ export class SimCollection<Current, Requested, O extends SimObject<Current, Requ
     return this.objects.get(id)?.object;
   }
 
+  /** Every object with its id (GET /instances, the metrics). */
+  *entries(): IterableIterator<[string, O]> {
+    for (const [id, entry] of this.objects) yield [id, entry.object];
+  }
+
   /**
    * Ensure `id` heads for `target`. `initial` is used only if the object is new. Returns the
    * object's current (possibly intermediate) state.

@@ -3,10 +3,12 @@
 // src/common/network-checks.ts, shared with the real agent; errors are thrown as ApiErrors.
 import { checkFirewallRulesEnsure, checkInstanceHardware, checkV2P, vniOfRules } from '../common/network-checks.js';
 import * as endpoints from '../endpoints.js';
+import { healthRoute } from '../health.js';
+import { metricsRoute, type Metrics } from '../metrics.js';
 import type { App } from '../server.js';
 import type { SimSledAgent } from './sled-agent.js';
 
-export function simRoutes(app: App, agent: SimSledAgent): void {
+export function simRoutes(app: App, agent: SimSledAgent, metrics: Metrics): void {
   app.put('/instances/:instance_id', { schema: endpoints.instancePut }, async (request) => {
     const { initial, target } = request.body;
     return agent.instanceEnsure(request.params.instance_id, checkInstanceHardware(initial), target);
@@ -63,4 +65,19 @@ export function simRoutes(app: App, agent: SimSledAgent): void {
     await agent.updateArtifact(request.body);
     return reply.status(204).send();
   });
+
+  // For operators, outside the contract, as on the real agent (src/inventory.ts).
+  app.get('/instances', { schema: endpoints.instanceList }, async () => agent.instanceViews());
+
+  app.get('/instances/:instance_id', { schema: endpoints.instanceGet }, async (request) => agent.instanceView(request.params.instance_id));
+
+  app.get('/inventory', { schema: endpoints.inventoryGet }, async () => agent.inventory());
+
+  // No host to ask: serving is healthy (a closing server answers 503 by itself).
+  healthRoute(app, () => ({
+    check: async () => ({ ok: true }),
+    body: () => ({ status: 'ok', sled_id: agent.id, host_backend: null, nexus_registered: agent.registered, nexus_queue: agent.nexusQueue }),
+  }));
+
+  metricsRoute(app, () => metrics);
 }

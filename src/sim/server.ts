@@ -9,6 +9,8 @@ import { NexusClient } from '../nexus-client.js';
 import { registerOpenApi, SLED_AGENT_API_INFO } from '../openapi.js';
 import { VolumeConstructionRequestSchema } from '../params.js';
 import { createServer, type App } from '../server.js';
+import { Metrics } from '../metrics.js';
+import { VERSION } from '../version.js';
 import type { SimConfig } from './config.js';
 import { simRoutes } from './http-entrypoints.js';
 import { SimSledAgent } from './sled-agent.js';
@@ -20,16 +22,18 @@ export interface SimParts {
   nexus: NexusClient;
   notifier: NexusNotifier;
   storage: SimStorage;
+  metrics: Metrics;
 }
 
 /** Wires a simulated sled agent and its HTTP app without binding anything. */
 export async function buildSim(config: SimConfig, log: Logger): Promise<SimParts> {
+  const metrics = new Metrics({ sled_id: config.id, agent: 'simulated', version: VERSION, host_backend: 'none' });
   const nexus = new NexusClient(config.nexus_address, { timeoutMs: config.nexus.timeout_ms });
   const notifier = new NexusNotifier(log.child({ component: 'nexus-notifier' }), {
     initialMs: config.nexus.backoff_initial_ms,
     maxMs: config.nexus.backoff_max_ms,
     factor: 2,
-  });
+  }, metrics.notifier);
   const storage = new SimStorage(config.id, config.storage.ip, log);
   const agent = new SimSledAgent({
     id: config.id,
@@ -40,6 +44,11 @@ export async function buildSim(config: SimConfig, log: Logger): Promise<SimParts
     nexus,
     notifier,
     storage,
+    nexusAddress: config.nexus_address,
+  });
+  metrics.nexusQueue(() => notifier.backlog);
+  metrics.instances(function* () {
+    for (const [id, instance] of agent.instances.entries()) yield { id, state: instance.current.run_state };
   });
   const app = createServer({
     logger: log,
@@ -47,8 +56,9 @@ export async function buildSim(config: SimConfig, log: Logger): Promise<SimParts
     sharedSchemas: [VolumeConstructionRequestSchema],
   });
   await registerOpenApi(app, SLED_AGENT_API_INFO);
-  simRoutes(app, agent);
-  return { agent, app, nexus, notifier, storage };
+  metrics.observeHttp(app);
+  simRoutes(app, agent, metrics);
+  return { agent, app, nexus, notifier, storage, metrics };
 }
 
 export interface RunningSim extends SimParts {
@@ -74,6 +84,7 @@ export async function startSim(config: SimConfig, log: Logger): Promise<RunningS
   }
   const { port } = app.server.address() as { port: number };
   const address = formatSocketAddr({ host: bind.host, port });
+  agent.address = address;
   log.info({ address, sled_id: config.id, sim_mode: config.sim_mode, nexus: nexus.origin }, 'simulated sled agent listening');
 
   const registered = (async () => {
@@ -85,6 +96,7 @@ export async function startSim(config: SimConfig, log: Logger): Promise<RunningS
       return;
     }
     log.info({ nexus: nexus.origin }, 'registered with Nexus');
+    agent.registered = true;
     await storage.report(nexus, notifier);
   })();
 

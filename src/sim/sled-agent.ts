@@ -2,14 +2,17 @@
 // over the shared state machines, simulated storage, update downloads, the firewall rules and
 // V2P mappings Nexus sends, and every simulated state change pushed to Nexus through the notifier.
 import type { Logger } from 'pino';
+import { objectNotFound } from '../common/errors.js';
 import type { NexusNotifier } from '../common/nexus-notifier.js';
 import type { NexusClient } from '../nexus-client.js';
+import type { InstanceView, SledInventory } from '../operator-params.js';
 import type {
   DatasetEnsureBody, DiskRuntimeState, DiskStateRequested, InstanceHardware, InstanceRuntimeState,
   InstanceRuntimeStateRequested, ServiceRequest, SetVirtualNetworkInterfaceHost, UpdateArtifact, V2pMapping,
   VpcFirewallRule,
 } from '../params.js';
 import { downloadArtifact } from '../updates.js';
+import { VERSION } from '../version.js';
 import { SimCollection, type SimMode } from './collection.js';
 import { SimDisk } from './disk.js';
 import { SimInstance } from './instance.js';
@@ -26,6 +29,8 @@ export interface SimSledAgentOptions {
   nexus: NexusClient;
   notifier: NexusNotifier;
   storage: SimStorage;
+  /** Where Nexus is, "ip:port" (for GET /inventory). */
+  nexusAddress: string;
 }
 
 export class SimSledAgent {
@@ -35,6 +40,10 @@ export class SimSledAgent {
   readonly storage: SimStorage;
   readonly services: SimServices;
   readonly networking = new SimNetworking();
+  /** Where the API listens (set once listening). */
+  address: string | null = null;
+  /** Nexus accepted this sled's registration. */
+  registered = false;
 
   constructor(private readonly options: SimSledAgentOptions) {
     const { log, nexus, notifier, mode, autoDelayMs } = options;
@@ -90,6 +99,44 @@ export class SimSledAgent {
 
   listV2P(): V2pMapping[] {
     return this.networking.listV2P();
+  }
+
+  /** Objects with a state Nexus has not accepted yet. */
+  get nexusQueue(): number {
+    return this.options.notifier.backlog;
+  }
+
+  /** GET /instances/{id}; 404 for an id this sled does not have. */
+  instanceView(id: string): InstanceView {
+    const instance = this.instances.get(id);
+    if (instance === undefined) throw objectNotFound(`no instance with id ${id} on this sled`);
+    return { id, runtime: instance.current, desired: instance.desired };
+  }
+
+  instanceViews(): InstanceView[] {
+    return [...this.instances.entries()].map(([id, i]) => ({ id, runtime: i.current, desired: i.desired }))
+      .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** GET /inventory: the simulated sled has no host, so no zones, VNICs or ports to show. */
+  inventory(): SledInventory {
+    const pool = (id: string) => `oxp_${id}`;
+    return {
+      sled_id: this.id,
+      agent: 'simulated',
+      version: VERSION,
+      addresses: { api: this.address ?? '(not listening)', underlay: null, nexus: this.options.nexusAddress },
+      sim_mode: this.options.mode,
+      zpools: this.storage.zpools.map((z) => ({
+        id: z.id, name: pool(z.id), found: true, size: z.size, allocated: null, free: null, health: null,
+      })),
+      datasets: [
+        ...this.storage.zpools.map((z) => ({ id: z.dataset.id, zpool_id: z.id, kind: 'crucible', address: z.dataset.address })),
+        ...this.storage.requested.map((d) => ({ id: d.id, zpool_id: d.zpoolId, kind: d.kind.type, address: d.address })),
+      ],
+      instances: this.instanceViews(),
+      services: this.services.list().map((s) => ({ name: s.name, addresses: s.addresses, gz_addresses: s.gz_addresses ?? [] })),
+    };
   }
 
   async updateArtifact(artifact: UpdateArtifact): Promise<void> {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { checkAgentConfig, type AgentConfig } from '../../src/config.js';
+import type { Host } from '../../src/host/index.js';
 import { openSimHost } from '../../src/host/open.js';
 import type { SimHost } from '../../src/sim/host.js';
 import { startAgent, type RunningAgent, type SledAgentOptions } from '../../src/sled-agent.js';
@@ -36,6 +37,8 @@ export interface TestAgentOptions {
   agent?: SledAgentOptions;
   /** The agent's logger (default: silent, or TEST_LOG_LEVEL); kept across restart(). */
   log?: Logger;
+  /** The host the agent is given, made from the simulated one (to break or count its calls). */
+  wrapHost?: (host: SimHost) => Host;
 }
 
 /** A config file's content for the sim host under `dir` (also used by the child-process tests). */
@@ -65,7 +68,7 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
   const host = await openSimHost(config, log);
   let running: RunningAgent;
   try {
-    running = await startAgent(config, host, log, options.agent);
+    running = await startAgent(config, options.wrapHost ? options.wrapHost(host) : host, log, options.agent);
   } catch (err) {
     await host.close();
     throw err;

@@ -1,0 +1,146 @@
+// GET /health over real HTTP: 200 while serving with a host that answers; 503 in the omicron
+// envelope, with the reason, when the host fails or does not answer in time; cheap enough to
+// poll every second (answers are reused, and a host call that hangs is not asked again on top
+// of itself). Deadlines are shortened by options; no test asserts a duration.
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HostHealth } from '../src/health.js';
+import { hostError, type Host, type ZoneInfo } from '../src/host/index.js';
+import type { SimHost } from '../src/sim/host.js';
+import { expectSchema } from './support/contract.js';
+import { startTestAgent, type TestAgent } from './support/agent.js';
+import { startTestSim, type TestSim } from './support/sim.js';
+
+/** The simulated host with a zone list the test can break or hold. */
+function controllable(sim: SimHost) {
+  const control = {
+    calls: 0,
+    fail: null as Error | null,
+    hold: null as Promise<void> | null,
+    host: undefined as unknown as Host,
+  };
+  control.host = {
+    ...sim,
+    kind: sim.kind,
+    links: sim.links,
+    datasets: sim.datasets,
+    network: sim.network,
+    events: sim.events,
+    reachable: (zone, addr) => sim.reachable(zone, addr),
+    close: () => sim.close(),
+    zones: {
+      ...sim.zones,
+      list: async (): Promise<ZoneInfo[]> => {
+        control.calls += 1;
+        if (control.hold) await control.hold;
+        if (control.fail) throw control.fail;
+        return sim.zones.list();
+      },
+    },
+  };
+  return control;
+}
+
+describe('sled agent', () => {
+  let t: TestAgent | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  it('answers 200 with the sled, its backend and Nexus as it sees them', async () => {
+    t = await startTestAgent();
+    await t.running.registered;
+    const res = await t.request('GET', '/health');
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: 'ok', sled_id: t.config.id, host_backend: 'sim', nexus_registered: true, nexus_queue: expect.any(Number) });
+  });
+
+  it('answers 503 with the reason while the host fails, and 200 again once it answers', async () => {
+    let control!: ReturnType<typeof controllable>;
+    t = await startTestAgent({
+      agent: { health: { cacheMs: 0, deadlineMs: 5_000 } },
+      wrapHost: (sim) => (control = controllable(sim)).host,
+    });
+    await t.running.registered;
+    control.fail = hostError('ENOLIB', 'libzonecfg.so.1 is gone');
+    const res = await t.request('GET', '/health');
+    expect(res.status).toBe(503);
+    expectSchema('sled-agent.json', 'Error', res.body);
+    expect(res.body.error_code).toBe('ServiceUnavailable');
+    expect(res.body.message).toBe('the sim host backend failed a zone list: libzonecfg.so.1 is gone');
+    control.fail = null;
+    expect((await t.request('GET', '/health')).status).toBe(200);
+  });
+
+  it('answers 503 when the host does not answer in time, without piling up calls on a host that hangs', async () => {
+    let control!: ReturnType<typeof controllable>;
+    t = await startTestAgent({
+      agent: { health: { cacheMs: 0, deadlineMs: 200 } },
+      wrapHost: (sim) => (control = controllable(sim)).host,
+    });
+    // Start-up's own zone lists are done, so every call from here on is the health check's.
+    await t.running.registered;
+    await t.running.agent.instances.idle();
+    let release!: () => void;
+    control.hold = new Promise((resolve) => { release = resolve; });
+    const before = control.calls;
+    const late = await t.request('GET', '/health');
+    expect(late.status).toBe(503);
+    expect(late.body.message).toBe('the sim host backend did not answer a zone list within 200 ms');
+    const stuck = await t.request('GET', '/health');
+    expect(stuck.status).toBe(503);
+    expect(stuck.body.message).toMatch(/^the sim host backend has not answered a zone list for \d+ ms$/);
+    expect(control.calls - before).toBe(1);
+    control.hold = null;
+    release();
+    // The held call settles; later checks ask the host again (retried: a loaded machine may
+    // take longer than the deadline once).
+    let status = 0;
+    for (let i = 0; i < 20 && status !== 200; i++) status = (await t.request('GET', '/health')).status;
+    expect(status).toBe(200);
+  });
+});
+
+describe('HostHealth', () => {
+  it('asks the host once for any number of checks within the cache time', async () => {
+    let calls = 0;
+    const host = { kind: 'sim', zones: { list: async () => { calls += 1; return []; } } } as unknown as Host;
+    const health = new HostHealth(host, pino({ level: 'silent' }), { cacheMs: 60_000 });
+    const results = await Promise.all(Array.from({ length: 10 }, () => health.check()));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(await health.check()).toEqual({ ok: true });
+    expect(calls).toBe(1);
+  });
+
+  it('logs a change of health once, not on every check', async () => {
+    const lines: any[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    let fail = true;
+    const host = { kind: 'sim', zones: { list: async () => { if (fail) throw new Error('down'); return []; } } } as unknown as Host;
+    const health = new HostHealth(host, log, { cacheMs: 0 });
+    for (let i = 0; i < 3; i++) expect((await health.check()).ok).toBe(false);
+    fail = false;
+    for (let i = 0; i < 3; i++) expect((await health.check()).ok).toBe(true);
+    expect(lines.map((l) => l.msg)).toEqual([
+      'health: unhealthy: the sim host backend failed a zone list: down',
+      'health: the host backend answers again',
+    ]);
+  });
+});
+
+describe('simulated sled agent', () => {
+  let t: TestSim | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  it('answers 200 while serving: it has no host to ask', async () => {
+    t = await startTestSim();
+    await t.sim.registered;
+    const res = await t.request('GET', '/health');
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: 'ok', sled_id: t.config.id, host_backend: null, nexus_registered: true, nexus_queue: 0 });
+  });
+});
