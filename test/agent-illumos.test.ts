@@ -170,4 +170,39 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       fake.remove();
     }
   }, 60_000);
+
+  it('without the xde driver, starts an instance without NICs and fails one with NICs, saying OPTE is missing', async () => {
+    const fake = freshFakeHost();
+    const nexus = await FakeNexus.start();
+    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
+    const host = await IllumosHost.open({
+      addon, zoneadm: join(FAKE_BIN_DIR, 'zoneadm'), zlogin: join(FAKE_BIN_DIR, 'zlogin'), sbin: FAKE_BIN_DIR,
+      opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake.state, 'xde.conf'),
+      resolveImage: (image) => join(dir, basename(image)), reachable: () => propolis.address,
+    });
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
+    const config = checkAgentConfig(testConfig(dir, nexus.address, {
+      data_dir: join(dir, 'var-oxide-no-xde'), host: { backend: 'illumos' }, zones: { control_link: 'net0', ready_timeout_ms: 20_000 },
+    }), 'test');
+    const agent = await startAgent(config, host, log);
+    try {
+      expect(lines.some((l) => /OPTE is missing: instances with guest NICs cannot start here/.test(l))).toBe(true);
+      const plain = randomUUID();
+      const withNic = randomUUID();
+      const put = (id: string, nics: unknown[]) => fetch(`http://${agent.address}/instances/${id}`, {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('running', realRuntime(), nics)),
+      });
+      expect((await put(withNic, [{ name: 'net0', ip: '172.30.0.5', mac: 'A8:40:25:F0:00:01', subnet: '172.30.0.0/22', vni: 1234, slot: 0 }])).status).toBe(200);
+      await nexusSees(nexus, withNic, 'failed', 30_000);
+      expect(lines.some((l) => l.includes(withNic) && /OPTE is missing on this sled/.test(l))).toBe(true);
+      expect((await put(plain, [])).status).toBe(200);
+      await nexusSees(nexus, plain, 'running', 30_000);
+    } finally {
+      await agent.close();
+      await propolis.close();
+      await nexus.close();
+      fake.remove();
+    }
+  }, 60_000);
 });

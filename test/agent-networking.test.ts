@@ -191,6 +191,32 @@ describe('guest networking on two sleds', () => {
     expect((await a.host.network.dumpV2P()).some((m) => m.virtualIp === '172.30.0.9')).toBe(false);
   });
 
+  it('retries a port whose delete fails, logging it, until it is gone', async () => {
+    const [a] = await sleds();
+    const a1 = guest(VPC1, 5, 'A8:40:25:F0:00:01');
+    await a.request('PUT', `/instances/${a1.id}`, body(a1, 'running', VPC1));
+    await nexusSees(nexus!, a1.id, 'running');
+    const network = a.host.network;
+    const deletePort = network.deletePort.bind(network);
+    let refusals = 2;
+    let deleted: () => void = () => {};
+    const gone = new Promise<void>((resolve) => { deleted = resolve; });
+    network.deletePort = async (name) => {
+      if (refusals > 0) {
+        refusals -= 1;
+        throw Object.assign(new Error(`delete-xde ${name}: busy (injected)`), { code: 'OPTE_PORT_BUSY' });
+      }
+      await deletePort(name);
+      deleted();
+    };
+    await a.request('PUT', `/instances/${a1.id}`, body(a1, 'stopped', VPC1));
+    await a.running.agent.instances.whenGone(a1.id);
+    await gone;
+    expect(refusals).toBe(0);
+    expect(await network.listPorts()).toEqual([]);
+    expect(a.running.agent.ports.reaping).toEqual([]);
+  });
+
   it('refuses a trace it cannot evaluate with a 400 naming the field', async () => {
     const [a] = await sleds();
     const bad = await a.request('POST', '/sim/net/trace', { vni: 1 << 24, src_ip: '1.2.3.4', dst_ip: '1.2.3.5', protocol: 'TCP', direction: 'out' });
