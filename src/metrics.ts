@@ -7,6 +7,8 @@
 // cannot be stopped. They describe the process, not an agent, so they are collected once per
 // process into a registry of their own and appended to every agent's answer, rather than once
 // per agent (which would leave a monitor running for every agent a test process ever started).
+// The event-loop delay percentiles are over the time since the previous scrape of any agent in
+// the process (prom-client resets the monitor on each), which for a daemon is its one scraper.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NotifierObserver } from './common/nexus-notifier.js';
 import { metricsGet } from './endpoints.js';
@@ -67,6 +69,9 @@ export class Metrics {
   readonly #routes = new Map<string, string>();
 
   constructor(identity: MetricsIdentity) {
+    // Started with the first agent rather than at its first scrape, so that scrape already has
+    // the event-loop delay since start-up.
+    processMetrics();
     const registers = [this.registry];
     new Gauge({
       name: 'sled_agent_info',
