@@ -30,6 +30,9 @@ function checkLedger(path: string) {
   };
 }
 
+/** How many departed instances' last states are kept (a few hundred bytes each). */
+const DEPARTED_KEPT = 4096;
+
 export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget'>;
 
 /**
@@ -42,6 +45,11 @@ export class InstanceManager {
   readonly #gone = new EventEmitter<{ gone: [id: string] }>();
   /** Instances whose request failed, still undoing what they started. */
   readonly #draining = new Set<Instance>();
+  /**
+   * The last state of instances that left the sled (newest last, bounded): a request Nexus sent
+   * before it heard that state may arrive after the instance left, with an older `initial`.
+   */
+  readonly #departed = new Map<string, InstanceRuntimeState>();
 
   private constructor(
     private readonly ledger: Ledger<InstanceLedger>,
@@ -68,6 +76,9 @@ export class InstanceManager {
         const instance = this.#instances.get(id);
         if (instance?.record !== record) return; // replaced meanwhile
         this.#instances.delete(id);
+        this.#departed.delete(id);
+        this.#departed.set(id, instance.current);
+        if (this.#departed.size > DEPARTED_KEPT) this.#departed.delete(this.#departed.keys().next().value as string);
         delete this.ledger.value.instances[id];
         void this.ledger.commit().catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that an instance left'));
         this.log.info({ instance: id }, 'instance no longer on this sled');
@@ -128,11 +139,17 @@ export class InstanceManager {
       this.log.warn({ instance: id, from: existing.record.runtime.propolis_id, to: initial.runtime.propolis_id },
         'instance replaced by a migration to a new Propolis on this sled');
     }
+    // Nexus's view may predate the state the instance left in: continue from the newer, so no
+    // generation goes out twice (a report of the older one would also be one Nexus ignores).
+    const departed = this.#departed.get(id);
+    const runtime = departed !== undefined && departed.gen > initial.runtime.gen && migrate === null
+      ? { ...initial.runtime, run_state: departed.run_state, gen: departed.gen, time_updated: departed.time_updated }
+      : initial.runtime;
     const record: InstanceRecord = {
       id,
-      hardware: initial,
+      hardware: { ...initial, runtime },
       migrate,
-      runtime: initial.runtime,
+      runtime,
       desired: null,
       guest_vnics: [],
       control_vnic: null,
@@ -145,7 +162,7 @@ export class InstanceManager {
     try {
       const state = await instance.ensure(target);
       // A no-op request (to a state it is already in) wrote nothing; the sled now has it.
-      if (state.gen === initial.runtime.gen) await this.ledger.commit();
+      if (state.gen === runtime.gen) await this.ledger.commit();
       // A migration target must have its Propolis up to receive the VM, whatever the request said.
       if (migrate !== null) instance.converge();
       return state;

@@ -172,6 +172,29 @@ describe('stop while Propolis is being ensured', () => {
   });
 });
 
+describe('a request Nexus sent before it heard the instance leave', () => {
+  it('continues from the last state the sled reported, not the older initial, so no generation goes out twice', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+    const stopped = await nexusSees(t.nexus, id, 'stopped');
+    await t.running.agent.instances.whenGone(id);
+    const last = Math.max(...t.nexus.requests.filter(instancePuts(id)).map((r) => r.body.gen));
+    // Sent with the runtime Nexus had before the stop's reports reached it.
+    const again = await t.request('PUT', `/instances/${id}`, ensureBody('running', { ...runtime, run_state: 'running', gen: 3 }));
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ run_state: 'starting' });
+    expect(again.body.gen).toBeGreaterThan(last);
+    expect(again.body.gen).toBeGreaterThan(stopped.body.gen);
+    await nexusSees(t.nexus, id, 'running');
+    const gens = t.nexus.requests.filter(instancePuts(id)).map((r) => r.body.gen);
+    expect(gens).toEqual([...gens].sort((x, y) => x - y));
+  });
+});
+
 describe('a stop for an instance the sled no longer has', () => {
   it('answers with the state Nexus sent and keeps nothing in the ledger', async () => {
     t = await startTestAgent();
