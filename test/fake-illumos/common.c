@@ -307,6 +307,62 @@ int fake_smf_path(char *buf, size_t len, const char *zone, const char *fmri) {
   return fake_path(buf, len, sub, name);
 }
 
+int fake_smf_log_path(char *buf, size_t len, const char *zone, const char *fmri) {
+  char sub[512], name[512];
+  int n = snprintf(sub, sizeof(sub), "svclog/%s", zone);
+  if (n < 0 || (size_t)n >= sizeof(sub)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  fake_escape_fmri(name, sizeof(name), fmri);
+  if (strlen(name) + sizeof(".log") > sizeof(name)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  strcat(name, ".log");
+  return fake_path(buf, len, sub, name);
+}
+
+/* The restarter's log line for a change to `state` (src/host/commands.ts has the same table);
+ * NULL for none: a first state of "disabled" is an instance just defined, not one stopped. */
+static const char *smf_log_text(const char *old, const char *state) {
+  if (strcmp(state, "offline") == 0) return "Executing start method.";
+  if (strcmp(state, "online") == 0) return "Method \"start\" exited with status 0.";
+  if (strcmp(state, "degraded") == 0) return "Service degraded.";
+  if (strcmp(state, "maintenance") == 0) return "Service failed: now in maintenance.";
+  if (strcmp(state, "disabled") == 0 && old[0] != '\0') return "Stopping because service disabled.";
+  return NULL;
+}
+
+/* Appends "[ <Mmm dd HH:MM:SS> <text> ]" to the instance's log, as svc.startd does. */
+static int smf_log_append(const char *zone, const char *fmri, const char *text) {
+  char sub[512], path[4096], line[512], when[32];
+  int n = snprintf(sub, sizeof(sub), "svclog/%s", zone);
+  if (n < 0 || (size_t)n >= sizeof(sub)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  if (fake_mkdir(sub) != 0 || fake_smf_log_path(path, sizeof(path), zone, fmri) != 0) return -1;
+  time_t now = time(NULL);
+  struct tm tm;
+  if (localtime_r(&now, &tm) == NULL || strftime(when, sizeof(when), "%b %e %H:%M:%S", &tm) == 0) return -1;
+  n = snprintf(line, sizeof(line), "[ %s %s ]\n", when, text);
+  if (n < 0 || (size_t)n >= sizeof(line)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  ssize_t w = write(fd, line, (size_t)n);
+  int saved = errno;
+  close(fd);
+  if (w != n) {
+    errno = w < 0 ? saved : EIO;
+    return -1;
+  }
+  return 0;
+}
+
 int fake_smf_set_state(const char *zone, const char *fmri, const char *state) {
   char sub[512], path[4096];
   int n = snprintf(sub, sizeof(sub), "smf/%s", zone);
@@ -315,16 +371,19 @@ int fake_smf_set_state(const char *zone, const char *fmri, const char *state) {
     return -1;
   }
   if (fake_mkdir(sub) != 0 || fake_smf_path(path, sizeof(path), zone, fmri) != 0) return -1;
-  return fake_write_file(path, state, strlen(state));
+  char *old = fake_read_file(path, NULL);
+  int changed = old == NULL || strcmp(old, state) != 0;
+  const char *text = changed ? smf_log_text(old != NULL ? old : "", state) : NULL;
+  free(old);
+  if (fake_write_file(path, state, strlen(state)) != 0) return -1;
+  /* The log is evidence, not state: a line that cannot be written does not undo the change. */
+  if (text != NULL) (void)smf_log_append(zone, fmri, text);
+  return 0;
 }
 
-int fake_smf_clear_zone(const char *zone) {
-  char sub[512], dirpath[4096];
-  int n = snprintf(sub, sizeof(sub), "smf/%s", zone);
-  if (n < 0 || (size_t)n >= sizeof(sub)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
+/* Removes the plain files of "<state>/<sub>" and the directory (it holds no subdirectories). */
+static int remove_flat_dir(const char *sub) {
+  char dirpath[4096];
   if (fake_path(dirpath, sizeof(dirpath), sub, NULL) != 0) return -1;
   DIR *d = opendir(dirpath);
   if (d == NULL) return errno == ENOENT ? 0 : -1;
@@ -338,3 +397,18 @@ int fake_smf_clear_zone(const char *zone) {
   closedir(d);
   return rmdir(dirpath) == 0 || errno == ENOENT ? 0 : -1;
 }
+
+/* "smf/<zone>" or "svclog/<zone>", removed. */
+static int clear_zone_dir(const char *area, const char *zone) {
+  char sub[512];
+  int n = snprintf(sub, sizeof(sub), "%s/%s", area, zone);
+  if (n < 0 || (size_t)n >= sizeof(sub)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  return remove_flat_dir(sub);
+}
+
+int fake_smf_clear_zone(const char *zone) { return clear_zone_dir("smf", zone); }
+
+int fake_smf_clear_logs(const char *zone) { return clear_zone_dir("svclog", zone); }

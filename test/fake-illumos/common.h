@@ -67,6 +67,16 @@ int fake_smf_set_state(const char *zone, const char *fmri, const char *state);
 int fake_smf_path(char *buf, size_t len, const char *zone, const char *fmri);
 int fake_smf_clear_zone(const char *zone);
 
+/*
+ * Each instance's restarter log, "<state>/svclog/<zone>/<fmri with '/' and ':' as '_'>.log"
+ * (outside smf/, whose directory the fake libscf watches): fake_smf_set_state appends
+ * "[ <Mmm dd HH:MM:SS> <text> ]" when the state changes, the text per state as in
+ * src/host/commands.ts, as svc.startd writes /var/svc/log/<service>:<instance>.log. The logs
+ * outlive a halt and go at uninstall (fake_smf_clear_logs), as they live in the zone's root.
+ */
+int fake_smf_log_path(char *buf, size_t len, const char *zone, const char *fmri);
+int fake_smf_clear_logs(const char *zone);
+
 /* CLOCK_MONOTONIC in ns, like gethrtime(). */
 int64_t fake_hrtime(void);
 

@@ -356,3 +356,47 @@ INZONE_FN int same_prefix(const unsigned char *a, const unsigned char *b, int pr
   unsigned char mask = (unsigned char)(0xff << (8 - rest));
   return (a[full] & mask) == (b[full] & mask);
 }
+
+/* ---- SMF instances, for svcs and tail ------------------------------------------------------------ */
+
+/* The instance FMRIs of the zone's repository (repo_load), sorted, as svcs lists them. */
+INZONE_FN void repo_instances(const struct inzone *z, struct lines *out) {
+  struct lines repo;
+  repo_load(z, &repo);
+  memset(out, 0, sizeof(*out));
+  char f0[32], f1[1024];
+  for (size_t i = 0; i < repo.n; i++) {
+    if (field(repo.v[i], 0, f0, sizeof(f0)) == 0 && strcmp(f0, "instance") == 0 && field(repo.v[i], 1, f1, sizeof(f1)) == 0)
+      lines_add(out, f1);
+  }
+  lines_free(&repo);
+  for (size_t i = 1; i < out->n; i++) {
+    for (size_t j = i; j > 0 && strcmp(out->v[j - 1], out->v[j]) > 0; j--) {
+      char *t = out->v[j - 1];
+      out->v[j - 1] = out->v[j];
+      out->v[j] = t;
+    }
+  }
+}
+
+/* The instance's restarter state (common.h's fake SMF), into buf; "uninitialized" if it has none. */
+INZONE_FN void instance_state(const char *zone, const char *fmri, char *buf, size_t len) {
+  char path[4096];
+  snprintf(buf, len, "uninitialized");
+  if (fake_smf_path(path, sizeof(path), zone, fmri) != 0) return;
+  char *text = fake_read_file(path, NULL);
+  if (text == NULL) return;
+  if (text[0] != '\0') snprintf(buf, len, "%s", text);
+  free(text);
+}
+
+/* "svc:/system/illumos/foo:default" -> "/var/svc/log/system-illumos-foo:default.log"; -1 if it does not fit. */
+INZONE_FN int instance_log_file(const char *fmri, char *buf, size_t len) {
+  const char *p = strncmp(fmri, "svc:/", 5) == 0 ? fmri + 5 : fmri;
+  int n = snprintf(buf, len, "/var/svc/log/%s.log", p);
+  if (n < 0 || (size_t)n >= len) return -1;
+  for (char *c = buf + strlen("/var/svc/log/"); *c != '\0'; c++) {
+    if (*c == '/') *c = '-';
+  }
+  return 0;
+}

@@ -16,6 +16,8 @@
  *                                      ("[<ipv6>]:<port>" or "<ipv4>:<port>"): Propolis's start
  *                                      method fails without one.
  *   svcadm disable [-st] <fmri> ...    the instance goes "disabled" at once
+ *   svcadm mark [-It] maintenance|degraded <fmri> ...   the instance goes to that state at once
+ *                                      (an operator's, or a test's, way to fail a service)
  * -t (temporary) is accepted and implied: the whole fake repository lasts one boot of the zone.
  * An FMRI ("svc:/" may be left out) that names no instance of the zone: "svcadm: Pattern '...'
  * doesn't match any instances", and the exit status is 1 once every operand was tried; usage
@@ -30,7 +32,8 @@ static int usage(void) {
   fprintf(stderr,
           "Usage: svcadm [-v] [cmd [args ... ]]\n\n"
           "\tsvcadm enable [-rst] <service> ...\t- enable and online service(s)\n"
-          "\tsvcadm disable [-st] <service> ...\t- disable and offline service(s)\n");
+          "\tsvcadm disable [-st] <service> ...\t- disable and offline service(s)\n"
+          "\tsvcadm mark [-It] <state> <service> ...\t- set maintenance state\n");
   return EXIT_SVC_USAGE;
 }
 
@@ -145,6 +148,34 @@ static void schedule_start(const char *zone, int zoneid, const char *fmri, const
   _exit(0);
 }
 
+/* svcadm mark [-It] maintenance|degraded <fmri> ... (argv: what follows "mark"). */
+static int mark(int argc, char **argv) {
+  int i = 0;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (argv[i][1] == '\0' || strspn(argv[i] + 1, "It") != strlen(argv[i] + 1)) return usage();
+  }
+  if (i + 1 >= argc) return usage();
+  const char *state = argv[i++];
+  if (strcmp(state, "maintenance") != 0 && strcmp(state, "degraded") != 0) return usage();
+  int status = 0;
+  struct inzone z;
+  inzone_enter(&z);
+  struct lines repo;
+  repo_load(&z, &repo);
+  for (; i < argc; i++) {
+    char fmri[1024];
+    if (canon_instance(argv[i], fmri, sizeof(fmri)) != 0 || !instance_exists(&repo, fmri)) {
+      warnx_("Pattern '%s' doesn't match any instances", argv[i]);
+      status = EXIT_SVC_FATAL;
+      continue;
+    }
+    if (fake_smf_set_state(z.zone, fmri, state) != 0) die(EXIT_SVC_FATAL, "could not mark %s: %s", fmri, strerror(errno));
+  }
+  lines_free(&repo);
+  inzone_leave(&z);
+  return status;
+}
+
 int main(int argc, char **argv) {
   progname = "svcadm";
   int i = 1;
@@ -153,6 +184,7 @@ int main(int argc, char **argv) {
   }
   if (i >= argc) return usage();
   const char *cmd = argv[i++];
+  if (strcmp(cmd, "mark") == 0) return mark(argc - i, argv + i);
   int enable = strcmp(cmd, "enable") == 0;
   if (!enable && strcmp(cmd, "disable") != 0) return usage();
   int sync = 0;

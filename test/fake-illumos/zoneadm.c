@@ -17,7 +17,8 @@
  *   zoneadm -z NAME halt                  running -> installed: events running->shutting_down,
  *                                         shutting_down->shutting_down,
  *                                         shutting_down->uninitialized; its SMF state is cleared
- *   zoneadm -z NAME uninstall [-F]        installed -> configured (asks without -F)
+ *   zoneadm -z NAME uninstall [-F]        installed -> configured (asks without -F); its SMF
+ *                                         logs are removed (they were in the zone's root)
  *   zoneadm [-z NAME] list [-cipv]        id:name:state:path:uuid:brand:iptype with -p
  *
  * Errors go to stderr as "zoneadm: zone 'NAME': <message>" with exit status 1; usage errors
@@ -234,6 +235,8 @@ static int uninstall_func(int argc, char **argv) {
     zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
     rc = Z_ERR;
   }
+  /* The SMF logs were in the zone's root, which uninstall removes. */
+  if (rc == Z_OK) fake_smf_clear_logs(target_zone);
   fake_unlock(lock);
   return rc;
 }
