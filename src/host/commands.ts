@@ -31,6 +31,27 @@
 //                                              restarter/state is what waitForService watches
 //   svcadm disable -t <instance fmri>          the instance goes disabled
 //   route add -inet6 default -inet6 <ip>
+//   svcadm mark maintenance <instance fmri>    the instance goes maintenance at once (a Propolis
+//                                              process stops): an operator's way to fail it
+//   svcs -a -H -o state,fmri                   "<state> <fmri>\n" per instance, by FMRI;
+//                                              "uninitialized" before its restarter acted
+//   svcs -xv                                   per instance offline, degraded or in maintenance,
+//                                              by FMRI: "<fmri>\n State: <state>\n   See: <log
+//                                              file>\nImpact: This service is not running.\n\n"
+//                                              (degraded: "is degraded."); nothing if all is well
+//   tail -n <N> <log file>                     the last N lines of the instance's restarter log:
+//                                              "[ <Mmm dd HH:MM:SS> <text> ]" per state change,
+//                                              the text by new state: offline "Executing start
+//                                              method.", online "Method "start" exited with
+//                                              status 0.", degraded "Service degraded.",
+//                                              maintenance "Service failed: now in
+//                                              maintenance.", disabled (not as a first state)
+//                                              "Stopping because service disabled."; kept from
+//                                              the zone's install to its uninstall. exit 1
+//                                              "tail: cannot open input" if it has no line or
+//                                              names no instance of the zone
+// where <log file> is svcLogFile(<instance fmri>). Real zones have many more services and their
+// logs carry the services' own output too; the agent only reads them (zone bundles).
 
 export const NETWORK_MILESTONE = 'svc:/milestone/network:default';
 export const PROPOLIS_SERVICE = 'svc:/system/illumos/propolis-server';
@@ -54,6 +75,13 @@ export const svccfgRefresh = (fmri: string): string[] => ['svccfg', '-s', fmri, 
 export const svcadmEnable = (fmri: string): string[] => ['svcadm', 'enable', '-t', fmri];
 export const svcadmDisable = (fmri: string): string[] => ['svcadm', 'disable', '-t', fmri];
 export const routeAddDefault6 = (gateway: string): string[] => ['route', 'add', '-inet6', 'default', '-inet6', gateway];
+export const svcadmMarkMaintenance = (fmri: string): string[] => ['svcadm', 'mark', 'maintenance', fmri];
+export const svcsStates = (): string[] => ['svcs', '-a', '-H', '-o', 'state,fmri'];
+export const svcsExplain = (): string[] => ['svcs', '-xv'];
+export const tailLines = (lines: number, file: string): string[] => ['tail', '-n', String(lines), file];
+
+/** `/var/svc/log/<service without svc:/, '/' as '-'>:<instance>.log`, where svc.startd logs an instance. */
+export const svcLogFile = (fmri: string): string => `/var/svc/log/${fmri.replace(/^svc:\//, '').replaceAll('/', '-')}.log`;
 
 /** `/var/svc/manifest/site/<service>/manifest.xml` */
 export const siteManifest = (service: string): string => `/var/svc/manifest/site/${service}/manifest.xml`;

@@ -60,8 +60,9 @@ export class SimZoneEvents {
     this.notify(rec.spec.name);
   }
 
-  /** Re-checks the waits on `zone` (every wait is about one zone). */
+  /** Re-checks the waits on `zone` (every wait is about one zone), and logs what SMF changed. */
   notify(zone: string): void {
+    this.smf.logChanges(zone, this.zone(zone));
     const set = this.waiters.get(zone);
     if (set !== undefined) for (const w of [...set]) w.check();
   }

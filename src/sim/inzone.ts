@@ -1,11 +1,11 @@
 // The commands the agent runs in a zone (src/host/commands.ts), as a simulated zone runs them:
-// ipadm over the zone's own links and addresses, svccfg and svcadm over its SMF services
-// (smf.ts), route; in the global zone, ipadm over the host's links. Anything else is "command not
-// found". On illumos these are the real programs behind zlogin (zones.ts); here zones.ts's exec
+// ipadm over the zone's own links and addresses, svccfg, svcadm and svcs over its SMF services
+// (smf.ts), tail over their restarter logs (smf.ts), route; in the global zone, ipadm over the
+// host's links. Anything else is "command not found". On illumos these are the real programs behind zlogin (zones.ts); here zones.ts's exec
 // hands them to run() and turns a CommandFailure into zlogin's ECOMMAND.
 import { isIP, isIPv6 } from 'node:net';
 import { GLOBAL_ZONE } from '../host/index.js';
-import { PROPOLIS_SERVICE } from '../host/commands.js';
+import { PROPOLIS_SERVICE, svcLogFile } from '../host/commands.js';
 import type { SimMachine } from './machine.js';
 import { splitFmri, type SimSmf, type SmfPg } from './smf.js';
 import type { SimLinks } from './vnic.js';
@@ -105,6 +105,10 @@ export class SimInZone {
         return this.svccfg(rec, args, usage);
       case 'svcadm':
         return this.svcadm(rec, rt, args, usage);
+      case 'svcs':
+        return this.svcs(rec, args, usage);
+      case 'tail':
+        return this.tail(rec, args, usage);
       case 'route': {
         if (args.length !== 5 || args[0] !== 'add' || args[1] !== '-inet6' || args[2] !== 'default' || args[3] !== '-inet6') return usage();
         const gw = args[4]!;
@@ -228,7 +232,37 @@ export class SimInZone {
     }
   }
 
+  /** Every instance of the zone with its state, by FMRI, as svcs lists them. */
+  private instances(rec: ZoneRecord): Array<{ fmri: string; state: string }> {
+    return Object.entries(rec.services)
+      .flatMap(([svc, service]) => Object.entries(service.instances).map(([name, inst]) => ({ fmri: `${svc}:${name}`, state: inst.state ?? 'uninitialized' })))
+      .sort((a, b) => (a.fmri < b.fmri ? -1 : a.fmri > b.fmri ? 1 : 0));
+  }
+
+  private svcs(rec: ZoneRecord, args: readonly string[], usage: () => never): string {
+    if (args.length === 4 && args[0] === '-a' && args[1] === '-H' && args[2] === '-o' && args[3] === 'state,fmri') {
+      return this.instances(rec).map((i) => `${i.state} ${i.fmri}\n`).join('');
+    }
+    if (args.length !== 1 || args[0] !== '-xv') return usage();
+    return this.instances(rec)
+      .filter((i) => i.state === 'offline' || i.state === 'degraded' || i.state === 'maintenance')
+      .map((i) => `${i.fmri}\n State: ${i.state}\n   See: ${svcLogFile(i.fmri)}\n`
+        + `Impact: This service is ${i.state === 'degraded' ? 'degraded' : 'not running'}.\n\n`)
+      .join('');
+  }
+
+  /** tail -n <N> of an instance's restarter log, the only files a simulated zone has. */
+  private tail(rec: ZoneRecord, args: readonly string[], usage: () => never): string {
+    if (args.length !== 3 || args[0] !== '-n' || !/^\d+$/.test(args[1]!)) return usage();
+    const want = Number(args[1]);
+    const fmri = this.instances(rec).find((i) => svcLogFile(i.fmri) === args[2])?.fmri;
+    const lines = fmri === undefined ? undefined : this.smf.logLines(rec.spec.name, fmri);
+    if (lines === undefined) return fail('tail: cannot open input');
+    return want === 0 ? '' : lines.slice(-want).map((l) => `${l}\n`).join('');
+  }
+
   private async svcadm(rec: ZoneRecord, rt: KernelRuntime, args: readonly string[], usage: () => never): Promise<string> {
+    if (args[0] === 'mark') return this.svcadmMark(rec, rt, args, usage);
     if (args.length !== 3 || (args[0] !== 'enable' && args[0] !== 'disable') || args[1] !== '-t') return usage();
     const fmri = args[2]!;
     const inst = this.smf.instance(rec, fmri);
@@ -244,6 +278,22 @@ export class SimInZone {
       if (service === PROPOLIS_SERVICE) await this.smf.stopPropolis(rec, rt, fmri);
       inst.state = 'disabled';
     }
+    this.m.notify(rec.spec.name);
+    return '';
+  }
+
+  /** svcadm mark maintenance|degraded <fmri>: at once; a Propolis in maintenance stops, as its contract is emptied. */
+  private async svcadmMark(rec: ZoneRecord, rt: KernelRuntime, args: readonly string[], usage: () => never): Promise<string> {
+    if (args.length !== 3 || (args[1] !== 'maintenance' && args[1] !== 'degraded')) return usage();
+    const fmri = args[2]!;
+    const inst = this.smf.instance(rec, fmri);
+    if (inst === undefined) return fail(`svcadm: Pattern '${fmri}' doesn't match any instances`);
+    if (args[1] === 'maintenance') {
+      rt.starting.get(fmri)?.abort();
+      rt.starting.delete(fmri);
+      if (splitFmri(fmri).service === PROPOLIS_SERVICE) await this.smf.stopPropolis(rec, rt, fmri);
+    }
+    inst.state = args[1];
     this.m.notify(rec.spec.name);
     return '';
   }

@@ -64,11 +64,79 @@ export function imageServices(image: string): Record<string, SmfService> {
   return services;
 }
 
+/** Lines kept of an instance's restarter log (svc.startd rotates its logs; this only bounds memory). */
+const LOG_LINES_KEPT = 1000;
+
+/**
+ * The restarter log line for a change from `old` to `state` (the table in src/host/commands.ts,
+ * which the fake illumos's common.c shares); null for none: a first state of "disabled" is an
+ * instance just defined, not one stopped.
+ */
+export function restarterLogText(old: SmfState | null, state: SmfState | null): string | null {
+  switch (state) {
+    case 'offline': return 'Executing start method.';
+    case 'online': return 'Method "start" exited with status 0.';
+    case 'degraded': return 'Service degraded.';
+    case 'maintenance': return 'Service failed: now in maintenance.';
+    case 'disabled': return old === null ? null : 'Stopping because service disabled.';
+    default: return null;
+  }
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** svc.startd's time stamp, strftime's "%b %e %H:%M:%S" in local time. */
+function restarterTime(d: Date): string {
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, ' ')} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
 export class SimSmf {
   /** Propolis servers started ahead (prestartPropolis), each taken by the next fresh VM. */
   private readonly spares: Array<{ server: SimPropolis; bind(handlers: PropolisHandlers): void }> = [];
+  /**
+   * Each instance's restarter log (/var/svc/log/...), by zone and FMRI, with the state its last
+   * line was for. In memory only: a restarted simulated host starts the logs afresh.
+   */
+  private readonly logs = new Map<string, Map<string, { last: SmfState | null; lines: string[] }>>();
 
   constructor(private readonly m: SimMachine) {}
+
+  /**
+   * Writes a log line for each instance of the zone whose state changed since the last call.
+   * Called where the zone's waits are re-checked (SimZoneEvents.notify): every state change is
+   * followed by that, as a waiter must see it, so this is the one place that sees them all. The
+   * logs go with the zone's root: at uninstall, or when the zone is deleted.
+   */
+  logChanges(zone: string, rec: ZoneRecord | undefined): void {
+    if (rec === undefined || rec.state === 'configured' || rec.state === 'incomplete') {
+      this.logs.delete(zone);
+      return;
+    }
+    let logs = this.logs.get(zone);
+    for (const [svc, service] of Object.entries(rec.services)) {
+      for (const [name, inst] of Object.entries(service.instances)) {
+        const fmri = `${svc}:${name}`;
+        const log = logs?.get(fmri);
+        const last = log?.last ?? null;
+        if (inst.state === last) continue;
+        const text = restarterLogText(last, inst.state);
+        if (logs === undefined) this.logs.set(zone, (logs = new Map()));
+        const entry = log ?? { last: null, lines: [] };
+        logs.set(fmri, entry);
+        entry.last = inst.state;
+        if (text === null) continue;
+        entry.lines.push(`[ ${restarterTime(new Date())} ${text} ]`);
+        if (entry.lines.length > LOG_LINES_KEPT) entry.lines.splice(0, entry.lines.length - LOG_LINES_KEPT);
+      }
+    }
+  }
+
+  /** The instance's restarter log lines, oldest first; undefined if it has none. */
+  logLines(zone: string, fmri: string): readonly string[] | undefined {
+    const lines = this.logs.get(zone)?.get(fmri)?.lines;
+    return lines === undefined || lines.length === 0 ? undefined : lines;
+  }
 
   instance(rec: ZoneRecord, fmri: string): SmfInstance | undefined {
     const { service, instance } = splitFmri(fmri);
