@@ -3,6 +3,7 @@
 // "listening on" line, OpenAPI documents).
 import { write, writeSync } from 'node:fs';
 import pino, { type Logger, type LevelWithSilent } from 'pino';
+import { recentLogs } from './recent-logs.js';
 
 export const LOG_LEVELS: readonly LevelWithSilent[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
@@ -22,9 +23,11 @@ export function createLogger(level: LevelWithSilent, name = 'sled-agent'): Logge
       level,
       timestamp: pino.stdTimeFunctions.isoTime,
       transport: { target: 'pino-pretty', options: { destination: 2, translateTime: 'SYS:standard' } },
+      hooks: { streamWrite: recentLogs.streamWrite },
     });
   }
-  return pino({ name, level, timestamp: pino.stdTimeFunctions.isoTime }, new LogDestination(2));
+  // Recent lines per instance and zone are kept for zone bundles (src/recent-logs.ts).
+  return pino({ name, level, timestamp: pino.stdTimeFunctions.isoTime, hooks: { streamWrite: recentLogs.streamWrite } }, new LogDestination(2));
 }
 
 /** Lines held while the reader is slow; past this, new lines are dropped rather than kept. */
