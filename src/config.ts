@@ -102,6 +102,10 @@ export const AgentConfigSchema = Type.Object({
     bootrom_id: Type.String({ format: 'uuid' }),
     propolis_port: Type.Integer({ minimum: 1, maximum: 65535 }),
   }, { additionalProperties: false }),
+  bundles: Type.Object({
+    /** Zone bundles (src/zone-bundle.ts) together stay within this; the oldest go first. */
+    max_bytes: Type.Integer({ minimum: 0, format: 'uint64' }),
+  }, { additionalProperties: false }),
   updates: UpdatesTable,
   nexus: NexusTable,
 }, { additionalProperties: false });
@@ -127,6 +131,7 @@ export function agentConfigDefaults(): Omit<AgentConfig, 'id' | 'nexus_address'>
     opte: { underlay_links: ['net0', 'net1'] },
     zones: { dataset: 'rpool/zone', root: '/zone', control_link: 'stub0', underlay_vnic: 'underlay0', ready_timeout_ms: 5 * 60_000 },
     instances: { readiness: 'event', image_id: NIL_UUID, bootrom_id: NIL_UUID, propolis_port: 12400 },
+    bundles: { max_bytes: 32 * 1024 * 1024 },
     updates: { artifact_dir: '/var/tmp/zones' },
     nexus: { timeout_ms: 10_000, backoff_initial_ms: 250, backoff_max_ms: 30_000 },
   };

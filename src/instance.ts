@@ -28,6 +28,7 @@ import { PropolisClient, PropolisError, type InstanceEnsureRequest, type Instanc
 import {
   ensureAddress, ensureZoneRunning, ready, removeZone, sleep, waitForOnline, zoneName, type Phase, type Readiness, type VnicNames,
 } from './zone.js';
+import { instanceBundle, type ZoneBundles } from './zone-bundle.js';
 
 const MIB = 1024 * 1024;
 const PROPOLIS_DEVICES = ['/dev/vmm/*', '/dev/vmmctl', '/dev/viona'];
@@ -81,6 +82,8 @@ export interface InstanceContext {
   forget(id: string): void;
   /** Optional: each provisioning phase as it starts (the boot benchmark times them). */
   onPhase?: (id: string, phase: Phase | 'running') => void;
+  /** Optional: where the evidence of a failed instance's zone goes before its teardown. */
+  bundles?: ZoneBundles;
 }
 
 export class Instance {
@@ -341,6 +344,8 @@ export class Instance {
       // void, so a restart does not provision it again behind Nexus's back.
       this.states.desired = null;
       await this.#observe('Failed');
+      // The evidence, before the teardown removes it; Nexus has heard already. Never throws.
+      await this.ctx.bundles?.collect(instanceBundle(this, why, err));
     }
     await this.#teardown();
   }

@@ -28,6 +28,7 @@ import {
   ensureAddress, ensureZoneRunning, waitForOnline, zoneName,
   type Phase, type ReadinessOptions, type VnicNames,
 } from './zone.js';
+import { serviceBundle, type ZoneBundles } from './zone-bundle.js';
 
 /**
  * What a service name may be. It becomes the zone name `oxz_<name>` and the paths
@@ -74,6 +75,8 @@ export interface ServiceManagerOptions {
   underlayAddress?: string;
   /** The global zone's VNIC gz_addresses go on (`<vnic>/<service name without - and _>`), e.g. "underlay0". */
   underlayVnic: string;
+  /** Optional: where the evidence of a failed set-up goes (the zone is left for the next try to reuse). */
+  bundles?: ZoneBundles;
 }
 
 export interface ResumeSummary {
@@ -261,6 +264,8 @@ export class ServiceManager {
       await waitForOnline(host, zone, fmri, wait);
     } catch (err) {
       log.error({ err: errMessage(err), code: (err as { code?: unknown }).code }, 'service set-up failed');
+      // The next try reconfigures the zone over whatever it shows now: keep that first. Never throws.
+      await this.#options.bundles?.collect(serviceBundle(zone, s, err));
       throw err;
     }
     this.#up.add(s.name);

@@ -25,6 +25,8 @@ import { ServiceManager } from './services.js';
 import { StorageManager } from './storage-manager.js';
 import { downloadArtifact } from './updates.js';
 import { ensureAddress, removeZone, VnicNames, ZONE_PREFIX } from './zone.js';
+import { bundleDir, ZoneBundles } from './zone-bundle.js';
+import { zoneBundleRoutes } from './zone-bundle-routes.js';
 import { HostHealth, healthRoute, type HealthOptions } from './health.js';
 import { hostChoiceReason } from './host/open.js';
 import { inventoryRoutes } from './inventory.js';
@@ -97,8 +99,11 @@ export class SledAgent {
     const wait = { readiness: config.instances.readiness, timeoutMs: config.zones.ready_timeout_ms };
     const zoneRoot = config.zones.root;
     const controlLink = config.zones.control_link;
+    const bundles = new ZoneBundles({
+      dir: bundleDir(config.data_dir), maxBytes: config.bundles.max_bytes, host, log, zoneDataset: config.zones.dataset,
+    });
     const instances = await InstanceManager.open(join(config.data_dir, 'instances.json'), {
-      host, log, nexus, notifier, vnics, ports,
+      host, log, nexus, notifier, vnics, ports, bundles,
       settings: {
         zoneRoot, controlLink,
         readiness: config.instances.readiness,
@@ -116,7 +121,7 @@ export class SledAgent {
     const underlay = config.underlay_address === undefined ? {} : { underlayAddress: config.underlay_address };
     const services = await ServiceManager.open({
       host, log, ledgerPath: join(config.data_dir, 'services.json'), vnics, zoneRoot, controlLink, wait, ...underlay,
-      underlayVnic: config.zones.underlay_vnic,
+      underlayVnic: config.zones.underlay_vnic, bundles,
     });
     const storage = await StorageManager.open({
       host, log, dataDir: config.data_dir, sledId: config.id, zpools: config.zpools, nexus, notifier, vnics,
@@ -280,6 +285,7 @@ export async function agentApp(agent: SledAgent | null, log: Logger, bodyLimit =
     };
   });
   metricsRoute(app, () => agentOf().metrics);
+  zoneBundleRoutes(app, agentOf);
   return app;
 }
 
