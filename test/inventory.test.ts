@@ -181,7 +181,7 @@ describe('sled agent', () => {
         const inv = await (await fetch(`http://${running.address}/inventory`)).json();
         const logged = lines.find((l) => l.backend === 'sim' && typeof l.reason === 'string');
         expect(inv.host.backend).toBe('sim');
-        expect(inv.host.reason).toBe(`the illumos host is unavailable: ${logged.reason}`);
+        expect(inv.host.reason).toBe(logged.reason);
       } finally {
         await running.close();
       }

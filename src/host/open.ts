@@ -88,5 +88,5 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
   }
   if (backend === 'illumos') throw new Error(`host.backend is "illumos" but ${reason}`);
   log.info({ backend: 'sim', reason, state_dir: config.host.state_dir }, `host: simulated, because ${reason}`);
-  return chosen(await openSimHost(config, log), `the illumos host is unavailable: ${reason}`);
+  return chosen(await openSimHost(config, log), reason);
 }
