@@ -38,8 +38,11 @@ for (let run = 0; run < runs; run += 1) {
     if (result.problems.length > 0) failed += 1;
     console.log(`run ${run + 1}/${runs} seed ${seed} ${backend}: ${result.problems.length === 0 ? 'ok' : `${result.problems.length} problem(s)`} in ${secs} s; final targets ${JSON.stringify(tally)}`);
     for (const p of result.problems) console.log(`  PROBLEM ${p}`);
-  } finally {
+    if (result.problems.length > 0) console.log(`  kept for reading: ${dir} (agent-<n>.log is each agent process's log, in order)`);
+    else rmSync(dir, { recursive: true, force: true });
+  } catch (err) {
     rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
 }
 console.log(`${runs - failed} of ${runs} runs ended right`);

@@ -11,7 +11,7 @@
 // rising generations and no generation naming two states (answers included); no 5xx; nothing in
 // the ledger for instances that left. Seeded: the same seed gives the same plan (timing varies).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Host } from '../../src/host/index.js';
 import { IllumosHost } from '../../src/illumos/host.js';
@@ -90,11 +90,14 @@ class AgentProcess {
   #lineWaiters: Array<{ re: RegExp; resolve: () => void }> = [];
   readonly exited: Promise<void>;
 
-  constructor(argv: string[], env: NodeJS.ProcessEnv) {
+  constructor(argv: string[], env: NodeJS.ProcessEnv, logPath: string) {
     // Its own process group, so the kill takes whatever it runs (zoneadm, zlogin) with it, as
     // SIGKILL of an SMF contract would; the fakes' zoneadmd and SMF are detached, as real ones are.
     this.child = spawn(process.execPath, ['--import', 'tsx', ...argv], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+    // Every process's log is kept beside the run's state, for a failed run to be read.
+    const file = createWriteStream(logPath);
+    this.child.stderr!.pipe(file);
     this.child.stderr!.on('data', (d: Buffer) => {
       const text = d.toString();
       this.#stderr = (this.#stderr + text).slice(-200_000);
@@ -237,9 +240,11 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     nexus: { timeout_ms: 5_000, backoff_initial_ms: 20, backoff_max_ms: 500 },
   }));
 
+  let starts = 0;
   const start = async () => {
     const argv = backend === 'sim' ? [CLI, 'run', configPath] : [ILLUMOS_MAIN, configPath, images];
-    agent = new AgentProcess(argv, env);
+    starts += 1;
+    agent = new AgentProcess(argv, env, join(dir, `agent-${starts}.log`));
     await agent.listening();
   };
 
