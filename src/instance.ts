@@ -108,6 +108,8 @@ export class Instance {
   #lastReport: Promise<'delivered' | 'refused' | 'superseded' | 'cancelled'> = Promise.resolve('delivered');
   /** The generation of that report (none yet in this process: -1). */
   #reportedGen = -1;
+  /** Provisionings queued and not started yet. */
+  #runsQueued = 0;
 
   /** `onDisk`: the record was read from the ledger (not created by a request not yet written). */
   constructor(
@@ -217,10 +219,10 @@ export class Instance {
       this.#enqueue('stop', () => this.#stop());
     } else if (state === 'stopped' || state === 'destroyed') {
       if (desired === null) this.#enqueue('leave', () => this.#leave(true));
-      else this.#enqueue('adopt', () => this.#provisionAndRun(false));
+      else this.#queueRun(false);
     } else if (desired === 'running' || desired === 'reboot' || state === 'starting' || state === 'running'
       || state === 'rebooting' || state === 'migrating') {
-      this.#enqueue('adopt', () => this.#provisionAndRun(false));
+      this.#queueRun(false);
     }
   }
 
@@ -263,7 +265,7 @@ export class Instance {
   #act(action: InstanceAction): void {
     switch (action) {
       case 'run':
-        this.#enqueue('run', () => this.#provisionAndRun(true));
+        this.#queueRun(true);
         return;
       case 'stop':
         // A stop must not wait behind a provisioning that may take minutes: cancel it now.
@@ -655,7 +657,7 @@ export class Instance {
         this.#stopMonitor();
         this.#enqueue('teardown', async () => {
           await this.#teardown();
-          this.#forgetIfDone();
+          this.#afterTeardown();
         });
         return;
       }
@@ -685,9 +687,34 @@ export class Instance {
     }
     // No Propolis (never provisioned, provisioning cancelled, or lost): nothing runs a VM.
     await this.#teardown();
-    // Only a stop still under way ends here: a run asked since (starting) provisions next.
-    if (this.states.current.run_state === 'stopping') await this.#observe('Destroyed');
+    const desired = this.states.desired?.run_state;
+    const state = this.states.current.run_state;
+    if (desired !== 'running' && desired !== 'reboot' && state !== 'stopped' && state !== 'failed' && state !== 'destroyed') {
+      await this.#observe('Destroyed');
+    }
+    this.#afterTeardown();
+  }
+
+  /**
+   * The VM and its zone are gone: a run asked while it was going down starts it again (nothing
+   * else would: the stop's own ops are done); otherwise the instance may leave the sled.
+   */
+  #afterTeardown(): void {
+    const desired = this.states.desired?.run_state;
+    if (desired === 'running' || desired === 'reboot') {
+      if (this.#runsQueued === 0) this.#queueRun(true);
+      return;
+    }
     this.#forgetIfDone();
+  }
+
+  /** Queues a provisioning, counted so a teardown does not queue a second one behind it. */
+  #queueRun(run: boolean): void {
+    this.#runsQueued += 1;
+    this.#enqueue(run ? 'run' : 'adopt', async () => {
+      this.#runsQueued -= 1;
+      await this.#provisionAndRun(run);
+    });
   }
 
   async #destroy(): Promise<void> {

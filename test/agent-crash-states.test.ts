@@ -84,6 +84,27 @@ describe('restart after a kill', () => {
     expect(ledger(t)[id]).toBeUndefined();
   });
 
+  it('finishes a stop whose VM was still starting when the agent was killed', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    const zone = zoneOf(runtime.propolis_id as string);
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    await t.stop();
+    // The monitor saw Starting after the stop was asked (desired stopped), then the kill came.
+    const records = ledger(t);
+    records[id] = { ...records[id]!, runtime: { ...records[id]!.runtime, run_state: 'starting' }, desired: { run_state: 'stopped', migration_params: null } };
+    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+
+    t = await t.restart();
+    await nexusSees(t.nexus, id, 'stopped');
+    await t.running.agent.instances.whenGone(id);
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
+    await t.stop();
+    expect(ledger(t)[id]).toBeUndefined();
+  });
+
   it('keeps a failed instance failed across a restart: not provisioned again, still refusing a stop, destroyable', async () => {
     t = await startTestAgent();
     const id = randomUUID();

@@ -588,6 +588,20 @@ describe('sim collection scenarios at the state-machine level', () => {
     expectState(instance, 'stopped', null, 7);
   });
 
+  it('a run asked while a stop is still under way is what is wanted once it has gone down (no action now)', () => {
+    const instance = make('running');
+    expect(instance.requestTransition(req('stopped'))).toBe('stop');
+    // Propolis had not reached Running when the stop came: the monitor sees Starting.
+    expect(instance.observeTransition('Starting')).toBeNull();
+    expectState(instance, 'starting', 'stopped', 3);
+    expect(instance.requestTransition(req('running'))).toBeNull();
+    expectState(instance, 'starting', 'running', 4);
+    // With nothing pending, a run of a starting instance is still a no-op.
+    expect(instance.observeTransition('Running')).toBeNull();
+    expect(instance.requestTransition(req('running'))).toBeNull();
+    expectState(instance, 'running', null, 5);
+  });
+
   it('reboot twice: the second request while rebooting is a no-op', () => {
     const instance = make('running');
     expect(instance.requestTransition(req('reboot'))).toBe('reboot');

@@ -62,6 +62,10 @@ export class InstanceStates {
       case 'running':
         switch (state) {
           case 'running': case 'starting': case 'rebooting': case 'migrating':
+            // Up, unless a stop asked before is still under way: then the run is what is wanted
+            // once it has gone down (the caller starts it again then; nothing to do now).
+            if (this.desired?.run_state !== 'stopped' && this.desired?.run_state !== 'destroyed') return null;
+            this.transition(state, 'running');
             return null;
           case 'creating': case 'stopping': case 'stopped':
             this.transition('starting', 'running');
