@@ -257,6 +257,12 @@ struct Wait {
   int unbinding = 0;          // unbinds in flight on another thread
 
   explicit Wait(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  // The worker holds a reference, so this runs either on the worker as it ends or after it has
+  // ended without being joined: at process.exit() the environment's clean-up hook may not run,
+  // and the registry's destructor drops a finished wait (std::thread would call terminate).
+  ~Wait() {
+    if (worker.joinable()) worker.detach();
+  }
 
   bool Cancelled() {
     std::lock_guard<std::mutex> lock(mu);
