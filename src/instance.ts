@@ -376,6 +376,8 @@ export class Instance {
   async #leave(report: boolean): Promise<void> {
     if (!this.#done()) return;
     await this.#teardown();
+    // A run asked during the teardown is queued behind this: the instance stays for it.
+    if (!this.#done()) return;
     if (report) this.#report();
     this.#forget();
   }
@@ -743,6 +745,12 @@ export class Instance {
    */
   #forget(): void {
     const gen = this.states.current.gen;
+    const state = this.states.current.run_state;
+    if (state !== 'stopped' && state !== 'destroyed') {
+      // Only a stopped or destroyed instance leaves; anything else is a request that came since.
+      this.log.warn({ state }, 'not leaving the sled: the instance is no longer stopped');
+      return;
+    }
     void (async () => {
       if (this.#reportedGen !== gen && !this.#closed) {
         // Not reported by this process (it reached this state before a restart, or only

@@ -105,6 +105,43 @@ describe('restart after a kill', () => {
     expect(ledger(t)[id]).toBeUndefined();
   });
 
+  it('stays for a run asked while it was leaving the sled (the request came during its teardown)', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const runtime = realRuntime();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    await nexusSees(t.nexus, id, 'running');
+    await t.stop();
+    const records = ledger(t);
+    records[id] = { ...records[id]!, runtime: { ...records[id]!.runtime, run_state: 'stopped' }, desired: null };
+    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+
+    // The restarted agent tears the zone down to leave; Nexus asks for a run meanwhile.
+    let halting: () => void = () => {};
+    const halted = new Promise<void>((resolve) => { halting = resolve; });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    const dir = t.dir;
+    const nexus = t.nexus;
+    t = await startTestAgent({
+      dir, nexus,
+      wrapHost: (host) => ({
+        ...host, kind: host.kind, links: host.links, datasets: host.datasets, events: host.events, network: host.network,
+        reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
+        zones: { ...host.zones, halt: async (name: string) => { halting(); await released; return host.zones.halt(name); } },
+      }),
+    });
+    await halted;
+    const again = await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    expect(again.status).toBe(200);
+    expect(again.body.run_state).toBe('starting');
+    release();
+    await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running' && r.body.gen > again.body.gen, 20_000);
+    await t.running.agent.instances.idle();
+    expect(t.running.agent.instances.get(id)?.current.run_state).toBe('running');
+    expect((await t.host.zones.list()).map((z) => `${z.name}:${z.state}`)).toContain(`${zoneOf(runtime.propolis_id as string)}:running`);
+  });
+
   it('keeps a failed instance failed across a restart: not provisioned again, still refusing a stop, destroyable', async () => {
     t = await startTestAgent();
     const id = randomUUID();
