@@ -326,32 +326,64 @@ static int become_running_locked(int *id) {
   return Z_OK;
 }
 
+/* zoneadmd: zone_create (uninitialized -> initialized -> ready), then zone_boot (ready ->
+ * booting, published as ready -> ready). The SMF repository of the new zone exists before init
+ * runs. Under the lock; 0 or Z_ERR. */
+static int become_ready_locked(int *id) {
+  if (kernel_update_locked("ready", id) != 0) {
+    zerror("could not create the zone: %s", strerror(errno));
+    return Z_ERR;
+  }
+  fake_emit_zone_event(target_zone, *id, "initialized", "uninitialized");
+  fake_emit_zone_event(target_zone, *id, "ready", "initialized");
+  fake_smf_set_state(target_zone, NETWORK_FMRI, "offline");
+  fake_emit_zone_event(target_zone, *id, "ready", "ready");
+  return Z_OK;
+}
+
+/* Whether the zone may be booted now (installed, not in the kernel); reports why not. Locked. */
+static int bootable_locked(void) {
+  zone_state_t state;
+  struct kzone kz;
+  int in_kernel;
+  int rc = get_state(&state, &kz, &in_kernel);
+  if (rc == Z_OK && in_kernel) rc = invalid_for_running("boot", &kz);
+  if (rc == Z_OK && state < ZONE_STATE_INSTALLED) {
+    zerror("must be %s before %s.", zone_state_str(ZONE_STATE_INSTALLED), "boot");
+    rc = Z_ERR;
+  }
+  return rc;
+}
+
 /*
- * With FAKE_ILLUMOS_BOOT_DELAY_MS, the zone stays "ready" that long and zoneadmd (a detached
- * process here) completes the boot: a zoneadm killed meanwhile (with the agent that ran it)
- * leaves a zone that still comes up, as on illumos. zoneadm waits for it through a pipe.
- * Called with the lock held; releases it.
+ * With FAKE_ILLUMOS_BOOT_DELAY_MS the boot is zoneadmd's, a detached process, as on illumos:
+ * it readies the zone, which stays "ready" that long, then makes it running. zoneadm only asks
+ * and waits (through a pipe), so killing zoneadm (with the agent that ran it) leaves either a
+ * zone not touched yet or a boot that completes, never a zone stuck "ready".
  */
-static int boot_later(int lock, int id) {
+static int boot_by_zoneadmd(void) {
   int fds[2];
   if (pipe(fds) != 0) {
-    int rc = become_running_locked(&id);
-    fake_unlock(lock);
-    if (rc == Z_OK) schedule_network_online(id);
-    return rc;
+    zerror("could not reach zoneadmd: %s", strerror(errno));
+    return Z_ERR;
   }
-  fake_unlock(lock);
   int forked = fork_detached();
   if (forked == 0) {
     signal(SIGPIPE, SIG_IGN); /* the zoneadm waiting for us may be gone */
     close(fds[0]);
     detach_stdio();
-    sleep_ms(env_ms("FAKE_ILLUMOS_BOOT_DELAY_MS", 0));
     char outcome = '0';
-    int relock = relock_existing();
-    if (relock >= 0) {
-      if (kernel_is(id, "ready") && become_running_locked(&id) == Z_OK) outcome = '1';
-      fake_unlock(relock);
+    int id = -1;
+    int lock = relock_existing();
+    int ready = lock >= 0 && bootable_locked() == Z_OK && become_ready_locked(&id) == Z_OK;
+    if (lock >= 0) fake_unlock(lock);
+    if (ready) {
+      sleep_ms(env_ms("FAKE_ILLUMOS_BOOT_DELAY_MS", 0));
+      lock = relock_existing();
+      if (lock >= 0) {
+        if (kernel_is(id, "ready") && become_running_locked(&id) == Z_OK) outcome = '1';
+        fake_unlock(lock);
+      }
     }
     ssize_t ignored = write(fds[1], &outcome, 1);
     (void)ignored;
@@ -364,7 +396,7 @@ static int boot_later(int lock, int id) {
   ssize_t got = forked < 0 ? -1 : read(fds[0], &outcome, 1);
   close(fds[0]);
   if (got != 1 || outcome != '1') {
-    zerror("the zone did not boot (halted meanwhile, or zoneadmd could not be started)");
+    zerror("the zone did not boot (not bootable, halted meanwhile, or zoneadmd could not be started)");
     return Z_ERR;
   }
   return Z_OK;
@@ -378,34 +410,14 @@ static int boot_func(int argc, char **argv) {
     zerror("could not lock the zone state: %s", strerror(errno));
     return Z_ERR;
   }
-  zone_state_t state;
-  struct kzone kz;
-  int in_kernel;
-  int rc = get_state(&state, &kz, &in_kernel);
-  if (rc == Z_OK && in_kernel) rc = invalid_for_running("boot", &kz);
-  if (rc == Z_OK && state < ZONE_STATE_INSTALLED) {
-    zerror("must be %s before %s.", zone_state_str(ZONE_STATE_INSTALLED), "boot");
-    rc = Z_ERR;
-  }
-  if (rc != Z_OK) {
+  int rc = bootable_locked();
+  if (rc == Z_OK && env_ms("FAKE_ILLUMOS_BOOT_DELAY_MS", 0) > 0) {
     fake_unlock(lock);
-    return rc;
+    return boot_by_zoneadmd();
   }
-  /* zoneadmd: zone_create (uninitialized -> initialized -> ready), then zone_boot (ready ->
-   * booting, published as ready -> ready; then running). The SMF repository of the new zone
-   * exists before init runs. */
   int id = -1;
-  if (kernel_update_locked("ready", &id) != 0) {
-    zerror("could not create the zone: %s", strerror(errno));
-    fake_unlock(lock);
-    return Z_ERR;
-  }
-  fake_emit_zone_event(target_zone, id, "initialized", "uninitialized");
-  fake_emit_zone_event(target_zone, id, "ready", "initialized");
-  fake_smf_set_state(target_zone, NETWORK_FMRI, "offline");
-  fake_emit_zone_event(target_zone, id, "ready", "ready");
-  if (env_ms("FAKE_ILLUMOS_BOOT_DELAY_MS", 0) > 0) return boot_later(lock, id);
-  rc = become_running_locked(&id);
+  if (rc == Z_OK) rc = become_ready_locked(&id);
+  if (rc == Z_OK) rc = become_running_locked(&id);
   fake_unlock(lock);
   if (rc == Z_OK) schedule_network_online(id);
   return rc;
