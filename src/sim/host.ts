@@ -33,6 +33,7 @@ import {
   type HostZones,
   type VnicInfo,
 } from '../host/index.js';
+import { mulberry32 } from '../common/random.js';
 import { SimZoneEvents } from './events.js';
 import { emptySimOpteState, OPTEADM_CALL_MS, SimOpte, type SimOpteState, type TraceAnswer, type TracePacket } from './opte.js';
 import { SimInZone, type ZoneAddress } from './inzone.js';
@@ -193,16 +194,6 @@ export const SIM_HOST_STATE_FILE = 'sim-host.json';
 
 // ---- helpers ----
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** "fd00:0::5" and "fd00::5" are the same host. */
 function normalizeHost(host: string): string {

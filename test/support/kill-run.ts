@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Host } from '../../src/host/index.js';
+import { mulberry32 } from '../../src/common/random.js';
 import { IllumosHost } from '../../src/illumos/host.js';
 import { SimHost } from '../../src/sim/host.js';
 import { testConfig, writeConfigToml } from './agent.js';
@@ -71,17 +72,6 @@ const ILLUMOS_MAIN = join(REPO, 'test', 'support', 'illumos-agent-main.ts');
 const SLED = 'fb0f7546-4d46-40ca-9d56-cbb810684ca7';
 const IMAGE = 'propolis-server.tar.gz';
 
-/** mulberry32: small, seedable, good enough to choose a plan. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class AgentProcess {
   readonly child: ChildProcess;
@@ -146,7 +136,7 @@ class AgentProcess {
 export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
   const { backend, seed, dir } = options;
   const say = options.log ?? (() => {});
-  const random = prng(seed);
+  const random = mulberry32(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const problems: string[] = [];
   const rounds: string[] = [];
