@@ -194,7 +194,6 @@ export const SIM_HOST_STATE_FILE = 'sim-host.json';
 
 // ---- helpers ----
 
-
 /** "fd00:0::5" and "fd00::5" are the same host. */
 function normalizeHost(host: string): string {
   if (isIPv6(host)) {
