@@ -27,6 +27,17 @@ const zoneOf = (propolisId: string) => `oxz_propolis-server_${propolisId}`;
 const ledgerPath = (agent: TestAgent) => join(agent.dir, 'var-oxide', 'instances.json');
 const ledger = (agent: TestAgent): Record<string, InstanceRecord> => JSON.parse(readFileSync(ledgerPath(agent), 'utf8')).instances;
 const ownedVnics = async (agent: TestAgent) => (await agent.host.links.listVnics()).map((v) => v.name).filter((n) => /^(ox|vopte)/.test(n) && n !== 'underlay0');
+/** The agent's ledger record of `id` as a kill at some moment would leave it: its state and what is desired. */
+function rewriteRecord(agent: TestAgent, id: string, runState: string, desired: string | null): InstanceRecord {
+  const records = ledger(agent);
+  records[id] = {
+    ...records[id]!,
+    runtime: { ...records[id]!.runtime, run_state: runState as InstanceRecord['runtime']['run_state'] },
+    desired: desired === null ? null : { run_state: desired as 'stopped', migration_params: null },
+  };
+  writeFileSync(ledgerPath(agent), JSON.stringify({ instances: records }));
+  return records[id]!;
+}
 const nic = (slot: number) => ({ name: `net${slot}`, ip: `172.16.0.${5 + slot}`, mac: `a8:40:25:f0:00:0${slot + 1}`, subnet: '172.16.0.0/22', vni: 10, slot });
 
 describe('restart after a kill', () => {
@@ -40,10 +51,7 @@ describe('restart after a kill', () => {
     await t.stop();
     // The ledger as the monitor leaves it on observing Stopped (desired stopped reached), with
     // the zone and its three VNICs still there: the kill came before the teardown ended.
-    const records = ledger(t);
-    records[id] = { ...records[id]!, runtime: { ...records[id]!.runtime, run_state: 'stopped' }, desired: null };
-    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
-    const limit = records[id]!.reported_gen_limit!;
+    const limit = rewriteRecord(t, id, 'stopped', null).reported_gen_limit!;
     const seen = t.nexus.requests.length;
 
     t = await t.restart();
@@ -93,9 +101,7 @@ describe('restart after a kill', () => {
     await nexusSees(t.nexus, id, 'running');
     await t.stop();
     // The monitor saw Starting after the stop was asked (desired stopped), then the kill came.
-    const records = ledger(t);
-    records[id] = { ...records[id]!, runtime: { ...records[id]!.runtime, run_state: 'starting' }, desired: { run_state: 'stopped', migration_params: null } };
-    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+    rewriteRecord(t, id, 'starting', 'stopped');
 
     t = await t.restart();
     await nexusSees(t.nexus, id, 'stopped');
@@ -112,9 +118,7 @@ describe('restart after a kill', () => {
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
     await t.stop();
-    const records = ledger(t);
-    records[id] = { ...records[id]!, runtime: { ...records[id]!.runtime, run_state: 'stopped' }, desired: null };
-    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+    rewriteRecord(t, id, 'stopped', null);
 
     // The restarted agent tears the zone down to leave; Nexus asks for a run meanwhile.
     let halting: () => void = () => {};
@@ -185,9 +189,7 @@ describe('restart after a kill', () => {
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
     await t.stop();
-    const records = ledger(t);
-    records[id] = { ...records[id]!, runtime: { ...records[id]!.runtime, run_state: 'failed' }, desired: { run_state: 'stopped', migration_params: null } };
-    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+    rewriteRecord(t, id, 'failed', 'stopped');
 
     t = await t.restart();
     await t.running.agent.instances.idle();
