@@ -157,6 +157,24 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       expect((await host.zones.config(zone)).nets[0]?.physical).toBe('vopte0');
       expect(propolis.snapshot().request?.nics).toEqual([{ name: 'vopte0', slot: 0 }]);
 
+      // A VPC rules update reaches this VPC's port, and V2P mappings are set and really cleared.
+      const send = (method: string, path: string, json: unknown) => fetch(`http://${agent.address}${path}`, {
+        method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(json),
+      });
+      const web = { status: 'enabled', direction: 'inbound', targets: [], filter_hosts: null, filter_ports: ['80'], filter_protocols: ['TCP'], action: 'allow', priority: 100 };
+      expect((await send('PUT', `/vpc/${randomUUID()}/firewall/rules`, { vni: 1234, rules: [web] })).status).toBe(204);
+      expect(calls()).toEqual([{ argv: ['set-fw-rules', '-p', 'opte0'], stdin: 'dir=in action=allow priority=100 hosts=any protocol=tcp port=80\n' }]);
+      expect((await send('PUT', `/vpc/${randomUUID()}/firewall/rules`, { vni: 4321, rules: [web] })).status).toBe(204);
+      expect(calls()).toEqual([]);
+      const mapping = { virtual_ip: '172.30.0.6', virtual_mac: 'A8:40:25:F0:00:02', physical_host_ip: 'fd00:1122:3344:102::1', vni: 1234 };
+      const nicId = randomUUID();
+      expect((await send('PUT', `/v2p/${nicId}`, mapping)).status).toBe(204);
+      expect(calls().map((c) => c.argv)).toEqual([['set-v2p', '172.30.0.6', 'a8:40:25:f0:00:02', 'fd00:1122:3344:102::1', '1234']]);
+      expect((await send('DELETE', `/v2p/${nicId}`, mapping)).status).toBe(204);
+      expect(calls().map((c) => c.argv)).toEqual([
+        ['list-ports'], ['dump-v2p'], ['clear-v2p', '172.30.0.6', 'a8:40:25:f0:00:02', 'fd00:1122:3344:102::1', '1234'],
+      ]);
+
       const stop = await fetch(`http://${agent.address}/instances/${id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('stopped', runtime, [nic])) });
       expect(stop.status).toBe(200);
       await agent.agent.instances.whenGone(id);
