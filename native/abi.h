@@ -1,6 +1,7 @@
 // Our own declarations of the illumos interfaces the addon uses (the private headers are often
-// not installed, and on Linux none are). Values and layouts follow ../shared/reference/
-// illumos-abi.md; each library's part lives in abi/<library>.h. Everything is resolved at run
+// not installed, and on Linux none are). Values and layouts follow illumos-gate's headers (each
+// declaration says where from; scripts/selfcheck-illumos.ts checks them on a real host); each
+// library's part lives in abi/<library>.h. Everything is resolved at run
 // time by loader.cc with dlsym, so nothing here is linked.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Route schemas of the sled agent API, shared by the real agent's and the sim's route tables so
-// both publish the same contract (../shared/contracts/omicron/sled-agent.json, and
+// both publish the same contract (test/contracts/omicron/sled-agent.json, and
 // sled-agent-networking.json for guest networking).
 import { Type } from 'typebox';
 import {

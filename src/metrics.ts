@@ -28,7 +28,7 @@ function processMetrics(): Registry {
 }
 
 // Buckets in seconds, each spanning what its operation is seen to take: a request is well under
-// a millisecond when nothing waits; a zone install is seconds, 81 s at worst (DESIGN.md).
+// a millisecond when nothing waits; a zone install is seconds, 81 s at worst (docs/architecture.md).
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const HOST_BUCKETS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const PHASE_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -201,7 +201,7 @@ export class Metrics {
   }
 
   /**
-   * The warm pool of zones booted ahead of requests (DESIGN.md), when it exists: it does not
+   * The warm pool of zones booted ahead of requests (docs/architecture.md), when it exists: it does not
    * yet. Its manager calls this once with a function giving the pool's zones by state ("ready",
    * "booting", "handed_out"), and sled_agent_warm_pool_zones appears.
    */

@@ -1,4 +1,4 @@
-// Client of the Nexus internal API (../shared/contracts/omicron/nexus-internal.json): the calls a
+// Client of the Nexus internal API (test/contracts/omicron/nexus-internal.json): the calls a
 // sled agent makes, each one HTTP request and no policy. Retrying and ordering belong to
 // common/nexus-notifier.ts; this file only says what a response means.
 import { Pool, type Dispatcher } from 'undici';

@@ -1,6 +1,6 @@
-// Wire types of the sled agent API, field for field from ../shared/contracts/omicron/sled-agent.json
+// Wire types of the sled agent API, field for field from test/contracts/omicron/sled-agent.json
 // (and the Nexus internal and Crucible agent types the sim sends or serves). The guest networking
-// types come from ../shared/contracts/omicron/sled-agent-networking.json (omicron 56a586d367 and
+// types come from test/contracts/omicron/sled-agent-networking.json (omicron 56a586d367 and
 // bea1af3c74), which supersedes the pinned InstanceHardware, NetworkInterface and Ipv4Net. The
 // schemas are what fastify validates requests with and what `sled-agent openapi sled` publishes;
 // the contract test compares them structurally with the contracts, so any drift here fails a test.
@@ -310,7 +310,7 @@ export const DiskPathParam = Type.Object({ disk_id: Uuid() });
 export const VpcPathParam = Type.Object({ vpc_id: Uuid() });
 export const InterfacePathParam = Type.Object({ interface_id: Uuid() });
 
-// Crucible agent (../shared/contracts/crucible/crucible-agent.json), served by the sim per dataset.
+// Crucible agent (test/contracts/crucible/crucible-agent.json), served by the sim per dataset.
 export const RegionState = StringEnum(['requested', 'created', 'tombstoned', 'destroyed', 'failed']);
 export const RegionId = Type.String();
 export const CreateRegion = Type.Object({
@@ -339,7 +339,7 @@ export const Region = Type.Object({
 export type Region = Static<typeof Region>;
 export const RegionPathParam = Type.Object({ id: RegionId });
 
-// Bootstrap agent API (../shared/contracts/omicron/bootstrap-agent.json).
+// Bootstrap agent API (test/contracts/omicron/bootstrap-agent.json).
 export const Ipv6Subnet = Type.Object({ net: Ipv6Net }, {
   description: 'Wraps an [`Ipv6Network`] with a compile-time prefix length.',
 });
@@ -359,7 +359,7 @@ export const ShareResponse = Type.Object({ shared_secret: ByteArray }, {
   description: 'Sent between bootstrap agents to establish trust quorum.',
 });
 
-// Nexus internal API bodies the agent sends (../shared/contracts/omicron/nexus-internal.json).
+// Nexus internal API bodies the agent sends (test/contracts/omicron/nexus-internal.json).
 export interface SledAgentStartupInfo { sa_address: string }
 export interface ZpoolPutRequest { size: number }
 export type NexusDatasetKind = 'crucible' | 'cockroach' | 'clickhouse';

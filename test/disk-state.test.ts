@@ -1,5 +1,5 @@
 // Table-driven tests of the disk state machine against the reference table
-// (../shared/reference/omicron-sled-agent.md §6), plus state-machine-level equivalents of the
+// (omicron sled-agent/src/common/disk.rs at 5c76e0e8d34f), plus state-machine-level equivalents of the
 // original's sim disk tests (§16).
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DiskStates, attachedInstance, type DiskAction, type DiskAttachmentState } from '../src/common/disk.js';

@@ -1,5 +1,5 @@
 // Table-driven tests of the instance state machine against the reference tables
-// (../shared/reference/omicron-sled-agent.md §5), plus equivalents of the original's
+// (omicron sled-agent/src/common/instance.rs at 5c76e0e8d34f), plus equivalents of the original's
 // common/instance.rs unit tests and the sim collection scenarios (§16).
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InstanceStates, type InstanceAction, type PropolisInstanceState } from '../src/common/instance.js';

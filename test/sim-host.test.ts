@@ -219,7 +219,7 @@ describe('construction and the latency table', () => {
     expect(() => new SimHost({ stateDir, links: ['not a link'] })).toThrow();
   });
 
-  it('exports zero latencies for tests and the DESIGN.md shape for benchmarks', () => {
+  it('exports zero latencies for tests and the shape of a real sled for benchmarks', () => {
     expect(Object.values(ZERO_LATENCIES).every((v) => v === 0)).toBe(true);
     expect(REALISTIC_LATENCIES).toMatchObject({ configure: 10, install: 1500, boot: 600, network: 1300, propolisStart: 500 });
     expect(Object.keys(REALISTIC_LATENCIES).sort()).toEqual(Object.keys(ZERO_LATENCIES).sort());

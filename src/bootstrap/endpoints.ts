@@ -1,4 +1,4 @@
-// Route schemas of the bootstrap agent API (../shared/contracts/omicron/bootstrap-agent.json).
+// Route schemas of the bootstrap agent API (test/contracts/omicron/bootstrap-agent.json).
 import {
   ApiError, ShareRequest, ShareResponse, SledAgentRequest, SledAgentResponse,
 } from '../params.js';

@@ -1,4 +1,4 @@
-// One agent per directory (DESIGN.md): two sled agents on one data directory adopt the same
+// One agent per directory (docs/architecture.md): two sled agents on one data directory adopt the same
 // zones and report the same instances to Nexus with different generations. The lock is flock(2)
 // on a file in the directory, taken without waiting: the kernel drops it when its holder dies,
 // however it dies, so a SIGKILLed agent never blocks the next start, which a pid file alone

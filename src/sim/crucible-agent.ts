@@ -1,5 +1,5 @@
 // A simulated Crucible agent, one per simulated dataset (omicron sim/http_entrypoints_storage.rs
-// against ../shared/contracts/crucible/crucible-agent.json): regions list/create/get/delete.
+// against test/contracts/crucible/crucible-agent.json): regions list/create/get/delete.
 // Regions come up "created" at once; a deleted region stays listed as "destroyed".
 import type { Logger } from 'pino';
 import { conflict, invalidRequest, objectNotFound } from '../common/errors.js';

@@ -102,7 +102,7 @@ export const ZERO_LATENCIES: Readonly<SimLatencies> = Object.freeze({
   opte: 0,
 });
 
-/** The shape of a real sled (DESIGN.md, "What a real instance start costs"): for benchmarks. */
+/** The shape of a real sled (docs/architecture.md and docs/benchmarks.md): for benchmarks. */
 export const REALISTIC_LATENCIES: Readonly<SimLatencies> = Object.freeze({
   configure: 10,
   install: 1500,

@@ -1,6 +1,5 @@
 /*
- * Fake libnvpair.so.1: a small but real nvlist (see ../../../shared/reference/illumos-abi.md
- * §4.3 and illumos-gate usr/src/uts/common/sys/nvpair.h, usr/src/common/nvpair/nvpair.c).
+ * Fake libnvpair.so.1: a small but real nvlist (see native/abi/nvpair.h and illumos-gate usr/src/uts/common/sys/nvpair.h, usr/src/common/nvpair/nvpair.c).
  *
  * Same public headers (nvlist_t 24 bytes with nvl_priv pointing at the private list; nvpair_t
  * 16 bytes followed by the NUL-terminated name, so NVP_NAME() works), same data_type_t values,

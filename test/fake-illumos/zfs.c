@@ -1,5 +1,5 @@
 /*
- * Fake libzfs.so.1 (see ../../../shared/reference/illumos-abi.md §4 and native/abi/zfs.h): the
+ * Fake libzfs.so.1 (see native/abi/zfs.h): the
  * same symbols and prototypes as illumos' libzfs for what the addon uses (and a few neighbours),
  * linked against the fake libnvpair.so.1, keeping its state under $FAKE_ILLUMOS_STATE/zfs/.
  *

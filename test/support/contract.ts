@@ -1,4 +1,4 @@
-// The wire contract (test/contracts/, verbatim copies of ../shared/contracts), with an ajv that validates values against
+// The wire contract (test/contracts/, verbatim copies of the team's contracts, byte-checked when that folder is beside the clone), with an ajv that validates values against
 // its component schemas, and a structural normaliser for comparing schemas across documents.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
