@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadBootstrapConfigFile } from '../src/bootstrap/config.js';
 import { checkAgentConfig, loadAgentConfigFile } from '../src/config.js';
+import { loadRssConfig } from '../src/rack-setup/config.js';
 import { simLatencies } from '../src/host/open.js';
 import { REALISTIC_LATENCIES } from '../src/sim/host.js';
 
@@ -31,6 +33,17 @@ describe('sled agent config', () => {
     const config = loadAgentConfigFile('config/sled-agent.toml');
     expect(config.dropshot.bind_address).toBe('127.0.0.1:12345');
     expect(config.host.latency).toBe('realistic');
+  });
+
+  it('accepts the other shipped examples: a bootstrap agent and the RSS input that sets it up', () => {
+    const bootstrap = loadBootstrapConfigFile('config/bootstrap-agent.toml');
+    const rss = loadRssConfig('config/config-rss.toml');
+    expect(rss.requests.length).toBeGreaterThan(0);
+    // The RSS input's datasets are on the zpools the bootstrap config gives its sled agent.
+    const pools = JSON.stringify(bootstrap);
+    for (const request of rss.requests) {
+      for (const dataset of request.datasets) expect(pools).toContain(dataset.zpool_id);
+    }
   });
 
   it('resolves relative paths against the file\'s directory', () => {

@@ -153,6 +153,17 @@ describe('what an operator asks the command', () => {
       if (command !== 'rss' && command !== 'openapi') expect(res.stdout).toContain('SIGINT or SIGTERM stops it gracefully');
     }
   }, 60_000);
+
+  it('openapi piped into a reader that stops early (| head) exits 0 without a stack trace', async () => {
+    const child = spawn(process.execPath, [...CLI, 'openapi', 'sled'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    // The first chunk is all `head` would want; then the reader goes away.
+    await once(child.stdout!, 'data');
+    child.stdout!.destroy();
+    const [code] = await once(child, 'exit') as [number | null];
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  }, 30_000);
 });
 
 describe('sled-agent run', () => {

@@ -160,6 +160,11 @@ ${SERVING_HELP}`)
       } else {
         throw new UsageError(`unknown API "${api}": try one of {sled, sim, bootstrap}`, command);
       }
+      // A reader that stops early (`| head`) is no error: the document was wanted only so far.
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(0);
+        throw err;
+      });
       process.stdout.write(`${JSON.stringify(await openApiDocument(app), null, 2)}\n`);
       await app.close();
     });
