@@ -198,7 +198,9 @@ export class Instance {
    *   any but failed           stopped/destroyed  stop: no Propolis is attached after a restart,
    *   stopping                 any                so tear down (halting the zone ends the VM),
    *                                               observe Destroyed (-> stopped), report; then
-   *                                               leave the sled (destroyed: after reporting it)
+   *                                               leave the sled (destroyed: after reporting it).
+   *                                               A run asked during the stop (desired running)
+   *                                               provisions again once the teardown is done
    *   stopped                  none               Propolis reported Stopped, teardown may not have
    *                                               ended: tear down, report stopped, leave the sled
    *   destroyed                none               tear down, report destroyed, leave the sled
