@@ -428,6 +428,58 @@ describe('zone lifecycle through zoneadm and zlogin', () => {
     await expectFailure(zones.bootZone('oxz_nosuch'), "zoneadm: zone 'oxz_nosuch': No such zone configured");
   });
 
+  it("clones an installed zone, with zoneadm's own refusals for the target and the source", async () => {
+    const expectFailure = async (p: Promise<unknown>, stderr: string) => {
+      const err = await rejection(p);
+      expect(err).toBeInstanceOf(ZoneCommandError);
+      expect(err).toMatchObject({ code: 'ECOMMAND', exitCode: 1 });
+      expect((err as ZoneCommandError).stderr).toContain(stderr);
+    };
+    await zones.configureZone(small('oxz_tmpl'));
+    await zones.configureZone(small('oxz_copy'));
+    await expectFailure(zones.cloneZone('oxz_copy', 'oxz_tmpl'), 'zoneadm: zone oxz_tmpl is configured; installed is required.');
+    await expectFailure(zones.cloneZone('oxz_copy', 'oxz_nosuch'), 'zoneadm: oxz_nosuch: could not get state: No such zone configured');
+    await expectFailure(zones.cloneZone('oxz_nosuch', 'oxz_tmpl'), "zoneadm: zone 'oxz_nosuch': No such zone configured");
+    await zones.installZone('oxz_tmpl', [image]);
+    await zones.bootZone('oxz_tmpl');
+    await expectFailure(zones.cloneZone('oxz_copy', 'oxz_tmpl'), "zoneadm: zone 'oxz_copy': clone operation is invalid for running zones.");
+    await zones.haltZone('oxz_tmpl');
+    expect(await stateOf('oxz_copy')).toBe('configured');
+
+    await zones.cloneZone('oxz_copy', 'oxz_tmpl');
+    const [tmpl, copy] = [await zones.getZone('oxz_tmpl'), await zones.getZone('oxz_copy')];
+    expect(copy?.state).toBe('installed');
+    expect(tmpl?.state).toBe('installed');
+    expect(copy?.uuid).toMatch(/^[0-9a-f-]{36}$/);
+    expect(copy?.uuid).not.toBe(tmpl?.uuid);
+    await expectFailure(zones.cloneZone('oxz_copy', 'oxz_tmpl'), "zoneadm: zone 'oxz_copy': is already installed.");
+    await zones.bootZone('oxz_copy');
+    expect(await stateOf('oxz_copy')).toBe('running');
+    await zones.haltZone('oxz_copy');
+  });
+
+  it('shows a zone as incomplete while zoneadm clones it', async () => {
+    await zones.configureZone(small('oxz_tmpl'));
+    await zones.installZone('oxz_tmpl', [image]);
+    await zones.configureZone(small('oxz_slowcopy'));
+    process.env.FAKE_ILLUMOS_CLONE_DELAY_MS = '400';
+    try {
+      const clone = zones.cloneZone('oxz_slowcopy', 'oxz_tmpl');
+      const seen = new Set<string | undefined>();
+      let done = false;
+      void clone.finally(() => (done = true));
+      while (!done) {
+        seen.add(await stateOf('oxz_slowcopy'));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await clone;
+      expect(seen).toContain('incomplete');
+      expect(await stateOf('oxz_slowcopy')).toBe('installed');
+    } finally {
+      delete process.env.FAKE_ILLUMOS_CLONE_DELAY_MS;
+    }
+  });
+
   it('rejects bad image lists and reports a missing program by its errno', async () => {
     await zones.configureZone(small('oxz_img'));
     for (const images of [['relative.tar.gz'], ['-?'], ['/a\0b'], 'not-an-array' as unknown as string[]]) {

@@ -172,6 +172,17 @@ export class Zones {
     return run(this.zoneadmPath, ['-z', name, 'install', ...paths], this.commandTimeoutMs);
   }
 
+  /**
+   * `zoneadm -z NAME clone SOURCE`: configured -> installed from SOURCE's zonepath (a ZFS clone
+   * when it is a dataset, else a copy), instead of unpacking an image. SOURCE must be installed
+   * and not running; zoneadm says so on stderr otherwise.
+   */
+  async cloneZone(name: string, source: string): Promise<CommandResult> {
+    validateZoneName(name);
+    validateZoneName(source);
+    return run(this.zoneadmPath, ['-z', name, 'clone', source], this.commandTimeoutMs);
+  }
+
   /** `zoneadm -z NAME boot`: the zone is running (not yet its services) when this resolves. */
   async bootZone(name: string): Promise<CommandResult> {
     validateZoneName(name);

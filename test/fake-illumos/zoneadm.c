@@ -17,6 +17,10 @@
  *   zoneadm -z NAME halt                  running -> installed: events running->shutting_down,
  *                                         shutting_down->shutting_down,
  *                                         shutting_down->uninitialized; its SMF state is cleared
+ *   zoneadm -z NAME clone [-m copy] SRC   configured -> incomplete -> installed (+ a uuid of its
+ *                                         own) from SRC, which must be installed and not in the
+ *                                         kernel (clone_func); FAKE_ILLUMOS_CLONE_DELAY_MS
+ *                                         (default 0) in between
  *   zoneadm -z NAME uninstall [-F]        installed -> configured (asks without -F); its SMF
  *                                         logs are removed (they were in the zone's root)
  *   zoneadm [-z NAME] list [-cipv]        id:name:state:path:uuid:brand:iptype with -p
@@ -57,7 +61,8 @@ static void zerror(const char *fmt, ...) {
 static int usage(void) {
   fprintf(stderr,
           "usage:\t%s [-z <zone>] [-u <uuid-match>] <subcommand>\n"
-          "\tsubcommands: list [-cipv], install [image ...], boot, halt, uninstall [-F]\n",
+          "\tsubcommands: list [-cipv], install [image ...], clone [-m copy] zonename, boot, halt,\n"
+          "\tuninstall [-F]\n",
           execname);
   return Z_USAGE;
 }
@@ -237,6 +242,97 @@ static int uninstall_func(int argc, char **argv) {
   }
   /* The SMF logs were in the zone's root, which uninstall removes. */
   if (rc == Z_OK) fake_smf_clear_logs(target_zone);
+  fake_unlock(lock);
+  return rc;
+}
+
+/* The source zone's checks, in clone_func's order after sanity_check of the target: not the
+ * global zone, not SUNW*, not in the kernel, and installed. Locked; reports why not. */
+static int clonable_source_locked(const char *source) {
+  if (strcmp(source, GLOBAL_ZONENAME) == 0) {
+    zerror("%s operation is invalid for the global zone.", "clone");
+    return Z_ERR;
+  }
+  if (strncmp(source, "SUNW", 4) == 0) {
+    zerror("%s operation is invalid for zones starting with SUNW.", "clone");
+    return Z_ERR;
+  }
+  zone_state_t state;
+  struct kzone kz;
+  if (kernel_lookup(source, &kz)) {
+    const char *s = zone_get_state((char *)source, &state) == Z_OK ? zone_state_str(state) : "ready/running";
+    zerror("%s operation is invalid for %s zones.", "clone", s);
+    return Z_ERR;
+  }
+  int err = zone_get_state((char *)source, &state);
+  if (err != Z_OK) {
+    /* zperror2(source_zone, ...): the source's name, not the target's "zone '...'" prefix */
+    fprintf(stderr, "%s: %s: %s: %s\n", execname, source, "could not get state", zonecfg_strerror(err));
+    return Z_ERR;
+  }
+  if (state != ZONE_STATE_INSTALLED) {
+    fprintf(stderr, "%s: zone %s is %s; %s is required.\n", execname, source, zone_state_str(state),
+            zone_state_str(ZONE_STATE_INSTALLED));
+    return Z_ERR;
+  }
+  return Z_OK;
+}
+
+/* zoneadm -z NAME clone [-m copy] SOURCE: the target's checks are install's (sanity_check treats
+ * CMD_CLONE and CMD_INSTALL alike), then the source's; the zonepath copy or ZFS clone happens
+ * while the target is incomplete, so a kill then leaves it incomplete, as an install does. */
+static int clone_func(int argc, char **argv) {
+  const char *source = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "-?") == 0) return usage();
+    if ((strcmp(argv[i], "-m") == 0 || strcmp(argv[i], "-s") == 0) && i + 1 < argc) {
+      i++; /* the method or snapshot: the fake's copy is the same either way */
+      continue;
+    }
+    if (argv[i][0] == '-' || source != NULL) return usage();
+    source = argv[i];
+  }
+  if (source == NULL) return usage();
+  int lock = fake_lock();
+  if (lock < 0) {
+    zerror("could not lock the zone state: %s", strerror(errno));
+    return Z_ERR;
+  }
+  zone_state_t state;
+  struct kzone kz;
+  int in_kernel;
+  int rc = get_state(&state, &kz, &in_kernel);
+  if (rc == Z_OK && in_kernel) rc = invalid_for_running("clone", &kz);
+  if (rc == Z_OK && state == ZONE_STATE_INSTALLED) {
+    zerror("is already %s.", zone_state_str(ZONE_STATE_INSTALLED));
+    rc = Z_ERR;
+  } else if (rc == Z_OK && state == ZONE_STATE_INCOMPLETE) {
+    zerror("zone is %s; %s required.", zone_state_str(ZONE_STATE_INCOMPLETE), "uninstall");
+    rc = Z_ERR;
+  }
+  if (rc == Z_OK) rc = clonable_source_locked(source);
+  if (rc == Z_OK && zone_set_state_locked(target_zone, ZONE_STATE_INCOMPLETE) != Z_OK) {
+    zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
+    rc = Z_ERR;
+  }
+  fake_unlock(lock);
+  if (rc != Z_OK) return rc;
+
+  sleep_ms(env_ms("FAKE_ILLUMOS_CLONE_DELAY_MS", 0));
+
+  lock = fake_lock();
+  if (lock < 0) {
+    zerror("could not lock the zone state: %s", strerror(errno));
+    return Z_ERR;
+  }
+  /* a zone of its own: the clone does not share the source's uuid */
+  uuid_t u;
+  random_uuid(u);
+  if (index_set_uuid_locked(target_zone, u) != Z_OK ||
+      zone_set_state_locked(target_zone, ZONE_STATE_INSTALLED) != Z_OK) {
+    zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
+    rc = Z_ERR;
+  }
   fake_unlock(lock);
   return rc;
 }
@@ -565,7 +661,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "list") == 0) return list_func(sub_argc, sub_argv);
 
   int known = strcmp(cmd, "install") == 0 || strcmp(cmd, "boot") == 0 || strcmp(cmd, "halt") == 0 ||
-              strcmp(cmd, "uninstall") == 0;
+              strcmp(cmd, "uninstall") == 0 || strcmp(cmd, "clone") == 0;
   if (!known) return usage();
   if (target_zone == NULL) {
     zerror("no zone specified");
@@ -586,5 +682,6 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "install") == 0) return install_func(sub_argc, sub_argv);
   if (strcmp(cmd, "boot") == 0) return boot_func(sub_argc, sub_argv);
   if (strcmp(cmd, "halt") == 0) return halt_func(sub_argc, sub_argv);
+  if (strcmp(cmd, "clone") == 0) return clone_func(sub_argc, sub_argv);
   return uninstall_func(sub_argc, sub_argv);
 }
