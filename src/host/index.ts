@@ -82,6 +82,15 @@ export interface HostZones {
   config(name: string): Promise<ZoneSpec>;
   /** `zoneadm install <image>`: configured -> installed. */
   install(name: string, image: string): Promise<void>;
+  /**
+   * `zoneadm clone <source>`: configured -> installed by cloning `source`'s zonepath (a ZFS clone,
+   * far cheaper than install's unpacking of an image): the new zone has `source`'s files, so its
+   * image and SMF repository. `name` must be configured and `source` installed and not running:
+   * Z_NO_ZONE if either does not exist, Z_BAD_ZONE_STATE otherwise (with zoneadm's message).
+   * Until it resolves the zone is "incomplete", and stays so if the agent is killed meanwhile, as
+   * with install.
+   */
+  clone(name: string, source: string): Promise<void>;
   /** `zoneadm boot`: installed -> running. Resolves when zoneadm returns, not when services are up. */
   boot(name: string): Promise<void>;
   /** `zoneadm halt`: -> installed. */

@@ -36,6 +36,7 @@ import {
 import { isNativeError, loadNative, type CoreNative, type NativeAddon } from './addon.js';
 import type { NativeZoneEventSubscription } from './native-types/events.js';
 import type { NativeVnic } from './native-types/dladm.js';
+import { cloneRefusal } from '../host/clone.js';
 import { SMF_STATES, assertInstanceFmri, validateDatasetName, validateLinkName, validateZoneName } from '../host/names.js';
 import { createVnic, deleteVnic, listVnics, lookupLink } from './vnic.js';
 import {
@@ -381,6 +382,21 @@ export class IllumosHost implements Host {
       async install(name: string, image: string): Promise<void> {
         validateZoneName(name);
         await zones.installZone(name, [resolveImage(image)]);
+      },
+      async clone(name: string, source: string): Promise<void> {
+        validateZoneName(name);
+        validateZoneName(source);
+        // Checked here so that a refusal carries a Z_* code, as the sim's does; zoneadm checks
+        // again under its lock, and a state changed in between fails as its ECOMMAND.
+        // A zone in a state we cannot name is left to zoneadm to judge.
+        const listed = await zones.listZones();
+        const target = listed.find((z) => z.name === name)?.state;
+        const from = listed.find((z) => z.name === source)?.state;
+        if (target !== 'unknown' && from !== 'unknown') {
+          const refusal = cloneRefusal(name, target, source, from);
+          if (refusal !== null) throw refusal;
+        }
+        await zones.cloneZone(name, source);
       },
       async boot(name: string): Promise<void> {
         await zones.bootZone(name);

@@ -6,6 +6,7 @@
 // Zone lifecycle (the fake illumos's zoneadm, test/fake-illumos/zoneadm.c, and the real one):
 //   configure        -> configured
 //   install IMAGE    configured -> incomplete -> installed              ("install" latency)
+//   clone SOURCE     configured -> incomplete -> installed, SOURCE installed ("clone" latency)
 //   boot             installed -> ready -> running                      ("boot" latency)
 //                    events uninitialized->initialized, initialized->ready, ready->running;
 //                    then svc:/milestone/network:default offline -> online ("network" latency)
@@ -17,7 +18,7 @@
 //   delete           configured -> (gone)
 // A wrong state is Z_BAD_ZONE_STATE with zoneadm's message. After a restart of the agent
 // (a new SimHost on the directory): a boot under way completes (zoneadmd does it), a halt under
-// way completes, an install under way stays "incomplete" (zoneadm died with the agent).
+// way completes, an install or clone under way stays "incomplete" (zoneadm died with the agent).
 import { isAbsolute } from 'node:path';
 import {
   GLOBAL_COMMANDS,
@@ -29,6 +30,7 @@ import {
   type ZoneSpec,
   type ZoneState,
 } from '../host/index.js';
+import { cloneRefusal } from '../host/clone.js';
 import { validateDatasetName, validateLinkName, validateZoneName } from '../host/names.js';
 import { anySignal } from '../common/signals.js';
 import { kernelEventState, type SimZoneEvents } from './events.js';
@@ -220,6 +222,32 @@ export class SimZones {
     await this.m.sleep(this.m.lat('install', name, 'zone install'), this.lifeSignal(name));
     rec.state = 'installed';
     rec.services = imageServices(image);
+    this.m.notify(name);
+    await this.m.persist();
+  }
+
+  /**
+   * zoneadm clone: as install, but the zonepath is SOURCE's, so the zone gets SOURCE's image and
+   * the services SOURCE had been given (its SMF repository is in the zonepath), none of them
+   * running (SOURCE is not).
+   */
+  async cloneZone(name: string, source: string): Promise<void> {
+    validateZoneName(name);
+    validateZoneName(source);
+    await this.m.opened();
+    const rec = this.records.get(name);
+    const from = this.records.get(source);
+    const refusal = cloneRefusal(name, rec?.state, source, from?.state);
+    if (refusal !== null) throw refusal;
+    // Copied now: zoneadm snapshots SOURCE before the clone, so later changes to it are not seen.
+    const image = from!.image;
+    const services = structuredClone(from!.services);
+    rec!.state = 'incomplete';
+    rec!.image = image;
+    await this.m.persist();
+    await this.m.sleep(this.m.lat('clone', name, 'zone clone'), this.lifeSignal(name));
+    rec!.state = 'installed';
+    rec!.services = services;
     this.m.notify(name);
     await this.m.persist();
   }

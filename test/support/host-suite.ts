@@ -253,6 +253,58 @@ export function hostSuite(name: string, fixture: () => Promise<HostFixture>): vo
         // the zone's VNIC is the agent's to delete, and still there
         expect(await host.links.linkExists(VNIC)).toBe(true);
       });
+
+      const TEMPLATE = 'oxz_suite_template';
+
+      it('clones an installed template: configured -> installed, its own configuration, bootable; the template untouched', async () => {
+        await host.zones.configure(spec(TEMPLATE));
+        await host.zones.install(TEMPLATE, SUITE_IMAGE);
+        await host.links.createVnic({ name: VNIC, link: fx.link });
+        const own = spec(ZONE, { nets: [{ physical: VNIC }], devices: [{ match: '/dev/vmmctl' }] });
+        await host.zones.configure(own);
+        await host.zones.clone(ZONE, TEMPLATE);
+        expect(await zoneState(ZONE)).toBe('installed');
+        expect(await zoneState(TEMPLATE)).toBe('installed');
+        expect(await host.zones.config(ZONE)).toEqual(own);
+        await host.zones.boot(ZONE);
+        expect(await zoneState(ZONE)).toBe('running');
+        expect(await host.events.waitForService(ZONE, NETWORK_MILESTONE, ['online'], { timeoutMs: DEADLINE_MS })).toBe('online');
+        // one template serves many: a second clone while the first runs
+        await host.zones.configure(spec('oxz_suite_b'));
+        await host.zones.clone('oxz_suite_b', TEMPLATE);
+        expect(await zoneState('oxz_suite_b')).toBe('installed');
+        expect(await zoneState(TEMPLATE)).toBe('installed');
+      });
+
+      it('refuses to clone from a source that is not installed, or is running', async () => {
+        await host.zones.configure(spec(TEMPLATE));
+        await host.zones.configure(spec(ZONE));
+        await rejection(host.zones.clone(ZONE, TEMPLATE), 'Z_BAD_ZONE_STATE', /zone oxz_suite_template is configured; installed is required/);
+        expect(await zoneState(ZONE)).toBe('configured');
+        await host.zones.install(TEMPLATE, SUITE_IMAGE);
+        await host.zones.boot(TEMPLATE);
+        await rejection(host.zones.clone(ZONE, TEMPLATE), 'Z_BAD_ZONE_STATE', /clone operation is invalid for running zones/);
+        expect(await zoneState(ZONE)).toBe('configured');
+        expect(await zoneState(TEMPLATE)).toBe('running');
+      });
+
+      it('refuses to clone into a zone that is not configured, or does not exist', async () => {
+        await host.zones.configure(spec(TEMPLATE));
+        await host.zones.install(TEMPLATE, SUITE_IMAGE);
+        await host.zones.configure(spec(ZONE));
+        await host.zones.install(ZONE, SUITE_IMAGE);
+        await rejection(host.zones.clone(ZONE, TEMPLATE), 'Z_BAD_ZONE_STATE', /is already installed/);
+        expect(await zoneState(ZONE)).toBe('installed');
+        await rejection(host.zones.clone('oxz_suite_nosuch', TEMPLATE), 'Z_NO_ZONE');
+        expect((await host.zones.list()).map((z) => z.name).sort()).toEqual([ZONE, TEMPLATE].sort());
+      });
+
+      it('refuses to clone from a zone that does not exist', async () => {
+        await host.zones.configure(spec(ZONE));
+        await rejection(host.zones.clone(ZONE, 'oxz_suite_nosuch'), 'Z_NO_ZONE', /oxz_suite_nosuch/);
+        expect(await zoneState(ZONE)).toBe('configured');
+        await rejection(host.zones.clone(ZONE, 'bad/zone'), 'Z_BOGUS_ZONE_NAME');
+      });
     });
 
     describe('waitForZoneRunning', () => {
