@@ -605,6 +605,42 @@ describe('persistence', () => {
     expect(await third.zones.list()).toEqual([{ name: 'oxz_i', state: 'configured' }, { name: 'oxz_b', state: 'running' }]);
   });
 
+  it("a clone takes the clone latency and has the template's services; one cut short by close() stays incomplete", async () => {
+    const stateDir = await tempDir();
+    const first = await openHost({ stateDir, recordLatencies: true, latencies: { clone: 7 } });
+    await first.zones.configure(spec('oxz_tmpl'));
+    await first.zones.install('oxz_tmpl', '/opt/oxide/test.tar.gz');
+    // given to the template, so in its SMF repository, which the clone copies with the zonepath
+    await first.zones.boot('oxz_tmpl');
+    await first.zones.exec('oxz_tmpl', cmd.svccfgImport(cmd.siteManifest('crucible')));
+    await first.zones.halt('oxz_tmpl');
+    await first.zones.configure(spec('oxz_c'));
+    await first.zones.clone('oxz_c', 'oxz_tmpl');
+    expect(first.modelled('oxz_c').map((d) => [d.step, d.op, d.ms])).toContainEqual(['clone', 'zone clone', 7]);
+    expect(first.modelled('oxz_c').map((d) => d.step)).not.toContain('install');
+    await first.zones.boot('oxz_c');
+    const fmri = 'svc:/system/illumos/crucible:default';
+    await first.zones.exec('oxz_c', cmd.svcadmEnable(fmri));
+    expect(await first.events.waitForService('oxz_c', fmri, ['online'], { timeoutMs: 5000 })).toBe('online');
+    await first.close();
+
+    const second = await openHost({ stateDir, latencies: { clone: 60_000 } });
+    await second.zones.configure(spec('oxz_k'));
+    const clone = codeOf(second.zones.clone('oxz_k', 'oxz_tmpl'));
+    await new Promise((r) => setImmediate(r));
+    expect(await second.zones.list()).toContainEqual({ name: 'oxz_k', state: 'incomplete' });
+    await second.close();
+    expect(await clone).toBe('ECANCELED');
+
+    const third = await openHost({ stateDir });
+    expect(await third.zones.list()).toContainEqual({ name: 'oxz_k', state: 'incomplete' });
+    expect(await codeOf(third.zones.boot('oxz_k'))).toBe('Z_BAD_ZONE_STATE');
+    expect(await codeOf(third.zones.clone('oxz_k', 'oxz_tmpl'))).toBe('Z_BAD_ZONE_STATE');
+    await third.zones.uninstall('oxz_k');
+    await third.zones.clone('oxz_k', 'oxz_tmpl');
+    expect(await third.zones.list()).toContainEqual({ name: 'oxz_k', state: 'installed' });
+  });
+
   it('concurrent changes are all written (writes serialized, none lost)', async () => {
     const stateDir = await tempDir();
     const first = await openHost({ stateDir });
