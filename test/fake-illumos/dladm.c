@@ -11,6 +11,7 @@
  *                     name=oxFoo0  class=phys|etherstub|vnic|vlan|misc  flags=<DLMGMT_* bits>
  *                     over=<link id or 0>  mactype=fixed|random|primary  mac=xx:xx:xx:xx:xx:xx
  *                     vid=<0..4094>  mtu=<bytes>
+ *                     zone=<zone> zoneid=<id>  (only while given to a zone: the `zone` property)
  *                   class=misc links are OPTE (xde) ports: the fake opteadm (opteadm.c, which
  *                   includes this file) makes and removes them, as the real one has dlmgmtd
  *                   allocate a DATALINK_CLASS_MISC link id for each port.
@@ -39,7 +40,14 @@
  *
  * Not modelled: persistent configuration (PERSIST is accepted and only recorded in the flags),
  * factory MAC slots (DLADM_STATUS_MACFACTORYNOTSUP), VRRP VNICs (DLADM_STATUS_NOTSUP), link
- * properties other than mtu (DLADM_STATUS_NOTFOUND), zones holding links.
+ * properties other than mtu and zone (DLADM_STATUS_NOTFOUND), the zone's ip-type (check_zone's
+ * ZF_NET_EXCL test: every fake zone counts as exclusive-IP).
+ *
+ * The `zone` property (libdladm linkprop.c: check_zone, set_zone, get_zone; PD_TEMPONLY): a link
+ * records the zone it was given to AND the kernel id of that boot of the zone. It is in that zone
+ * only while zones/kernel (the fake zoneadm's table) still has the zone under that id, ready or
+ * running; otherwise it is back in the global zone. That is how a halt gives links back (the
+ * kernel's dls zone-shutdown callback on illumos) without the fake zoneadm touching links.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -74,6 +82,9 @@ typedef uint64_t datalink_media_t;
 #define ETHERADDRL 6
 #define DLADM_STRSIZE 256
 #define DLADM_PROP_VAL_MAX 128
+#ifndef ZONENAME_MAX
+#define ZONENAME_MAX 64
+#endif
 
 #define DLADM_OPT_ACTIVE 0x01u
 #define DLADM_OPT_PERSIST 0x02u
@@ -256,6 +267,8 @@ typedef struct {
   uchar_t mac[ETHERADDRL];
   uint16_t vid;
   uint32_t mtu;
+  char zone[ZONENAME_MAX]; /* "" unless given to a zone; see zone_of */
+  int zoneid;
 } link_t;
 
 typedef struct {
@@ -347,6 +360,8 @@ static int parse_link(const char *text, link_t *l) {
         else if (strcmp(k, "mactype") == 0) l->mactype = str_mactype(v);
         else if (strcmp(k, "vid") == 0) l->vid = (uint16_t)strtoul(v, NULL, 10);
         else if (strcmp(k, "mtu") == 0) l->mtu = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(k, "zone") == 0) snprintf(l->zone, sizeof(l->zone), "%s", v);
+        else if (strcmp(k, "zoneid") == 0) l->zoneid = (int)strtol(v, NULL, 10);
         else if (strcmp(k, "mac") == 0) {
           unsigned b[ETHERADDRL];
           if (sscanf(v, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) == ETHERADDRL) {
@@ -419,6 +434,11 @@ static int write_link(const link_t *l, int fresh) {
                    l->name, class_str(l->cls), l->flags, l->over, mactype_str(l->mactype), l->mac[0], l->mac[1],
                    l->mac[2], l->mac[3], l->mac[4], l->mac[5], (unsigned)l->vid, l->mtu);
   if (n < 0 || (size_t)n >= sizeof(text)) return -1;
+  if (l->zone[0] != '\0') {
+    int m = snprintf(text + n, sizeof(text) - (size_t)n, "zone=%s\nzoneid=%d\n", l->zone, l->zoneid);
+    if (m < 0 || (size_t)m >= sizeof(text) - (size_t)n) return -1;
+    n += m;
+  }
   cache.changed = 1;
   /* links/by-id is there but when the state directory was just made (no stat each time). */
   int rc = fresh ? create_file(path, text, (size_t)n) : fake_write_file(path, text, (size_t)n);
@@ -1103,6 +1123,78 @@ dladm_status_t dladm_vnic_info(dladm_handle_t h, datalink_id_t linkid, void *att
   return st;
 }
 
+/* ---- the zone property ------------------------------------------------------------------------- */
+
+/* "%XX" escapes of the fake zonecfg's files undone in place. */
+static void pct_decode(char *s) {
+  char *w = s;
+  for (const char *r = s; *r != '\0'; r++) {
+    unsigned v;
+    if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2]) && sscanf(r + 1, "%2x", &v) == 1) {
+      *w++ = (char)v;
+      r += 2;
+    } else {
+      *w++ = *r;
+    }
+  }
+  *w = '\0';
+}
+
+/*
+ * getzoneidbyname over the fake kernel's table (zones/kernel, "zone <name> <id> <status>"): the
+ * zone's id while it is ready or running, else -1. A zone on its way down is refused too: the
+ * agent only ever gives links to a zone it is about to use.
+ */
+static int kernel_zone_id(const char *zone) {
+  char path[4096];
+  if (fake_path(path, sizeof(path), "zones", "kernel") != 0) return -1;
+  char *text = fake_read_file(path, NULL);
+  if (text == NULL) return -1;
+  int found = -1;
+  for (char *line = text; line != NULL && *line != '\0' && found < 0;) {
+    char *nl = strchr(line, '\n');
+    if (nl != NULL) *nl = '\0';
+    char name[3 * ZONENAME_MAX + 1], status[16];
+    int id;
+    if (sscanf(line, "zone %192s %d %15s", name, &id, status) == 3) {
+      pct_decode(name);
+      if (strcmp(name, zone) == 0 && (strcmp(status, "ready") == 0 || strcmp(status, "running") == 0)) found = id;
+    }
+    line = nl != NULL ? nl + 1 : NULL;
+  }
+  free(text);
+  return found;
+}
+
+/* The zone a link is in now: its recorded zone while that boot of it is in the kernel, else NULL (global). */
+static const char *zone_of(const link_t *l) {
+  if (l->zone[0] == '\0') return NULL;
+  return kernel_zone_id(l->zone) == l->zoneid ? l->zone : NULL;
+}
+
+/*
+ * set_zone: check_zone's getzoneidbyname (BADVAL for a zone not in the kernel), no change when
+ * the link is already there, and the link recorded with that boot's id. Moving a link straight
+ * from one non-global zone to another is refused with LINKBUSY: our choice, not confirmed
+ * against the kernel's dls_devnet_setzid.
+ */
+static dladm_status_t set_zone_locked(link_t *l, const char *zone) {
+  const char *now = zone_of(l);
+  if (zone == NULL || strcmp(zone, "global") == 0) {
+    if (l->zone[0] == '\0') return DLADM_STATUS_OK;
+    l->zone[0] = '\0';
+    l->zoneid = 0;
+    return write_link(l, 0) == 0 ? DLADM_STATUS_OK : DLADM_STATUS_IOERR;
+  }
+  int id = kernel_zone_id(zone);
+  if (id < 0) return DLADM_STATUS_BADVAL;
+  if (now != NULL && strcmp(now, zone) == 0) return DLADM_STATUS_OK;
+  if (now != NULL) return DLADM_STATUS_LINKBUSY;
+  snprintf(l->zone, sizeof(l->zone), "%s", zone);
+  l->zoneid = id;
+  return write_link(l, 0) == 0 ? DLADM_STATUS_OK : DLADM_STATUS_IOERR;
+}
+
 static int parse_mtu(const char *s, uint32_t *out) {
   if (s == NULL || *s == '\0') return -1;
   char *end = NULL;
@@ -1117,7 +1209,9 @@ dladm_status_t dladm_set_linkprop(dladm_handle_t h, datalink_id_t linkid, const 
                                   uint_t val_cnt, uint_t flags) {
   if (h == NULL) return DLADM_STATUS_BADARG;
   if ((flags & (DLADM_OPT_ACTIVE | DLADM_OPT_PERSIST)) == 0) return DLADM_STATUS_BADARG;
-  if (prop_name != NULL && strcmp(prop_name, "mtu") != 0) return DLADM_STATUS_NOTFOUND;
+  int is_zone = prop_name != NULL && strcmp(prop_name, "zone") == 0;
+  if (prop_name != NULL && strcmp(prop_name, "mtu") != 0 && !is_zone) return DLADM_STATUS_NOTFOUND;
+  if (is_zone && (flags & DLADM_OPT_PERSIST) != 0) return DLADM_STATUS_TEMPONLY; /* PD_TEMPONLY */
   if (val_cnt > 1) return DLADM_STATUS_BADVALCNT;
   if (val_cnt == 1 && (prop_val == NULL || prop_val[0] == NULL)) return DLADM_STATUS_BADARG;
   enter(h);
@@ -1132,6 +1226,8 @@ dladm_status_t dladm_set_linkprop(dladm_handle_t h, datalink_id_t linkid, const 
       st = DLADM_STATUS_NOTFOUND;
     } else if ((flags & DLADM_OPT_PERSIST) != 0 && (l->flags & DLMGMT_PERSIST) == 0) {
       st = DLADM_STATUS_TEMPONLY;
+    } else if (is_zone) {
+      st = set_zone_locked(l, val_cnt == 0 ? NULL : prop_val[0]);
     } else if (prop_name == NULL || val_cnt == 0) {
       l->mtu = l->cls == DATALINK_CLASS_PHYS ? env_u32("FAKE_ILLUMOS_PHYS_MTU", 9000)
                : l->cls == DATALINK_CLASS_ETHERSTUB ? 9000
@@ -1156,7 +1252,8 @@ dladm_status_t dladm_set_linkprop(dladm_handle_t h, datalink_id_t linkid, const 
 dladm_status_t dladm_get_linkprop(dladm_handle_t h, datalink_id_t linkid, dladm_prop_type_t type,
                                   const char *prop_name, char **prop_val, uint_t *val_cntp) {
   if (h == NULL || prop_name == NULL || prop_val == NULL || val_cntp == NULL) return DLADM_STATUS_BADARG;
-  if (strcmp(prop_name, "mtu") != 0) return DLADM_STATUS_NOTFOUND;
+  int is_zone = strcmp(prop_name, "zone") == 0;
+  if (strcmp(prop_name, "mtu") != 0 && !is_zone) return DLADM_STATUS_NOTFOUND;
   if (*val_cntp < 1) return DLADM_STATUS_TOOSMALL;
   if (prop_val[0] == NULL) return DLADM_STATUS_BADARG;
   enter(h);
@@ -1169,6 +1266,16 @@ dladm_status_t dladm_get_linkprop(dladm_handle_t h, datalink_id_t linkid, dladm_
     link_t *l = by_id(&ls, linkid);
     if (l == NULL) {
       st = DLADM_STATUS_NOTFOUND;
+    } else if (is_zone) {
+      /* get_zone: the zone's name, "" in the global zone; the default is "" (pd_defval). */
+      const char *z = zone_of(l);
+      switch (type) {
+        case DLADM_PROP_VAL_CURRENT: snprintf(prop_val[0], DLADM_PROP_VAL_MAX, "%s", z != NULL ? z : ""); break;
+        case DLADM_PROP_VAL_DEFAULT: prop_val[0][0] = '\0'; break;
+        case DLADM_PROP_VAL_PERM: snprintf(prop_val[0], DLADM_PROP_VAL_MAX, "rw"); break;
+        default: st = DLADM_STATUS_NOTFOUND; break;
+      }
+      if (st == DLADM_STATUS_OK) *val_cntp = 1;
     } else {
       switch (type) {
         case DLADM_PROP_VAL_CURRENT: snprintf(prop_val[0], DLADM_PROP_VAL_MAX, "%u", l->mtu); break;

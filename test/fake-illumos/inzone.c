@@ -284,8 +284,25 @@ INZONE_FN char *link_file(const char *link) {
 }
 
 /*
- * Whether `link` is one of the zone's links (an `add net; set physical=` of its configuration);
- * in the global zone, any link of the host.
+ * Whether the fake libdladm's `zone` property has given `link` to this boot of the zone: its file
+ * names the zone and the kernel id the zone still has (a halt gives links back).
+ */
+static int link_given_to(const char *zone, const char *link) {
+  struct kzone kz;
+  if (!kernel_lookup(zone, &kz)) return 0;
+  char *text = link_file(link);
+  if (text == NULL) return 0;
+  char want[ZONENAME_MAX + 48];
+  snprintf(want, sizeof(want), "\nzone=%s\nzoneid=%d\n", zone, kz.id);
+  int given = strstr(text, want) != NULL;
+  free(text);
+  return given;
+}
+
+/*
+ * Whether `link` is one of the zone's links (an `add net; set physical=` of its configuration, or
+ * one given to the running zone with the `zone` link property); in the global zone, any link of
+ * the host.
  */
 INZONE_FN int zone_has_link(const char *zone, const char *link) {
   if (strcmp(zone, "global") == 0) {
@@ -294,6 +311,7 @@ INZONE_FN int zone_has_link(const char *zone, const char *link) {
     free(text);
     return found;
   }
+  if (link_given_to(zone, link)) return 1;
   zone_dochandle_t h = zonecfg_init_handle();
   if (h == NULL) die(1, "out of memory");
   int found = 0;
