@@ -363,6 +363,9 @@ bool ReadVnic(dladm_handle_t h, datalink_id_t id, VnicInfo* out) {
   return true;
 }
 
+// sys/zone.h ZONENAME_MAX, with its NUL.
+constexpr size_t kZoneNameMax = 64;
+
 // What the scheduled jobs below produce.
 struct Done {};
 struct AbiResult {
@@ -586,6 +589,90 @@ Napi::Value LinkLookupJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// linkSetZone(link, zone) -> undefined: gives a link to a ready or running zone, as
+// `dladm set-linkprop -t -p zone=<zone> <link>` does (the active `zone` property only).
+//
+// This is the call zoneadmd makes itself when it readies an exclusive-IP zone, so a link given
+// this way is what the zone would have had from its configuration. Confirmed in illumos-gate
+// sources read through the `search` tool (oxidecomputer/illumos-gate 1fec6ede, matching
+// illumos/illumos-gate):
+//  - usr/src/cmd/zoneadmd/vplat.c, configure_exclusive_network_interfaces: for each `net` of
+//    the zone's configuration snapshot, dladm_name2info(physical) then add_datalink(...);
+//    add_datalink refuses a link plumbed in the global zone (zonecfg_ifname_exists, AF_INET and
+//    AF_INET6), then calls dladm_set_linkprop(dld_handle, linkid, "zone", &zone_name, 1,
+//    DLADM_OPT_ACTIVE), then sets the `pool` property if the zone has a pool.
+//  - vplat.c, unconfigure_exclusive_network_interfaces: on halt zoneadmd does not take links
+//    back itself; "the kernel shutdown callback for the dls module should have removed all
+//    datalinks from this zone", and a link left over fails the halt. So a halt gives back a
+//    link given this way too.
+//  - usr/src/lib/libdladm/common/linkprop.c: the "zone" entry is PD_TEMPONLY|PD_CHECK_ALLOC
+//    (a persistent set is DLADM_STATUS_TEMPONLY); check_zone: one value (else BADVALCNT),
+//    getzoneidbyname (-1, i.e. a zone not in the kernel: DLADM_STATUS_BADVAL), a non-global
+//    zone without ZF_NET_EXCL (shared-IP) is DLADM_STATUS_BADVAL; set_zone: the same zone as
+//    now is DLADM_STATUS_OK without a change, else set_public_prop and the zones' /dev entries;
+//    get_zone: the zone's name, "" in the global zone.
+// Not confirmed: what the kernel (dls_devnet_setzid) answers for a link already in another
+// non-global zone (the fake libdladm says DLADM_STATUS_LINKBUSY), or for a VNIC whose over-link
+// is an OPTE port; and whether zoneadmd's add_datalink order (zone, then pool) matters for an
+// omicron1-brand zone, which has no pool here. A link plumbed in the global zone is refused by
+// zoneadmd, not by libdladm: the caller must not give away a link it has addresses on.
+Napi::Value LinkSetZoneJs(const Napi::CallbackInfo& info) {
+  return AsPromise(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    std::string link = CheckLinkName(env, info.Length() > 0 ? info[0] : env.Undefined(), "link");
+    Napi::Value zv = info.Length() > 1 ? info[1] : env.Undefined();
+    if (!zv.IsString()) ThrowArgError(env, "zone must be a string");
+    std::string zone = zv.As<Napi::String>().Utf8Value();
+    if (zone.empty()) ThrowValue(env, "zone must not be empty");
+    if (zone.find('\0') != std::string::npos) ThrowValue(env, "zone must not contain NUL");
+    // The library copies the name into ZONENAME_MAX buffers (getzoneidbyname): a longer one
+    // would name a different zone.
+    if (zone.size() >= kZoneNameMax) {
+      ThrowRange(env, "zone must be shorter than " + std::to_string(kZoneNameMax) + " bytes (ZONENAME_MAX), got " +
+                          std::to_string(zone.size()));
+    }
+    return Schedule<Done>(
+        env, thread,
+        [link, zone]() {
+          dladm_handle_t h = Handle();
+          LinkInfo l = LookupLink(h, link);
+          std::vector<char> value(zone.begin(), zone.end());
+          value.push_back('\0');
+          char* vals[1] = {value.data()};
+          dladm_status_t st = dladm_api.dladm_set_linkprop(h, l.id, "zone", vals, 1, DLADM_OPT_ACTIVE);
+          if (st != DLADM_STATUS_OK) FailStatus(st, "giving link \"" + link + "\" to zone \"" + zone + "\"");
+          return Done{};
+        },
+        [](Napi::Env env, Done&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+// linkZone(link) -> string | null: the zone a link is in (the `zone` property), null for the
+// global zone (get_zone's "").
+Napi::Value LinkZoneJs(const Napi::CallbackInfo& info) {
+  return AsPromise(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    std::string link = CheckLinkName(env, info.Length() > 0 ? info[0] : env.Undefined(), "link");
+    return Schedule<std::string>(
+        env, thread,
+        [link]() {
+          dladm_handle_t h = Handle();
+          LinkInfo l = LookupLink(h, link);
+          char value[DLADM_PROP_VAL_MAX];
+          std::memset(value, 0, sizeof(value));
+          char* vals[1] = {value};
+          uint_t count = 1;
+          dladm_status_t st = dladm_api.dladm_get_linkprop(h, l.id, DLADM_PROP_VAL_CURRENT, "zone", vals, &count);
+          if (st != DLADM_STATUS_OK) FailStatus(st, "reading the zone of link \"" + link + "\"");
+          value[sizeof(value) - 1] = '\0';
+          return count < 1 ? std::string() : std::string(value);
+        },
+        [](Napi::Env env, std::string& z) -> Napi::Value {
+          return z.empty() ? env.Null() : Napi::Value(Napi::String::New(env, z));
+        });
+  });
+}
+
 // dladmAbi() -> {vnicCreateArgs: 14 | 15}: which dladm_vnic_create form the library has.
 Napi::Value DladmAbiJs(const Napi::CallbackInfo& info) {
   return AsPromise(info, [&]() -> Napi::Value {
@@ -612,6 +699,8 @@ void InitDladm(Napi::Env env, Napi::Object exports) {
   exports.Set("vnicDelete", Napi::Function::New(env, VnicDeleteJs, "vnicDelete"));
   exports.Set("vnicList", Napi::Function::New(env, VnicListJs, "vnicList"));
   exports.Set("linkLookup", Napi::Function::New(env, LinkLookupJs, "linkLookup"));
+  exports.Set("linkSetZone", Napi::Function::New(env, LinkSetZoneJs, "linkSetZone"));
+  exports.Set("linkZone", Napi::Function::New(env, LinkZoneJs, "linkZone"));
   exports.Set("dladmAbi", Napi::Function::New(env, DladmAbiJs, "dladmAbi"));
 }
 

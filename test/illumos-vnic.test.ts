@@ -4,7 +4,7 @@
 // truncating a name, state shared with a second process, a host without libdladm, concurrent
 // creates through the one dladm thread, both dladm_vnic_create arities, and a fuzz.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,7 +13,17 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { NativeAddon } from '../src/illumos/addon.js';
 import type { DladmNative } from '../src/illumos/native-types/dladm.js';
 import { linkNameProblem, normalizeMac, validateLinkName } from '../src/host/names.js';
-import { Vnic, VnicAllocator, createVnic, deleteVnic, listOwnedVnics, listVnics, lookupLink } from '../src/illumos/vnic.js';
+import {
+  Vnic,
+  VnicAllocator,
+  createVnic,
+  deleteVnic,
+  linkZone,
+  listOwnedVnics,
+  listVnics,
+  lookupLink,
+  setLinkZone,
+} from '../src/illumos/vnic.js';
 import { FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -388,6 +398,58 @@ describe('links over the fake libdladm', () => {
     expect(listed.map((v) => v.name).sort()).toEqual([...names].sort());
     await Promise.all(names.map((name) => deleteVnic(name)));
     expect(await listVnics()).toEqual([]);
+  });
+
+  it('gives a link to a zone in the kernel (the zone property) until that boot of the zone is gone', async () => {
+    const native = addon as unknown as DladmNative;
+    // The fake kernel's zone table, as the fake zoneadm keeps it (test/fake-illumos/zonecfg.c).
+    const kernel = (zones: string) => {
+      mkdirSync(join(host.state, 'zones'), { recursive: true });
+      writeFileSync(join(host.state, 'zones', 'kernel'), `nextid 9\n${zones}`);
+    };
+    kernel('zone oxz_a 4 running\nzone oxz_b 5 ready\nzone oxz_c 6 shutting_down\n');
+    await createVnic({ name: 'vopte0', link: 'net0' });
+    expect(await native.linkZone('vopte0')).toBeNull();
+
+    await setLinkZone('vopte0', 'oxz_a');
+    expect(await linkZone('vopte0')).toBe('oxz_a');
+    await setLinkZone('vopte0', 'oxz_a'); // already there: no change, no error
+    expect(await rejection(setLinkZone('vopte0', 'oxz_b'), 'DLADM_STATUS_LINKBUSY')).toHaveProperty('message', expect.stringMatching(/^link busy/));
+    expect(await linkZone('vopte0')).toBe('oxz_a');
+
+    // a zone not in the kernel, or on its way out: check_zone's BADVAL; an unknown link: NOTFOUND
+    const bad = await rejection(setLinkZone('net1', 'oxz_none'), 'DLADM_STATUS_BADVAL');
+    expect(bad.message).toMatch(/^invalid value/);
+    await rejection(setLinkZone('net1', 'oxz_c'), 'DLADM_STATUS_BADVAL');
+    await rejection(setLinkZone('vopte7', 'oxz_a'), 'DLADM_STATUS_NOTFOUND');
+    await rejection(native.linkZone('vopte7'), 'DLADM_STATUS_NOTFOUND');
+    expect(await linkZone('net1')).toBeNull();
+    // a ready zone takes links (zoneadmd gives them while readying)
+    await setLinkZone('net1', 'oxz_b');
+    expect(await linkZone('net1')).toBe('oxz_b');
+
+    // oxz_a halted and booted again (a new id): the link went back to the global zone
+    kernel('zone oxz_a 7 running\nzone oxz_b 5 ready\n');
+    expect(await linkZone('vopte0')).toBeNull();
+    await setLinkZone('vopte0', 'oxz_b');
+    expect(await linkZone('vopte0')).toBe('oxz_b');
+    // still a VNIC like any other: listed, and deleted
+    expect((await listVnics()).map((v) => v.name)).toContain('vopte0');
+    await deleteVnic('vopte0');
+  });
+
+  it('checks the zone name in the binding (ZONENAME_MAX) and in TypeScript', async () => {
+    const native = addon as unknown as DladmNative;
+    const long = await native.linkSetZone('net0', `z${'a'.repeat(63)}`).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(long).toBeInstanceOf(RangeError);
+    expect(long).toHaveProperty('code', 'ERR_OUT_OF_RANGE');
+    await rejection(native.linkSetZone('net0', ''), 'ERR_INVALID_ARG_VALUE');
+    await rejection(native.linkSetZone('net0', 5 as unknown as string), 'ERR_INVALID_ARG_TYPE');
+    await expect(setLinkZone('net0', 'bad zone')).rejects.toThrow();
+    expect(await linkZone('net0')).toBeNull();
   });
 
   it('says which dladm_vnic_create form the library has: the 15-argument one', async () => {

@@ -8,6 +8,7 @@ import {
   normalizeMac,
   OWNED_VNIC_PREFIXES,
   validateLinkName,
+  validateZoneName,
   VNIC_PREFIX,
   vnicKind,
   type VnicKind,
@@ -65,6 +66,21 @@ export async function listVnics(native?: DladmNative): Promise<NativeVnic[]> {
 /** Any link (physical, etherstub, VNIC, ...) by name. */
 export async function lookupLink(name: string, native?: DladmNative): Promise<NativeLinkInfo> {
   return dladm(native).linkLookup(validateLinkName(name));
+}
+
+/**
+ * Gives a link to a ready or running exclusive-IP zone until the zone halts, as zoneadmd does for
+ * each `net` of the zone's configuration when it readies the zone (native/dladm.cc says what was
+ * confirmed). The zone's configuration is not changed.
+ */
+export async function setLinkZone(link: string, zone: string, native?: DladmNative): Promise<void> {
+  validateZoneName(zone);
+  await dladm(native).linkSetZone(validateLinkName(link), zone);
+}
+
+/** The zone a link is in now; null in the global zone. */
+export async function linkZone(link: string, native?: DladmNative): Promise<string | null> {
+  return dladm(native).linkZone(validateLinkName(link));
 }
 
 /**

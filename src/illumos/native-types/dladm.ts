@@ -65,6 +65,15 @@ export interface DladmNative {
   vnicList(): Promise<NativeVnic[]>;
   /** Any link by name. */
   linkLookup(name: string): Promise<NativeLinkInfo>;
+  /**
+   * Gives a link to a ready or running zone (the active `zone` link property, as
+   * `dladm set-linkprop -t -p zone=<zone>`). DLADM_STATUS_NOTFOUND for an unknown link,
+   * DLADM_STATUS_BADVAL for a zone not in the kernel (or shared-IP). A zone name of 64 bytes or
+   * more is a RangeError (ZONENAME_MAX).
+   */
+  linkSetZone(link: string, zone: string): Promise<void>;
+  /** The zone a link is in (the `zone` property); null in the global zone. */
+  linkZone(link: string): Promise<string | null>;
   /** Which dladm_vnic_create form the library has (probed once per handle, without side effects). */
   dladmAbi(): Promise<{ vnicCreateArgs: 14 | 15 }>;
 }
