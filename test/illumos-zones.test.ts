@@ -445,6 +445,10 @@ describe('zone lifecycle through zoneadm and zlogin', () => {
     await expectFailure(zones.cloneZone('oxz_copy', 'oxz_tmpl'), "zoneadm: zone 'oxz_copy': clone operation is invalid for running zones.");
     await zones.haltZone('oxz_tmpl');
     expect(await stateOf('oxz_copy')).toBe('configured');
+    await zones.configureZone({ ...small('oxz_other'), brand: 'sparse' });
+    await zones.installZone('oxz_other', [image]);
+    await expectFailure(zones.cloneZone('oxz_copy', 'oxz_other'), "zoneadm: Zones 'oxz_other' and 'oxz_copy' have different brand types.");
+    expect(await stateOf('oxz_copy')).toBe('configured');
 
     await zones.cloneZone('oxz_copy', 'oxz_tmpl');
     const [tmpl, copy] = [await zones.getZone('oxz_tmpl'), await zones.getZone('oxz_copy')];

@@ -86,9 +86,9 @@ export interface HostZones {
    * `zoneadm clone <source>`: configured -> installed by cloning `source`'s zonepath (a ZFS clone,
    * far cheaper than install's unpacking of an image): the new zone has `source`'s files, so its
    * image and SMF repository. `name` must be configured and `source` installed and not running:
-   * Z_NO_ZONE if either does not exist, Z_BAD_ZONE_STATE otherwise (with zoneadm's message).
-   * Until it resolves the zone is "incomplete", and stays so if the agent is killed meanwhile, as
-   * with install.
+   * Z_NO_ZONE if either does not exist, Z_BAD_ZONE_STATE otherwise, Z_INVAL if their brands
+   * differ (with zoneadm's message). Until it resolves the zone is "incomplete", and stays so if
+   * the agent is killed meanwhile, as with install.
    */
   clone(name: string, source: string): Promise<void>;
   /** `zoneadm boot`: installed -> running. Resolves when zoneadm returns, not when services are up. */

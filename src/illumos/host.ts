@@ -390,10 +390,11 @@ export class IllumosHost implements Host {
         // again under its lock, and a state changed in between fails as its ECOMMAND.
         // A zone in a state we cannot name is left to zoneadm to judge.
         const listed = await zones.listZones();
-        const target = listed.find((z) => z.name === name)?.state;
-        const from = listed.find((z) => z.name === source)?.state;
-        if (target !== 'unknown' && from !== 'unknown') {
-          const refusal = cloneRefusal(name, target, source, from);
+        const target = listed.find((z) => z.name === name);
+        const from = listed.find((z) => z.name === source);
+        if (target?.state !== 'unknown' && from?.state !== 'unknown') {
+          const party = (z: typeof target) => (z === undefined || z.state === 'unknown' ? undefined : { state: z.state, brand: z.brand });
+          const refusal = cloneRefusal(name, party(target), source, party(from));
           if (refusal !== null) throw refusal;
         }
         await zones.cloneZone(name, source);

@@ -237,7 +237,8 @@ export class SimZones {
     await this.m.opened();
     const rec = this.records.get(name);
     const from = this.records.get(source);
-    const refusal = cloneRefusal(name, rec?.state, source, from?.state);
+    const party = (r: ZoneRecord | undefined) => (r === undefined ? undefined : { state: r.state, brand: r.spec.brand });
+    const refusal = cloneRefusal(name, party(rec), source, party(from));
     if (refusal !== null) throw refusal;
     // Copied now: zoneadm snapshots SOURCE before the clone, so later changes to it are not seen.
     const image = from!.image;

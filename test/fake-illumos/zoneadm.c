@@ -18,8 +18,9 @@
  *                                         shutting_down->shutting_down,
  *                                         shutting_down->uninitialized; its SMF state is cleared
  *   zoneadm -z NAME clone [-m copy] SRC   configured -> incomplete -> installed (+ a uuid of its
- *                                         own) from SRC, which must be installed and not in the
- *                                         kernel (clone_func); FAKE_ILLUMOS_CLONE_DELAY_MS
+ *                                         own) from SRC, which must be installed, not in the
+ *                                         kernel and of the same brand (clone_func,
+ *                                         validate_clone); FAKE_ILLUMOS_CLONE_DELAY_MS
  *                                         (default 0) in between
  *   zoneadm -z NAME uninstall [-F]        installed -> configured (asks without -F); its SMF
  *                                         logs are removed (they were in the zone's root)
@@ -311,6 +312,17 @@ static int clone_func(int argc, char **argv) {
     rc = Z_ERR;
   }
   if (rc == Z_OK) rc = clonable_source_locked(source);
+  if (rc == Z_OK) {
+    /* validate_clone() -> valid_brand_clone(): the zonepath's contents are the brand's */
+    char sbrand[ZC_MAXNAMELEN] = "", tbrand[ZC_MAXNAMELEN] = "";
+    if (zone_get_brand((char *)source, sbrand, sizeof(sbrand)) != Z_OK) {
+      fprintf(stderr, "%s: zone '%s': %s\n", execname, source, "missing or invalid brand");
+      rc = Z_ERR;
+    } else if (zone_get_brand((char *)target_zone, tbrand, sizeof(tbrand)) != Z_OK || strcmp(sbrand, tbrand) != 0) {
+      fprintf(stderr, "%s: Zones '%s' and '%s' have different brand types.\n", execname, source, target_zone);
+      rc = Z_ERR;
+    }
+  }
   if (rc == Z_OK && zone_set_state_locked(target_zone, ZONE_STATE_INCOMPLETE) != Z_OK) {
     zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
     rc = Z_ERR;

@@ -299,11 +299,15 @@ export function hostSuite(name: string, fixture: () => Promise<HostFixture>): vo
         expect((await host.zones.list()).map((z) => z.name).sort()).toEqual([ZONE, TEMPLATE].sort());
       });
 
-      it('refuses to clone from a zone that does not exist', async () => {
+      it('refuses to clone from a zone that does not exist, or is of another brand', async () => {
         await host.zones.configure(spec(ZONE));
         await rejection(host.zones.clone(ZONE, 'oxz_suite_nosuch'), 'Z_NO_ZONE', /oxz_suite_nosuch/);
         expect(await zoneState(ZONE)).toBe('configured');
         await rejection(host.zones.clone(ZONE, 'bad/zone'), 'Z_BOGUS_ZONE_NAME');
+        await host.zones.configure(spec(TEMPLATE, { brand: 'sparse' }));
+        await host.zones.install(TEMPLATE, SUITE_IMAGE);
+        await rejection(host.zones.clone(ZONE, TEMPLATE), 'Z_INVAL', /Zones 'oxz_suite_template' and 'oxz_suite_a' have different brand types/);
+        expect(await zoneState(ZONE)).toBe('configured');
       });
     });
 
