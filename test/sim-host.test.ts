@@ -560,6 +560,23 @@ describe('persistence', () => {
     await expect(c2.ensure(ensureRequest(id))).resolves.toEqual({ migrate: null });
   });
 
+  it('a link given to a running zone is still the zone\'s for a new SimHost, and goes back at the halt', async () => {
+    const stateDir = await tempDir();
+    const zone = 'oxz_given';
+    const first = await openHost({ stateDir });
+    await runningZone(first, zone, { vnic: 'oxControlInstance0' });
+    await first.links.createVnic({ name: 'vopte0', link: 'stub0' });
+    await first.links.setZone('vopte0', zone);
+    await first.close();
+
+    const second = await openHost({ stateDir });
+    const obj = `vopte0/${cmd.ADDROBJ_STATIC6}`;
+    await second.zones.exec(zone, cmd.ipadmCreateStatic(obj, 'fd00::9/64'));
+    await second.zones.halt(zone);
+    await second.zones.boot(zone);
+    await expect(second.zones.exec(zone, cmd.ipadmCreateStatic(obj, 'fd00::9/64'))).rejects.toMatchObject({ code: 'ECOMMAND' });
+  });
+
   it('a VM in the middle of booting finishes booting on its revived Propolis', async () => {
     const stateDir = await tempDir();
     const zone = 'oxz_propolis-server_mb';

@@ -38,6 +38,19 @@ export interface HostLinks {
   listVnics(): Promise<VnicInfo[]>;
   /** Whether a link (physical, etherstub or VNIC) of that name exists. */
   linkExists(name: string): Promise<boolean>;
+  /**
+   * Gives `link` to the ready or running exclusive-IP zone `zone` (the `zone` link property,
+   * `dladm set-linkprop -t -p zone=<zone> <link>`): the zone then has it as a NIC, exactly as if
+   * zoneadmd had assigned it from a `net` of the configuration at boot, until the zone halts,
+   * when the link returns to the global zone (it is not deleted). It is a temporary assignment,
+   * not configuration: `zones.config(zone).nets` does not list it, a later boot does not give
+   * it again, and it does not survive a halt. Giving a link to the zone that already has it does
+   * nothing. Rejects with DLADM_STATUS_NOTFOUND for an unknown link, DLADM_STATUS_BADVAL if the
+   * zone is not ready or running (libdladm's check_zone: not in the kernel), DLADM_STATUS_LINKBUSY
+   * if another zone in the kernel has the link. Never give away a link with addresses in the
+   * global zone (zoneadmd refuses one; libdladm does not check).
+   */
+  setZone(link: string, zone: string): Promise<void>;
 }
 
 // ---- zones ----

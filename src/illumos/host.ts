@@ -38,7 +38,7 @@ import type { NativeZoneEventSubscription } from './native-types/events.js';
 import type { NativeVnic } from './native-types/dladm.js';
 import { cloneRefusal } from '../host/clone.js';
 import { SMF_STATES, assertInstanceFmri, validateDatasetName, validateLinkName, validateZoneName } from '../host/names.js';
-import { createVnic, deleteVnic, listVnics, lookupLink } from './vnic.js';
+import { createVnic, deleteVnic, listVnics, lookupLink, setLinkZone } from './vnic.js';
 import {
   byteCount,
   createDataset,
@@ -340,6 +340,9 @@ export class IllumosHost implements Host {
           if (isNativeError(err, 'DLADM_STATUS_NOTFOUND')) return false;
           throw err;
         }
+      },
+      async setZone(link: string, zone: string): Promise<void> {
+        await setLinkZone(link, zone, addon);
       },
     };
   }

@@ -40,7 +40,7 @@ import { SimInZone, type ZoneAddress } from './inzone.js';
 import { MAX_TIMER_MS, type SimMachine } from './machine.js';
 import type { SimPropolis } from './propolis.js';
 import { SimSmf } from './smf.js';
-import { SimLinks } from './vnic.js';
+import { type LinkZone, SimLinks } from './vnic.js';
 import { SimZfs, type DatasetRecord, type SimPoolConfig } from './zfs.js';
 import { SimZones, type ZoneRecord } from './zones.js';
 
@@ -195,6 +195,8 @@ interface PersistedState {
   global?: { addresses: Record<string, ZoneAddress> };
   /** OPTE's kernel state (opte.ts); absent in older state files. */
   opte?: SimOpteState;
+  /** Links given to zones (vnic.ts setZone); absent in older state files. */
+  linkZones?: Record<string, LinkZone>;
 }
 
 export const SIM_HOST_STATE_FILE = 'sim-host.json';
@@ -288,7 +290,15 @@ export class SimHost implements Host {
       sleep: (ms, ...signals) => this.sleep(ms, ...signals),
       after: (ms, signal, fn) => this.after(ms, signal, fn),
     };
-    this.simLinks = new SimLinks(m, options.links ?? DEFAULT_SIM_LINKS, (name) => this.opteState.ports.some((p) => p.spec.name === name));
+    this.simLinks = new SimLinks(
+      m,
+      options.links ?? DEFAULT_SIM_LINKS,
+      (name) => this.opteState.ports.some((p) => p.spec.name === name),
+      (zone) => {
+        const rec = this.simZones.record(zone);
+        return rec !== undefined && rec.zoneid !== null && (rec.state === 'ready' || rec.state === 'running') ? rec.zoneid : null;
+      },
+    );
     this.simZfs = new SimZfs(m, options.pools ?? DEFAULT_SIM_POOLS);
     this.simSmf = new SimSmf(m);
     this.simEvents = new SimZoneEvents(m, (zone) => this.simZones.record(zone), this.simSmf);
@@ -301,6 +311,7 @@ export class SimHost implements Host {
       deleteVnic: (name) => links.deleteVnic(name),
       listVnics: () => this.ready(() => links.listVnics()),
       linkExists: (name) => this.ready(() => links.linkExists(name)),
+      setZone: (link, zone) => links.setZone(link, zone),
     };
     const zones = this.simZones;
     this.zones = {
@@ -336,7 +347,8 @@ export class SimHost implements Host {
       // dls_devnet_destroy: EBUSY while a VNIC is over the port or a zone in the kernel has it.
       isPortBusy: (name) =>
         this.simLinks.hasVnicOver(name) ||
-        this.simZones.all().some((z) => z.zoneid !== null && z.spec.nets.some((n) => n.physical === name)),
+        this.simZones.all().some((z) => z.zoneid !== null && z.spec.nets.some((n) => n.physical === name)) ||
+        this.simLinks.zoneHolding(name) !== null,
       linkExists: (name) => this.simLinks.linkExists(name),
     });
     const events = this.simEvents;
@@ -455,7 +467,7 @@ export class SimHost implements Host {
    */
   modelled(zone: string): DrawnLatency[] {
     if (this.drawn === null) return [];
-    const nets = this.simZones.record(zone)?.spec.nets.map((n) => n.physical) ?? [];
+    const nets = [...(this.simZones.record(zone)?.spec.nets.map((n) => n.physical) ?? []), ...this.simLinks.givenTo(zone)];
     const ports = nets
       .map((n) => this.simLinks.vnic(n)?.link ?? n)
       .filter((l) => this.opteState.ports.some((p) => p.spec.name === l));
@@ -485,7 +497,7 @@ export class SimHost implements Host {
       if (typeof raw !== 'object' || raw.format !== 1 || !Array.isArray(raw.zones) || !Array.isArray(raw.vnics)) {
         throw new Error(`${this.stateFile} is not a simulated host's state (format 1)`);
       }
-      this.simLinks.restore(raw.vnics);
+      this.simLinks.restore(raw.vnics, raw.linkZones);
       this.simZones.restore(raw.zones, raw.nextZoneId);
       this.inZone.restore(raw.global);
       if (raw.opte !== undefined) this.opteState = raw.opte;
@@ -505,6 +517,7 @@ export class SimHost implements Host {
       datasets: this.simZfs.datasets,
       global: this.inZone.global,
       opte: this.opteState,
+      linkZones: this.simLinks.zoneOf,
     };
   }
 

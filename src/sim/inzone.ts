@@ -153,7 +153,10 @@ export class SimInZone {
     if (!m) fail(`ipadm: Invalid argument provided: address object name ${addrobj}`);
     const vnic = m![1]!;
     const check = (): void => {
-      if (!rec.spec.nets.some((n) => n.physical === vnic)) fail('ipadm: Could not create address: No such interface');
+      // The zone's NICs: those of its configuration, and those given to this boot of it.
+      if (!rec.spec.nets.some((n) => n.physical === vnic) && this.links.zoneHolding(vnic) !== rec.spec.name) {
+        fail('ipadm: Could not create address: No such interface');
+      }
       if (rec.addresses[addrobj] !== undefined) fail('ipadm: Could not create address: Address object already exists');
       if (address.type === 'static') {
         const ip = address.addr.split('/')[0]!;

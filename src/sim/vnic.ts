@@ -2,28 +2,74 @@
 // over them, with dladm's error codes (as the illumos backend's vnic.ts over libdladm). The VNICs
 // are persisted; a VNIC cannot go over another VNIC. OPTE's xde ports (opte.ts) are links too: a
 // VNIC (vopteN) can go over one, and no VNIC can take a port's name.
+//
+// A link can be given to a ready or running zone (setZone, the `zone` link property). As on the
+// fake libdladm, the assignment records the boot (kernel id) of the zone it was given to, and
+// holds only while that boot is in the kernel: a halt gives the link back without the zones
+// having to know about links.
 import { randomInt } from 'node:crypto';
 import { hostError, type VnicInfo, type VnicSpec } from '../host/index.js';
-import { InvalidVnicArgumentError, normalizeMac, validateLinkName } from '../host/names.js';
+import { InvalidVnicArgumentError, normalizeMac, validateLinkName, validateZoneName } from '../host/names.js';
 import type { SimMachine } from './machine.js';
+
+/** A link given to a zone: which boot of it. */
+export interface LinkZone {
+  zone: string;
+  zoneid: number;
+}
+
+/** What the links need to know of a zone: its kernel id while it is ready or running. */
+export type ZoneKernelId = (zone: string) => number | null;
 
 export class SimLinks {
   /** Physical links and etherstubs VNICs can go over. */
   readonly physical: readonly string[];
   /** Persisted. */
   vnics: VnicInfo[] = [];
+  /** Links given to zones, by link; persisted. An entry whose boot has left the kernel is stale. */
+  zoneOf: Record<string, LinkZone> = {};
 
   constructor(
     private readonly m: SimMachine,
     physical: readonly string[],
     /** Whether an xde port of that name exists. */
     private readonly isPort: (name: string) => boolean = () => false,
+    private readonly kernelId: ZoneKernelId = () => null,
   ) {
     this.physical = physical.map((l) => validateLinkName(l));
   }
 
-  restore(vnics: VnicInfo[]): void {
+  restore(vnics: VnicInfo[], zoneOf: Record<string, LinkZone> = {}): void {
     this.vnics = vnics;
+    this.zoneOf = zoneOf;
+  }
+
+  /** The zone `link` is in now, or null (the global zone). */
+  zoneHolding(link: string): string | null {
+    const z = this.zoneOf[link];
+    return z !== undefined && this.kernelId(z.zone) === z.zoneid ? z.zone : null;
+  }
+
+  /** The links given to this boot of `zone` (not those of its configuration). */
+  givenTo(zone: string): string[] {
+    return Object.keys(this.zoneOf).filter((l) => this.zoneHolding(l) === zone);
+  }
+
+  /** See HostLinks.setZone; the checks are libdladm's check_zone and set_zone (native/dladm.cc). */
+  async setZone(link: string, zone: string): Promise<void> {
+    validateLinkName(link);
+    validateZoneName(zone);
+    await this.m.opened();
+    // A door call to dlmgmtd and an ioctl, as a VNIC create costs (no figure of its own yet).
+    await this.m.sleep(this.m.lat('vnic', link, 'link set zone'));
+    if (!this.linkExists(link)) throw hostError('DLADM_STATUS_NOTFOUND', `cannot give link ${link} to zone ${zone}: object not found`);
+    const zoneid = this.kernelId(zone);
+    if (zoneid === null) throw hostError('DLADM_STATUS_BADVAL', `cannot give link ${link} to zone ${zone}: invalid value (the zone is not ready or running)`);
+    const now = this.zoneHolding(link);
+    if (now === zone) return;
+    if (now !== null) throw hostError('DLADM_STATUS_LINKBUSY', `cannot give link ${link} to zone ${zone}: link busy (zone ${now} has it)`);
+    this.zoneOf[link] = { zone, zoneid };
+    await this.m.persist();
   }
 
   async createVnic(spec: VnicSpec): Promise<VnicInfo> {
@@ -60,6 +106,7 @@ export class SimLinks {
     const i = this.vnics.findIndex((v) => v.name === name);
     if (i < 0) throw hostError('DLADM_STATUS_NOTFOUND', `cannot delete VNIC ${name}: object not found`);
     this.vnics.splice(i, 1);
+    delete this.zoneOf[name];
     await this.m.persist();
   }
 

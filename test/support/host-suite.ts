@@ -169,6 +169,61 @@ export function hostSuite(name: string, fixture: () => Promise<HostFixture>): vo
       });
     });
 
+    describe('giving a link to a running zone (links.setZone)', () => {
+      const GUEST = 'vopteSuite0';
+      const obj = `${GUEST}/${ADDROBJ_STATIC6}`;
+
+      it('gives a VNIC to a running zone as a NIC until the zone halts; not in its configuration', async () => {
+        await runningZone();
+        await host.events.waitForService(ZONE, NETWORK_MILESTONE, ['online'], { timeoutMs: DEADLINE_MS });
+        await host.links.createVnic({ name: GUEST, link: fx.link });
+        // not the zone's before
+        await rejection(exec(ipadmCreateStatic(obj, 'fd00:1122:3344:101::5/64')), 'ECOMMAND');
+
+        await host.links.setZone(GUEST, ZONE);
+        await exec(ipadmCreateStatic(obj, 'fd00:1122:3344:101::5/64'));
+        expect((await exec(ipadmShowAddr(obj))).stdout).toBe('fd00:1122:3344:101::5/64\n');
+        await host.links.setZone(GUEST, ZONE); // the zone has it already: nothing to do
+        expect((await host.zones.config(ZONE)).nets).toEqual([{ physical: VNIC }]);
+        expect(await host.links.linkExists(GUEST)).toBe(true);
+
+        // a halt gives it back, and the next boot does not take it again
+        await host.zones.halt(ZONE);
+        expect(await host.links.linkExists(GUEST)).toBe(true);
+        await host.zones.boot(ZONE);
+        await host.events.waitForService(ZONE, NETWORK_MILESTONE, ['online'], { timeoutMs: DEADLINE_MS });
+        await rejection(exec(ipadmCreateStatic(obj, 'fd00:1122:3344:101::6/64')), 'ECOMMAND');
+        await host.links.setZone(GUEST, ZONE);
+        await exec(ipadmCreateStatic(obj, 'fd00:1122:3344:101::6/64'));
+      });
+
+      it('refuses an unknown link (DLADM_STATUS_NOTFOUND)', async () => {
+        await runningZone();
+        await rejection(host.links.setZone('vopteSuite9', ZONE), 'DLADM_STATUS_NOTFOUND');
+      });
+
+      it('refuses a zone that is not ready or running, or does not exist (DLADM_STATUS_BADVAL)', async () => {
+        await installedZone();
+        await host.links.createVnic({ name: GUEST, link: fx.link });
+        await rejection(host.links.setZone(GUEST, ZONE), 'DLADM_STATUS_BADVAL');
+        await rejection(host.links.setZone(GUEST, 'oxz_suite_none'), 'DLADM_STATUS_BADVAL');
+        // nothing was given: once the zone runs, the link is still free to give
+        await host.zones.boot(ZONE);
+        await host.links.setZone(GUEST, ZONE);
+      });
+
+      it('refuses a link another running zone has (DLADM_STATUS_LINKBUSY)', async () => {
+        await runningZone();
+        await runningZone('oxz_suite_b', 'oxControlSuite1');
+        await host.links.createVnic({ name: GUEST, link: fx.link });
+        await host.links.setZone(GUEST, ZONE);
+        await rejection(host.links.setZone(GUEST, 'oxz_suite_b'), 'DLADM_STATUS_LINKBUSY');
+        // once the first zone halts, the link can go to the other
+        await host.zones.halt(ZONE);
+        await host.links.setZone(GUEST, 'oxz_suite_b');
+      });
+    });
+
     describe('zones', () => {
       it('configures a zone and reads the configuration back (nets, devices, datasets)', async () => {
         await host.links.createVnic({ name: VNIC, link: fx.link });
