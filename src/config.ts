@@ -17,6 +17,7 @@ const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 const Latencies = Type.Object({
   configure: Type.Optional(Ms()),
   install: Type.Optional(Ms()),
+  clone: Type.Optional(Ms()),
   boot: Type.Optional(Ms()),
   network: Type.Optional(Ms()),
   address: Type.Optional(Ms()),

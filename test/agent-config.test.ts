@@ -72,8 +72,8 @@ describe('sled agent config', () => {
   it('maps the latency settings onto the simulated host', () => {
     expect(simLatencies('realistic').latencies).toEqual(REALISTIC_LATENCIES);
     expect(simLatencies('zero').latencies.install).toBe(0);
-    const table = simLatencies({ install: 300, network: 50, jitter: 0.1 });
-    expect(table.latencies).toMatchObject({ install: 300, network: 50, boot: 0 });
+    const table = simLatencies({ install: 300, clone: 120, network: 50, jitter: 0.1 });
+    expect(table.latencies).toMatchObject({ install: 300, clone: 120, network: 50, boot: 0 });
     expect(table.jitter).toBe(0.1);
   });
 });

@@ -21,6 +21,7 @@ export function simLatencies(latency: AgentConfig['host']['latency']): { latenci
       ...z,
       configure: pick(table.configure, z.configure),
       install: pick(table.install, z.install),
+      clone: pick(table.clone, z.clone),
       boot: pick(table.boot, z.boot),
       network: pick(table.network, z.network),
       address: pick(table.address, z.address),
