@@ -62,6 +62,7 @@ import pino, { type Logger } from 'pino';
 import { formatSocketAddr, parseSocketAddr } from '../src/common/address.js';
 import { checkAgentConfig, loadAgentConfigFile, type AgentConfig } from '../src/config.js';
 import type { Host } from '../src/host/index.js';
+import { observeHost } from '../src/host/observe.js';
 import { openHost } from '../src/host/open.js';
 import { Ledger } from '../src/ledger.js';
 import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type DrawnLatency, type SimLatencies } from '../src/sim/host.js';
@@ -301,54 +302,19 @@ interface HostCall {
 }
 
 /**
- * The host as the agent sees it, with every links/zones/events call timed. Time in host calls is
- * the host's (modelled latency plus whatever the host itself costs); time outside them is the
- * agent's (and Propolis's).
+ * The host as the agent sees it, with every call timed. Time in host calls is the host's
+ * (modelled latency plus whatever the host itself costs); time outside them is the agent's (and
+ * Propolis's). A call is keyed by the zone or link it is about: its first argument, or that
+ * argument's name (zones.configure(spec), links.createVnic(spec)).
  */
 function timedHost(host: Host, calls: HostCall[]): Host {
-  const keyOf = (group: string, op: string, args: unknown[]): string | null => {
+  return observeHost(host, ({ op, args, start, end }) => {
     const first = args[0];
-    if (typeof first === 'string') return first;
-    if (first !== null && typeof first === 'object' && typeof (first as { name?: unknown }).name === 'string') {
-      return (first as { name: string }).name; // zones.configure(spec), links.createVnic(spec)
-    }
-    void group;
-    void op;
-    return null;
-  };
-  const wrap = <T extends object>(group: string, target: T): T => {
-    const cache = new Map<PropertyKey, unknown>();
-    return new Proxy(target, {
-      get(t, prop) {
-        const value = Reflect.get(t, prop) as unknown;
-        if (typeof value !== 'function') return value;
-        if (!cache.has(prop)) {
-          const fn = value as (...args: unknown[]) => unknown;
-          cache.set(prop, prop === 'subscribe' ? fn.bind(t) : (...args: unknown[]) => {
-            const start = process.hrtime.bigint();
-            const out = fn.apply(t, args);
-            if (!(out instanceof Promise)) return out;
-            const record = () => {
-              calls.push({ key: keyOf(group, String(prop), args), op: `${group}.${String(prop)}`, start, end: process.hrtime.bigint() });
-            };
-            out.then(record, record);
-            return out;
-          });
-        }
-        return cache.get(prop);
-      },
-    });
-  };
-  return {
-    kind: host.kind,
-    links: wrap('links', host.links),
-    zones: wrap('zones', host.zones),
-    datasets: host.datasets,
-    network: wrap('network', host.network),
-    events: wrap('events', host.events),
-    reachable: (zone, addr) => host.reachable(zone, addr),
-    close: () => host.close(),
-  };
+    const key = typeof first === 'string' ? first
+      : first !== null && typeof first === 'object' && typeof (first as { name?: unknown }).name === 'string' ? (first as { name: string }).name
+        : null;
+    calls.push({ key, op, start, end });
+  });
 }
 
 /** CPU time of the main thread so far, ms (Linux: /proc, 10 ms ticks); null elsewhere. */
@@ -422,7 +388,7 @@ function usage(problem?: string): never {
   process.stderr.write(`usage: bench-boot.ts [--counts 1,10,100] [--quick] [--modes event,poll] [--seed N]
                      [--durable] [--propolis-on-demand] [--deadline SECONDS] [--out DIR] [--no-warmup] [--log-level info]
                      [--cpu-prof DIR]  (a .cpuprofile of the main thread for each measured run)
-                     [--host sim|illumos] [--config FILE.toml] [--subnet fd00:1122:3344:101] [--nics 2]
+                     [--host sim|illumos] [--config FILE.toml] [--subnet fd00:1122:3344:101] [--nics N]
 env: BENCH_QUICK=1 (counts 1,10), BENCH_COUNTS=1,10,100, BENCH_SEED=N\n`);
   process.exit(2);
 }
@@ -446,7 +412,7 @@ function parseOptions(): Options {
         host: { type: 'string', default: 'sim' },
         config: { type: 'string' },
         subnet: { type: 'string', default: 'fd00:1122:3344:101' },
-        nics: { type: 'string', default: '2' },
+        nics: { type: 'string', default: '0' },
         help: { type: 'boolean', default: false },
       },
       strict: true,

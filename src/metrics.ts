@@ -13,6 +13,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { NotifierObserver } from './common/nexus-notifier.js';
 import { metricsGet } from './endpoints.js';
 import type { Host } from './host/index.js';
+import { observeHost } from './host/observe.js';
 import { INSTANCE_STATES } from './params.js';
 import type { App } from './server.js';
 import type { Phase } from './zone.js';
@@ -248,48 +249,14 @@ function kindOfKey(key: string): string {
 }
 
 /**
- * The Host as the agent sees it, with every asynchronous call timed into `metrics` (as
- * scripts/bench-boot.ts times them): wrapped once, where the agent is given the host, so every
- * manager's calls are counted without any of them knowing.
+ * The Host as the agent sees it, with every asynchronous call timed into `metrics`: wrapped once,
+ * where the agent is given the host, so every manager's calls are counted without any of them
+ * knowing.
  */
 export function instrumentHost(host: Host, metrics: Metrics): Host {
-  const wrap = <T extends object>(group: string, target: T): T => {
-    const cache = new Map<PropertyKey, unknown>();
-    return new Proxy(target, {
-      get(t, prop) {
-        const value = Reflect.get(t, prop) as unknown;
-        if (typeof value !== 'function') return value;
-        let wrapped = cache.get(prop);
-        if (wrapped === undefined) {
-          const fn = value as (...args: unknown[]) => unknown;
-          const op = `${group}.${String(prop)}`;
-          wrapped = (...args: unknown[]) => {
-            const start = performance.now();
-            const out = fn.apply(t, args);
-            // Synchronous members (events.subscribe) are not calls into the host worth timing.
-            if (!(out instanceof Promise)) return out;
-            out.then(
-              () => metrics.hostCall(op, 'ok', (performance.now() - start) / 1000),
-              (err: unknown) => metrics.hostCall(op, errorCode(err), (performance.now() - start) / 1000),
-            );
-            return out;
-          };
-          cache.set(prop, wrapped);
-        }
-        return wrapped;
-      },
-    });
-  };
-  return {
-    kind: host.kind,
-    links: wrap('links', host.links),
-    zones: wrap('zones', host.zones),
-    datasets: wrap('datasets', host.datasets),
-    network: wrap('network', host.network),
-    events: wrap('events', host.events),
-    reachable: (zone, addr) => host.reachable(zone, addr),
-    close: () => host.close(),
-  };
+  return observeHost(host, (call) => {
+    metrics.hostCall(call.op, call.error === null ? 'ok' : errorCode(call.error), Number(call.end - call.start) / 1e9);
+  });
 }
 
 function errorCode(err: unknown): string {
