@@ -14,7 +14,7 @@
 // - A taken port name fails in dlmgmtd, before the driver's PortExists check could, when opteadm
 //   allocates the port's link id ("netadm failed dlmgmtd: link id creation failed: 17"); both
 //   texts map to OPTE_PORT_EXISTS.
-import { execFile, type ExecFileException } from 'node:child_process';
+import { failureDetail, runCommand, type CommandFailure, type CommandResult } from './exec.js';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
@@ -90,41 +90,17 @@ export function opteadmErrorCode(subcommand: string, exitCode: number | null, st
   return 'ECOMMAND';
 }
 
-interface RunResult {
-  stdout: string;
-  stderr: string;
-}
-
-function run(program: string, args: readonly string[], stdin: string, timeoutMs: number): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      program,
-      [...args],
-      { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024, timeout: timeoutMs, windowsHide: true },
-      (err: ExecFileException | null, stdout: string, stderr: string) => {
-        if (err === null) {
-          resolve({ stdout, stderr });
-          return;
-        }
-        const subcommand = args[0] ?? '';
-        if (typeof err.code === 'number') {
-          const detail = stderr.trim() || `exited with status ${err.code}`;
-          reject(new OpteadmError(opteadmErrorCode(subcommand, err.code, stderr), args, err.code, stderr, detail));
-        } else if (err.signal) {
-          const detail = err.killed ? `timed out after ${timeoutMs} ms` : `killed by ${err.signal}`;
-          reject(new OpteadmError(err.killed ? 'ETIMEDOUT' : 'ECOMMAND', args, null, stderr, detail));
-        } else if (err.code === 'ENOENT' || err.code === 'EACCES') {
-          reject(new OpteadmError('OPTE_UNAVAILABLE', args, null, '', `opteadm cannot be run from ${program}: ${err.message}`));
-        } else {
-          reject(new OpteadmError('ECOMMAND', args, null, stderr, err.message));
-        }
-      },
-    );
-    // opteadm reads stdin only for set-fw-rules; the others may exit without reading it (EPIPE),
-    // and their exit status says how they went.
-    child.stdin?.on('error', () => {});
-    child.stdin?.end(stdin);
-  });
+async function run(program: string, args: readonly string[], stdin: string, timeoutMs: number): Promise<CommandResult> {
+  try {
+    return await runCommand(program, args, { timeoutMs, stdin });
+  } catch (err) {
+    const f = err as CommandFailure;
+    if (f.spawnCode === 'ENOENT' || f.spawnCode === 'EACCES') {
+      throw new OpteadmError('OPTE_UNAVAILABLE', args, null, '', `opteadm cannot be run from ${program}: ${f.message}`);
+    }
+    const code = f.exitCode !== null ? opteadmErrorCode(args[0] ?? '', f.exitCode, f.stderr) : f.timedOut ? 'ETIMEDOUT' : 'ECOMMAND';
+    throw new OpteadmError(code, args, f.exitCode, f.stderr, failureDetail(f, timeoutMs));
+  }
 }
 
 // ---- argument checks (EINVAL before anything runs) ----
@@ -459,7 +435,7 @@ export class IllumosNetwork implements HostNetwork {
     if (!this.opteadmPath.startsWith('/')) throw new TypeError(`opteadm must be an absolute path, not ${JSON.stringify(this.opteadmPath)}`);
   }
 
-  #run(args: readonly string[], stdin = ''): Promise<RunResult> {
+  #run(args: readonly string[], stdin = ''): Promise<CommandResult> {
     return run(this.opteadmPath, args, stdin, this.timeoutMs);
   }
 

@@ -3,11 +3,11 @@
 // with argument arrays, never a shell. Every zone name is checked against the system's own rules
 // (src/host/names.ts) before anything is called. RunningZone owns a zone the way omicron's
 // running_zone.rs does: release() halts, uninstalls and deletes it.
-import { execFile, type ExecFileException } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { GLOBAL_COMMANDS } from '../host/index.js';
 import { validateZoneName } from '../host/names.js';
 import { loadNative } from './addon.js';
+import { failureDetail, runCommand, type CommandFailure, type CommandResult } from './exec.js';
 import type {
   NativeZoneDesc,
   NativeZoneDescInput,
@@ -47,34 +47,16 @@ export class ZoneCommandError extends Error {
   }
 }
 
-export interface CommandResult {
-  stdout: string;
-  stderr: string;
-}
+export type { CommandResult } from './exec.js';
 
-function run(program: string, args: readonly string[], timeoutMs: number): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      program,
-      [...args],
-      { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024, timeout: timeoutMs, windowsHide: true },
-      (err: ExecFileException | null, stdout: string, stderr: string) => {
-        if (err === null) {
-          resolve({ stdout, stderr });
-          return;
-        }
-        if (typeof err.code === 'number' || err.signal) {
-          const exitCode = typeof err.code === 'number' ? err.code : null;
-          const detail =
-            stderr.trim() ||
-            (err.killed && err.signal ? `timed out after ${timeoutMs} ms` : exitCode !== null ? `exited with status ${exitCode}` : `killed by ${err.signal}`);
-          reject(new ZoneCommandError(program, args, exitCode, err.signal ?? null, stdout, stderr, 'ECOMMAND', detail));
-          return;
-        }
-        reject(new ZoneCommandError(program, args, null, null, stdout, stderr, String(err.code ?? 'ECOMMAND'), err.message));
-      },
-    );
-  });
+async function run(program: string, args: readonly string[], timeoutMs: number): Promise<CommandResult> {
+  try {
+    return await runCommand(program, args, { timeoutMs });
+  } catch (err) {
+    const f = err as CommandFailure;
+    const code = f.spawnCode ?? 'ECOMMAND';
+    throw new ZoneCommandError(program, args, f.exitCode, f.signal, f.stdout, f.stderr, code, f.spawnCode ? f.message : failureDetail(f, timeoutMs));
+  }
 }
 
 /** Quotes one word for sh: zlogin joins its command words with spaces and runs them with `su -c`. */
