@@ -1,6 +1,6 @@
 /*
  * Fake libscf.so.1: the part of libscf the addon uses to read and wait for a service instance's
- * restarter/state inside a zone (the illumos-gate headers, as native/abi/*.h declare them; the semantics
+ * restarter/state inside a zone (the illumos-gate headers, as native/abi/ declares them; the semantics
  * below were checked against illumos-gate usr/src/lib/libscf/common/lowlevel.c, error.c and
  * svc.configd, see native/abi/scf.h).
  *

@@ -1,6 +1,6 @@
 /*
  * Fake libsysevent.so.1: the General Purpose Event Channel calls (sysevent_evc_*) for the zone
- * status channel, and the event accessors (the illumos-gate headers, as native/abi/*.h declare them; the
+ * status channel, and the event accessors (the illumos-gate headers, as native/abi/ declares them; the
  * semantics were checked against illumos-gate usr/src/lib/libsysevent/libevchannel.c, see
  * native/abi/sysevent.h).
  *

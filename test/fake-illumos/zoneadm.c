@@ -152,6 +152,36 @@ static int invalid_for_running(const char *cmd, const struct kzone *kz) {
 
 /* ---- install / uninstall -------------------------------------------------------------------- */
 
+/* The zonepath being filled (an install's image, a clone's copy), with the lock held and the
+ * zone checked: incomplete for the delay in `delay_env` (the lock let go meanwhile, so a kill
+ * leaves it incomplete), then installed with a uuid of its own. Releases the lock. */
+static int populate_zone(int lock, const char *delay_env) {
+  int rc = Z_OK;
+  if (zone_set_state_locked(target_zone, ZONE_STATE_INCOMPLETE) != Z_OK) {
+    zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
+    rc = Z_ERR;
+  }
+  fake_unlock(lock);
+  if (rc != Z_OK) return rc;
+
+  sleep_ms(env_ms(delay_env, 0));
+
+  lock = fake_lock();
+  if (lock < 0) {
+    zerror("could not lock the zone state: %s", strerror(errno));
+    return Z_ERR;
+  }
+  uuid_t u;
+  random_uuid(u);
+  if (index_set_uuid_locked(target_zone, u) != Z_OK ||
+      zone_set_state_locked(target_zone, ZONE_STATE_INSTALLED) != Z_OK) {
+    zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
+    rc = Z_ERR;
+  }
+  fake_unlock(lock);
+  return rc;
+}
+
 static int install_func(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     if (strcmp(argv[i], "-?") == 0) return usage();
@@ -182,28 +212,11 @@ static int install_func(int argc, char **argv) {
       rc = Z_ERR;
     }
   }
-  if (rc == Z_OK && zone_set_state_locked(target_zone, ZONE_STATE_INCOMPLETE) != Z_OK) {
-    zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
-    rc = Z_ERR;
+  if (rc != Z_OK) {
+    fake_unlock(lock);
+    return rc;
   }
-  fake_unlock(lock);
-  if (rc != Z_OK) return rc;
-
-  sleep_ms(env_ms("FAKE_ILLUMOS_INSTALL_DELAY_MS", 0));
-
-  lock = fake_lock();
-  if (lock < 0) {
-    zerror("could not lock the zone state: %s", strerror(errno));
-    return Z_ERR;
-  }
-  uuid_t u;
-  random_uuid(u);
-  if (index_set_uuid_locked(target_zone, u) != Z_OK ||
-      zone_set_state_locked(target_zone, ZONE_STATE_INSTALLED) != Z_OK) {
-    zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
-    rc = Z_ERR;
-  }
-  fake_unlock(lock);
+  rc = populate_zone(lock, "FAKE_ILLUMOS_INSTALL_DELAY_MS");
   if (rc == Z_OK) printf("Done: Installation completed.\n");
   return rc;
 }
@@ -323,30 +336,11 @@ static int clone_func(int argc, char **argv) {
       rc = Z_ERR;
     }
   }
-  if (rc == Z_OK && zone_set_state_locked(target_zone, ZONE_STATE_INCOMPLETE) != Z_OK) {
-    zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
-    rc = Z_ERR;
+  if (rc != Z_OK) {
+    fake_unlock(lock);
+    return rc;
   }
-  fake_unlock(lock);
-  if (rc != Z_OK) return rc;
-
-  sleep_ms(env_ms("FAKE_ILLUMOS_CLONE_DELAY_MS", 0));
-
-  lock = fake_lock();
-  if (lock < 0) {
-    zerror("could not lock the zone state: %s", strerror(errno));
-    return Z_ERR;
-  }
-  /* a zone of its own: the clone does not share the source's uuid */
-  uuid_t u;
-  random_uuid(u);
-  if (index_set_uuid_locked(target_zone, u) != Z_OK ||
-      zone_set_state_locked(target_zone, ZONE_STATE_INSTALLED) != Z_OK) {
-    zerror("could not set state: %s", zonecfg_strerror(Z_UPDATING_INDEX));
-    rc = Z_ERR;
-  }
-  fake_unlock(lock);
-  return rc;
+  return populate_zone(lock, "FAKE_ILLUMOS_CLONE_DELAY_MS");
 }
 
 /* ---- boot / halt ------------------------------------------------------------------------------- */

@@ -3,7 +3,7 @@
  * illumos-gate's libzonecfg (usr/src/head/libzonecfg.h, usr/src/lib/libzonecfg/common/
  * libzonecfg.c) for the calls the addon makes, keeping its state under
  * $FAKE_ILLUMOS_STATE/zones/ instead of /etc/zones and the kernel (see common.h and
- * the illumos-gate headers, as native/abi/*.h declare them). zonecfg_notify_bind/unbind live in
+ * the illumos-gate headers, as native/abi/ declares them). zonecfg_notify_bind/unbind live in
  * zonecfg_notify.c, linked into the same library.
  *
  * State (all files replaced atomically with fake_write_file, so readers never lock; writers

@@ -1,6 +1,6 @@
 /*
  * Fake zonecfg_notify_bind / zonecfg_notify_unbind (compiled into the fake libzonecfg.so.1;
- * the illumos-gate headers, as native/abi/*.h declare them). Not declared in libzonecfg.h but
+ * the illumos-gate headers, as native/abi/ declares them). Not declared in libzonecfg.h but
  * exported SUNWprivate_1.1 on illumos.
  *
  * Built the way illumos-gate's libzonecfg.c builds them, on the GPEC channel: bind to
