@@ -63,6 +63,11 @@ export const AgentConfigSchema = Type.Object({
     latency: Type.Union([StringEnum(['zero', 'realistic']), Latencies]),
     /** Sim host: physical links and etherstubs that exist. */
     links: Type.Array(Type.String({ minLength: 1, maxLength: 31 })),
+    /**
+     * Sim host: where its simulated Propolis servers run: "in-process" (the agent's own event
+     * loop) or "process" (one child process for all of them, as a sled runs each apart).
+     */
+    propolis: StringEnum(['in-process', 'process']),
     /** Sim host: size of each configured zpool, bytes. */
     pool_size: Type.Integer({ minimum: 1, format: 'uint64' }),
     /** illumos host: load the libraries from this directory instead of the system's. */
@@ -94,10 +99,25 @@ export const AgentConfigSchema = Type.Object({
     underlay_vnic: Type.String({ minLength: 1, maxLength: 31 }),
     /** Deadline for each readiness wait (zone running, a service online, Propolis up). */
     ready_timeout_ms: Ms(),
+    /**
+     * Propolis zones kept booted ahead of any request (src/warm-pool.ts), each with its control
+     * VNIC and Propolis listening; a start takes one. 0: none, every start makes its zone.
+     */
+    warm_pool: Type.Integer({ minimum: 0, maximum: 64 }),
+    /**
+     * Make instance and pool zones by cloning an installed template zone (`zoneadm clone`, a ZFS
+     * clone) instead of installing the image into each one.
+     */
+    template: Type.Boolean(),
   }, { additionalProperties: false }),
   instances: Type.Object({
     /** "event" (the default) or "poll": the original's 250 ms doubling poll, for comparison only. */
     readiness: StringEnum(['event', 'poll']),
+    /**
+     * "parallel" (the default): provisioning steps that do not depend on each other run at once;
+     * "serial": the original's order, one step after another, for the benchmark only.
+     */
+    steps: StringEnum(['parallel', 'serial']),
     /** InstanceProperties.image_id and bootrom_id (the original sent nil uuids). */
     image_id: Type.String({ format: 'uuid' }),
     bootrom_id: Type.String({ format: 'uuid' }),
@@ -125,13 +145,14 @@ export function agentConfigDefaults(): Omit<AgentConfig, 'id' | 'nexus_address'>
       backend: 'auto',
       state_dir: '/var/oxide/sim-host',
       latency: 'realistic',
+      propolis: 'in-process',
       links: ['stub0', 'net0', 'net1'],
       pool_size: 2 ** 40,
       opteadm: '/opt/oxide/opte/bin/opteadm',
     },
     opte: { underlay_links: ['net0', 'net1'] },
-    zones: { dataset: 'rpool/zone', root: '/zone', control_link: 'stub0', underlay_vnic: 'underlay0', ready_timeout_ms: 5 * 60_000 },
-    instances: { readiness: 'event', image_id: NIL_UUID, bootrom_id: NIL_UUID, propolis_port: 12400 },
+    zones: { dataset: 'rpool/zone', root: '/zone', control_link: 'stub0', underlay_vnic: 'underlay0', ready_timeout_ms: 5 * 60_000, warm_pool: 2, template: true },
+    instances: { readiness: 'event', steps: 'parallel', image_id: NIL_UUID, bootrom_id: NIL_UUID, propolis_port: 12400 },
     bundles: { max_bytes: 32 * 1024 * 1024 },
     updates: { artifact_dir: '/var/tmp/zones' },
     nexus: { timeout_ms: 10_000, backoff_initial_ms: 250, backoff_max_ms: 30_000 },

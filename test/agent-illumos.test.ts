@@ -49,7 +49,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
     const config = checkAgentConfig(testConfig(dir, nexus.address, {
       data_dir: join(dir, 'var-oxide'),
       host: { backend: 'illumos' },
-      zones: { control_link: 'net0', ready_timeout_ms: 20_000 },
+      zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
       underlay_address: 'fd00:1122:3344:101::1',
     }), 'test');
     const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
@@ -124,7 +124,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
     const config = checkAgentConfig(testConfig(dir, nexus.address, {
       data_dir: join(dir, 'var-oxide-nic'),
       host: { backend: 'illumos' },
-      zones: { control_link: 'net0', ready_timeout_ms: 20_000 },
+      zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
       underlay_address: 'fd00:1122:3344:101::1',
     }), 'test');
     const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
@@ -201,7 +201,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
     const lines: string[] = [];
     const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
     const config = checkAgentConfig(testConfig(dir, nexus.address, {
-      data_dir: join(dir, 'var-oxide-no-xde'), host: { backend: 'illumos' }, zones: { control_link: 'net0', ready_timeout_ms: 20_000 },
+      data_dir: join(dir, 'var-oxide-no-xde'), host: { backend: 'illumos' }, zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
     }), 'test');
     const agent = await startAgent(config, host, log);
     try {

@@ -423,7 +423,7 @@ describe('zone bundles on the illumos host (fake illumos)', () => {
       reachable: () => propolis.address,
     });
     const config = checkAgentConfig(testConfig(dir, nexus.address, {
-      host: { backend: 'illumos' }, zones: { control_link: 'net0', ready_timeout_ms: DEADLINE_MS },
+      host: { backend: 'illumos' }, zones: { control_link: 'net0', ready_timeout_ms: DEADLINE_MS, warm_pool: 0, template: false },
     }), 'test');
     const agent = await startAgent(config, host, bundleLogger());
     try {

@@ -384,8 +384,13 @@ export class SimHost implements Host {
       throw hostError('ZONE_GONE', `zone ${zone} is not running${rec === undefined ? ' (no such zone)' : ` (it is ${rec.state})`}`);
     }
     const host = normalizeHost(addr.host);
+    // A server bound to the wildcard answers on every address the (exclusive-IP) zone has, and
+    // only on those: until `ipadm create-addr` puts the address there, nothing reaches it.
+    const zoneHas = Object.values(rec.addresses).some((a) => normalizeHost(a.addr.split('/')[0] as string) === host);
     for (const p of rt.propolis.values()) {
-      if (p.live && normalizeHost(p.addr.host) === host && p.addr.port === addr.port) return p.server.address;
+      if (!p.live || p.addr.port !== addr.port) continue;
+      const bound = normalizeHost(p.addr.host);
+      if (bound === host || ((bound === normalizeHost('::') || bound === '0.0.0.0') && zoneHas)) return p.server.address;
     }
     throw hostError('ENOTFOUND', `nothing listens on ${addr.host}:${addr.port} in zone ${zone}`);
   }

@@ -53,7 +53,8 @@ export function testConfig(dir: string, nexus: string, extra: Record<string, unk
     dropshot: { bind_address: '127.0.0.1:0' },
     log: { level: 'info' },
     host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: 'zero' },
-    zones: { ready_timeout_ms: 20_000 },
+    // No pool and no template unless a test asks: each test's zones are its instances' own.
+    zones: { ready_timeout_ms: 20_000, warm_pool: 0, template: false },
     updates: { artifact_dir: join(dir, 'zones') },
     nexus: { timeout_ms: 2_000, backoff_initial_ms: 5, backoff_max_ms: 100 },
     ...extra,
