@@ -7,6 +7,8 @@ import { parseSocketAddr } from './common/address.js';
 import { invalidRequest } from './common/errors.js';
 import { Ledger } from './ledger.js';
 import { Instance, type InstanceContext, type InstanceRecord } from './instance.js';
+import { WarmPool, type PoolSettings, type PoolTable } from './warm-pool.js';
+import { PROPOLIS_BRAND_SERVICE, zoneName } from './zone.js';
 import type {
   InstanceHardware, InstanceRuntimeState, InstanceRuntimeStateRequested,
 } from './params.js';
@@ -15,6 +17,8 @@ import type { Static } from 'typebox';
 
 interface InstanceLedger {
   instances: Record<string, InstanceRecord>;
+  /** The warm pool's zones and template (absent in ledgers from before the pool). */
+  pool?: PoolTable;
 }
 
 function checkLedger(path: string) {
@@ -33,7 +37,7 @@ function checkLedger(path: string) {
 /** How many departed instances' last states are kept (a few hundred bytes each). */
 const DEPARTED_KEPT = 4096;
 
-export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget'>;
+export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget' | 'pool'>;
 
 /**
  * One ledger for all instances: its writes are group commits, so any number of instances
@@ -51,16 +55,29 @@ export class InstanceManager {
    */
   readonly #departed = new Map<string, InstanceRuntimeState>();
 
+  /** The warm pool; it shares the ledger, so taking a zone from it is one write. */
+  readonly pool: WarmPool;
+
   private constructor(
     private readonly ledger: Ledger<InstanceLedger>,
     private readonly ctx: ManagerContext,
     private readonly log: Logger,
-  ) {}
+    pool: PoolSettings,
+  ) {
+    ledger.value.pool ??= { zones: {}, template: null };
+    this.pool = new WarmPool({
+      host: ctx.host, log: ctx.log, vnics: ctx.vnics, settings: pool, table: ledger.value.pool, commit: () => ledger.commit(),
+    });
+  }
 
-  static async open(path: string, ctx: ManagerContext): Promise<InstanceManager> {
+  static async open(path: string, ctx: ManagerContext, pool: PoolSettings): Promise<InstanceManager> {
     const ledger = await Ledger.open(path, () => ({ instances: {} }), checkLedger(path));
-    const manager = new InstanceManager(ledger, ctx, ctx.log.child({ component: 'instance-manager' }));
+    const manager = new InstanceManager(ledger, ctx, ctx.log.child({ component: 'instance-manager' }), pool);
     for (const record of Object.values(ledger.value.instances) as InstanceRecord[]) {
+      // Before the pool, a zone was named by Propolis id, and made once the VNICs were named.
+      if (record.zone === undefined) {
+        record.zone = record.control_vnic === null ? null : zoneName(PROPOLIS_BRAND_SERVICE, record.runtime.propolis_id);
+      }
       manager.#instances.set(record.id, manager.#make(record, true));
       // Names on file are never handed out again, even where the VNIC itself is gone.
       ctx.vnics.reserve([...record.guest_vnics, ...(record.control_vnic ? [record.control_vnic] : [])]);
@@ -71,6 +88,7 @@ export class InstanceManager {
   #make(record: InstanceRecord, onDisk: boolean): Instance {
     return new Instance(record, {
       ...this.ctx,
+      pool: this.pool,
       commit: () => this.ledger.commit(),
       forget: (id) => {
         const instance = this.#instances.get(id);
@@ -153,6 +171,7 @@ export class InstanceManager {
       desired: null,
       guest_vnics: [],
       control_vnic: null,
+      zone: null,
       // The entry replaced by an intra-sled migration may have reported generations this far.
       ...(existing?.record.reported_gen_limit === undefined ? {} : { reported_gen_limit: existing.record.reported_gen_limit }),
     };
@@ -182,19 +201,22 @@ export class InstanceManager {
     }
   }
 
-  /** Zone name → VNIC names, of every instance the ledger holds. */
+  /** Zone name → VNIC names, of every instance the ledger holds and of the warm pool. */
   claimedZones(): Map<string, string[]> {
-    return new Map([...this.#instances.values()].map((i) => [i.zone, i.vnics]));
+    const claimed = this.pool.claimedZones();
+    for (const i of this.#instances.values()) if (i.zone !== null) claimed.set(i.zone, i.vnics);
+    return claimed;
   }
 
-  /** Every VNIC name the ledger has handed out, including those of zones not configured yet. */
+  /** Every VNIC name the ledger has handed out, including those of instances with no zone yet. */
   claimedVnics(): string[] {
     return [...this.#instances.values()].flatMap((i) => i.vnics);
   }
 
-  /** Start-up: each instance continues from where the ledger left it. */
+  /** Start-up: each instance continues from where the ledger left it; then the pool fills. */
   resume(): void {
     for (const instance of this.#instances.values()) instance.resume();
+    this.pool.start();
   }
 
   /** Settles when every instance has finished what is queued (tests, shutdown). */
@@ -205,6 +227,7 @@ export class InstanceManager {
   /** Stops every actor and waits for ledger writes in flight; the VMs keep running. */
   async close(): Promise<void> {
     const all = [...this.#instances.values(), ...this.#draining];
+    this.pool.close();
     for (const instance of all) instance.close();
     // An operation already running finishes (its waits were aborted) and may still record
     // something, such as an instance leaving; only then is the ledger settled.

@@ -17,6 +17,7 @@ import { isHostError } from './host/index.js';
 import {
   PROPOLIS_SERVICE, svcadmEnable, svccfgAddInstance, svccfgAddPg, svccfgRefresh, svccfgSetProp, zoneImage,
 } from './host/commands.js';
+import { propolisBind, type WarmPool } from './warm-pool.js';
 import type { NexusClient } from './nexus-client.js';
 import { portOfVnic, type GuestNic, type PortManager } from './port-manager.js';
 import type {
@@ -26,12 +27,13 @@ import type { InstanceMigrateParams } from './params.js';
 import type { Static } from 'typebox';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest, type InstanceProperties } from './propolis-client.js';
 import {
-  ensureAddress, ensureZoneRunning, ready, removeZone, sleep, waitForOnline, zoneName, type Phase, type Readiness, type VnicNames,
+  allDone, ensureAddress, ensureGuestVnics, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES,
+  propolisFmri, ready, removeZone, sleep, waitForOnline, type OwnedZoneSpec,
+  type Phase, type Readiness, type VnicNames,
 } from './zone.js';
 import { instanceBundle, type ZoneBundles } from './zone-bundle.js';
 
 const MIB = 1024 * 1024;
-const PROPOLIS_DEVICES = ['/dev/vmm/*', '/dev/vmmctl', '/dev/viona'];
 const MONITOR_BACKOFF_MAX_MS = 5_000;
 
 /** What the ledger keeps of an instance: enough to adopt or re-create it after a restart. */
@@ -46,6 +48,13 @@ export interface InstanceRecord {
   /** Guest NIC VNICs and the control VNIC, named once and kept, so adoption finds them. */
   guest_vnics: string[];
   control_vnic: string | null;
+  /**
+   * The zone serving the instance (`oxz_propolis-server_<its own id>`), named or taken from the
+   * warm pool before anything is made for it; null until then and after the teardown.
+   */
+  zone: string | null;
+  /** The zone came from the warm pool: the guest VNICs are given to it running, not configured. */
+  pooled?: boolean;
   /**
    * No state with a higher generation has been reported to Nexus. Written ahead of the runtime
    * (its gen + GEN_LEASE), so a report need not wait for its own ledger write; after a restart
@@ -65,6 +74,8 @@ export interface InstanceSettings {
   imageId: string;
   bootromId: string;
   propolisPort: number;
+  /** "serial": the original's order, one step after another (the benchmark's baseline). */
+  steps: 'parallel' | 'serial';
 }
 
 export interface InstanceContext {
@@ -75,6 +86,8 @@ export interface InstanceContext {
   vnics: VnicNames;
   /** The guest NICs' OPTE ports. */
   ports: PortManager;
+  /** Warm zones to take, and the template to clone; null: every zone is installed. */
+  pool: WarmPool | null;
   settings: InstanceSettings;
   /** Makes the ledger (with this instance's record as it is now) durable. */
   commit(): Promise<void>;
@@ -88,7 +101,8 @@ export interface InstanceContext {
 
 export class Instance {
   readonly states: InstanceStates;
-  readonly log: Logger;
+  /** Bound to the instance, its Propolis and, once it has one, its zone. */
+  log: Logger;
   #queue: Promise<void> = Promise.resolve();
   /** Aborted to cancel provisioning (a stop, a lost zone, shutdown). */
   #provisioning: AbortController | null = null;
@@ -120,15 +134,21 @@ export class Instance {
     this.states = new InstanceStates(record.runtime);
     this.states.desired = record.desired;
     this.#durableGenLimit = onDisk ? record.reported_gen_limit ?? record.runtime.gen + 1 : 0;
-    this.log = ctx.log.child({ instance: record.id, propolis: record.runtime.propolis_id });
+    this.log = this.#logger();
+  }
+
+  #logger(): Logger {
+    const zone = this.record.zone === null ? {} : { zone: this.record.zone };
+    return this.ctx.log.child({ instance: this.record.id, propolis: this.record.runtime.propolis_id, ...zone });
   }
 
   get id(): string {
     return this.record.id;
   }
 
-  get zone(): string {
-    return zoneName('propolis-server', this.record.runtime.propolis_id);
+  /** Its zone, once named or taken from the pool. */
+  get zone(): string | null {
+    return this.record.zone;
   }
 
   get current(): InstanceRuntimeState {
@@ -243,11 +263,47 @@ export class Instance {
     return this.#queue;
   }
 
-  /** Names the VNICs this instance's zone will use (once; kept until teardown). */
+  /**
+   * Names the guest VNICs, and the zone and its control VNIC unless a warm zone may be taken
+   * for it (then provisioning does); kept until the teardown.
+   */
   #nameLinks(): void {
-    if (this.record.control_vnic !== null) return;
-    this.record.guest_vnics = this.record.hardware.nics.map(() => this.ctx.vnics.guest());
+    if (this.record.zone !== null) return;
+    if (this.record.guest_vnics.length === 0) this.record.guest_vnics = this.record.hardware.nics.map(() => this.ctx.vnics.guest());
+    if (this.ctx.pool?.hasReady()) return;
+    this.#nameZone();
+  }
+
+  #nameZone(): void {
+    this.record.zone = newPropolisZoneName();
     this.record.control_vnic = this.ctx.vnics.control('Instance');
+    this.record.pooled = false;
+    this.log = this.#logger();
+  }
+
+  /**
+   * A warm zone from the pool (healthy, or the pool says none is), else a new zone's names; in
+   * the ledger before anything is made, in the same write that takes the zone from the pool.
+   */
+  async #chooseZone(phase: (p: Phase) => void): Promise<void> {
+    const pool = this.ctx.pool;
+    let taken = null;
+    if (pool?.hasReady()) {
+      phase('pool');
+      taken = await pool.take((zone) => {
+        this.record.zone = zone.name;
+        this.record.control_vnic = zone.control_vnic;
+        this.record.pooled = true;
+        this.log = this.#logger();
+      });
+    }
+    if (taken === null) {
+      if (this.record.guest_vnics.length === 0) this.record.guest_vnics = this.record.hardware.nics.map(() => this.ctx.vnics.guest());
+      this.#nameZone();
+    } else {
+      this.log.info({ zone: taken.name, control_vnic: taken.control_vnic, pool: pool?.counts() }, 'instance zone taken from the warm pool');
+    }
+    await this.#commit();
   }
 
   #record(): void {
@@ -349,7 +405,9 @@ export class Instance {
       this.states.desired = null;
       await this.#observe('Failed');
       // The evidence, before the teardown removes it; Nexus has heard already. Never throws.
-      await this.ctx.bundles?.collect(instanceBundle(this, why, err));
+      if (this.zone !== null) {
+        await this.ctx.bundles?.collect(instanceBundle({ id: this.id, zone: this.zone, record: this.record, vnics: this.vnics }, why, err));
+      }
     }
     await this.#teardown();
   }
@@ -435,46 +493,77 @@ export class Instance {
       ctx.onPhase?.(this.id, p);
     };
     const wait = { readiness: settings.readiness, timeoutMs: settings.readyTimeoutMs, signal: abort.signal };
+    const startEnded = ctx.pool?.startBegun() ?? (() => {});
     try {
-      // Names first, in the ledger, so a crash from here on leaves nothing we cannot find.
-      if (this.record.control_vnic === null) {
-        this.#nameLinks();
-        await this.#commit();
-      }
+      // The zone first, in the ledger, so a crash from here on leaves nothing we cannot find.
+      const fresh = this.record.zone === null;
+      if (fresh) await this.#chooseZone(phase);
+      abort.signal.throwIfAborted();
+      const zone = this.record.zone as string;
       const control = this.record.control_vnic as string;
+      // Taken from the pool by this provisioning: its Propolis listens and it has no address yet.
+      const warm = fresh && this.record.pooled === true;
       this.#zoneLost = false;
       this.#tearingDown = false;
       this.#watchZone();
       const addr = this.#propolisAddr();
-      const fmri = `${PROPOLIS_SERVICE}:vm-${this.record.runtime.propolis_id}`;
-      // Each guest NIC's port, route, rules and external IPs, before the VNIC over it.
+      const fmri = propolisFmri(zone);
+      const serial = settings.steps === 'serial';
       const nics = this.#guestNics();
-      if (nics.length > 0) phase('ports');
-      await ctx.ports.ensurePorts(this.id, nics, this.record.hardware, this.record.hardware.firewall_rules ?? [], run);
-      abort.signal.throwIfAborted();
-      const booted = await ensureZoneRunning(host, {
-        name: this.zone,
-        image: zoneImage('propolis-server'),
+      const guests = nics.map((nic) => ({ name: nic.vnic, mac: nic.nic.mac, port: nic.port }));
+      // Each guest NIC's port, route, rules and external IPs, then the VNIC over it.
+      const links = async () => {
+        if (nics.length > 0) phase('ports');
+        await ctx.ports.ensurePorts(this.id, nics, this.record.hardware, this.record.hardware.firewall_rules ?? [], run);
+        abort.signal.throwIfAborted();
+        await ensureGuestVnics(host, guests, phase);
+      };
+      const spec: OwnedZoneSpec = {
+        name: zone,
+        image: zoneImage(PROPOLIS_BRAND_SERVICE),
+        cloneFrom: ctx.pool?.template() ?? null,
         controlVnic: control,
         controlLink: settings.controlLink,
         zoneRoot: settings.zoneRoot,
         devices: PROPOLIS_DEVICES,
-        guestNics: nics.map((nic) => ({ name: nic.vnic, mac: nic.nic.mac, port: nic.port })),
-      }, wait, phase);
+        // A pool zone was configured without them: they are given to it running (handover).
+        guestNics: this.record.pooled ? [] : guests,
+      };
+      // Made while the zone is configured and installed; only the boot needs them.
+      const booted = serial
+        ? await links().then(() => ensureZoneRunning(host, spec, wait, phase))
+        : await ensureZoneRunning(host, spec, wait, phase, links());
       abort.signal.throwIfAborted();
 
-      phase('address');
-      await ensureAddress(host, this.zone, control, `${addr.host}/64`, { fresh: booted });
-
-      phase('service');
-      await this.#ensurePropolisService(fmri, addr);
-      await waitForOnline(host, this.zone, fmri, wait);
+      const handover = async () => {
+        if (!this.record.pooled || guests.length === 0) return;
+        phase('handover');
+        for (const guest of guests) await host.links.setZone(guest.name, zone);
+      };
+      const address = async () => {
+        phase('address');
+        await ensureAddress(host, zone, control, `${addr.host}/64`, { fresh: booted || warm, linkLocal: !warm });
+      };
+      // Propolis binds the wildcard (src/warm-pool.ts says why), so it need not wait for the address.
+      const service = async () => {
+        if (warm) return;
+        phase('service');
+        await this.#ensurePropolisService(zone, fmri);
+        await waitForOnline(host, zone, fmri, wait);
+      };
+      if (serial) {
+        await handover();
+        await address();
+        await service();
+      } else {
+        await allDone([handover(), address(), service()]);
+      }
       abort.signal.throwIfAborted();
 
       phase('propolis');
       const server = formatSocketAddr(addr);
       this.#propolis?.close().catch(() => {});
-      this.#propolis = new PropolisClient(formatSocketAddr(host.reachable(this.zone, addr)));
+      this.#propolis = new PropolisClient(formatSocketAddr(host.reachable(zone, addr)));
       const request: InstanceEnsureRequest = {
         properties: this.#properties(),
         nics: this.record.hardware.nics.map((nic, i) => ({ name: this.record.guest_vnics[i] as string, slot: nic.slot })),
@@ -513,6 +602,7 @@ export class Instance {
       throw err;
     } finally {
       if (this.#provisioning === abort) this.#provisioning = null;
+      startEnded();
     }
   }
 
@@ -536,21 +626,21 @@ export class Instance {
   }
 
   /** `svccfg add` etc. are not idempotent; on adoption the instance may exist already. */
-  async #ensurePropolisService(fmri: string, addr: { host: string; port: number }): Promise<void> {
+  async #ensurePropolisService(zone: string, fmri: string): Promise<void> {
     const { host } = this.ctx;
     const tolerate = async (argv: string[]) => {
       try {
-        await host.zones.exec(this.zone, argv);
+        await host.zones.exec(zone, argv);
       } catch (err) {
         if (!isHostError(err, 'ECOMMAND')) throw err;
         this.log.debug({ argv, err: (err as Error).message }, 'already done');
       }
     };
-    await tolerate(svccfgAddInstance(PROPOLIS_SERVICE, `vm-${this.record.runtime.propolis_id}`));
+    await tolerate(svccfgAddInstance(PROPOLIS_SERVICE, fmri.slice(PROPOLIS_SERVICE.length + 1)));
     await tolerate(svccfgAddPg(fmri, 'config', 'astring'));
-    await host.zones.exec(this.zone, svccfgSetProp(fmri, 'config/server_addr', formatSocketAddr(addr)));
-    await host.zones.exec(this.zone, svccfgRefresh(fmri));
-    await host.zones.exec(this.zone, svcadmEnable(fmri));
+    await host.zones.exec(zone, svccfgSetProp(fmri, 'config/server_addr', propolisBind(this.ctx.settings.propolisPort)));
+    await host.zones.exec(zone, svccfgRefresh(fmri));
+    await host.zones.exec(zone, svcadmEnable(fmri));
   }
 
   /**
@@ -608,7 +698,7 @@ export class Instance {
    */
   async #watchPropolisService(fmri: string, signal: AbortSignal): Promise<void> {
     try {
-      const state = await this.ctx.host.events.waitForService(this.zone, fmri, ['maintenance', 'disabled'],
+      const state = await this.ctx.host.events.waitForService(this.zone as string, fmri, ['maintenance', 'disabled'],
         { timeoutMs: 2 ** 31 - 1, signal });
       if (signal.aborted || this.#tearingDown) return;
       this.log.error({ fmri, state }, 'Propolis service is no longer running');
@@ -671,6 +761,7 @@ export class Instance {
   /** A restarted Propolis may listen elsewhere (the sim host's loopback port); follow it. */
   #reresolvePropolis(): void {
     let target: string;
+    if (this.zone === null) return;
     try {
       target = formatSocketAddr(this.ctx.host.reachable(this.zone, this.#propolisAddr()));
     } catch {

@@ -22,7 +22,7 @@ export function instanceView(instance: Instance): InstanceView {
     id: instance.id,
     runtime: instance.current,
     desired: instance.states.desired,
-    zone: instance.zone,
+    ...(instance.zone === null ? {} : { zone: instance.zone }),
     control_vnic: record.control_vnic,
     guest_vnics: [...record.guest_vnics],
     opte_ports: record.guest_vnics.map(portOfVnic),
@@ -51,7 +51,7 @@ export async function agentInventory(agent: SledAgent): Promise<SledInventory> {
   ]);
 
   const serves = new Map<string, ZoneInventory['serves']>();
-  for (const i of instances) serves.set(i.zone, { kind: 'instance', id: i.id });
+  for (const i of instances) if (i.zone !== null) serves.set(i.zone, { kind: 'instance', id: i.id });
   for (const s of services) serves.set(zoneName(s.name), { kind: 'service', id: s.name });
   for (const d of datasets) serves.set(datasetZone(d), { kind: 'dataset', id: d.id });
   const owned = zones.filter((z) => z.name.startsWith(ZONE_PREFIX));

@@ -14,6 +14,7 @@ import { agentRoutes } from './http-entrypoints.js';
 import { netTraceRoutes } from './net-trace.js';
 import { isOwnedVnicName } from './host/names.js';
 import { InstanceManager } from './instance-manager.js';
+import type { WarmPool } from './warm-pool.js';
 import { PortManager, portOfVnic } from './port-manager.js';
 import type { Phase } from './zone.js';
 import { NexusClient } from './nexus-client.js';
@@ -71,6 +72,11 @@ export class SledAgent {
     private readonly stopObservingLedgers: () => void,
   ) {}
 
+  /** The warm pool of Propolis zones (the instance manager's). */
+  get pool(): WarmPool {
+    return this.instances.pool;
+  }
+
   /** What the last start-up found (set by startAgent). */
   startup: (StartupSummary & { at: string }) | null = null;
   /** Where the API listens (set by startAgent). */
@@ -111,11 +117,15 @@ export class SledAgent {
         imageId: config.instances.image_id,
         bootromId: config.instances.bootrom_id,
         propolisPort: config.instances.propolis_port,
+        steps: config.instances.steps,
       },
       onPhase: (id, phase) => {
         metrics.phase(id, phase);
         options.onPhase?.(id, phase);
       },
+    }, {
+      target: config.zones.warm_pool, template: config.zones.template, zoneRoot, controlLink,
+      readiness: config.instances.readiness, readyTimeoutMs: config.zones.ready_timeout_ms, propolisPort: config.instances.propolis_port,
     });
     const disks = await DiskManager.open(join(config.data_dir, 'disks.json'), nexus, notifier, log);
     const underlay = config.underlay_address === undefined ? {} : { underlayAddress: config.underlay_address };
@@ -129,6 +139,10 @@ export class SledAgent {
     });
     metrics.nexusQueue(() => notifier.backlog);
     metrics.instances(() => instances.list().map((i) => ({ id: i.id, state: i.current.run_state })));
+    metrics.warmPool(() => {
+      const { ready, warming } = instances.pool.counts();
+      return { ready, warming };
+    });
     const health = new HostHealth(host, log, options.health);
     return new SledAgent(config, host, log, nexus, notifier, instances, disks, services, storage, ports, metrics, health,
       hostReason, stopObservingLedgers);
@@ -194,7 +208,7 @@ export class SledAgent {
       ...this.services.claimedZones(),
       ...this.storage.claimedZones(),
     ]);
-    const claimedVnics = new Set([...claimed.values()].flat());
+    const claimedVnics = new Set([...claimed.values()].flat().concat(this.instances.claimedVnics()));
     const zones = (await host.zones.list()).filter((z) => z.name.startsWith(ZONE_PREFIX));
     const summary: StartupSummary = { adopted: [], removedZones: [], removedVnics: [], missing: [], adoptedPorts: [], removedPorts: [] };
     for (const zone of zones) {

@@ -27,11 +27,12 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { tarArchive, type TarEntry } from './common/tar.js';
-import { NETWORK_MILESTONE, PROPOLIS_SERVICE, svcLogFile, svcsExplain, svcsStates, tailLines } from './host/commands.js';
+import { NETWORK_MILESTONE, svcLogFile, svcsExplain, svcsStates, tailLines } from './host/commands.js';
 import type { Host } from './host/index.js';
 import { ZONENAME_REGEXP } from './host/names.js';
 import type { InstanceRecord } from './instance.js';
 import { portOfVnic } from './port-manager.js';
+import { propolisFmri } from './zone.js';
 import { instanceKey, recentLogs, zoneKey, type RecentLogs } from './recent-logs.js';
 import type { ServiceRecord } from './services.js';
 
@@ -262,7 +263,7 @@ export function instanceBundle(instance: { id: string; zone: string; record: Ins
     cause: `${why}: ${errMessage(err)}`,
     ledger: { file: 'instances.json', record: structuredClone(instance.record) },
     instance: instance.id,
-    fmris: [`${PROPOLIS_SERVICE}:vm-${instance.record.runtime.propolis_id}`, NETWORK_MILESTONE],
+    fmris: [propolisFmri(instance.zone), NETWORK_MILESTONE],
     vnics: instance.vnics,
   };
 }

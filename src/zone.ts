@@ -3,11 +3,12 @@
 // was left in, so the same code provisions a new zone and adopts a half-made one after a crash.
 // Readiness waits go through `wait*` below: event waits with a deadline, or, only when the
 // config asks for it (for the benchmark), the original's 250 ms doubling poll.
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Host, SmfState, ZoneInfo } from './host/index.js';
 import { hostError, isHostError } from './host/index.js';
 import {
-  ADDROBJ_STATIC6, ipadmCreateLinkLocal, ipadmCreateStatic, ipadmDeleteAddr, ipadmShowAddr, NETWORK_MILESTONE,
+  ADDROBJ_STATIC6, PROPOLIS_SERVICE, ipadmCreateLinkLocal, ipadmCreateStatic, ipadmDeleteAddr, ipadmShowAddr, NETWORK_MILESTONE,
 } from './host/commands.js';
 
 export const ZONE_PREFIX = 'oxz_';
@@ -18,12 +19,34 @@ export function zoneName(service: string, unique?: string): string {
   return unique === undefined ? `${ZONE_PREFIX}${service}` : `${ZONE_PREFIX}${service}_${unique}`;
 }
 
+export const PROPOLIS_BRAND_SERVICE = 'propolis-server';
+/** The installed, never booted zone the Propolis zones are cloned from (src/warm-pool.ts). */
+export const TEMPLATE_ZONE = zoneName(PROPOLIS_BRAND_SERVICE, 'template');
+/** Devices a Propolis zone gets (the VM monitor's). */
+export const PROPOLIS_DEVICES = ['/dev/vmm/*', '/dev/vmmctl', '/dev/viona'];
+
+/**
+ * A new Propolis zone's name: an id of its own, not the Propolis id of the instance it will
+ * serve, since a warm zone is made before that instance exists. (Ledgers from before the pool
+ * named zones by Propolis id; those names are kept.)
+ */
+export function newPropolisZoneName(): string {
+  return zoneName(PROPOLIS_BRAND_SERVICE, randomUUID());
+}
+
+/** The propolis-server SMF instance of a Propolis zone, `vm-<the zone's id>`. */
+export function propolisFmri(zone: string): string {
+  return `${PROPOLIS_SERVICE}:vm-${zone.slice(zoneName(PROPOLIS_BRAND_SERVICE, '').length)}`;
+}
+
 export type Readiness = 'event' | 'poll';
 
 export interface ReadinessOptions {
   readiness: Readiness;
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Where a step that falls back to a slower way says so. */
+  log?: Logger;
 }
 
 /** The original's backoff (internal_service_policy): 250 ms, doubling, no randomisation here so runs compare. */
@@ -104,6 +127,11 @@ export interface OwnedZoneSpec {
   name: string;
   /** Absolute path of the zone image. */
   image: string;
+  /**
+   * An installed zone to clone instead of installing the image (`zoneadm clone`, a ZFS clone
+   * of its zonepath): the warm pool's template. Should the clone fail, the image is installed.
+   */
+  cloneFrom?: string | null;
   /** The control VNIC's name and the link (etherstub) it goes over. */
   controlVnic: string;
   controlLink: string;
@@ -113,13 +141,14 @@ export interface OwnedZoneSpec {
   datasets?: string[];
   /**
    * Guest NICs, each a VNIC with the guest's MAC over its OPTE port (`vopte<N>` over
-   * `opte<N>`, made before this is called), given to the zone before the control VNIC (as the
-   * original orders them).
+   * `opte<N>`, made by ensureGuestVnics before the zone boots), named in the zone's
+   * configuration before the control VNIC (as the original orders them).
    */
   guestNics?: Array<{ name: string; mac: string; port: string }>;
 }
 
-export type Phase = 'ports' | 'vnic' | 'configure' | 'install' | 'boot' | 'zone_running' | 'network' | 'address' | 'service' | 'propolis';
+export type Phase = 'pool' | 'ports' | 'vnic' | 'configure' | 'install' | 'clone' | 'boot' | 'zone_running' | 'network'
+  | 'handover' | 'address' | 'service' | 'propolis';
 
 /** Called as each phase starts, so callers can log and time them. */
 export type PhaseHook = (phase: Phase) => void;
@@ -129,12 +158,31 @@ async function zoneState(host: Host, name: string): Promise<ZoneInfo['state'] | 
 }
 
 /**
+ * Steps run at once: resolves when all have, rejects with the first failure only once every one
+ * has settled, so nothing is still being made when the caller cleans up after it.
+ */
+export async function allDone<T extends readonly unknown[]>(steps: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(steps);
+  for (const result of settled) if (result.status === 'rejected') throw result.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
+}
+
+/** Each guest NIC's VNIC over its port, unless it exists already. */
+export async function ensureGuestVnics(host: Host, guests: NonNullable<OwnedZoneSpec['guestNics']>, onPhase: PhaseHook = () => {}): Promise<void> {
+  if (guests.length === 0) return;
+  const present = new Set((await host.links.listVnics()).map((v) => v.name));
+  const missing = guests.filter((g) => !present.has(g.name));
+  if (missing.length > 0) onPhase('vnic');
+  for (const guest of missing) await host.links.createVnic({ name: guest.name, link: guest.port, mac: guest.mac });
+}
+
+/**
  * Brings a zone to "running" with its network milestone online, from whatever state it is in,
  * so the same code provisions a new zone and adopts one a killed agent left half-way. Per state
  * found (every state a Host reports):
  *
- *   (no zone)        configure, install, boot
- *   configured       install, boot
+ *   (no zone)        configure, install (or clone), boot
+ *   configured       install (or clone), boot
  *   incomplete       an install died with its zoneadm: uninstall, install, boot
  *   installed        boot
  *   ready            zoneadmd is booting it (the zoneadm that asked died with the agent; zoneadmd
@@ -146,6 +194,10 @@ async function zoneState(host: Host, name: string): Promise<ZoneInfo['state'] | 
  *   mounted          `zoneadm mount` (an administrator's): refused, Z_BAD_ZONE_STATE, since
  *                    booting it is not ours to decide
  *
+ * The guest NICs' VNICs must exist before the boot: `beforeBoot` (made at the same time as the
+ * zone is configured and installed, by the caller) settles first, and a failure of either side
+ * waits for the other, so nothing is still being made when the caller cleans up.
+ *
  * Returns when the zone's network milestone is online, with whether it booted the zone (a fresh
  * boot has no addresses yet).
  */
@@ -154,14 +206,30 @@ export async function ensureZoneRunning(
   spec: OwnedZoneSpec,
   wait: ReadinessOptions,
   onPhase: PhaseHook = () => {},
+  beforeBoot: Promise<void> = Promise.resolve(),
 ): Promise<boolean> {
-  const present = new Set((await host.links.listVnics()).map((v) => v.name));
-  const guests = spec.guestNics ?? [];
-  if (!present.has(spec.controlVnic) || guests.some((g) => !present.has(g.name))) onPhase('vnic');
-  for (const guest of guests) {
-    if (!present.has(guest.name)) await host.links.createVnic({ name: guest.name, link: guest.port, mac: guest.mac });
+  const [state] = await allDone([ensureZoneInstalled(host, spec, wait, onPhase), beforeBoot] as const);
+  const booting = state === 'installed' || state === 'ready';
+  if (state === 'installed') {
+    onPhase('boot');
+    await host.zones.boot(spec.name);
   }
-  if (!present.has(spec.controlVnic)) await host.links.createVnic({ name: spec.controlVnic, link: spec.controlLink });
+  onPhase('zone_running');
+  await ready(wait, (o) => host.events.waitForZoneRunning(spec.name, o));
+  onPhase('network');
+  await ready(wait, (o) => host.events.waitForService(spec.name, NETWORK_MILESTONE, ['online'], o));
+  return booting;
+}
+
+/**
+ * The first half of ensureZoneRunning: the control VNIC and the zone, configured and installed
+ * (or cloned); resolves with the state the zone is in then: installed, ready or running.
+ */
+async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait: ReadinessOptions, onPhase: PhaseHook): Promise<ZoneInfo['state']> {
+  if (!(await host.links.linkExists(spec.controlVnic))) {
+    onPhase('vnic');
+    await host.links.createVnic({ name: spec.controlVnic, link: spec.controlLink });
+  }
   let state = await zoneState(host, spec.name);
   if (state === 'shutting_down' || state === 'down') state = await waitForHalt(host, spec.name, wait);
   if (state === 'mounted') {
@@ -174,11 +242,23 @@ export async function ensureZoneRunning(
       brand: BRAND,
       zonepath: `${spec.zoneRoot}/${spec.name}`,
       autoboot: false,
-      nets: [...guests.map((g) => ({ physical: g.name })), { physical: spec.controlVnic }],
+      nets: [...(spec.guestNics ?? []).map((g) => ({ physical: g.name })), { physical: spec.controlVnic }],
       devices: (spec.devices ?? []).map((match) => ({ match })),
       datasets: (spec.datasets ?? []).map((name) => ({ name })),
     });
     state = 'configured';
+  }
+  if (state === 'configured' && spec.cloneFrom) {
+    onPhase('clone');
+    try {
+      await host.zones.clone(spec.name, spec.cloneFrom);
+      return 'installed';
+    } catch (err) {
+      // The template is a speed-up, not a dependency: install instead, from what the clone left.
+      state = await zoneState(host, spec.name);
+      if (state !== 'configured' && state !== 'incomplete') throw err;
+      wait.log?.warn({ err, zone: spec.name, template: spec.cloneFrom }, 'cloning the template failed; installing the image instead');
+    }
   }
   if (state === 'incomplete') {
     await host.zones.uninstall(spec.name);
@@ -189,16 +269,7 @@ export async function ensureZoneRunning(
     await host.zones.install(spec.name, spec.image);
     state = 'installed';
   }
-  const booting = state === 'installed' || state === 'ready';
-  if (state === 'installed') {
-    onPhase('boot');
-    await host.zones.boot(spec.name);
-  }
-  onPhase('zone_running');
-  await ready(wait, (o) => host.events.waitForZoneRunning(spec.name, o));
-  onPhase('network');
-  await ready(wait, (o) => host.events.waitForService(spec.name, NETWORK_MILESTONE, ['online'], o));
-  return booting;
+  return state as ZoneInfo['state'];
 }
 
 /**
@@ -250,7 +321,9 @@ async function waitForHalt(host: Host, name: string, wait: ReadinessOptions): Pr
  * original does; in GLOBAL_ZONE, the sled's own addresses on its underlay VNIC.
  * `fresh`: the zone was just booted, so its (temporary) addresses are known to be none.
  */
-export async function ensureAddress(host: Host, zone: string, vnic: string, cidr: string, options: { fresh?: boolean; name?: string } = {}): Promise<void> {
+export async function ensureAddress(
+  host: Host, zone: string, vnic: string, cidr: string, options: { fresh?: boolean; name?: string; linkLocal?: boolean } = {},
+): Promise<void> {
   const addrobj = `${vnic}/${options.name ?? ADDROBJ_STATIC6}`;
   let current: string | null = null;
   if (!options.fresh) {
@@ -262,13 +335,19 @@ export async function ensureAddress(host: Host, zone: string, vnic: string, cidr
   }
   if (current === cidr) return;
   if (current) await host.zones.exec(zone, ipadmDeleteAddr(addrobj));
+  // false: the caller knows the link-local address is there (a warm pool zone's).
+  if (options.linkLocal !== false) await ensureLinkLocal(host, zone, vnic);
+  await host.zones.exec(zone, ipadmCreateStatic(addrobj, cidr));
+}
+
+/** The link-local address an IPv6 static one needs first on its interface. */
+export async function ensureLinkLocal(host: Host, zone: string, vnic: string): Promise<void> {
   try {
     await host.zones.exec(zone, ipadmCreateLinkLocal(vnic));
   } catch (err) {
     // Already there from an earlier attempt: fine. Anything else will fail the static one too.
     if (!isHostError(err, 'ECOMMAND')) throw err;
   }
-  await host.zones.exec(zone, ipadmCreateStatic(addrobj, cidr));
 }
 
 /** Waits for an SMF instance in a zone to be online. */
@@ -280,17 +359,17 @@ export function waitForOnline(host: Host, zone: string, fmri: string, wait: Read
  * Takes a zone down as far as it exists (halt, uninstall, delete) and deletes the VNICs given;
  * what is already gone is skipped, so it can be re-run after a crash or a partial failure.
  */
-export async function removeZone(host: Host, name: string, vnics: readonly string[], log: Logger): Promise<void> {
-  let state = await zoneState(host, name);
-  if (state === 'running' || state === 'ready' || state === 'shutting_down' || state === 'down') {
+export async function removeZone(host: Host, name: string | null, vnics: readonly string[], log: Logger): Promise<void> {
+  let state = name === null ? null : await zoneState(host, name);
+  if (name !== null && (state === 'running' || state === 'ready' || state === 'shutting_down' || state === 'down')) {
     await host.zones.halt(name);
     state = await zoneState(host, name);
   }
-  if (state === 'installed' || state === 'incomplete') {
+  if (name !== null && (state === 'installed' || state === 'incomplete')) {
     await host.zones.uninstall(name);
     state = await zoneState(host, name);
   }
-  if (state !== null) await host.zones.delete(name);
+  if (name !== null && state !== null) await host.zones.delete(name);
   const present = new Set((await host.links.listVnics()).map((v) => v.name));
   for (const vnic of vnics) {
     if (present.has(vnic)) await host.links.deleteVnic(vnic);

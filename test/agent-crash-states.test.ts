@@ -80,7 +80,7 @@ describe('restart after a kill', () => {
     const stopped = t.nexus.requests.filter((r) => instancePuts(id)(r) && r.body.run_state === 'stopped');
     for (const r of stopped) t.nexus.requests.splice(t.nexus.requests.indexOf(r), 1);
     const records = ledger(t);
-    records[id] = { id, hardware: ensureBody('running', runtime).initial as never, migrate: null, guest_vnics: [], control_vnic: null,
+    records[id] = { id, hardware: ensureBody('running', runtime).initial as never, migrate: null, guest_vnics: [], control_vnic: null, zone: null,
       runtime: { ...runtime, run_state: 'stopped', gen: 9 } as never, desired: { run_state: 'stopped', migration_params: null }, reported_gen_limit: 25 };
     writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
 
