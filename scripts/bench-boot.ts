@@ -925,7 +925,10 @@ interface RunSetup {
 
 async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger): Promise<{ host: Host; sim: SimHost | null }> {
   if (setup.options.host === 'sim') {
-    const simLog = log.child({ component: 'sim-host' }, { level: 'warn' });
+    // The simulated host and its Propolis servers log warnings only: their logging is not the
+    // agent's. In a farm process the servers log at the host's level to this process's stderr,
+    // where a warm-up request's expected 500 would be an error line per server: fatal only there.
+    const simLog = log.child({ component: 'sim-host' }, { level: setup.propolis === 'process' ? 'fatal' : 'warn' });
     const size = BigInt(config.host.pool_size);
     const simOptions: SimHostOptions & { propolis?: 'process' | 'in-process' } = {
       stateDir: config.host.state_dir,
@@ -937,7 +940,6 @@ async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger):
       ...(setup.options.durable ? {} : { durable: false, writeBehindMs: SIM_WRITE_BEHIND_MS }),
       recordLatencies: true,
       propolis: setup.propolis,
-      // The simulated host and its Propolis servers log warnings only: their logging is not the agent's.
       logger: simLog,
     };
     const sim = await SimHost.open(simOptions);
@@ -1606,17 +1608,48 @@ function renderSvg(runs: RunResult[], title: string, subtitle: string): string {
 
 // ---- main ----
 
+/** The Propolis farm's module (src/sim/propolis-farm.ts), loaded only when the servers run apart. */
+const FARM_MODULE = '../src/sim/propolis-farm.js';
+
+interface FarmModule {
+  PropolisFarm: {
+    start(): Promise<{
+      startServer(options: { latencies: { vmBoot: number; vmStep: number }; warm: boolean }): Promise<FloorServer>;
+      close(): Promise<void>;
+    }>;
+  };
+}
+
+/** The floor's Propolis servers in a farm process of their own, as the agent's are (its own farm, not the agent's). */
+async function farmFloorPropolis(mod: FarmModule): Promise<FloorPropolis> {
+  const farm = await mod.PropolisFarm.start();
+  return {
+    where: 'process',
+    start: async (latencies) => {
+      const server = await farm.startServer({ latencies, warm: true });
+      return { address: server.address, close: () => server.close() };
+    },
+    close: () => farm.close(),
+  };
+}
+
 /**
- * Where the Propolis servers can run: the farm process (src/sim/propolis-farm.ts) when this tree
- * has it, else in-process (said in the output).
+ * Where the Propolis servers run: in the farm process (src/sim/propolis-farm.ts) for
+ * `--propolis process` when this tree has it, else in-process (said in the output).
  */
 async function propolisPlacement(want: Options['propolis']): Promise<{ where: 'process' | 'in-process'; floor: FloorPropolis; note: string | null }> {
   if (want === 'in-process') return { where: 'in-process', floor: inProcessFloorPropolis(), note: null };
-  return {
-    where: 'in-process',
-    floor: inProcessFloorPropolis(),
-    note: 'the simulated Propolis farm (src/sim/propolis-farm.ts) is not in this tree: Propolis servers run in-process, on the agent\'s event loop',
-  };
+  let mod: FarmModule;
+  try {
+    mod = await import(FARM_MODULE) as FarmModule;
+  } catch (err) {
+    return {
+      where: 'in-process',
+      floor: inProcessFloorPropolis(),
+      note: `the simulated Propolis farm (src/sim/propolis-farm.ts) cannot be loaded (${(err as Error).message}): Propolis servers run in-process, on the agent's event loop`,
+    };
+  }
+  return { where: 'process', floor: await farmFloorPropolis(mod), note: null };
 }
 
 async function main(): Promise<number> {
