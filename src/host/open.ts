@@ -43,6 +43,7 @@ export function openSimHost(config: AgentConfig, log: Logger): Promise<SimHost> 
     pools: [{ name: 'rpool', size }, ...config.zpools.map((name) => ({ name, size }))],
     latencies,
     jitter,
+    propolis: config.host.propolis,
     logger: log.child({ component: 'sim-host' }),
   });
 }

@@ -38,8 +38,8 @@ import { SimZoneEvents } from './events.js';
 import { emptySimOpteState, OPTEADM_CALL_MS, SimOpte, type SimOpteState, type TraceAnswer, type TracePacket } from './opte.js';
 import { SimInZone, type ZoneAddress } from './inzone.js';
 import { MAX_TIMER_MS, type SimMachine } from './machine.js';
-import type { SimPropolis } from './propolis.js';
-import { SimSmf } from './smf.js';
+import { SimPropolis } from './propolis.js';
+import { SimSmf, type RunningPropolis } from './smf.js';
 import { type LinkZone, SimLinks } from './vnic.js';
 import { SimZfs, type DatasetRecord, type SimPoolConfig } from './zfs.js';
 import { SimZones, type ZoneRecord } from './zones.js';
@@ -167,6 +167,13 @@ export interface SimHostOptions {
   writeBehindMs?: number;
   /** Keep every latency drawn for a zone (and its VNICs) for modelled()/modelledMs(). Default false. */
   recordLatencies?: boolean;
+  /**
+   * Where the simulated Propolis servers run: 'in-process' (default), on this event loop, or
+   * 'process', all in one child process (src/sim/propolis-farm.ts), as a sled runs each Propolis
+   * as a process of its own, so that their CPU and memory are not counted as the agent's. With
+   * 'process', each VM draws its step latencies from a generator seeded from this host's.
+   */
+  propolis?: 'in-process' | 'process';
   logger?: Logger;
 }
 
@@ -300,7 +307,9 @@ export class SimHost implements Host {
       },
     );
     this.simZfs = new SimZfs(m, options.pools ?? DEFAULT_SIM_POOLS);
-    this.simSmf = new SimSmf(m);
+    const propolis = options.propolis ?? 'in-process';
+    if (propolis !== 'in-process' && propolis !== 'process') throw new TypeError(`propolis must be "in-process" or "process", got ${String(propolis)}`);
+    this.simSmf = new SimSmf(m, { propolis, jitter: this.jitter, seed: () => Math.floor(this.random() * 2 ** 32) });
     this.simEvents = new SimZoneEvents(m, (zone) => this.simZones.record(zone), this.simSmf);
     this.inZone = new SimInZone(m, this.simSmf, this.simLinks);
     this.simZones = new SimZones(m, this.simEvents, this.simSmf, this.inZone);
@@ -418,12 +427,26 @@ export class SimHost implements Host {
     await this.simZones.removeFromOutside(name);
   }
 
-  /** Test hook: the simulated Propolis of a propolis-server instance in `zone` (the only one, or by FMRI). */
+  /**
+   * Test hook: the simulated Propolis of a propolis-server instance in `zone` (the only one, or
+   * by FMRI). Undefined with propolis: 'process', where it is in another process: drive it over
+   * HTTP (reachable()), crash it with crashPropolis(), find its process with propolisPid().
+   */
   propolisFor(zone: string, fmri?: string): SimPropolis | undefined {
+    const server = this.runningPropolis(zone, fmri)?.server;
+    return server instanceof SimPropolis ? server : undefined;
+  }
+
+  /** Test hook: the pid of the process that serves that Propolis (this one, or the farm's); undefined if none runs. */
+  propolisPid(zone: string, fmri?: string): number | undefined {
+    return this.runningPropolis(zone, fmri)?.pid;
+  }
+
+  private runningPropolis(zone: string, fmri?: string): RunningPropolis | undefined {
     const rt = this.simZones.runtime(zone);
     if (rt === undefined) return undefined;
-    if (fmri !== undefined) return rt.propolis.get(fmri)?.server;
-    return [...rt.propolis.values()][0]?.server;
+    if (fmri !== undefined) return rt.propolis.get(fmri);
+    return [...rt.propolis.values()][0];
   }
 
   /**

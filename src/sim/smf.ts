@@ -2,14 +2,18 @@
 // persistently or for the zone's life (svcadm -t), and the restarter that takes an enabled
 // instance offline -> online after its modelled start-up, once the network milestone is online.
 // A propolis-server instance's start runs a simulated Propolis (propolis.ts) on a loopback port,
-// with its VM as last persisted, so a restarted agent finds its VMs where they were. What the
-// zone's svccfg and svcadm do with it is in inzone.ts; waits on an instance's state in events.ts.
+// with its VM as last persisted, so a restarted agent finds its VMs where they were: in this
+// process, or (propolis: 'process') in the host's Propolis farm, one child process for all of
+// them (propolis-farm.ts). What the zone's svccfg and svcadm do with it is in inzone.ts; waits on
+// an instance's state in events.ts.
+import type { LevelWithSilent } from 'pino';
 import type { SmfState } from '../host/index.js';
 import { hostError } from '../host/index.js';
 import { NETWORK_MILESTONE, PROPOLIS_SERVICE, zoneImage } from '../host/commands.js';
 import { formatSocketAddr, parseSocketAddr, type SocketAddr } from '../common/address.js';
 import { anySignal } from '../common/signals.js';
 import type { SimMachine } from './machine.js';
+import { PropolisFarm } from './propolis-farm.js';
 import { SimPropolis, type SimPropolisSnapshot } from './propolis.js';
 import type { KernelRuntime, ZoneRecord } from './zones.js';
 
@@ -33,9 +37,19 @@ export interface SmfService {
   instances: Record<string, SmfInstance>;
 }
 
+/** What SimSmf uses of a Propolis server: a SimPropolis, or a FarmPropolis in the farm. */
+export interface PropolisServer {
+  /** Where it really listens (reachable() maps the zone's address to it). */
+  readonly address: SocketAddr;
+  close(): Promise<void>;
+  crash(): Promise<void>;
+}
+
 /** A propolis-server instance's process (not persisted: its VM is, in ZoneRecord.vms). */
 export interface RunningPropolis {
-  server: SimPropolis;
+  server: PropolisServer;
+  /** The process that serves it: this one, or the Propolis farm's. */
+  pid: number;
   addr: SocketAddr;
   /** False once the server is being stopped: its VM changes are no longer recorded. */
   live: boolean;
@@ -43,8 +57,20 @@ export interface RunningPropolis {
 
 /** What a simulated Propolis calls back into its host with. */
 interface PropolisHandlers {
-  jitter(ms: number): number;
+  /** The latency its VM drew for the next step, after the onChange of the change that scheduled it. */
+  drawn(ms: number): void;
   onChange(snapshot: SimPropolisSnapshot): void;
+  /** Its process died under it (the farm's, in process mode). */
+  gone(): void;
+}
+
+export interface SimSmfOptions {
+  /** Where Propolis servers run: here, or all in one child process (SimHostOptions.propolis). Default 'in-process'. */
+  propolis?: 'in-process' | 'process';
+  /** The host's jitter fraction, which a farm server applies to its VM's steps itself. Default 0. */
+  jitter?: number;
+  /** A seed from the host's generator, for each farm server's own. Default 0. */
+  seed?: () => number;
 }
 
 export function splitFmri(fmri: string): { service: string; instance: string | null } {
@@ -93,14 +119,19 @@ function restarterTime(d: Date): string {
 
 export class SimSmf {
   /** Propolis servers started ahead (prestartPropolis), each taken by the next fresh VM. */
-  private readonly spares: Array<{ server: SimPropolis; bind(handlers: PropolisHandlers): void }> = [];
+  private readonly spares: Array<{ server: PropolisServer; pid: number; bind(handlers: PropolisHandlers): void }> = [];
+  /** The Propolis farm (propolis: 'process'), forked at the first server; null until then and after it ends. */
+  private farmStart: Promise<PropolisFarm> | null = null;
   /**
    * Each instance's restarter log (/var/svc/log/...), by zone and FMRI, with the state its last
    * line was for. In memory only: a restarted simulated host starts the logs afresh.
    */
   private readonly logs = new Map<string, Map<string, { last: SmfState | null; lines: string[] }>>();
 
-  constructor(private readonly m: SimMachine) {}
+  constructor(
+    private readonly m: SimMachine,
+    private readonly options: SimSmfOptions = {},
+  ) {}
 
   /**
    * Writes a log line for each instance of the zone whose state changed since the last call.
@@ -210,31 +241,32 @@ export class SimSmf {
       if (!signal?.aborted) inst.state = 'maintenance';
       return;
     }
-    const entry: RunningPropolis = { server: undefined as unknown as SimPropolis, addr, live: true };
+    const entry: RunningPropolis = { server: undefined as unknown as PropolisServer, pid: process.pid, addr, live: true };
     // The VM's state as the server last reported it: which step its next latency is for.
     let vmState = rec.vms[fmri]?.state ?? 'Creating';
     const handlers: PropolisHandlers = {
-      jitter: (ms) => {
-        const drawn = this.m.jittered(ms);
-        this.m.recordDrawn(rec.spec.name, vmState === 'Starting' ? 'vmBoot' : 'vmStep', `vm ${vmState} -> next`, drawn);
-        return drawn;
-      },
+      drawn: (ms) => this.m.recordDrawn(rec.spec.name, vmState === 'Starting' ? 'vmBoot' : 'vmStep', `vm ${vmState} -> next`, ms),
       onChange: (snapshot) => {
         vmState = snapshot.state;
         if (!entry.live) return;
         rec.vms[fmri] = snapshot;
         void this.m.persist().catch(() => {});
       },
+      // The farm died: to SMF, as crashPropolis, this instance's process exited.
+      gone: () => {
+        if (!entry.live) return;
+        entry.live = false;
+        if (rt.propolis.get(fmri) === entry) rt.propolis.delete(fmri);
+        delete rec.vms[fmri];
+        inst.state = 'maintenance';
+        this.m.changed(rec.spec.name);
+      },
     };
     const spare = rec.vms[fmri] === undefined ? this.spares.shift() : undefined;
     spare?.bind(handlers);
-    const server = spare?.server ?? await SimPropolis.start({
-      logger: this.m.log.child({ zone: rec.spec.name, propolis: fmri }),
-      latencies: { vmBoot: this.m.latencies.vmBoot, vmStep: this.m.latencies.vmStep },
-      ...handlers,
-      initial: rec.vms[fmri],
-    });
-    entry.server = server;
+    const started = spare ?? await this.launch(() => handlers, { zone: rec.spec.name, propolis: fmri }, rec.vms[fmri]);
+    entry.server = started.server;
+    entry.pid = started.pid;
     const startup = performance.now() - begun;
     // A server slower to start than the modelled latency: that extra is the sim's time too.
     if (startup > totalMs && totalMs > 0) this.m.recordDrawn(rec.spec.name, 'propolisStart', 'propolis start (server start-up over the drawn latency)', startup - totalMs);
@@ -244,11 +276,74 @@ export class SimSmf {
     );
     if (!stillWanted) {
       entry.live = false;
-      await server.close();
+      await entry.server.close();
       return;
     }
+    // Its farm died while it started: gone() has put the instance in maintenance.
+    if (!entry.live) return;
     rt.propolis.set(fmri, entry);
     inst.state = 'online';
+  }
+
+  /**
+   * Starts a server, here or in the farm, whose VM reports to `handlers()` (null: not yet bound,
+   * a spare); `warm` makes one request to it first, so its first-request set-up is done.
+   */
+  private async launch(
+    handlers: () => PropolisHandlers | null,
+    log: Record<string, string>,
+    initial: SimPropolisSnapshot | undefined,
+    warm = false,
+  ): Promise<{ server: PropolisServer; pid: number }> {
+    const latencies = { vmBoot: this.m.latencies.vmBoot, vmStep: this.m.latencies.vmStep };
+    if (this.options.propolis === 'process') {
+      const farm = await this.farm();
+      const server = await farm.startServer({
+        latencies,
+        ...(initial ? { initial } : {}),
+        jitter: this.options.jitter ?? 0,
+        seed: this.options.seed?.() ?? 0,
+        warm,
+        log,
+        onChange: (snapshot) => handlers()?.onChange(snapshot),
+        onDrawn: (ms) => handlers()?.drawn(ms),
+        onGone: () => {
+          const spare = this.spares.findIndex((s) => s.server === server);
+          if (spare >= 0) this.spares.splice(spare, 1);
+          else handlers()?.gone();
+        },
+      });
+      return { server, pid: farm.pid };
+    }
+    const server = await SimPropolis.start({
+      logger: this.m.log.child(log),
+      latencies,
+      jitter: (ms) => {
+        const drawn = this.m.jittered(ms);
+        handlers()?.drawn(drawn);
+        return drawn;
+      },
+      onChange: (snapshot) => handlers()?.onChange(snapshot),
+      ...(initial ? { initial } : {}),
+    });
+    if (warm) await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((res) => res.arrayBuffer(), () => {});
+    return { server, pid: process.pid };
+  }
+
+  /** The Propolis farm, forked on first use and again after it died; ECANCELED once the host is closed. */
+  private farm(): Promise<PropolisFarm> {
+    if (this.m.closed.aborted) return Promise.reject(this.m.closed.reason);
+    this.farmStart ??= PropolisFarm.start({
+      logLevel: this.m.log.level as LevelWithSilent,
+      onExit: (why) => {
+        this.m.log.error({ why }, 'the simulated Propolis farm died; its Propolis instances go to maintenance');
+        this.farmStart = null;
+      },
+    }).catch((err: unknown) => {
+      this.farmStart = null;
+      throw err;
+    });
+    return this.farmStart;
   }
 
   async stopPropolis(rec: ZoneRecord, rt: KernelRuntime, fmri: string): Promise<void> {
@@ -286,27 +381,22 @@ export class SimSmf {
     await Promise.allSettled(stops);
   }
 
-  /** close(): every Propolis stops, the spares too; the VMs stay as last recorded. */
+  /** close(): every Propolis stops, the spares too, then the farm; the VMs stay as last recorded. */
   async closeServers(runtimes: Iterable<KernelRuntime>): Promise<void> {
     const stops = [...runtimes].map((rt) => this.stopAllPropolis(rt));
     for (const spare of this.spares.splice(0)) stops.push(spare.server.close());
     await Promise.allSettled(stops);
+    const farm = this.farmStart;
+    this.farmStart = null;
+    await farm?.then((f) => f.close(), () => {});
   }
 
   /** See SimHost.prestartPropolis. */
   async prestartPropolis(count: number): Promise<void> {
     for (let i = 0; i < count; i++) {
       let handlers: PropolisHandlers | null = null;
-      const server = await SimPropolis.start({
-        logger: this.m.log.child({ component: 'sim-propolis' }),
-        latencies: { vmBoot: this.m.latencies.vmBoot, vmStep: this.m.latencies.vmStep },
-        jitter: (ms) => (handlers === null ? this.m.jittered(ms) : handlers.jitter(ms)),
-        onChange: (snapshot) => handlers?.onChange(snapshot),
-      });
-      // One request before the run, so the server's first-request set-up (a Node cost; a sled's
-      // Propolis is a Rust process) is not taken for the agent's time.
-      await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((res) => res.arrayBuffer(), () => {});
-      this.spares.push({ server, bind: (h) => { handlers = h; } });
+      const { server, pid } = await this.launch(() => handlers, { component: 'sim-propolis' }, undefined, true);
+      this.spares.push({ server, pid, bind: (h) => { handlers = h; } });
     }
   }
 

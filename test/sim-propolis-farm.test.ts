@@ -1,0 +1,245 @@
+// The Propolis farm (src/sim/propolis-farm.ts): a sim host's Propolis servers in one child
+// process (propolis: 'process'), reached over real HTTP, their VMs persisted and their drawn
+// latencies recorded by the parent, and a child that never outlives its parent, not even one
+// killed with SIGKILL.
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseSocketAddr, type SocketAddr } from '../src/common/address.js';
+import * as cmd from '../src/host/commands.js';
+import { PropolisClient, PropolisError, type InstanceEnsureRequest } from '../src/propolis-client.js';
+import { SimHost, type SimHostOptions } from '../src/sim/host.js';
+import { PropolisFarm } from '../src/sim/propolis-farm.js';
+
+const NIL = '00000000-0000-0000-0000-000000000000';
+const REPO = join(import.meta.dirname, '..');
+/** Generous: a child started through tsx compiles its modules first, on a shared, busy machine. */
+const PROCESS_MS = 60_000;
+
+const dirs: string[] = [];
+const hosts: SimHost[] = [];
+const clients: PropolisClient[] = [];
+const farms: PropolisFarm[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.destroy();
+  for (const h of hosts.splice(0)) await h.close();
+  for (const f of farms.splice(0)) await f.close();
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function openHost(options: Partial<SimHostOptions> = {}): Promise<SimHost> {
+  let stateDir = options.stateDir;
+  if (stateDir === undefined) {
+    stateDir = await mkdtemp(join(tmpdir(), 'sim-propolis-farm-'));
+    dirs.push(stateDir);
+  }
+  const host = await SimHost.open({ propolis: 'process', ...options, stateDir });
+  hosts.push(host);
+  return host;
+}
+
+/** A propolis-server zone running, with the address the agent gives Propolis, the instance enabled and online. */
+async function runningPropolis(host: SimHost, zone: string, vnic: string, ip: string): Promise<{ fmri: string; addr: string }> {
+  await host.links.createVnic({ name: vnic, link: 'stub0' });
+  await host.zones.configure({ name: zone, brand: 'omicron1', zonepath: `/zone/${zone}`, autoboot: false, nets: [{ physical: vnic }], devices: [], datasets: [] });
+  await host.zones.install(zone, cmd.zoneImage('propolis-server'));
+  await host.zones.boot(zone);
+  await host.events.waitForService(zone, cmd.NETWORK_MILESTONE, ['online'], { timeoutMs: 5000 });
+  const fmri = `${cmd.PROPOLIS_SERVICE}:vm-1`;
+  const addr = `[${ip}]:12400`;
+  await host.zones.exec(zone, cmd.ipadmCreateLinkLocal(vnic));
+  await host.zones.exec(zone, cmd.ipadmCreateStatic(`${vnic}/${cmd.ADDROBJ_STATIC6}`, `${ip}/64`));
+  await host.zones.exec(zone, cmd.svccfgAddInstance(cmd.PROPOLIS_SERVICE, 'vm-1'));
+  await host.zones.exec(zone, cmd.svccfgAddPg(fmri, 'config', 'astring'));
+  await host.zones.exec(zone, cmd.svccfgSetProp(fmri, 'config/server_addr', addr));
+  await host.zones.exec(zone, cmd.svccfgRefresh(fmri));
+  await host.zones.exec(zone, cmd.svcadmEnable(fmri));
+  await host.events.waitForService(zone, fmri, ['online'], { timeoutMs: PROCESS_MS });
+  return { fmri, addr };
+}
+
+function clientFor(address: SocketAddr): PropolisClient {
+  const c = new PropolisClient(address);
+  clients.push(c);
+  return c;
+}
+
+function ensureRequest(): InstanceEnsureRequest {
+  const id = randomUUID();
+  return {
+    properties: { id, name: 'vm0', description: 'farm test', image_id: NIL, bootrom_id: NIL, memory: 512, vcpus: 1 },
+    nics: [],
+    disks: [],
+    migrate: null,
+    cloud_init_bytes: null,
+  };
+}
+
+async function monitorUntil(client: PropolisClient, state: string): Promise<{ gen: number; state: string }> {
+  let gen = 0;
+  for (;;) {
+    const r = await client.stateMonitor(gen);
+    if (r.state === state) return r;
+    gen = r.gen + 1;
+  }
+}
+
+/** Whether `pid` is a live process (a zombie, exited and not yet reaped by whoever adopted it, is not). */
+function alive(pid: number): boolean {
+  const stat = `/proc/${pid}/stat`;
+  if (existsSync('/proc/self/stat')) {
+    try {
+      // "pid (comm) S ...": the state follows the last ')'.
+      const text = readFileSync(stat, 'utf8');
+      return text.slice(text.lastIndexOf(')') + 2, text.lastIndexOf(')') + 3) !== 'Z';
+    } catch {
+      return false;
+    }
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function gone(pid: number, withinMs = PROCESS_MS): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (alive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
+}
+
+describe("a sim host's Propolis servers in the farm process (propolis: 'process')", () => {
+  it('a VM runs over HTTP in another process, its state is persisted, and closing the host ends the child', async () => {
+    const host = await openHost({ latencies: { vmBoot: 20, vmStep: 5 }, jitter: 0.2, seed: 7, recordLatencies: true });
+    const zone = 'oxz_propolis-server_f1';
+    const { fmri, addr } = await runningPropolis(host, zone, 'oxControlInstance0', 'fd00:1122:3344:101::10');
+    const pid = host.propolisPid(zone)!;
+    expect(pid).toBeTypeOf('number');
+    expect(pid).not.toBe(process.pid);
+    expect(alive(pid)).toBe(true);
+    // Its SimPropolis is not in this process: only the documented hooks reach it.
+    expect(host.propolisFor(zone)).toBeUndefined();
+
+    const client = clientFor(host.reachable(zone, parseSocketAddr(addr)));
+    await client.ensure(ensureRequest());
+    await client.putState('Run');
+    expect(await monitorUntil(client, 'Running')).toEqual({ gen: 2, state: 'Running' });
+
+    // The change messages came back: the VM is persisted, and the boot latency the child drew
+    // (vmBoot 20 ms ± 20 %) is recorded for the zone's modelled time.
+    await host.flush();
+    const state = JSON.parse(await readFile(host.stateFile, 'utf8')) as { zones: Array<{ spec: { name: string }; vms: Record<string, { state: string; gen: number }> }> };
+    expect(state.zones.find((z) => z.spec.name === zone)?.vms[fmri]).toMatchObject({ state: 'Running', gen: 2 });
+    const boot = host.modelled(zone).filter((d) => d.step === 'vmBoot');
+    expect(boot).toHaveLength(1);
+    expect(boot[0]!.op).toBe('vm Starting -> next');
+    expect(boot[0]!.ms).toBeGreaterThanOrEqual(16);
+    expect(boot[0]!.ms).toBeLessThanOrEqual(24);
+
+    await host.close();
+    expect(await gone(pid)).toBe(true);
+    const err = await client.get().then(() => null, (e: unknown) => e);
+    expect((err as PropolisError).code).toBe('UNREACHABLE');
+
+    // A new host on the same directory brings the server back, with its VM, in a new farm.
+    const again = await openHost({ stateDir: join(host.stateFile, '..') });
+    const revivedPid = again.propolisPid(zone)!;
+    expect(revivedPid).not.toBe(pid);
+    expect(revivedPid).not.toBe(process.pid);
+    const revived = clientFor(again.reachable(zone, parseSocketAddr(addr)));
+    expect(await revived.stateMonitor(0)).toEqual({ gen: 2, state: 'Running' });
+  }, PROCESS_MS * 3);
+
+  it('crashPropolis: the server in the farm stops answering, its instance goes to maintenance, the farm stays', async () => {
+    const host = await openHost();
+    const zone = 'oxz_propolis-server_f2';
+    const { fmri, addr } = await runningPropolis(host, zone, 'oxControlInstance1', 'fd00::21');
+    const pid = host.propolisPid(zone)!;
+    const client = clientFor(host.reachable(zone, parseSocketAddr(addr)));
+    await client.ensure(ensureRequest());
+    await host.crashPropolis(zone);
+    const err = await client.get().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(PropolisError);
+    expect((err as PropolisError).code).toBe('UNREACHABLE');
+    await expect(host.events.waitForService(zone, fmri, ['maintenance'], { timeoutMs: 0 })).resolves.toBe('maintenance');
+    expect(host.propolisPid(zone)).toBeUndefined();
+    await expect(host.crashPropolis(zone)).rejects.toMatchObject({ code: 'ENOTFOUND' });
+    // One server crashed, not the process that serves them all.
+    expect(alive(pid)).toBe(true);
+  }, PROCESS_MS * 2);
+
+  it('prestartPropolis puts the spares in the farm, and the next fresh VM takes one', async () => {
+    const host = await openHost();
+    await host.prestartPropolis(2);
+    const zone = 'oxz_propolis-server_f3';
+    const { addr } = await runningPropolis(host, zone, 'oxControlInstance2', 'fd00::31');
+    expect(host.propolisPid(zone)).not.toBe(process.pid);
+    const client = clientFor(host.reachable(zone, parseSocketAddr(addr)));
+    await client.ensure(ensureRequest());
+    await client.putState('Run');
+    expect((await monitorUntil(client, 'Running')).state).toBe('Running');
+  }, PROCESS_MS * 2);
+});
+
+describe('PropolisFarm without a host', () => {
+  it('starts standalone servers that answer from the farm, and close() ends it', async () => {
+    const farm = await PropolisFarm.start();
+    farms.push(farm);
+    const changes: string[] = [];
+    const server = await farm.startServer({ latencies: { vmBoot: 5, vmStep: 1 }, warm: true, onChange: (s) => changes.push(s.state) });
+    expect(server.pid).toBe(farm.pid);
+    const client = clientFor(server.address);
+    await client.ensure(ensureRequest());
+    await client.putState('Run');
+    await monitorUntil(client, 'Running');
+    expect(changes).toEqual(['Creating', 'Starting', 'Running']);
+    expect(server.snapshot()).toMatchObject({ state: 'Running', gen: 2 });
+    await server.close();
+    expect(server.closed).toBe(true);
+    await farm.close();
+    expect(await gone(farm.pid)).toBe(true);
+    await expect(farm.startServer()).rejects.toThrow(/closed/);
+  }, PROCESS_MS * 2);
+
+  it('the farm exits by itself when its parent is killed with SIGKILL', async () => {
+    // The parent: a farm with one server, which prints the farm's pid and the server's address.
+    const farmModule = pathToFileURL(join(REPO, 'src', 'sim', 'propolis-farm.ts')).href;
+    const script = [
+      `const { PropolisFarm } = await import(${JSON.stringify(farmModule)});`,
+      'const farm = await PropolisFarm.start();',
+      'const server = await farm.startServer();',
+      'console.log(JSON.stringify({ farm: farm.pid, address: server.address }));',
+      'setInterval(() => {}, 60_000);',
+    ].join('\n');
+    const parent = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<void>((resolve) => parent.once('exit', () => resolve()));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: parent.stdout! }).once('line', resolve);
+        void exited.then(() => reject(new Error('the parent script exited before it printed its farm')));
+      });
+      const { farm, address } = JSON.parse(line) as { farm: number; address: SocketAddr };
+      expect(farm).not.toBe(parent.pid);
+      expect(alive(farm)).toBe(true);
+      const res = await fetch(`http://${address.host}:${address.port}/instance`);
+      expect(res.status).toBe(500); // answered: no instance yet
+      parent.kill('SIGKILL');
+      await exited;
+      expect(await gone(farm)).toBe(true);
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  }, PROCESS_MS * 3);
+});
