@@ -10,7 +10,7 @@ import { Ledger } from '../src/ledger.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { expectSchema } from './support/contract.js';
 import {
-  POOL, ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, type TestAgent,
+  POOL, ensureBody, instancePuts, nexusSees, propolisFmriOf, realRuntime, startTestAgent, zoneOf, zoneReachesRunning, type TestAgent,
 } from './support/agent.js';
 
 let t: TestAgent | undefined;
@@ -18,8 +18,6 @@ afterEach(async () => {
   await t?.close();
   t = undefined;
 });
-
-const zoneOf = (propolisId: string) => `oxz_propolis-server_${propolisId}`;
 
 describe('instance lifecycle', () => {
   it('provisions a running instance: zone, VNICs, address, Propolis with the real properties; Nexus sees running', async () => {
@@ -37,7 +35,8 @@ describe('instance lifecycle', () => {
     expect(running.body.propolis_addr).toBe('[fd00:1122:3344:101::10]:12400');
     expect(running.body.gen).toBeGreaterThan(2);
 
-    const zone = zoneOf(runtime.propolis_id as string);
+    const zone = zoneOf(t, id);
+    expect(zone).toMatch(/^oxz_propolis-server_[0-9a-f-]{36}$/);
     expect((await t.host.zones.list()).find((z) => z.name === zone)?.state).toBe('running');
     const config = await t.host.zones.config(zone);
     expect(config.brand).toBe('omicron1');
@@ -72,12 +71,14 @@ describe('instance lifecycle', () => {
     const runtime = realRuntime();
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
+    const zone = zoneOf(t, id);
+    expect((await t.host.zones.list()).map((z) => z.name)).toContain(zone);
     const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
     expect(stop.status).toBe(200);
     expect(stop.body.run_state).toBe('stopping');
     await nexusSees(t.nexus, id, 'stopped');
     await t.running.agent.instances.whenGone(id);
-    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zoneOf(runtime.propolis_id as string));
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
     expect((await t.host.links.listVnics()).filter((v) => /^(ox|vopte)/.test(v.name))).toEqual([]);
     const gens = t.nexus.matching('PUT', `/instances/${id}`).map((r) => r.body.gen);
     expect(gens).toEqual([...gens].sort((a, b) => a - b));
@@ -107,22 +108,15 @@ describe('instance lifecycle', () => {
       target: { run_state: 'migrating', migration_params: { migration_id: migrationId, dst_propolis_id: dst } },
       migrate: { src_propolis_id: srcPropolis, src_propolis_addr: '[fd00:1122:3344:102::10]:12400' },
     };
-    const zone = zoneOf(dst);
-    const zoneRunning = new Promise<void>((resolve) => {
-      const off = t!.host.events.subscribe((e) => {
-        if (e.zonename === zone && e.newstate === 'running') {
-          off();
-          resolve();
-        }
-      });
-    });
     const res = await t.request('PUT', `/instances/${id}`, body);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ run_state: 'migrating', migration_id: migrationId, gen: runtime.gen });
-    // Events all the way: the zone running (subscribed before the PUT), its Propolis SMF
+    // The zone is named (its own id, not the Propolis id) by the time the PUT is answered.
+    const zone = zoneOf(t, id);
+    // Events all the way: the zone running (subscribed before its state is read), its Propolis SMF
     // instance online, then the ensure.
-    await zoneRunning;
-    await t.host.events.waitForService(zone, `svc:/system/illumos/propolis-server:vm-${dst}`, ['online'], { timeoutMs: 20_000 });
+    await zoneReachesRunning(t.host, zone);
+    await t.host.events.waitForService(zone, propolisFmriOf(zone), ['online'], { timeoutMs: 20_000 });
     const propolis = t.host.propolisFor(zone)!;
     expect((await propolis.ensured()).migrate).toEqual({
       migration_id: migrationId, src_addr: '[fd00:1122:3344:102::10]:12400', src_uuid: srcPropolis,
@@ -223,17 +217,10 @@ describe('failures', () => {
     t = await startTestAgent({ config: { host: { backend: 'sim', latency: { network: 60_000 } } } });
     const id = randomUUID();
     const runtime = realRuntime();
-    const zone = zoneOf(runtime.propolis_id as string);
-    const zoneRunning = new Promise<void>((resolve) => {
-      const stop = t!.host.events.subscribe((e) => {
-        if (e.zonename === zone && e.newstate === 'running') {
-          stop();
-          resolve();
-        }
-      });
-    });
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await zoneRunning;
+    // Named when the PUT is answered (no warm pool); running at once if it is already.
+    const zone = zoneOf(t, id);
+    await zoneReachesRunning(t.host, zone);
     await t.host.simulateZoneFailure(zone);
     const failed = await nexusSees(t.nexus, id, 'failed');
     expectSchema('nexus-internal.json', 'InstanceRuntimeState', failed.body);
@@ -251,7 +238,7 @@ describe('failures', () => {
     const runtime = realRuntime();
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
-    await t.host.simulateZoneFailure(zoneOf(runtime.propolis_id as string));
+    await t.host.simulateZoneFailure(zoneOf(t, id));
     await nexusSees(t.nexus, id, 'failed');
   });
 
@@ -259,9 +246,9 @@ describe('failures', () => {
     t = await startTestAgent();
     const id = randomUUID();
     const runtime = realRuntime();
-    const zone = zoneOf(runtime.propolis_id as string);
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
+    const zone = zoneOf(t, id);
     // Propolis stops answering for a while (its SMF instance stays online), then is back on the
     // same address with the same VM.
     const propolis = t.host.propolisFor(zone)!;
@@ -287,7 +274,7 @@ describe('failures', () => {
     const runtime = realRuntime();
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
-    await t.host.crashPropolis(zoneOf(runtime.propolis_id as string));
+    await t.host.crashPropolis(zoneOf(t, id));
     const failed = await nexusSees(t.nexus, id, 'failed');
     expect(failed.body.gen).toBeGreaterThan(2);
   });
@@ -376,13 +363,14 @@ describe('restart', () => {
     t = await startTestAgent();
     const id = randomUUID();
     const runtime = realRuntime();
-    const zone = zoneOf(runtime.propolis_id as string);
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     const before = await nexusSees(t.nexus, id, 'running');
+    const zone = zoneOf(t, id);
     const vnicsBefore = (await t.host.links.listVnics()).map((v) => v.name).sort();
     const count = t.nexus.matching('PUT', `/instances/${id}`).length;
 
     t = await t.restart();
+    expect(zoneOf(t, id)).toBe(zone);
     expect(t.running.summary.adopted).toContain(zone);
     expect(t.running.summary.removedZones).toEqual([]);
     const again = await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.filter(instancePuts(id)).indexOf(r) >= count);

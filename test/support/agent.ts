@@ -1,7 +1,7 @@
 // The real agent in-process on a simulated host, against a fake Nexus, both on 127.0.0.1 port 0,
 // with its state (ledgers, simulated host) in a temporary directory that outlives a restart.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -130,6 +130,50 @@ export function ensureBody(runState: string, runtime: Record<string, unknown> = 
     migrate: null,
   };
 }
+
+/**
+ * The zone the agent chose for instance `id` (`oxz_propolis-server_<its own uuid>`), as the agent
+ * holds it now: read, never waited for. Throws if the instance is unknown or has no zone yet.
+ */
+export function zoneOf(t: Pick<TestAgent, 'running'>, id: string): string {
+  const zone = t.running.agent.instances.get(id)?.zone;
+  if (typeof zone !== 'string') throw new Error(`instance ${id} has no zone (${zone === undefined ? 'no such instance' : 'none chosen'})`);
+  return zone;
+}
+
+/** The zone the instance ledger under `dataDir` records for `id` (child-process tests); throws if none. */
+export function ledgerZone(dataDir: string, id: string): string {
+  const zone = JSON.parse(readFileSync(join(dataDir, 'instances.json'), 'utf8')).instances?.[id]?.zone;
+  if (typeof zone !== 'string') throw new Error(`the ledger in ${dataDir} records no zone for instance ${id}`);
+  return zone;
+}
+
+/**
+ * Resolves once `zone` is running, whether it is already or does not exist yet (unlike
+ * waitForZoneRunning, which rejects for a zone not configured yet): for a zone the agent named
+ * when it answered the PUT but may not have configured.
+ */
+export async function zoneReachesRunning(host: Host, zone: string, timeoutMs = 20_000): Promise<void> {
+  let off = () => {};
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      off = host.events.subscribe((e) => {
+        if (e.zonename === zone && e.newstate === 'running') resolve();
+      });
+      timer = setTimeout(() => reject(new Error(`zone ${zone} not running after ${timeoutMs} ms`)), timeoutMs);
+      host.zones.list().then((zones) => {
+        if (zones.some((z) => z.name === zone && z.state === 'running')) resolve();
+      }, reject);
+    });
+  } finally {
+    off();
+    clearTimeout(timer);
+  }
+}
+
+/** The propolis-server SMF instance in a Propolis zone: `vm-<the zone's own id>`. */
+export const propolisFmriOf = (zone: string) => `svc:/system/illumos/propolis-server:vm-${zone.replace(/^oxz_propolis-server_/, '')}`;
 
 export const instancePuts = (id: string) => (r: Recorded) => r.method === 'PUT' && r.url === `/instances/${id}`;
 
