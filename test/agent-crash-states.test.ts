@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../src/instance.js';
-import { ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, type TestAgent } from './support/agent.js';
+import { ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, zoneOf, type TestAgent } from './support/agent.js';
 
 let t: TestAgent | undefined;
 let servers: Server[] = [];
@@ -23,7 +23,6 @@ afterEach(async () => {
   servers = [];
 });
 
-const zoneOf = (propolisId: string) => `oxz_propolis-server_${propolisId}`;
 const ledgerPath = (agent: TestAgent) => join(agent.dir, 'var-oxide', 'instances.json');
 const ledger = (agent: TestAgent): Record<string, InstanceRecord> => JSON.parse(readFileSync(ledgerPath(agent), 'utf8')).instances;
 const ownedVnics = async (agent: TestAgent) => (await agent.host.links.listVnics()).map((v) => v.name).filter((n) => /^(ox|vopte)/.test(n) && n !== 'underlay0');
@@ -45,9 +44,10 @@ describe('restart after a kill', () => {
     t = await startTestAgent();
     const id = randomUUID();
     const runtime = realRuntime();
-    const zone = zoneOf(runtime.propolis_id as string);
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime, [nic(0), nic(1)]));
     await nexusSees(t.nexus, id, 'running');
+    const zone = zoneOf(t, id);
+    expect((await t.host.zones.list()).map((z) => z.name)).toContain(zone);
     await t.stop();
     // The ledger as the monitor leaves it on observing Stopped (desired stopped reached), with
     // the zone and its three VNICs still there: the kill came before the teardown ended.
@@ -96,9 +96,9 @@ describe('restart after a kill', () => {
     t = await startTestAgent();
     const id = randomUUID();
     const runtime = realRuntime();
-    const zone = zoneOf(runtime.propolis_id as string);
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
+    const zone = zoneOf(t, id);
     await t.stop();
     // The monitor saw Starting after the stop was asked (desired stopped), then the kill came.
     rewriteRecord(t, id, 'starting', 'stopped');
@@ -143,16 +143,17 @@ describe('restart after a kill', () => {
     await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running' && r.body.gen > again.body.gen, 20_000);
     await t.running.agent.instances.idle();
     expect(t.running.agent.instances.get(id)?.current.run_state).toBe('running');
-    expect((await t.host.zones.list()).map((z) => `${z.name}:${z.state}`)).toContain(`${zoneOf(runtime.propolis_id as string)}:running`);
+    // Its zone (the one it had, or a new one if the teardown had removed that) is running.
+    expect((await t.host.zones.list()).map((z) => `${z.name}:${z.state}`)).toContain(`${zoneOf(t, id)}:running`);
   });
 
   it('keeps a failed instance failed across a restart: not provisioned again, still refusing a stop, destroyable', async () => {
     t = await startTestAgent();
     const id = randomUUID();
     const runtime = realRuntime();
-    const zone = zoneOf(runtime.propolis_id as string);
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
+    const zone = zoneOf(t, id);
     await t.host.crashPropolis(zone);
     const failed = await nexusSees(t.nexus, id, 'failed');
     await t.running.agent.instances.idle();
@@ -188,12 +189,13 @@ describe('restart after a kill', () => {
     const runtime = realRuntime();
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
+    const zone = zoneOf(t, id);
     await t.stop();
     rewriteRecord(t, id, 'failed', 'stopped');
 
     t = await t.restart();
     await t.running.agent.instances.idle();
-    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zoneOf(runtime.propolis_id as string));
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
     expect(await ownedVnics(t)).toEqual([]);
     expect(ledger(t)[id]).toMatchObject({ runtime: { run_state: 'failed' }, desired: null });
   });
@@ -218,6 +220,8 @@ describe('stop while Propolis is being ensured', () => {
     const runtime = realRuntime();
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await arrived;
+    const zone = zoneOf(t, id);
+    expect((await t.host.zones.list()).map((z) => z.name)).toContain(zone);
     const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
     expect(stop.status).toBe(200);
     expect(stop.body.run_state).toBe('stopping');
@@ -226,7 +230,7 @@ describe('stop while Propolis is being ensured', () => {
     const states = t.nexus.requests.filter(instancePuts(id)).map((r) => r.body.run_state);
     expect(states).not.toContain('failed');
     expect(states.at(-1)).toBe('stopped');
-    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zoneOf(runtime.propolis_id as string));
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
     await t.stop();
     expect(ledger(t)[id]).toBeUndefined();
   });
