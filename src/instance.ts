@@ -869,8 +869,10 @@ export class Instance {
     await removeZone(this.ctx.host, this.zone, this.vnics, this.log);
     // The zone and the VNICs over them are gone: the ports can go (one that will not is retried).
     for (const vnic of this.record.guest_vnics) await this.ctx.ports.removePort(portOfVnic(vnic));
+    this.record.zone = null;
     this.record.control_vnic = null;
     this.record.guest_vnics = [];
+    delete this.record.pooled;
     await this.#commit();
   }
 }

@@ -14,7 +14,7 @@ import type { App } from './server.js';
 import type { SledAgent } from './sled-agent.js';
 import { datasetZone } from './storage-manager.js';
 import { VERSION } from './version.js';
-import { ZONE_PREFIX, zoneName } from './zone.js';
+import { TEMPLATE_ZONE, ZONE_PREFIX, zoneName } from './zone.js';
 
 export function instanceView(instance: Instance): InstanceView {
   const { record } = instance;
@@ -51,6 +51,9 @@ export async function agentInventory(agent: SledAgent): Promise<SledInventory> {
   ]);
 
   const serves = new Map<string, ZoneInventory['serves']>();
+  for (const zone of agent.pool.claimedZones().keys()) {
+    serves.set(zone, { kind: 'warm_pool', id: zone === TEMPLATE_ZONE ? 'template' : 'pool' });
+  }
   for (const i of instances) if (i.zone !== null) serves.set(i.zone, { kind: 'instance', id: i.id });
   for (const s of services) serves.set(zoneName(s.name), { kind: 'service', id: s.name });
   for (const d of datasets) serves.set(datasetZone(d), { kind: 'dataset', id: d.id });

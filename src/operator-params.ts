@@ -40,8 +40,8 @@ export const HostInventory = Type.Object({
 });
 
 export const ZoneServes = Type.Object({
-  kind: StringEnum(['instance', 'service', 'dataset'] as const),
-  id: Type.String({ description: 'the instance id, the service name or the dataset id' }),
+  kind: StringEnum(['instance', 'service', 'dataset', 'warm_pool'] as const),
+  id: Type.String({ description: 'the instance id, the service name, the dataset id, or for the warm pool "pool" (a zone waiting for an instance) or "template"' }),
 });
 
 export const ZoneInventory = Type.Object({

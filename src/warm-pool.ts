@@ -84,6 +84,8 @@ export class WarmPool {
   #starts = 0;
   #templateReady = false;
   #started = false;
+  /** Start-up's work is done: the template made or removed, the recorded zones adopted or removed. */
+  #settled = false;
   #closed = false;
   readonly #abort = new AbortController();
   #unwatch: (() => void) | null = null;
@@ -126,13 +128,16 @@ export class WarmPool {
     return this.counts().ready > 0;
   }
 
-  /** Resolves once the template (if any) is installed and the pool holds its target of ready zones. */
+  /**
+   * Resolves once start-up's work is done (the template installed or removed, the recorded
+   * zones adopted or removed) and the pool holds its target of ready zones.
+   */
   async ready(): Promise<void> {
     while (!this.#closed && !this.#full()) await new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
 
   #full(): boolean {
-    return (!this.#ctx.settings.template || this.#templateReady) && this.counts().ready >= this.#ctx.settings.target;
+    return this.#settled && this.counts().ready >= this.#ctx.settings.target;
   }
 
   #wake(): void {
@@ -165,6 +170,8 @@ export class WarmPool {
       ...excess.map((name) => this.#remove(name)),
       ...recorded.slice(0, this.#ctx.settings.target).map((name) => this.#warm(name)),
     ]);
+    this.#settled = true;
+    this.#wake();
     this.#refill();
   }
 

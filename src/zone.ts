@@ -248,6 +248,10 @@ async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait: Readin
     });
     state = 'configured';
   }
+  if (state === 'incomplete') {
+    await host.zones.uninstall(spec.name);
+    state = 'configured';
+  }
   if (state === 'configured' && spec.cloneFrom) {
     onPhase('clone');
     try {
@@ -258,11 +262,9 @@ async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait: Readin
       state = await zoneState(host, spec.name);
       if (state !== 'configured' && state !== 'incomplete') throw err;
       wait.log?.warn({ err, zone: spec.name, template: spec.cloneFrom }, 'cloning the template failed; installing the image instead');
+      if (state === 'incomplete') await host.zones.uninstall(spec.name);
+      state = 'configured';
     }
-  }
-  if (state === 'incomplete') {
-    await host.zones.uninstall(spec.name);
-    state = 'configured';
   }
   if (state === 'configured') {
     onPhase('install');

@@ -1,0 +1,235 @@
+// The warm pool (src/warm-pool.ts) on the real agent over the simulated host: the pool fills
+// from a template, a start takes a healthy pool zone and hands it the guest VNICs, the pool
+// refills, is adopted after a restart and shrinks with its target; an unhealthy pool zone is
+// replaced, never handed out; a start that fails after taking one removes it. And the cold path:
+// zones cloned from the template, or installed without one.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Host } from '../src/host/index.js';
+import { ipadmCreateStatic } from '../src/host/commands.js';
+import { GLOBAL_ZONE, isHostError } from '../src/host/index.js';
+import type { Phase } from '../src/zone.js';
+import { propolisFmri, TEMPLATE_ZONE } from '../src/zone.js';
+import { ensureBody, nexusSees, realRuntime, startTestAgent, type TestAgent, type TestAgentOptions } from './support/agent.js';
+
+let t: TestAgent | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+const NIC = { name: 'net0', ip: '172.16.0.5', mac: 'a8:40:25:f0:00:01', subnet: '172.16.0.0/22', vni: 10, slot: 0 };
+
+function pooled(extra: Record<string, unknown> = {}, options: TestAgentOptions = {}): TestAgentOptions {
+  return { ...options, config: { zones: { ready_timeout_ms: 20_000, warm_pool: 2, template: true, ...extra }, ...options.config } };
+}
+
+function ledger(t: TestAgent): { instances: Record<string, any>; pool: { zones: Record<string, { name: string; control_vnic: string }>; template: string | null } } {
+  return JSON.parse(readFileSync(join(t.config.data_dir, 'instances.json'), 'utf8'));
+}
+
+async function zoneStates(host: Host): Promise<Map<string, string>> {
+  return new Map((await host.zones.list()).map((z) => [z.name, z.state]));
+}
+
+/** Phases each instance went through, in order. */
+function phaseLog(): { phases: Map<string, string[]>; onPhase: (id: string, p: Phase | 'running') => void } {
+  const phases = new Map<string, string[]>();
+  return { phases, onPhase: (id, p) => phases.set(id, [...(phases.get(id) ?? []), p]) };
+}
+
+describe('warm pool', () => {
+  it('fills from an installed template: each pool zone running, with its control VNIC and Propolis listening on the wildcard', async () => {
+    t = await startTestAgent(pooled());
+    const pool = t.running.agent.pool;
+    await pool.ready();
+    expect(pool.counts()).toEqual({ target: 2, ready: 2, warming: 0 });
+    const recorded = Object.values(ledger(t).pool.zones);
+    expect(recorded).toHaveLength(2);
+    expect(ledger(t).pool.template).toBe(TEMPLATE_ZONE);
+    const states = await zoneStates(t.host);
+    // The template is installed and never booted: zoneadm clone refuses a running source.
+    expect(states.get(TEMPLATE_ZONE)).toBe('installed');
+    const vnics = new Set((await t.host.links.listVnics()).map((v) => v.name));
+    for (const zone of recorded) {
+      expect(zone.name).toMatch(/^oxz_propolis-server_[0-9a-f-]{36}$/);
+      expect(states.get(zone.name)).toBe('running');
+      expect(vnics.has(zone.control_vnic)).toBe(true);
+      expect((await t.host.zones.config(zone.name)).nets.map((n) => n.physical)).toEqual([zone.control_vnic]);
+      const fmri = propolisFmri(zone.name);
+      await expect(t.host.events.waitForService(zone.name, fmri, ['online'], { timeoutMs: 0 })).resolves.toBe('online');
+      // Bound to the wildcard: nothing answers on an address until the zone has it.
+      const addr = { host: 'fd00:1122:3344:101::99', port: 12400 };
+      expect(() => t!.host.reachable(zone.name, addr)).toThrow(expect.objectContaining({ code: 'ENOTFOUND' }));
+      await t.host.zones.exec(zone.name, ipadmCreateStatic(`${zone.control_vnic}/probe`, `${addr.host}/64`));
+      expect(t.host.reachable(zone.name, addr).host).toBe('127.0.0.1');
+      await t.host.zones.exec(zone.name, ['ipadm', 'delete-addr', `${zone.control_vnic}/probe`]);
+    }
+    const inventory = await t.request('GET', '/inventory');
+    const serving = new Map((inventory.body.zones as Array<{ name: string; serves: unknown }>).map((z) => [z.name, z.serves]));
+    expect(serving.get(TEMPLATE_ZONE)).toEqual({ kind: 'warm_pool', id: 'template' });
+    for (const zone of recorded) expect(serving.get(zone.name)).toEqual({ kind: 'warm_pool', id: 'pool' });
+    const metrics = await fetch(`http://${t.running.address}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/sled_agent_warm_pool_zones\{[^}]*state="ready"[^}]*\} 2/);
+  });
+
+  it('a start takes a pool zone: no zone is made, the guest VNIC is given to the running zone, the pool refills', async () => {
+    const { phases, onPhase } = phaseLog();
+    t = await startTestAgent(pooled({}, { agent: { onPhase } }));
+    await t.running.agent.pool.ready();
+    const before = Object.keys(ledger(t).pool.zones);
+    const id = randomUUID();
+    const runtime = realRuntime();
+    expect((await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime, [NIC]))).status).toBe(200);
+    await nexusSees(t.nexus, id, 'running');
+
+    const instance = t.running.agent.instances.get(id)!;
+    const zone = instance.zone as string;
+    expect(before).toContain(zone);
+    expect(instance.record.pooled).toBe(true);
+    const seen = phases.get(id)!;
+    expect(seen).toContain('pool');
+    expect(seen).toContain('handover');
+    for (const made of ['configure', 'install', 'clone', 'boot', 'service']) expect(seen).not.toContain(made);
+    // In the ledger: the instance's, and no longer the pool's.
+    const after = ledger(t);
+    expect(after.instances[id].zone).toBe(zone);
+    expect(after.pool.zones[zone]).toBeUndefined();
+
+    // The guest VNIC is the zone's: another zone cannot have it.
+    const guest = instance.record.guest_vnics[0] as string;
+    await t.running.agent.pool.ready();
+    const other = Object.keys(ledger(t).pool.zones)[0] as string;
+    const busy = await t.host.links.setZone(guest, other).then(() => null, (err: unknown) => err as Error);
+    expect(isHostError(busy, 'DLADM_STATUS_LINKBUSY')).toBe(true);
+    expect(busy?.message).toContain(zone);
+
+    // Propolis answers on the instance's address, which the zone now has.
+    const addr = await t.host.zones.exec(zone, ['ipadm', 'show-addr', '-p', '-o', 'ADDR', `${instance.record.control_vnic}/omicron6`]);
+    expect(addr.stdout.trim()).toBe('fd00:1122:3344:101::10/64');
+    expect((await t.host.propolisFor(zone)!.snapshot()).state).toBe('Running');
+
+    // Refilled behind the start: two ready zones again, none of them the instance's.
+    expect(t.running.agent.pool.counts().ready).toBe(2);
+    expect(Object.keys(ledger(t).pool.zones)).not.toContain(zone);
+  });
+
+  it('is adopted after a restart with the instance that took a zone, and shrinks when its target does', async () => {
+    t = await startTestAgent(pooled());
+    await t.running.agent.pool.ready();
+    const id = randomUUID();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', realRuntime(), [NIC]));
+    await nexusSees(t.nexus, id, 'running');
+    await t.running.agent.pool.ready();
+    const zone = t.running.agent.instances.get(id)!.zone as string;
+    const pool = Object.keys(ledger(t).pool.zones).sort();
+
+    t = await t.restart();
+    expect([...t.running.summary.adopted].sort()).toEqual([...pool, TEMPLATE_ZONE, zone].sort());
+    expect(t.running.summary.removedZones).toEqual([]);
+    await t.running.agent.pool.ready();
+    expect(Object.keys(ledger(t).pool.zones).sort()).toEqual(pool);
+    expect(t.running.agent.instances.get(id)?.zone).toBe(zone);
+
+    const dir = t.dir;
+    const nexus = t.nexus;
+    await t.stop();
+    t = await startTestAgent(pooled({ warm_pool: 1 }, { dir, nexus }));
+    await t.running.agent.pool.ready();
+    await t.running.agent.instances.idle();
+    const kept = Object.keys(ledger(t).pool.zones);
+    expect(kept).toHaveLength(1);
+    expect(pool).toContain(kept[0]);
+    const states = await zoneStates(t.host);
+    const gone = pool.filter((z) => z !== kept[0]);
+    // Removed from the ledger only once it is gone from the host.
+    await expect.poll(async () => (await zoneStates(t!.host)).has(gone[0] as string)).toBe(false);
+    expect(states.get(zone)).toBe('running');
+  });
+
+  it('replaces a pool zone that went away, and never hands out one whose Propolis is down', async () => {
+    t = await startTestAgent(pooled());
+    const pool = t.running.agent.pool;
+    await pool.ready();
+    const [first, second] = Object.keys(ledger(t).pool.zones) as [string, string];
+
+    await t.host.simulateZoneFailure(first);
+    await expect.poll(() => pool.counts().ready === 2 && ledger(t!).pool.zones[first] === undefined).toBe(true);
+    expect(Object.keys(ledger(t).pool.zones)).toContain(second);
+
+    // Its Propolis crashes while it waits: the health check at take time skips it.
+    await t.host.crashPropolis(second);
+    const id = randomUUID();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', realRuntime()));
+    await nexusSees(t.nexus, id, 'running');
+    const zone = t.running.agent.instances.get(id)!.zone;
+    expect(zone).not.toBe(second);
+    expect(zone).not.toBe(first);
+    await expect.poll(async () => (await zoneStates(t!.host)).has(second)).toBe(false);
+    await pool.ready();
+    expect(Object.keys(ledger(t).pool.zones)).not.toContain(second);
+  });
+
+  it('a start that fails after taking a pool zone removes that zone; the instance is failed and the pool refilled', async () => {
+    let failAddress = true;
+    t = await startTestAgent(pooled({}, {
+      wrapHost: (host) => ({
+        ...host, kind: host.kind, links: host.links, datasets: host.datasets, events: host.events, network: host.network,
+        reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
+        zones: {
+          ...host.zones,
+          exec: async (zone: string, argv: string[]) => {
+            if (failAddress && zone !== GLOBAL_ZONE && argv[1] === 'create-addr' && argv.includes('static')) throw new Error('ipadm: injected failure');
+            return host.zones.exec(zone, argv);
+          },
+        },
+      }),
+    }));
+    await t.running.agent.pool.ready();
+    const pool = Object.keys(ledger(t).pool.zones);
+    const id = randomUUID();
+    await t.request('PUT', `/instances/${id}`, ensureBody('running', realRuntime()));
+    await nexusSees(t.nexus, id, 'failed');
+    await t.running.agent.instances.idle();
+    failAddress = false;
+    const taken = pool.filter((z) => ledger(t!).pool.zones[z] === undefined);
+    expect(taken).toHaveLength(1);
+    expect((await zoneStates(t.host)).has(taken[0] as string)).toBe(false);
+    expect(ledger(t).instances[id].zone).toBeNull();
+    await t.running.agent.pool.ready();
+    expect(t.running.agent.pool.counts().ready).toBe(2);
+  });
+});
+
+describe('cold path', () => {
+  it('clones new zones from the template, and installs them without one', async () => {
+    const { phases, onPhase } = phaseLog();
+    t = await startTestAgent(pooled({ warm_pool: 0 }, { agent: { onPhase } }));
+    await t.running.agent.pool.ready();
+    const cloned = randomUUID();
+    await t.request('PUT', `/instances/${cloned}`, ensureBody('running', realRuntime(), [NIC]));
+    await nexusSees(t.nexus, cloned, 'running');
+    expect(phases.get(cloned)).toContain('clone');
+    expect(phases.get(cloned)).not.toContain('install');
+    expect(phases.get(cloned)).not.toContain('pool');
+    const zone = t.running.agent.instances.get(cloned)!.zone as string;
+    // A cold zone is configured with its guest VNIC, as the original's were.
+    expect((await t.host.zones.config(zone)).nets.map((n) => n.physical)[0]).toMatch(/^vopte\d+$/);
+
+    // Without a template: installed from the image; the template zone is removed.
+    const dir = t.dir;
+    const nexus = t.nexus;
+    await t.stop();
+    t = await startTestAgent(pooled({ warm_pool: 0, template: false }, { dir, nexus, agent: { onPhase } }));
+    await t.running.agent.pool.ready();
+    expect(ledger(t).pool.template).toBeNull();
+    expect((await zoneStates(t.host)).has(TEMPLATE_ZONE)).toBe(false);
+    const installed = randomUUID();
+    await t.request('PUT', `/instances/${installed}`, ensureBody('running', realRuntime({ propolis_addr: '[fd00:1122:3344:101::11]:12400' })));
+    await nexusSees(t.nexus, installed, 'running');
+    expect(phases.get(installed)).toContain('install');
+    expect(phases.get(installed)).not.toContain('clone');
+  });
+});
