@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimHost } from '../src/sim/host.js';
-import { ensureBody, instancePuts, realRuntime, testConfig, writeConfigToml } from './support/agent.js';
+import { ensureBody, instancePuts, ledgerZone, realRuntime, testConfig, writeConfigToml } from './support/agent.js';
 import { FakeNexus } from './support/fake-nexus.js';
 
 const CLI = ['--import', 'tsx', 'src/bin/sled-agent.ts'];
@@ -106,6 +106,11 @@ describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
       await exited(first.child);
     }
     expect(nexus.requests.filter((r) => r.method === 'PUT' && r.url.startsWith('/instances/') && r.body?.run_state === 'running')).toEqual([]);
+    // Each instance's zone (an id of its own) was in the ledger before anything was made for it.
+    const dataDir = join(dir, 'var-oxide');
+    const zones = ids.map((id) => ledgerZone(dataDir, id));
+    expect(new Set(zones).size).toBe(ids.length);
+    for (const zone of zones) expect(zone).toMatch(/^oxz_propolis-server_[0-9a-f-]{36}$/);
 
     // Meanwhile, someone leaves an orphan zone and VNIC with our prefixes on the host.
     const host = await SimHost.open({ stateDir: join(dir, 'sim-host') });
@@ -124,14 +129,16 @@ describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
 
     const after = await SimHost.open({ stateDir: join(dir, 'sim-host') });
     try {
-      const zones = (await after.zones.list()).map((z) => `${z.name}:${z.state}`).sort();
-      expect(zones).toEqual(runtimes.map((r) => `oxz_propolis-server_${r.propolis_id}:running`).sort());
+      // The same zones as before the kill, adopted or completed, and nothing else.
+      expect(ids.map((id) => ledgerZone(dataDir, id))).toEqual(zones);
+      const states = (await after.zones.list()).map((z) => `${z.name}:${z.state}`).sort();
+      expect(states).toEqual(zones.map((zone) => `${zone}:running`).sort());
       const all = (await after.links.listVnics()).map((v) => v.name).sort();
       // The global zone's underlay VNIC is the agent's too, and no orphan.
       expect(all).toContain('underlay0');
       const vnics = all.filter((v) => v !== 'underlay0');
       expect(vnics).toHaveLength(ids.length);
-      const inZones = (await Promise.all(runtimes.map((r) => after.zones.config(`oxz_propolis-server_${r.propolis_id}`))))
+      const inZones = (await Promise.all(zones.map((zone) => after.zones.config(zone))))
         .flatMap((c) => c.nets.map((n) => n.physical)).sort();
       expect(vnics).toEqual(inZones);
     } finally {
