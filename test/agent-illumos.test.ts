@@ -12,7 +12,7 @@ import type { NativeAddon } from '../src/illumos/addon.js';
 import { IllumosHost } from '../src/illumos/host.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { startAgent } from '../src/sled-agent.js';
-import { ensureBody, instancePuts, nexusSees, realRuntime, testConfig } from './support/agent.js';
+import { ensureBody, instancePuts, nexusSees, realRuntime, testConfig, zoneOf } from './support/agent.js';
 import { expectSchema } from './support/contract.js';
 import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
 import { FakeNexus } from './support/fake-nexus.js';
@@ -56,12 +56,15 @@ describe('sled agent on the illumos host (fake illumos)', () => {
     try {
       const id = randomUUID();
       const runtime = realRuntime();
-      const zone = `oxz_propolis-server_${runtime.propolis_id}`;
       const put = await fetch(`http://${agent.address}/instances/${id}`, {
         method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('running', runtime)),
       });
       expect(put.status).toBe(200);
       const running = await nexusSees(nexus, id, 'running', 30_000);
+      // The zone the agent chose (an id of its own), as the agent and GET /instances/{id} have it.
+      const zone = zoneOf({ running: agent }, id);
+      expect(zone).toMatch(/^oxz_propolis-server_[0-9a-f-]{36}$/);
+      expect((await (await fetch(`http://${agent.address}/instances/${id}`)).json()).zone).toBe(zone);
       expectSchema('nexus-internal.json', 'InstanceRuntimeState', running.body);
       expect(reached).toContain(zone);
 
@@ -152,7 +155,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
         { argv: ['set-fw-rules', '-p', 'opte0'], stdin: 'dir=in action=allow priority=65534 hosts=any protocol=tcp port=22\n' },
       ]);
       // The guest's VNIC is over the port, in the zone, given to Propolis.
-      const zone = `oxz_propolis-server_${runtime.propolis_id}`;
+      const zone = zoneOf({ running: agent }, id);
       expect((await host.links.listVnics()).find((v) => v.name === 'vopte0')?.link).toBe('opte0');
       expect((await host.zones.config(zone)).nets[0]?.physical).toBe('vopte0');
       expect(propolis.snapshot().request?.nics).toEqual([{ name: 'vopte0', slot: 0 }]);
