@@ -18,7 +18,7 @@ import { buildSim } from '../src/sim/server.js';
 import { defaultSimConfig } from '../src/sim/config.js';
 import { combinedSledAgentContract, expectSchema } from './support/contract.js';
 import { FakeNexus } from './support/fake-nexus.js';
-import { POOL, ensureBody, nexusSees, realRuntime, startTestAgent, testConfig, type TestAgent } from './support/agent.js';
+import { POOL, ensureBody, nexusSees, realRuntime, startTestAgent, testConfig, zoneOf, type TestAgent } from './support/agent.js';
 import { instanceEnsure, startTestSim, type TestSim } from './support/sim.js';
 
 const VERSION = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version as string;
@@ -105,7 +105,7 @@ describe('sled agent', () => {
       name: `${POOL}/crucible`, zone: `oxz_crucible_${POOL}`,
     }]);
 
-    const zone = `oxz_propolis-server_${runtime.propolis_id as string}`;
+    const zone = zoneOf(t, id);
     const zones = new Map(inv.zones.map((z: any) => [z.name, z]));
     expect(zones.get(zone)).toEqual({ name: zone, state: 'running', serves: { kind: 'instance', id } });
     expect(zones.get('oxz_internal-dns')).toEqual({ name: 'oxz_internal-dns', state: 'running', serves: { kind: 'service', id: 'internal-dns' } });
@@ -131,10 +131,10 @@ describe('sled agent', () => {
     const runtime = realRuntime();
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
     await nexusSees(t.nexus, id, 'running');
+    const zone = zoneOf(t, id);
     await t.host.zones.configure({ name: 'oxz_stray', brand: 'omicron1', zonepath: '/zone/oxz_stray', nets: [], devices: [], datasets: [] });
     t = await t.restart();
     const inv = (await t.request('GET', '/inventory')).body;
-    const zone = `oxz_propolis-server_${runtime.propolis_id as string}`;
     expect(inv.startup).toMatchObject({ adopted_zones: [zone], removed_zones: ['oxz_stray'] });
     expect(inv.zones.map((z: any) => z.name)).not.toContain('oxz_stray');
   });
@@ -156,7 +156,10 @@ describe('sled agent', () => {
     expect(one.status).toBe(200);
     expectDocumented('sled', '/instances/{instance_id}', one.body);
     expectSchema('sled-agent.json', 'InstanceRuntimeState', one.body.runtime);
-    expect(one.body).toMatchObject({ id, zone: `oxz_propolis-server_${runtime.propolis_id as string}`, runtime: { run_state: 'running' } });
+    // The zone the agent chose: an id of its own, not the Propolis id.
+    expect(one.body).toMatchObject({ id, zone: zoneOf(t, id), runtime: { run_state: 'running' } });
+    expect(one.body.zone).toMatch(/^oxz_propolis-server_[0-9a-f-]{36}$/);
+    expect((await t.host.zones.list()).find((z) => z.name === one.body.zone)?.state).toBe('running');
 
     const unknown = await t.request('GET', `/instances/${randomUUID()}`);
     expect(unknown.status).toBe(404);
