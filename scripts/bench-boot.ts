@@ -108,7 +108,7 @@ import { openHost } from '../src/host/open.js';
 import { Ledger } from '../src/ledger.js';
 import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type SimHostOptions, type SimLatencies } from '../src/sim/host.js';
 import { startAgent, type RunningAgent } from '../src/sled-agent.js';
-import { ZONE_PREFIX, type Phase, type Readiness } from '../src/zone.js';
+import { removeZone, ZONE_PREFIX, type Phase, type Readiness } from '../src/zone.js';
 import type { InstanceRuntimeState } from '../src/params.js';
 import { NexusClient } from '../src/nexus-client.js';
 import { PropolisClient } from '../src/propolis-client.js';
@@ -127,10 +127,8 @@ const TARGET_COLD_P50 = 0.6;
 /** At OVERHEAD_TARGET_N, warm and cold: the agent's overhead above the HTTP floor, outside host calls, p99 at most this. */
 const TARGET_ABOVE_FLOOR_P99_MS = 20;
 const OVERHEAD_TARGET_N = 100;
-/** Phase names: the agent's (src/zone.ts Phase) and the pool's ('pool', 'clone', 'handover'). */
-type PhaseName = Phase | 'pool' | 'clone' | 'handover';
 /** In the order a start usually goes through them (the table's order; segments are cut by time). */
-const PHASES: readonly PhaseName[] = ['pool', 'ports', 'vnic', 'handover', 'configure', 'clone', 'install', 'boot', 'zone_running', 'network', 'address', 'service', 'propolis'];
+const PHASES: readonly Phase[] = ['pool', 'ports', 'vnic', 'handover', 'configure', 'clone', 'install', 'boot', 'zone_running', 'network', 'address', 'service', 'propolis'];
 /** "accept": PUT sent -> the first phase (HTTP, state machine, ledger commits). "propolis" ends when Nexus receives running. */
 const SEGMENTS = ['accept', ...PHASES] as const;
 type Segment = (typeof SEGMENTS)[number];
@@ -460,17 +458,6 @@ function describeMode(mode: BenchMode, pool: number): string {
   return `${what} (readiness ${s.readiness}, steps ${s.steps}, warm_pool ${s.warmPool}, template ${s.template})`;
 }
 
-/** What the benchmark needs of the agent's warm pool (src/warm-pool.ts). */
-interface WarmPoolView {
-  ready(): Promise<void>;
-  counts(): { target: number; ready: number; warming: number };
-}
-
-/** The agent's pool, if this agent has one. */
-function poolOf(agent: unknown): WarmPoolView | null {
-  const pool = (agent as { pool?: Partial<WarmPoolView> | null }).pool;
-  return pool !== undefined && pool !== null && typeof pool.ready === 'function' && typeof pool.counts === 'function' ? pool as WarmPoolView : null;
-}
 
 // ---- options ----
 
@@ -1034,8 +1021,8 @@ async function run(setup: RunSetup): Promise<RunResult> {
     host = opened.host;
     const sim = opened.sim;
 
-    const phases = new Map<string, Map<PhaseName | 'running', bigint>>();
-    const onPhase = (id: string, phase: PhaseName | 'running') => {
+    const phases = new Map<string, Map<Phase | 'running', bigint>>();
+    const onPhase = (id: string, phase: Phase | 'running') => {
       let m = phases.get(id);
       if (!m) phases.set(id, (m = new Map()));
       if (!m.has(phase)) m.set(phase, process.hrtime.bigint());
@@ -1049,8 +1036,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
 
     // The pool: filled (and the template made) before the clock starts.
     const usesPool = settings.warmPool > 0 || settings.template;
-    const pool = usesPool ? poolOf(agent) : null;
-    if (usesPool && pool === null) notes.push('this agent has no warm pool (agent.pool): warm_pool and template made no difference');
+    const pool = usesPool ? agent.pool : null;
     const waitPool = async (): Promise<number> => {
       if (pool === null) return 0;
       const t = process.hrtime.bigint();
@@ -1118,12 +1104,16 @@ async function run(setup: RunSetup): Promise<RunResult> {
     let results: DriverResult[] = [];
     let timedOut = false;
     let waitedMs = 0;
+    /** While the clock ran (not the waits for the pool between N = 1 rounds). */
+    const clocked: Array<readonly [bigint, bigint]> = [];
     for (let round = 0; round < rounds && !timedOut; round++) {
       if (round > 0 && pool !== null && settings.warmPool > 0) waitedMs += await waitPool();
       const batch = bodies.slice(round * n, (round + 1) * n);
       timing = true;
+      const roundStart = process.hrtime.bigint();
       // The recorder answers with every instance it has seen since it started.
       ({ results, timedOut } = await driver.go(dialable(running.address), batch.map(({ id, body }) => ({ id, body })), options.deadlineMs));
+      clocked.push([roundStart, process.hrtime.bigint()]);
       timing = false;
     }
     const tEnd = process.hrtime.bigint();
@@ -1147,7 +1137,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
     const instances: InstanceResult[] = results.map((r) => {
       const instance = agent.instances.get(r.id);
       const zone = instance?.zone ?? `${ZONE_PREFIX}propolis-server_${bodies.find((b) => b.id === r.id)?.propolisId ?? '?'}`;
-      const marks = phases.get(r.id) ?? new Map<PhaseName | 'running', bigint>();
+      const marks = phases.get(r.id) ?? new Map<Phase | 'running', bigint>();
       const runningAt = r.states.running ?? null;
       const rel = (t: bigint) => ms(t - r.putAt);
       const markOut: Record<string, number> = {};
@@ -1242,17 +1232,19 @@ async function run(setup: RunSetup): Promise<RunResult> {
     }
 
     if (poolReport !== null && pool !== null) {
-      // The refill: zones the pool cloned or installed while the clock ran that no instance of the run got.
+      // The refill: zones the pool began to clone or install while the clock ran that no
+      // instance of the run got, and the time their host calls were under way on the clock.
       const instanceZones = new Set(instances.map((i) => i.zone));
+      const onClock = (t: bigint) => clocked.some(([a, b]) => t >= a && t <= b);
       const refill = new Map<string, Array<readonly [bigint, bigint]>>();
       const made = new Set<string>();
       for (const c of calls) {
         if (c.key === null || !c.key.startsWith(ZONE_PREFIX) || instanceZones.has(c.key)) continue;
         refill.set(c.key, [...(refill.get(c.key) ?? []), [c.start, c.end] as const]);
-        if (c.op === 'zones.clone' || c.op === 'zones.install') made.add(c.key);
+        if ((c.op === 'zones.clone' || c.op === 'zones.install') && onClock(c.start)) made.add(c.key);
       }
       poolReport.zonesMade = made.size;
-      poolReport.zonesMadeHostMs = round([...made].reduce((a, z) => a + coveredMs(refill.get(z) ?? [], t0, tEnd), 0));
+      poolReport.zonesMadeHostMs = round([...made].reduce((a, z) => a + clocked.reduce((b, [from, to]) => b + coveredMs(refill.get(z) ?? [], from, to), 0), 0));
       poolReport.waitedMs = round(waitedMs);
       poolReport.atEnd = pool.counts();
     }
@@ -1308,7 +1300,10 @@ async function run(setup: RunSetup): Promise<RunResult> {
     };
     say(`${done.length}/${total} running at Nexus after ${(wallMs / 1000).toFixed(2)} s${problems.length > 0 ? ' (FAILED)' : ''}`);
 
-    if (options.host === 'illumos') await destroyAll(running, instances, options.deadlineMs, say);
+    if (options.host === 'illumos') {
+      await destroyAll(running, instances, options.deadlineMs, say);
+      await removePoolZones(running, log, say);
+    }
     return result;
   } finally {
     if (progress !== null) clearInterval(progress);
@@ -1351,6 +1346,21 @@ async function destroyAll(running: RunningAgent, instances: InstanceResult[], de
     clearTimeout(timer);
     if (!gone) say(`instance ${i.id} (${i.zone}) was not removed within ${deadlineMs / 1000} s: remove it by hand`);
   }));
+}
+
+/**
+ * illumos: the pool's zones and the template go too (the agent keeps them across its restarts,
+ * but the next run's agent starts with empty ledgers and would refuse a host that has them).
+ */
+async function removePoolZones(running: RunningAgent, log: Logger, say: (l: string) => void): Promise<void> {
+  const { pool, host } = running.agent;
+  pool.close();
+  const zones = [...pool.claimedZones()];
+  if (zones.length === 0) return;
+  say(`removing the pool's ${zones.length} zone(s) and template`);
+  for (const [name, vnics] of zones) {
+    await removeZone(host, name, vnics, log).catch((err: unknown) => say(`zone ${name} was not removed (${(err as Error).message}): remove it by hand`));
+  }
 }
 
 // ---- report ----
@@ -1396,7 +1406,7 @@ function printRun(r: RunResult, modelled: boolean): void {
     console.log(`  pool (target ${p.target}): filled ${fmtS(p.fillMs)} after the agent started, before the clock; ready ${p.atStart?.ready ?? '-'} at the start, `
       + `while the clock ran: ready min ${p.minReady ?? '-'}, warming max ${p.maxWarming ?? '-'}; at the end ready ${p.atEnd?.ready ?? '-'}, warming ${p.atEnd?.warming ?? '-'}`);
     if (p.target > 0) {
-      console.log(`  refill, competing with the starts: ${p.zonesMade} zone(s) made while the clock ran (${fmtMs(p.zonesMadeHostMs)} ms of host calls in all)`
+      console.log(`  refill (it waits until no start is being provisioned): ${p.zonesMade} zone(s) begun while the clock ran, their host calls under way ${fmtMs(p.zonesMadeHostMs)} ms of it in all`
         + (p.waitedMs > 0 ? `; ${fmtS(p.waitedMs)} waited between the N = 1 rounds for the pool to refill, off the clock` : ''));
     }
   }
