@@ -16,8 +16,11 @@ export interface Calls {
 export interface CountingHost {
   host: Host;
   calls: Calls;
-  /** Zones whose next installs fail (ECOMMAND), until removed from the set. */
-  failInstall: Set<string>;
+  /**
+   * Zones whose next installs fail (ECOMMAND), until removed from the set: by name, or every
+   * zone a pattern matches (for a zone whose name the agent chooses, such as an instance's).
+   */
+  failInstall: Set<string | RegExp>;
   reset(): void;
 }
 
@@ -51,7 +54,7 @@ export function countingHost(sim: SimHost): CountingHost {
       },
       install: async (name, image) => {
         calls.install.push({ zone: name, image });
-        if (ch.failInstall.has(name)) throw hostError('ECOMMAND', `zoneadm -z ${name} install: injected failure`);
+        if ([...ch.failInstall].some((f) => (typeof f === 'string' ? f === name : f.test(name)))) throw hostError('ECOMMAND', `zoneadm -z ${name} install: injected failure`);
         return sim.zones.install(name, image);
       },
       exec: async (zone, argv, options) => {
