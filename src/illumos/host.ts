@@ -12,6 +12,9 @@
 //     (10 ms doubling to 250 ms by default) within the same deadline, each retry logged at debug:
 //     the one wait here that is not purely an event wait. A zone that halts meanwhile cancels the
 //     native wait (scf handle unbind) and the wait rejects ZONE_GONE.
+//   - A zero deadline (poll mode's checks, the warm pool's health check) reads the present state
+//     once and rejects ETIMEDOUT if it is not the one asked for: a 0 ms timer would otherwise
+//     fire before the native read could answer, and every check would time out.
 // illumosAvailable() tells the agent whether this host can be used at all, and if not, why.
 import pino, { type Logger } from 'pino';
 import type { SocketAddr } from '../common/address.js';
@@ -497,12 +500,46 @@ export class IllumosHost implements Host {
   async #waitForZoneRunning(zone: string, options: WaitOptions): Promise<void> {
     validateZoneName(zone);
     checkWaitOptions(options);
+    if (options.timeoutMs === 0) {
+      await this.#runningNow(zone, options);
+      return;
+    }
     const scope = this.#scope(zone, options, `zone ${zone} to be running`);
     try {
       await this.#untilRunning(scope);
     } finally {
       scope.end();
     }
+  }
+
+  /** A zero-deadline waitForZoneRunning: the zone's state now. */
+  async #runningNow(zone: string, options: WaitOptions): Promise<void> {
+    if (this.#closing !== null) throw hostError('ECLOSED', 'the host was closed');
+    if (options.signal?.aborted) throw abortError(options.signal.reason);
+    const found = (await this.zoneTool.listZones()).find((z) => z.name === zone);
+    if (found === undefined) throw hostError('ZONE_GONE', `zone ${zone} does not exist`);
+    if (GOING.has(found.state)) throw hostError('ZONE_GONE', `zone ${zone} is ${found.state}`);
+    if (found.state !== 'running') throw hostError('ETIMEDOUT', `zone ${zone} is ${found.state}, not running (checked once: a zero deadline)`);
+  }
+
+  /**
+   * A zero-deadline waitForService: the instance's state now, read by a native wait for any
+   * state (which answers at once with the present one). No configd yet or no such instance is
+   * "not in the state yet", as the waits' retries treat them.
+   */
+  async #serviceNow(zone: string, fmri: string, states: readonly SmfState[], options: WaitOptions): Promise<SmfState> {
+    await this.#runningNow(zone, options);
+    let now: SmfState;
+    try {
+      now = (await this.addon.smfWaitState(zone, fmri, { states: [...SMF_STATES], timeoutMs: 1000 }).promise) as SmfState;
+    } catch (err) {
+      if (isNativeError(err, 'SCF_ERROR_NO_SERVER') || isNativeError(err, 'SCF_ERROR_NOT_FOUND')) {
+        throw hostError('ETIMEDOUT', `${fmri} in zone ${zone} is not there yet (${(err as Error).message}; checked once: a zero deadline)`, err);
+      }
+      throw err;
+    }
+    if (!states.includes(now)) throw hostError('ETIMEDOUT', `${fmri} in zone ${zone} is ${now}, not ${states.join(' or ')} (checked once: a zero deadline)`);
+    return now;
   }
 
   async #waitForService(zone: string, fmri: string, states: readonly SmfState[], options: WaitOptions): Promise<SmfState> {
@@ -512,6 +549,7 @@ export class IllumosHost implements Host {
       throw Object.assign(new TypeError(`states must be a non-empty array of ${SMF_STATES.join(', ')}`), { code: 'ERR_INVALID_ARG_VALUE' });
     }
     checkWaitOptions(options);
+    if (options.timeoutMs === 0) return this.#serviceNow(zone, fmri, states, options);
     const scope = this.#scope(zone, options, `${fmri} in zone ${zone} to be ${states.join(' or ')}`);
     const initial = this.#options.smfRetry?.initialMs ?? 10;
     const cap = this.#options.smfRetry?.maxMs ?? 250;

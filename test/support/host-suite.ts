@@ -399,6 +399,19 @@ export function hostSuite(name: string, fixture: () => Promise<HostFixture>): vo
       });
     });
 
+    describe('a zero deadline reads the present state once', () => {
+      it('resolves for a running zone and an online service; ETIMEDOUT for a zone or service not in the state', async () => {
+        await runningZone();
+        await host.events.waitForService(ZONE, NETWORK_MILESTONE, ['online'], { timeoutMs: DEADLINE_MS });
+        await host.events.waitForZoneRunning(ZONE, { timeoutMs: 0 });
+        expect(await host.events.waitForService(ZONE, NETWORK_MILESTONE, ['online'], { timeoutMs: 0 })).toBe('online');
+        await rejection(host.events.waitForService(ZONE, NETWORK_MILESTONE, ['maintenance', 'disabled'], { timeoutMs: 0 }), 'ETIMEDOUT');
+        await installedZone('oxz_suite_b', 'oxControlSuite1');
+        await rejection(host.events.waitForZoneRunning('oxz_suite_b', { timeoutMs: 0 }), 'ETIMEDOUT');
+        await rejection(host.events.waitForZoneRunning('oxz_nosuch', { timeoutMs: 0 }), 'ZONE_GONE');
+      });
+    });
+
     describe('commands in a zone', () => {
       it('creates, shows and deletes addresses; refuses a duplicate and a link the zone does not have', async () => {
         await runningZone();

@@ -1,0 +1,111 @@
+// The warm pool on the illumos backend, end to end on Linux (the addon against the fake
+// libraries, the fake zoneadm, zlogin and opteadm): the template installed and cloned by
+// `zoneadm clone`, a pool zone booted with only its control VNIC, and a start that takes it and
+// gives the guest's VNIC to the running zone through the `zone` link property (libdladm).
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkAgentConfig } from '../src/config.js';
+import { isHostError } from '../src/host/index.js';
+import type { NativeAddon } from '../src/illumos/addon.js';
+import { IllumosHost } from '../src/illumos/host.js';
+import { SimPropolis } from '../src/sim/propolis.js';
+import { startAgent } from '../src/sled-agent.js';
+import { TEMPLATE_ZONE } from '../src/zone.js';
+import { ensureBody, nexusSees, realRuntime, testConfig } from './support/agent.js';
+import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { FakeNexus } from './support/fake-nexus.js';
+
+let addon: NativeAddon;
+let dir: string;
+
+beforeAll(() => {
+  addon = fakeIllumos();
+  dir = mkdtempSync(join(tmpdir(), 'warm-pool-illumos-'));
+  writeFileSync(join(dir, 'propolis-server.tar.gz'), 'not really a tarball');
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('warm pool on the illumos host (fake illumos)', () => {
+  it('clones pool zones from the template; a start takes one and hands it the guest VNIC over its OPTE port', async () => {
+    const fake = freshFakeHost();
+    writeFileSync(join(fake.state, 'xde.conf'), 'name="xde" parent="pseudo" instance=0;\n');
+    const nexus = await FakeNexus.start();
+    // The fake svcadm starts no server: one simulated Propolis answers for every zone.
+    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
+    const host = await IllumosHost.open({
+      addon,
+      zoneadm: join(FAKE_BIN_DIR, 'zoneadm'),
+      zlogin: join(FAKE_BIN_DIR, 'zlogin'),
+      sbin: FAKE_BIN_DIR,
+      opteadm: join(FAKE_BIN_DIR, 'opteadm'),
+      xdeConf: join(fake.state, 'xde.conf'),
+      resolveImage: (image) => join(dir, basename(image)),
+      reachable: () => propolis.address,
+    });
+    const config = checkAgentConfig(testConfig(dir, nexus.address, {
+      data_dir: join(dir, 'var-oxide'),
+      host: { backend: 'illumos' },
+      zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 2, template: true },
+      underlay_address: 'fd00:1122:3344:101::1',
+    }), 'test');
+    const phases = new Map<string, string[]>();
+    const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), {
+      onPhase: (id, p) => phases.set(id, [...(phases.get(id) ?? []), p]),
+    });
+    try {
+      await agent.agent.pool.ready();
+      const zones = new Map((await host.zones.list()).map((z) => [z.name, z.state]));
+      expect(zones.get(TEMPLATE_ZONE)).toBe('installed');
+      const pool = [...agent.agent.pool.claimedZones()].filter(([name]) => name !== TEMPLATE_ZONE);
+      expect(pool).toHaveLength(2);
+      for (const [name, vnics] of pool) {
+        expect(zones.get(name)).toBe('running');
+        expect((await host.zones.config(name)).nets.map((n) => n.physical)).toEqual(vnics);
+      }
+
+      const id = randomUUID();
+      const nic = { name: 'net0', ip: '172.30.0.5', mac: 'A8:40:25:F0:00:01', subnet: '172.30.0.0/22', vni: 1234, primary: true, slot: 0 };
+      const put = await fetch(`http://${agent.address}/instances/${id}`, {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('running', realRuntime(), [nic])),
+      });
+      expect(put.status).toBe(200);
+      await nexusSees(nexus, id, 'running', 30_000);
+      const instance = agent.agent.instances.get(id)!;
+      const zone = instance.zone as string;
+      expect(pool.map(([name]) => name)).toContain(zone);
+      expect(phases.get(id)).toEqual(expect.arrayContaining(['pool', 'ports', 'vnic', 'handover', 'address', 'propolis']));
+      expect(phases.get(id)).not.toContain('boot');
+      expect((await host.links.listVnics()).find((v) => v.name === 'vopte0')?.link).toBe('opte0');
+      expect(propolis.snapshot().request?.nics).toEqual([{ name: 'vopte0', slot: 0 }]);
+      const addr = await host.zones.exec(zone, ['ipadm', 'show-addr', '-p', '-o', 'ADDR', `${instance.record.control_vnic}/omicron6`]);
+      expect(addr.stdout.trim()).toBe('fd00:1122:3344:101::10/64');
+
+      // The fake kernel holds vopte0 for that zone: another running zone is refused it.
+      await agent.agent.pool.ready();
+      const other = [...agent.agent.pool.claimedZones().keys()].find((name) => name !== TEMPLATE_ZONE) as string;
+      const busy = await host.links.setZone('vopte0', other).then(() => null, (err: unknown) => err);
+      expect(isHostError(busy, 'DLADM_STATUS_LINKBUSY')).toBe(true);
+
+      // Its teardown halts the zone (which gives the link back), then the VNIC, then the port.
+      const stop = await fetch(`http://${agent.address}/instances/${id}`, {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('stopped', realRuntime(), [nic])),
+      });
+      expect(stop.status).toBe(200);
+      await agent.agent.instances.whenGone(id);
+      expect((await host.zones.list()).map((z) => z.name)).not.toContain(zone);
+      expect((await host.links.listVnics()).map((v) => v.name)).not.toContain('vopte0');
+      expect(await host.network.listPorts()).toEqual([]);
+    } finally {
+      await agent.close();
+      await propolis.close();
+      await nexus.close();
+      fake.remove();
+    }
+  }, 90_000);
+});
