@@ -28,13 +28,14 @@ import { openSimHost } from '../src/host/open.js';
 import { SimHost } from '../src/sim/host.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { agentApp, startAgent } from '../src/sled-agent.js';
-import { ensureBody, nexusSees, realRuntime, startTestAgent, testConfig, type TestAgent } from './support/agent.js';
+import { ensureBody, nexusSees, realRuntime, startTestAgent, testConfig, zoneOf, type TestAgent } from './support/agent.js';
 import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
 import { FakeNexus } from './support/fake-nexus.js';
 
 const DEADLINE_MS = 20_000;
-const zoneOf = (propolisId: string) => `oxz_propolis-server_${propolisId}`;
-const propolisFmri = (propolisId: string) => `${PROPOLIS_SERVICE}:vm-${propolisId}`;
+/** A Propolis zone's own id: what its name and its propolis-server SMF instance (vm-<id>) end with. */
+const zoneIdOf = (zone: string) => zone.replace(/^oxz_propolis-server_/, '');
+const propolisFmri = (zoneId: string) => `${PROPOLIS_SERVICE}:vm-${zoneId}`;
 
 /** A logger that feeds the process's recent-log record, as createLogger's do, and writes nowhere. */
 function bundleLogger(): Logger {
@@ -73,14 +74,15 @@ async function bundles(address: string): Promise<Array<{ zone: string; id: strin
   return (await res.json()) as never;
 }
 
-/** A running instance on the agent; its id, runtime and zone. */
+/** A running instance on the agent; its id, runtime, zone (the agent's choice) and that zone's own id. */
 async function runningInstance(t: Agent) {
   const id = randomUUID();
   const runtime = realRuntime();
   const propolisId = runtime.propolis_id as string;
   expect((await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime))).status).toBe(200);
   await nexusSees(t.nexus, id, 'running');
-  return { id, runtime, propolisId, zone: zoneOf(propolisId) };
+  const zone = zoneOf(t, id);
+  return { id, runtime, propolisId, zone, zoneId: zoneIdOf(zone) };
 }
 
 /** Nexus told failed, the failure's work (bundle, teardown) done, the zone and its VNIC gone. */
@@ -246,7 +248,7 @@ describe('zone bundles on the simulated host, over HTTP', () => {
 
   it('a Propolis crash leaves a bundle to list, download and untar: SMF state and logs, agent log, ledger, links, datasets', async () => {
     t = await startTestAgent({ log: bundleLogger() });
-    const { id, propolisId, zone } = await runningInstance(t);
+    const { id, propolisId, zone, zoneId } = await runningInstance(t);
     const control = t.running.agent.instances.get(id)!.record.control_vnic;
     await t.host.crashPropolis(zone);
     await failedAndTornDown(t, id, zone);
@@ -262,7 +264,7 @@ describe('zone bundles on the simulated host, over HTTP', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/gzip');
     expect(gz.length).toBe(b!.size);
-    const logFile = `smf/logs/system-illumos-propolis-server:vm-${propolisId}.log`;
+    const logFile = `smf/logs/system-illumos-propolis-server:vm-${zoneId}.log`;
     expect([...files.keys()].sort()).toEqual([
       'agent.log', 'bundle.json', 'host/datasets.json', 'host/links.json', 'host/zone.json', 'ledger.json',
       'smf/logs/milestone-network:default.log', logFile, 'smf/svcs-xv.txt', 'smf/svcs.txt',
@@ -271,13 +273,13 @@ describe('zone bundles on the simulated host, over HTTP', () => {
     const meta = JSON.parse(files.get('bundle.json')!);
     expect(meta).toMatchObject({ zone, id: b!.id, time: b!.time, cause: b!.cause, host: 'sim', instance: id });
 
-    expect(files.get('smf/svcs.txt')).toContain(`maintenance ${propolisFmri(propolisId)}`);
-    expect(files.get('smf/svcs-xv.txt')).toContain(`${propolisFmri(propolisId)}\n State: maintenance\n`);
+    expect(files.get('smf/svcs.txt')).toContain(`maintenance ${propolisFmri(zoneId)}`);
+    expect(files.get('smf/svcs-xv.txt')).toContain(`${propolisFmri(zoneId)}\n State: maintenance\n`);
     expect(logTexts(files.get(logFile)!)).toEqual(['Executing start method.', 'Method "start" exited with status 0.', 'Service failed: now in maintenance.']);
 
     const ledger = JSON.parse(files.get('ledger.json')!);
     expect(ledger.file).toBe('instances.json');
-    expect(ledger.record).toMatchObject({ id, control_vnic: control, runtime: { run_state: 'failed', propolis_id: propolisId } });
+    expect(ledger.record).toMatchObject({ id, zone, control_vnic: control, runtime: { run_state: 'failed', propolis_id: propolisId } });
 
     const agentLog = files.get('agent.log')!.trim().split('\n').map((l) => JSON.parse(l));
     expect(agentLog.every((l) => l.instance === id || l.zone === zone)).toBe(true);
@@ -429,14 +431,14 @@ describe('zone bundles on the illumos host (fake illumos)', () => {
     try {
       const id = randomUUID();
       const runtime = realRuntime();
-      const propolisId = runtime.propolis_id as string;
-      const zone = zoneOf(propolisId);
       const put = await fetch(`http://${agent.address}/instances/${id}`, {
         method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('running', runtime)),
       });
       expect(put.status).toBe(200);
       await nexusSees(nexus, id, 'running', 30_000);
-      await host.zones.exec(zone, svcadmMarkMaintenance(propolisFmri(propolisId)));
+      const zone = zoneOf({ running: agent }, id);
+      const zoneId = zoneIdOf(zone);
+      await host.zones.exec(zone, svcadmMarkMaintenance(propolisFmri(zoneId)));
       await nexusSees(nexus, id, 'failed', 30_000);
       await agent.agent.instances.idle();
       expect((await host.zones.list()).map((z) => z.name)).not.toContain(zone);
@@ -449,9 +451,9 @@ describe('zone bundles on the illumos host (fake illumos)', () => {
       const files = untar(gunzipSync(Buffer.from(await res.arrayBuffer())));
       expect(stepsOf(files).filter((s) => !s.ok)).toEqual([]);
       expect(JSON.parse(files.get('bundle.json')!)).toMatchObject({ host: 'illumos', zone, instance: id });
-      expect(files.get('smf/svcs-xv.txt')).toBe(`${propolisFmri(propolisId)}\n State: maintenance\n`
-        + `   See: /var/svc/log/system-illumos-propolis-server:vm-${propolisId}.log\nImpact: This service is not running.\n\n`);
-      expect(logTexts(files.get(`smf/logs/system-illumos-propolis-server:vm-${propolisId}.log`)!))
+      expect(files.get('smf/svcs-xv.txt')).toBe(`${propolisFmri(zoneId)}\n State: maintenance\n`
+        + `   See: /var/svc/log/system-illumos-propolis-server:vm-${zoneId}.log\nImpact: This service is not running.\n\n`);
+      expect(logTexts(files.get(`smf/logs/system-illumos-propolis-server:vm-${zoneId}.log`)!))
         .toEqual(['Executing start method.', 'Method "start" exited with status 0.', 'Service failed: now in maintenance.']);
       expect(JSON.parse(files.get('host/zone.json')!)).toMatchObject({ name: zone, state: 'running', configuration: { brand: 'omicron1' } });
       expect(JSON.parse(files.get('host/links.json')!).vnics).toHaveLength(1);
