@@ -35,10 +35,17 @@ const HOST_BUCKETS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 
 const PHASE_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const LEDGER_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
-/** The order provisioning phases start in (src/instance.ts, src/zone.ts), then Propolis running. */
+/**
+ * The order provisioning phases start in along the critical path (src/instance.ts,
+ * src/zone.ts), then Propolis running. With parallel steps a side step may start after a later
+ * one (the guest VNICs while the zone is cloned).
+ */
 const PHASE_ORDER: ReadonlyArray<Phase | 'running'> = [
-  'ports', 'vnic', 'configure', 'install', 'boot', 'zone_running', 'network', 'address', 'service', 'propolis', 'running',
+  'pool', 'ports', 'vnic', 'configure', 'install', 'clone', 'boot', 'zone_running', 'network', 'handover', 'address', 'service',
+  'propolis', 'running',
 ];
+/** Started more than once in one provisioning: the control VNIC and the guest NICs' VNICs. */
+const REPEATS: ReadonlySet<Phase | 'running'> = new Set(['vnic']);
 
 export interface MetricsIdentity {
   sled_id: string;
@@ -51,6 +58,8 @@ export interface MetricsIdentity {
 
 /** One provisioning under way: the phase it is in and since when (performance.now() ms). */
 interface OpenPhase {
+  /** Phases this provisioning has started, side steps included: one seen again is a restart. */
+  seen: Set<Phase | 'running'>;
   phase: Phase | 'running';
   at: number;
   first: number;
@@ -146,9 +155,10 @@ export class Metrics {
 
   /**
    * The instance provisioning hook (SledAgentOptions.onPhase): each phase lasts until the next
-   * one starts; `running` closes the last. A phase that is not later than the one open means the
-   * provisioning was cut short (a failure, a stop) and started over, so the open one is dropped
-   * rather than counted with the time in between.
+   * one along the critical path starts; `running` closes the last. A phase earlier than the one
+   * open is a side step running beside it (parallel steps) and is not counted. A phase this
+   * provisioning has started already means it was cut short (a failure, a stop) and started
+   * over, so the open one is dropped rather than counted with the time in between.
    */
   readonly phase = (instance: string, phase: Phase | 'running'): void => {
     this.#phases ??= new Histogram({
@@ -166,14 +176,21 @@ export class Metrics {
     });
     const now = performance.now();
     const open = this.#open.get(instance);
-    const continues = open !== undefined && PHASE_ORDER.indexOf(phase) > PHASE_ORDER.indexOf(open.phase);
+    const again = open !== undefined && open.seen.has(phase) && !REPEATS.has(phase);
+    const continues = open !== undefined && !again && PHASE_ORDER.indexOf(phase) > PHASE_ORDER.indexOf(open.phase);
+    if (open !== undefined && !again && !continues) {
+      open.seen.add(phase);
+      return;
+    }
     if (continues) this.#phases.observe({ phase: open.phase }, (now - open.at) / 1000);
     if (phase === 'running') {
       if (continues) this.#starts.observe((now - open.first) / 1000);
       this.#open.delete(instance);
       return;
     }
-    this.#open.set(instance, { phase, at: now, first: continues ? open.first : now });
+    const seen = continues ? open.seen : new Set<Phase | 'running'>();
+    seen.add(phase);
+    this.#open.set(instance, { seen, phase, at: now, first: continues ? open.first : now });
   };
 
   /** A host call ended: `op` is "zones.install", "links.createVnic", ...; `result` "ok" or the error's code. */
