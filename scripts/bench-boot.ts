@@ -112,6 +112,7 @@ import { removeZone, ZONE_PREFIX, type Phase, type Readiness } from '../src/zone
 import type { InstanceRuntimeState } from '../src/params.js';
 import { NexusClient } from '../src/nexus-client.js';
 import { PropolisClient } from '../src/propolis-client.js';
+import { PropolisFarm } from '../src/sim/propolis-farm.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { printTable } from './table.js';
 import { defaultVpcRules } from '../test/support/vpc-rules.js';
@@ -903,7 +904,7 @@ interface RunSetup {
   driver: Driver;
   latencies: SimLatencies;
   jitter: number;
-  /** Where the sim host runs its Propolis servers (the farm may be missing: then in-process). */
+  /** Where the sim host runs its Propolis servers. */
   propolis: 'process' | 'in-process';
   quiet?: boolean;
   /** N = 1 only: how many instances, each alone, one after another (default 1). */
@@ -917,7 +918,7 @@ async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger):
     // where a warm-up request's expected 500 would be an error line per server: fatal only there.
     const simLog = log.child({ component: 'sim-host' }, { level: setup.propolis === 'process' ? 'fatal' : 'warn' });
     const size = BigInt(config.host.pool_size);
-    const simOptions: SimHostOptions & { propolis?: 'process' | 'in-process' } = {
+    const simOptions: SimHostOptions = {
       stateDir: config.host.state_dir,
       links: config.host.links,
       pools: [{ name: 'rpool', size }, ...config.zpools.map((name) => ({ name, size }))],
@@ -1618,21 +1619,9 @@ function renderSvg(runs: RunResult[], title: string, subtitle: string): string {
 
 // ---- main ----
 
-/** The Propolis farm's module (src/sim/propolis-farm.ts), loaded only when the servers run apart. */
-const FARM_MODULE = '../src/sim/propolis-farm.js';
-
-interface FarmModule {
-  PropolisFarm: {
-    start(): Promise<{
-      startServer(options: { latencies: { vmBoot: number; vmStep: number }; warm: boolean }): Promise<FloorServer>;
-      close(): Promise<void>;
-    }>;
-  };
-}
-
 /** The floor's Propolis servers in a farm process of their own, as the agent's are (its own farm, not the agent's). */
-async function farmFloorPropolis(mod: FarmModule): Promise<FloorPropolis> {
-  const farm = await mod.PropolisFarm.start();
+async function farmFloorPropolis(): Promise<FloorPropolis> {
+  const farm = await PropolisFarm.start();
   return {
     where: 'process',
     start: async (latencies) => {
@@ -1643,23 +1632,9 @@ async function farmFloorPropolis(mod: FarmModule): Promise<FloorPropolis> {
   };
 }
 
-/**
- * Where the Propolis servers run: in the farm process (src/sim/propolis-farm.ts) for
- * `--propolis process` when this tree has it, else in-process (said in the output).
- */
-async function propolisPlacement(want: Options['propolis']): Promise<{ where: 'process' | 'in-process'; floor: FloorPropolis; note: string | null }> {
-  if (want === 'in-process') return { where: 'in-process', floor: inProcessFloorPropolis(), note: null };
-  let mod: FarmModule;
-  try {
-    mod = await import(FARM_MODULE) as FarmModule;
-  } catch (err) {
-    return {
-      where: 'in-process',
-      floor: inProcessFloorPropolis(),
-      note: `the simulated Propolis farm (src/sim/propolis-farm.ts) cannot be loaded (${(err as Error).message}): Propolis servers run in-process, on the agent's event loop`,
-    };
-  }
-  return { where: 'process', floor: await farmFloorPropolis(mod), note: null };
+/** Where the Propolis servers run (--propolis): the agent's ([host] propolis) and the floor's alike. */
+async function propolisPlacement(want: Options['propolis']): Promise<{ where: 'process' | 'in-process'; floor: FloorPropolis }> {
+  return want === 'in-process' ? { where: 'in-process', floor: inProcessFloorPropolis() } : { where: 'process', floor: await farmFloorPropolis() };
 }
 
 async function main(): Promise<number> {
@@ -1686,7 +1661,6 @@ async function main(): Promise<number> {
       : options.propolisOnDemand
         ? 'sim Propolis servers: in-process, started on demand on the agent\'s event loop (--propolis-on-demand): their start-up CPU delays the agent'
         : 'sim Propolis servers: in-process, started before each run (SimHost.prestartPropolis), taken as instances come up; the modelled propolisStart latency still applies');
-    if (placement.note !== null) console.log(`note: ${placement.note}`);
   } else {
     console.log('illumos host: modelled latency unknown; totals and phases only');
   }

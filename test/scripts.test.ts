@@ -1,5 +1,6 @@
-// The npm scripts a newcomer runs: each names a file that exists, and `npm run openapi` writes
-// the documents the CLI prints.
+// The npm scripts a newcomer runs: each names a file that exists, `npm run openapi` writes the
+// documents the CLI prints, and `npm run bench:boot` runs its three modes (a smoke run at zero
+// latency: what it reports, never how fast).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,4 +60,62 @@ describe('benchmark output', () => {
     expect(ignored).toEqual(written);
     expect((await git('ls-files', 'results'))?.trim().split('\n')).toEqual(['results/boot/reference.json', 'results/boot/reference.svg']);
   });
+});
+
+describe('npm run bench:boot', () => {
+  interface BootRun {
+    mode: string;
+    n: number;
+    ok: boolean;
+    settings: { readiness: string; steps: string; warmPool: number; template: boolean };
+    instances: Array<{ start: 'pool' | 'own'; totalMs: number | null; marks: Record<string, number>; segments: Record<string, number> }>;
+  }
+
+  it('runs the original, warm and cold modes side by side, the pool running out at N > K, and judges the targets', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bench-boot-test-'));
+    // Zero latency, one instance at N = 1, a pool of one: the modes' code paths, not their speed.
+    // Propolis in its farm process (the default), the agent's and the floor's.
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
+      '--counts', '1,2', '--rounds', '1', '--pool', '1', '--latency', 'zero', '--no-warmup', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+    expect(stdout).toContain('side by side');
+    expect(stdout).toMatch(/target warm total p50 <= 0\.15x original's: .* (PASS|FAIL)/);
+    expect(stdout).toMatch(/target cold total p50 <= 0\.6x original's: .* (PASS|FAIL)/);
+    expect(readdirSync(dir).sort()).toEqual(expect.arrayContaining(['latest.json', 'latest.svg']));
+    expect(readdirSync(dir)).toHaveLength(4);
+
+    const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as { runs: BootRun[]; verdicts: Array<{ n: number; target: string; pass: boolean | null }>; httpFloor: { propolis: string } };
+    expect(doc.runs.map((r) => `${r.mode} ${r.n}`)).toEqual(['original 1', 'warm 1', 'cold 1', 'original 2', 'warm 2', 'cold 2']);
+    for (const r of doc.runs) {
+      expect(r.ok, `${r.mode} N=${r.n}`).toBe(true);
+      expect(r.instances).toHaveLength(r.n);
+      for (const i of r.instances) expect(i.totalMs).not.toBeNull();
+    }
+    const runOf = (mode: string, n: number) => doc.runs.find((r) => r.mode === mode && r.n === n)!;
+    expect(runOf('original', 1).settings).toEqual({ readiness: 'poll', steps: 'serial', warmPool: 0, template: false });
+    expect(runOf('warm', 1).settings).toEqual({ readiness: 'event', steps: 'parallel', warmPool: 1, template: true });
+    expect(runOf('cold', 1).settings).toEqual({ readiness: 'event', steps: 'parallel', warmPool: 0, template: true });
+    // The original installs each zone; the cold path clones the template; a warm start takes the pool's zone.
+    for (const n of [1, 2]) {
+      for (const i of runOf('original', n).instances) expect(Object.keys(i.marks)).toEqual(expect.arrayContaining(['phase:install']));
+      for (const i of runOf('cold', n).instances) {
+        expect(i.start).toBe('own');
+        expect(Object.keys(i.marks)).toContain('phase:clone');
+        expect(Object.keys(i.marks)).not.toContain('phase:install');
+      }
+    }
+    expect(runOf('warm', 1).instances.map((i) => i.start)).toEqual(['pool']);
+    expect(Object.keys(runOf('warm', 1).instances[0]!.segments)).toContain('pool');
+    // N = 2 with one warm zone: one start takes it, the other has a zone made for it.
+    expect(runOf('warm', 2).instances.map((i) => i.start).sort()).toEqual(['own', 'pool']);
+    // The warm targets at N = 1, the cold one at each N; nothing at N = 100 here.
+    expect(doc.verdicts.map((v) => `${v.n} ${v.target}`)).toEqual([
+      "1 warm total p50 <= 0.15x original's", "1 warm total p99 <= 0.2x original's", "1 cold total p50 <= 0.6x original's",
+      "2 cold total p50 <= 0.6x original's",
+    ]);
+    for (const v of doc.verdicts) expect(typeof v.pass).toBe('boolean');
+    expect(doc.httpFloor.propolis).toBe('process');
+    const svg = readFileSync(join(dir, 'latest.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg /);
+    for (const label of ['original', 'cold', 'warm: pool 1', 'warm: own 1', 'N = 1', 'N = 2']) expect(svg).toContain(`>${label}<`);
+  }, 180_000);
 });
