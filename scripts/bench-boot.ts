@@ -1566,9 +1566,12 @@ function renderSvg(runs: RunResult[], title: string, subtitle: string): string {
         acc += v;
       }
       out.push(`<text x="${(x + barW / 2).toFixed(1)}" y="${(y(acc) - 6).toFixed(1)}" text-anchor="middle" font-size="10">${(acc / 1000).toFixed(2)} s</text>`);
-      out.push(`<text x="${(x + barW / 2).toFixed(1)}" y="${top + plotH + 16}" text-anchor="middle" font-size="10" fill="${MODE_COLOURS[b.mode]}">${esc(b.label)}</text>`);
+      // "warm: pool 10" on two lines, so neighbouring labels do not run into each other.
+      b.label.split(': ').forEach((line, li) => {
+        out.push(`<text x="${(x + barW / 2).toFixed(1)}" y="${top + plotH + 14 + li * 12}" text-anchor="middle" font-size="10" fill="${MODE_COLOURS[b.mode]}">${esc(line)}</text>`);
+      });
     });
-    out.push(`<text x="${(left + gi * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 36}" text-anchor="middle" font-weight="bold">N = ${n}</text>`);
+    out.push(`<text x="${(left + gi * groupW + groupW / 2).toFixed(1)}" y="${top + plotH + 46}" text-anchor="middle" font-weight="bold">N = ${n}</text>`);
   });
   const used = SEGMENTS.filter((seg) => bars.some((b) => segMean(b, seg) > 0));
   used.forEach((seg, i) => {

@@ -116,6 +116,6 @@ describe('npm run bench:boot', () => {
     expect(doc.httpFloor.propolis).toBe('process');
     const svg = readFileSync(join(dir, 'latest.svg'), 'utf8');
     expect(svg).toMatch(/^<svg /);
-    for (const label of ['original', 'cold', 'warm: pool 1', 'warm: own 1', 'N = 1', 'N = 2']) expect(svg).toContain(`>${label}<`);
+    for (const label of ['original', 'cold', 'warm', 'pool 1', 'own 1', 'N = 1', 'N = 2']) expect(svg).toContain(`>${label}<`);
   }, 180_000);
 });
