@@ -34,7 +34,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -53,6 +53,7 @@ const TARGET_RSS_BYTES = 250 * 1000 * 1000;
 const TARGET_TIME_RATIO = 11;
 
 const SMALL_STEP_MS = 2;
+const IDLE_SAMPLE_MS = 2000;
 type LatencyName = 'small' | 'realistic';
 const LATENCY_TOML: Record<LatencyName, string> = {
   small: `{ configure = ${SMALL_STEP_MS}, install = ${SMALL_STEP_MS}, clone = ${SMALL_STEP_MS}, boot = ${SMALL_STEP_MS}, network = ${SMALL_STEP_MS}, `
@@ -66,7 +67,9 @@ interface Options {
   counts: number[];
   latencies: LatencyName[];
   deadlineMs: number;
-  entry: 'build' | 'dist' | 'tsx';
+  entry: 'head' | 'build' | 'dist' | 'tsx';
+  overlay: string[];
+  stallMs: number;
   propolis: 'process' | 'in-process';
   cpuProf: string | null;
   heapProf: string | null;
@@ -77,7 +80,8 @@ interface Options {
 function usage(problem?: string): never {
   if (problem) console.error(`bench-scale: ${problem}`);
   console.error(`usage: npm run bench:scale -- [--counts 100,1000] [--latency small,realistic] [--deadline SECONDS]
-                     [--entry build|dist|tsx] [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--keep] [--log-level info]`);
+                     [--entry head|build|dist|tsx] [--overlay src/FILE,...] [--stall SECONDS]
+                     [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--keep] [--log-level info]`);
   process.exit(2);
 }
 
@@ -89,7 +93,9 @@ function parseOptions(): Options {
         counts: { type: 'string', default: '100,1000' },
         latency: { type: 'string', default: 'small,realistic' },
         deadline: { type: 'string', default: '900' },
-        entry: { type: 'string', default: 'build' },
+        entry: { type: 'string', default: 'head' },
+        overlay: { type: 'string', default: '' },
+        stall: { type: 'string', default: '120' },
         propolis: { type: 'string', default: 'process' },
         'cpu-prof': { type: 'string' },
         'heap-prof': { type: 'string' },
@@ -109,13 +115,19 @@ function parseOptions(): Options {
   if (latencies.some((l) => l !== 'small' && l !== 'realistic')) usage('--latency: small, realistic or both (comma-separated)');
   const deadline = Number(parsed.deadline);
   if (!(deadline > 0)) usage('--deadline: seconds, > 0');
-  if (!['build', 'dist', 'tsx'].includes(parsed.entry)) usage('--entry: build, dist or tsx');
+  if (!['head', 'build', 'dist', 'tsx'].includes(parsed.entry)) usage('--entry: head, build, dist or tsx');
+  const overlay = parsed.overlay.split(',').map((f) => f.trim()).filter(Boolean);
+  if (overlay.some((f) => !f.startsWith('src/') || f.includes('..') || !existsSync(join(ROOT, f)))) usage('--overlay: files under src/ that exist, comma-separated');
+  const stall = Number(parsed.stall);
+  if (!(stall > 0)) usage('--stall: seconds, > 0');
   if (parsed.propolis !== 'process' && parsed.propolis !== 'in-process') usage('--propolis: process or in-process');
   return {
     counts,
     latencies: latencies as LatencyName[],
     deadlineMs: deadline * 1000,
     entry: parsed.entry as Options['entry'],
+    overlay,
+    stallMs: stall * 1000,
     propolis: parsed.propolis,
     cpuProf: parsed['cpu-prof'] ? resolve(parsed['cpu-prof']) : null,
     heapProf: parsed['heap-prof'] ? resolve(parsed['heap-prof']) : null,
@@ -337,29 +349,48 @@ backoff_max_ms = 1000
 interface StartedAgent { child: ChildProcess; address: string; exited: Promise<number | null> }
 
 /**
- * The agent's command line after `node`. "build": the working tree compiled (tsc, as npm run
- * build) into a temp directory beside links to package.json, node_modules and build/, so the
- * measured agent is the code as it is now, run as a user runs the package, without touching
- * dist/. "dist": dist/ as it is. "tsx": the TypeScript through tsx's loader, which costs the
- * agent ~70 MB of RSS and its transpiling CPU.
+ * The agent's command line after `node`, and how to clean up after it.
+ * - "head" (default): the committed HEAD (git archive), plus any --overlay files copied from the
+ *   working tree, compiled with tsc as `npm run build` does, in a temp directory with links to
+ *   node_modules and build/. The agent is then the code as committed, run as a user runs the
+ *   package, whatever other changes are half-made in the working tree, and dist/ is untouched.
+ * - "build": the same from the working tree as it is.
+ * - "dist": dist/ as it is.
+ * - "tsx": src/ through tsx's loader, which costs the agent ~70 MB of RSS and its transpiling CPU
+ *   (and a child process, esbuild's service, which is not counted as a Propolis farm).
  */
-function agentEntry(options: Options): { args: string[]; cleanup: () => void } {
-  if (options.entry === 'dist') return { args: [join(ROOT, 'dist/bin/sled-agent.js')], cleanup: () => undefined };
-  if (options.entry === 'tsx') return { args: ['--import', 'tsx', join(ROOT, 'src/bin/sled-agent.ts')], cleanup: () => undefined };
+function agentEntry(options: Options): { args: string[]; describe: string; cleanup: () => void } {
+  if (options.entry === 'dist') return { args: [join(ROOT, 'dist/bin/sled-agent.js')], describe: 'dist/ as it is', cleanup: () => undefined };
+  if (options.entry === 'tsx') return { args: ['--import', 'tsx', join(ROOT, 'src/bin/sled-agent.ts')], describe: 'src/ through tsx', cleanup: () => undefined };
   const out = mkdtempSync(join(tmpdir(), 'bench-scale-build-'));
-  console.log(`compiling the agent (tsc -p tsconfig.build.json --outDir ${out}/dist) ...`);
+  let describe: string;
+  let project: string;
+  if (options.entry === 'head') {
+    const tar = execFileSync('git', ['archive', '--format=tar', 'HEAD', 'src', 'package.json', 'tsconfig.json', 'tsconfig.build.json'], { cwd: ROOT, maxBuffer: 256 * 1024 * 1024 });
+    execFileSync('tar', ['-x', '-C', out], { input: tar });
+    for (const f of options.overlay) {
+      mkdirSync(dirname(join(out, f)), { recursive: true });
+      copyFileSync(join(ROOT, f), join(out, f));
+    }
+    project = out;
+    describe = `HEAD ${gitHead()}${options.overlay.length > 0 ? ` + working-tree ${options.overlay.join(', ')}` : ''}, compiled`;
+  } else {
+    project = ROOT;
+    describe = 'the working tree, compiled';
+  }
+  for (const name of ['node_modules', 'build', ...(options.entry === 'build' ? ['package.json'] : [])]) {
+    if (existsSync(join(ROOT, name))) symlinkSync(join(ROOT, name), join(out, name));
+  }
+  console.log(`compiling the agent (${describe}) into ${out}/dist ...`);
   try {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', join(out, 'dist')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(project, 'tsconfig.build.json'), '--outDir', join(out, 'dist')], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
-    // tsc emits despite type errors (another change in progress); only a missing entry is fatal.
+    // tsc emits despite type errors; only a missing entry is fatal.
     const text = String((err as { stdout?: Buffer }).stdout ?? '').trim().split('\n').slice(0, 5).join('\n');
     console.log(`note: tsc reported errors (the build is used anyway):\n${text}`);
   }
   if (!existsSync(join(out, 'dist/bin/sled-agent.js'))) throw new Error(`the build in ${out} has no dist/bin/sled-agent.js`);
-  for (const name of ['package.json', 'node_modules', 'build']) {
-    if (existsSync(join(ROOT, name))) symlinkSync(join(ROOT, name), join(out, name));
-  }
-  return { args: [join(out, 'dist/bin/sled-agent.js')], cleanup: () => rmSync(out, { recursive: true, force: true }) };
+  return { args: [join(out, 'dist/bin/sled-agent.js')], describe, cleanup: () => rmSync(out, { recursive: true, force: true }) };
 }
 
 let entryArgs: string[] = [];
@@ -434,6 +465,8 @@ interface RunResult {
   runDir: string;
   /** CLOCK_MONOTONIC (process.hrtime) at the first PUT and at the last running, µs: a CPU profile's clock. */
   windowUs: [number, number] | null;
+  /** The agent's CPU while idle just before the PUTs, ms per s. */
+  idleCpuMsPerS: number | null;
 }
 
 async function runOnce(latency: LatencyName, n: number, options: Options): Promise<RunResult> {
@@ -444,7 +477,7 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
   const nexus = await NexusRecorder.start();
   writeFileSync(join(dir, 'sled-agent.toml'), configToml(dir, nexus.address, latency, options));
   let agent: StartedAgent | null = null;
-  const result: RunResult = { latency, n, ok: false, problems, wallMs: null, acceptedMs: null, agent: null, farm: null, reports: 0, runDir: dir, windowUs: null };
+  const result: RunResult = { latency, n, ok: false, problems, wallMs: null, acceptedMs: null, agent: null, farm: null, reports: 0, runDir: dir, windowUs: null, idleCpuMsPerS: null };
   let sampler: NodeJS.Timeout | null = null;
   try {
     agent = await startAgentProcess(dir, label, options);
@@ -484,6 +517,10 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
       findFarm();
     }, 200);
 
+    // What the agent costs doing nothing (timers, the farm's channel, ...), for scale.
+    const idle0 = procStat(pid)!.cpuMs;
+    await new Promise((r) => setTimeout(r, IDLE_SAMPLE_MS));
+    result.idleCpuMsPerS = ((procStat(pid)!.cpuMs - idle0) * 1000) / IDLE_SAMPLE_MS;
     const mem0 = procMem(pid)!;
     const cpu0 = procStat(pid)!.cpuMs;
     const t0 = performance.now();
@@ -499,12 +536,25 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
       }, (err: Error) => { t.putError = err.message; });
     });
     const tracked = [...nexus.tracked.values()];
+    let lastCount = -1;
+    let lastReports = nexus.reports;
+    let lastChange = performance.now();
+    let stalled: (() => void) | null = null;
+    const stall = new Promise<void>((res) => { stalled = res; });
     const progress = setInterval(() => {
       const running = tracked.filter((t) => t.runningAt !== null).length;
+      if (running !== lastCount || nexus.reports !== lastReports) {
+        lastCount = running;
+        lastReports = nexus.reports;
+        lastChange = performance.now();
+      } else if (performance.now() - lastChange > options.stallMs) {
+        problems.push(`no progress for ${options.stallMs / 1000} s (no report to Nexus): given up; see ${join(dir, 'agent.log')}`);
+        stalled!();
+      }
       say(`${running}/${n} running after ${((performance.now() - t0) / 1000).toFixed(1)} s; agent CPU ${((procStat(pid)?.cpuMs ?? cpu0) - cpu0).toFixed(0)} ms, RSS ${mb(procMem(pid)?.rss ?? 0)}`);
     }, 10_000);
     try {
-      await nexus.until(() => tracked.every((t) => t.runningAt !== null || t.putError !== null || t.failedState !== null), options.deadlineMs, `running for all ${n} instances`);
+      await Promise.race([stall, nexus.until(() => tracked.every((t) => t.runningAt !== null || t.putError !== null || t.failedState !== null), options.deadlineMs, `running for all ${n} instances`)]);
     } catch (err) {
       problems.push((err as Error).message);
     } finally {
@@ -612,7 +662,7 @@ async function main(): Promise<number> {
   const built = agentEntry(options);
   entryArgs = built.args;
   console.log(`bench:scale: counts ${options.counts.join(', ')}; latency ${options.latencies.join(', ')}; [host] propolis = "${options.propolis}"; `
-    + `agent ${entryArgs.join(' ')}; ${cpus().length} CPUs, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; `
+    + `agent: ${built.describe}; ${cpus().length} CPUs, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; `
     + `CLK_TCK ${CLK_TCK}; commit ${head}`);
   const runs: RunResult[] = [];
   try {
@@ -625,9 +675,9 @@ async function main(): Promise<number> {
 
   console.log('');
   printTable(
-    ['latency', 'N', 'ok', 'wall s', 'accepted s', 'agent CPU ms', 'ms/inst', 'RSS start', 'RSS end', 'VmHWM', 'KB/inst', 'farm CPU ms', 'farm ms/inst', 'farm VmHWM'],
+    ['latency', 'N', 'ok', 'idle ms/s', 'wall s', 'accepted s', 'agent CPU ms', 'ms/inst', 'RSS start', 'RSS end', 'VmHWM', 'KB/inst', 'farm CPU ms', 'farm ms/inst', 'farm VmHWM'],
     runs.map((r) => [
-      r.latency, String(r.n), r.ok ? 'yes' : 'NO', fixed(r.wallMs === null ? null : r.wallMs / 1000, 2), fixed(r.acceptedMs === null ? null : r.acceptedMs / 1000, 2),
+      r.latency, String(r.n), r.ok ? 'yes' : 'NO', fixed(r.idleCpuMsPerS, 0), fixed(r.wallMs === null ? null : r.wallMs / 1000, 2), fixed(r.acceptedMs === null ? null : r.acceptedMs / 1000, 2),
       fixed(r.agent?.cpuMs, 0), fixed(r.agent?.cpuMsPerInstance, 2), mb(r.agent?.rssStartBytes ?? NaN), mb(r.agent?.rssEndBytes ?? NaN), mb(r.agent?.hwmBytes ?? NaN),
       fixed(r.agent ? (r.agent.rssEndBytes - r.agent.rssStartBytes) / r.n / 1024 : null, 0),
       r.farm ? fixed(r.farm.cpuMs, 0) : '-', r.farm ? fixed(r.farm.cpuMsPerInstance, 2) : '-', r.farm ? mb(r.farm.hwmBytes) : '-',
