@@ -225,8 +225,10 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     log: { level: 'debug' },
     ...(backend === 'sim'
       ? { host: { backend: 'sim', state_dir: simState, latency: { install: 400, boot: 250, network: 150, propolis_start: 150, vm_step: 50, jitter: 0.3 } } }
-      : { zones: { control_link: 'net0', ready_timeout_ms: 60_000 } }),
-    ...(backend === 'sim' ? { zones: { ready_timeout_ms: 60_000 } } : {}),
+      : { zones: { control_link: 'net0', ready_timeout_ms: 60_000, warm_pool: 0, template: false } }),
+    // These replace testConfig's [zones] table, so they repeat its "no pool, no template": the
+    // host is to hold the instances' own zones only.
+    ...(backend === 'sim' ? { zones: { ready_timeout_ms: 60_000, warm_pool: 0, template: false } } : {}),
     nexus: { timeout_ms: 5_000, backoff_initial_ms: 20, backoff_max_ms: 500 },
   }));
 
@@ -399,7 +401,18 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
       });
     try {
       const zones = (await host.zones.list()).filter((z) => z.name.startsWith('oxz_'));
-      const want = new Map(vms.filter((vm) => vm.target === 'running').map((vm) => [`oxz_propolis-server_${vm.propolisId}`, vm]));
+      // Each running instance's zone is the one its ledger record names (an id of its own).
+      const want = new Map<string, Vm>();
+      for (const vm of vms.filter((v) => v.target === 'running')) {
+        const zone = ledger[vm.id]?.zone;
+        if (typeof zone !== 'string' || !/^oxz_propolis-server_[0-9a-f-]{36}$/.test(zone)) {
+          problems.push(`ledger: running instance ${vm.id} names no zone of its own (zone ${JSON.stringify(zone)})`);
+        } else if (want.has(zone)) {
+          problems.push(`ledger: instances ${want.get(zone)!.id} and ${vm.id} both name zone ${zone}`);
+        } else {
+          want.set(zone, vm);
+        }
+      }
       for (const z of zones) {
         if (!want.has(z.name)) problems.push(`host: zone ${z.name} (${z.state}) belongs to no running instance`);
         else if (z.state !== 'running') problems.push(`host: zone ${z.name} is ${z.state}`);
