@@ -10,7 +10,7 @@
 //   cold      readiness = "event", steps = "parallel", warm_pool = 0, template = true: every
 //             zone cloned from the template
 //
-//   npm run bench:boot                              # N = 1, 10, 100; the three modes; ~4 min
+//   npm run bench:boot                              # N = 1, 10, 100; the three modes; ~3 min
 //   npm run bench:boot -- --quick                   # N = 1, 10 (also BENCH_QUICK=1)
 //   npm run bench:boot -- --counts 5,50 --seed 7 --modes warm,cold --pool 4
 //   npm run bench:boot -- --nics 2                  # what the guest NICs' OPTE ports add
@@ -1404,9 +1404,11 @@ function printRun(r: RunResult, modelled: boolean): void {
   }
   const p = r.pool;
   if (p !== null) {
-    console.log(`  pool (target ${p.target}): filled ${fmtS(p.fillMs)} after the agent started, before the clock; ready ${p.atStart?.ready ?? '-'} at the start, `
-      + `while the clock ran: ready min ${p.minReady ?? '-'}, warming max ${p.maxWarming ?? '-'}; at the end ready ${p.atEnd?.ready ?? '-'}, warming ${p.atEnd?.warming ?? '-'}`);
-    if (p.target > 0) {
+    if (p.target === 0) {
+      console.log(`  pool: none (warm_pool 0); the template ${r.settings.template ? `was installed ${fmtS(p.fillMs)} after the agent started, before the clock` : 'is off'}`);
+    } else {
+      console.log(`  pool (target ${p.target}): filled ${fmtS(p.fillMs)} after the agent started, before the clock; ready ${p.atStart?.ready ?? '-'} at the start, `
+        + `while the clock ran: ready min ${p.minReady ?? '-'}, warming max ${p.maxWarming ?? '-'}; at the end ready ${p.atEnd?.ready ?? '-'}, warming ${p.atEnd?.warming ?? '-'}`);
       console.log(`  refill (it waits until no start is being provisioned): ${p.zonesMade} zone(s) begun while the clock ran, their host calls under way ${fmtMs(p.zonesMadeHostMs)} ms of it in all`
         + (p.waitedMs > 0 ? `; ${fmtS(p.waitedMs)} waited between the N = 1 rounds for the pool to refill, off the clock` : ''));
     }
