@@ -1054,8 +1054,10 @@ async function run(setup: RunSetup): Promise<RunResult> {
       const fillMs = ms(process.hrtime.bigint() - agentStartedAt);
       const atStart = pool.counts();
       poolReport = { target: atStart.target, fillMs: round(fillMs), waitedMs: 0, atStart, atEnd: null, minReady: null, maxWarming: null, zonesMade: 0, zonesMadeHostMs: 0 };
-      say(`pool ready ${(fillMs / 1000).toFixed(2)} s after the agent started (template ${settings.template ? 'made' : 'off'}, `
-        + `${atStart.ready} of ${atStart.target} zones ready, ${atStart.warming} warming); the clock starts now`);
+      say(settings.warmPool === 0
+        ? `template installed ${(fillMs / 1000).toFixed(2)} s after the agent started; the clock starts now`
+        : `pool ready ${(fillMs / 1000).toFixed(2)} s after the agent started (template ${settings.template ? 'made' : 'off'}, `
+          + `${atStart.ready} of ${atStart.target} zones ready, ${atStart.warming} warming); the clock starts now`);
     }
 
     // N = 1 is one sample per instance: several instances, each alone, one after another.
@@ -1428,7 +1430,7 @@ function printRun(r: RunResult, modelled: boolean): void {
   console.log(`  ledger writes in progress during "accept" p50 ${fmtMs(l.inAccept?.p50)} ms, p99 ${fmtMs(l.inAccept?.p99)} ms`
     + (l.overheadWithoutAcceptLedger ? `; overhead less that: p50 ${fmtMs(l.overheadWithoutAcceptLedger.p50)} ms, p99 ${fmtMs(l.overheadWithoutAcceptLedger.p99)} ms` : ''));
   const m = r.mainThread;
-  console.log(`  main thread (agent + host${r.pool !== null ? ' + pool refill' : ''}): CPU ${m.cpuMs ?? '?'} ms (${m.cpuMsPerInstance ?? '?'} ms/instance), `
+  console.log(`  main thread (agent + host${r.settings.warmPool > 0 ? ' + pool refill' : ''}): CPU ${m.cpuMs ?? '?'} ms (${m.cpuMsPerInstance ?? '?'} ms/instance), `
     + `event-loop utilisation ${(m.eventLoopUtilization * 100).toFixed(1)}%, event-loop delay p99 ${fmtMs(m.eventLoopDelayP99Ms)} ms, max ${fmtMs(m.eventLoopDelayMaxMs)} ms`);
   for (const note of r.notes) console.log(`  note: ${note}`);
   for (const pr of r.problems) console.log(`  FAILED: ${pr}`);
