@@ -243,3 +243,66 @@ describe('PropolisFarm without a host', () => {
     }
   }, PROCESS_MS * 3);
 });
+
+// Not a check: what one Propolis costs the agent's process in each mode, printed, for the
+// figures in the farm's commit. SIM_PROPOLIS_FARM_MEASURE=100 npx vitest run test/sim-propolis-farm.test.ts -t measure
+describe.skipIf(process.env.SIM_PROPOLIS_FARM_MEASURE === undefined)('measure', () => {
+  /**
+   * In a fresh process per mode (so neither inherits the other's warmed-up code or heap), after
+   * one server and VM to warm up: `count` servers started (warmed, as prestartPropolis does),
+   * then each one's VM ensured, run and watched to Running by a PropolisClient here. CPU is this
+   * process's user + system time; RSS is after a full GC, with the servers still up.
+   */
+  const script = `
+    const url = (p) => new URL(p, ${JSON.stringify(pathToFileURL(join(REPO, 'src') + '/').href)}).href;
+    const { SimPropolis } = await import(url('sim/propolis.ts'));
+    const { PropolisFarm } = await import(url('sim/propolis-farm.ts'));
+    const { PropolisClient } = await import(url('propolis-client.ts'));
+    const { formatSocketAddr } = await import(url('common/address.ts'));
+    const [mode, count] = [process.argv[1], Number(process.argv[2])];
+    const farm = mode === 'process' ? await PropolisFarm.start() : null;
+    const start = async () => {
+      if (farm) return farm.startServer({ warm: true });
+      const server = await SimPropolis.start();
+      await fetch('http://' + formatSocketAddr(server.address) + '/instance').then((r) => r.arrayBuffer(), () => {});
+      return server;
+    };
+    const run = async (server) => {
+      const client = new PropolisClient(server.address);
+      const id = crypto.randomUUID();
+      const nil = '00000000-0000-0000-0000-000000000000';
+      await client.ensure({ properties: { id, name: 'vm', description: 'measure', image_id: nil, bootrom_id: nil, memory: 512, vcpus: 1 }, nics: [], disks: [], migrate: null, cloud_init_bytes: null });
+      await client.putState('Run');
+      for (let gen = 0; ;) { const r = await client.stateMonitor(gen); if (r.state === 'Running') break; gen = r.gen + 1; }
+      await client.destroy();
+    };
+    const warm = await start();
+    await run(warm);
+    // The GC a sample forces is not counted: CPU is read before it, and again after it.
+    const cpu = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1000; };
+    const sample = () => { const at = cpu(); globalThis.gc(); return { at, rss: process.memoryUsage().rss / 1024, after: cpu() }; };
+    const before = sample();
+    const servers = [];
+    for (let i = 0; i < count; i++) servers.push(await start());
+    const started = sample();
+    await Promise.all(servers.map(run));
+    const ran = sample();
+    const childRss = farm ? Number(/VmRSS:\\s+(\\d+)/.exec((await import('node:fs')).readFileSync('/proc/' + farm.pid + '/status', 'utf8'))?.[1]) : null;
+    console.log(JSON.stringify({ mode, count, start: { cpuMs: (started.at - before.after) / count, rssKiB: (started.rss - before.rss) / count }, startAndRun: { cpuMs: (started.at - before.after + ran.at - started.after) / count, rssKiB: (ran.rss - before.rss) / count }, farmRssKiB: childRss }));
+    for (const s of [warm, ...servers]) await s.close();
+    await farm?.close();
+  `;
+
+  const measure = async (mode: 'in-process' | 'process'): Promise<string> => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--expose-gc', '--input-type=module', '--eval', script, mode, process.env.SIM_PROPOLIS_FARM_MEASURE || '100'], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    if (code !== 0) throw new Error(`the ${mode} measurement exited with code ${code}: ${out}`);
+    return out.trim();
+  };
+
+  it('measure: the agent-process CPU and RSS per started Propolis, in-process vs process', async () => {
+    for (const mode of ['in-process', 'process'] as const) process.stdout.write(`${await measure(mode)}\n`);
+  }, 600_000);
+});
