@@ -9,6 +9,7 @@ import { GEN_LEASE } from '../src/instance.js';
 import { Ledger } from '../src/ledger.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { expectSchema } from './support/contract.js';
+import { simZoneRecord } from './support/counting-host.js';
 import {
   POOL, ensureBody, instancePuts, nexusSees, propolisFmriOf, realRuntime, startTestAgent, zoneOf, zoneReachesRunning, type TestAgent,
 } from './support/agent.js';
@@ -50,6 +51,13 @@ describe('instance lifecycle', () => {
     expect(vnics.find((v) => v.name === nets[0])?.mac).toBe('a8:40:25:f0:00:01');
     const addr = await t.host.zones.exec(zone, ['ipadm', 'show-addr', '-p', '-o', 'ADDR', `${nets[1]}/omicron6`]);
     expect(addr.stdout.trim()).toBe('fd00:1122:3344:101::10/64');
+
+    // Its Propolis SMF instance is named after the zone (vm-<the zone's id>), online, and
+    // listening on the wildcard at the Propolis port, not on the instance's address.
+    const smf = (await simZoneRecord(t.host, zone))?.services?.['svc:/system/illumos/propolis-server'];
+    const vmId = propolisFmriOf(zone).split(':').at(-1)!;
+    expect(Object.keys(smf?.instances ?? {})).toEqual([vmId]);
+    expect(smf.instances[vmId]).toMatchObject({ state: 'online', pgs: { config: { props: { server_addr: '[::]:12400' } } } });
 
     const vm = await t.host.propolisFor(zone)!.snapshot();
     expect(vm.state).toBe('Running');
