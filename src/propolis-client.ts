@@ -2,7 +2,7 @@
 // read it, long-poll its state, ask for a state change. One request per call and no policy:
 // the instance monitor decides what to retry, and PropolisError.code tells it which failures are
 // transient (UNREACHABLE: no answer at all) and which are answers (HTTP: a non-2xx status).
-import { Pool, type Dispatcher } from 'undici';
+import { Client, errors, type Dispatcher } from 'undici';
 import type { Static } from 'typebox';
 import { formatSocketAddr, type SocketAddr } from './common/address.js';
 import type { PropolisInstanceState } from './common/instance.js';
@@ -107,9 +107,22 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** Connections for the calls other than the state monitor, which has one of its own. */
+const CALL_CONNECTIONS = 3;
+
 export class PropolisClient {
   readonly origin: string;
-  private readonly pool: Pool;
+  /**
+   * undici Clients (one connection each, pipelining 1), made when first needed: the state
+   * monitor's long poll has its own, so it never holds up a call, and the other calls take an
+   * idle one of up to CALL_CONNECTIONS (calls usually come one at a time: one connection). Not
+   * an undici Pool: each Pool allocates a 2,048-slot queue (16 KB) up front, and an agent has a
+   * client per instance (bench:scale: 16 MB of the agent's heap at 1,000 instances).
+   */
+  private readonly calls: Client[] = [];
+  private monitor: Client | null = null;
+  private readonly connectTimeoutMs: number;
+  private state: 'open' | 'closed' = 'open';
   private readonly timeoutMs: number;
   private readonly monitorTimeoutMs: number;
 
@@ -118,8 +131,31 @@ export class PropolisClient {
     this.origin = `http://${typeof address === 'string' ? address : formatSocketAddr(address)}`;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.monitorTimeoutMs = options.monitorTimeoutMs ?? 0;
-    // A long poll holds a connection for its whole wait; the other calls get the rest.
-    this.pool = new Pool(this.origin, { connections: 4, pipelining: 1, connectTimeout: options.connectTimeoutMs ?? 10_000 });
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  }
+
+  private newClient(): Client {
+    return new Client(this.origin, { pipelining: 1, connectTimeout: this.connectTimeoutMs });
+  }
+
+  /** An idle call connection, a new one while there are fewer than CALL_CONNECTIONS, else the least busy. */
+  private callClient(): Client {
+    let best: Client | undefined;
+    let load = Infinity;
+    for (const c of this.calls) {
+      const { running, pending } = c.stats;
+      if (running + pending === 0) return c;
+      if (running + pending < load) {
+        best = c;
+        load = running + pending;
+      }
+    }
+    if (this.calls.length < CALL_CONNECTIONS || best === undefined) {
+      const c = this.newClient();
+      this.calls.push(c);
+      return c;
+    }
+    return best;
   }
 
   /** PUT /instance: creates the instance, or confirms it (same properties). Expects 201. */
@@ -147,7 +183,7 @@ export class PropolisClient {
    * at least `gen`, else when the state next changes. No timeout unless monitorTimeoutMs.
    */
   async stateMonitor(gen: number, signal?: AbortSignal): Promise<InstanceStateMonitorResponse> {
-    const body = await this.call('GET', '/instance/state-monitor', { gen }, [200], signal, this.monitorTimeoutMs);
+    const body = await this.call('GET', '/instance/state-monitor', { gen }, [200], signal, this.monitorTimeoutMs, true);
     const res = body as InstanceStateMonitorResponse | null;
     if (res === null || typeof res !== 'object' || typeof res.gen !== 'number' || typeof res.state !== 'string') {
       throw this.protocol('GET', '/instance/state-monitor', 'expected {gen, state}', body);
@@ -160,14 +196,20 @@ export class PropolisClient {
     await this.call('PUT', '/instance/state', state, [204], options.signal, this.timeoutMs);
   }
 
-  /** Closes the connections; in-flight calls finish first. */
-  close(): Promise<void> {
-    return this.pool.close();
+  /** Closes the connections; in-flight calls finish first. Calls after it fail, as on a closed undici Pool. */
+  async close(): Promise<void> {
+    this.state = 'closed';
+    await Promise.all(this.clients().map((c) => c.close()));
   }
 
   /** Closes the connections at once; in-flight calls fail. */
-  destroy(): Promise<void> {
-    return this.pool.destroy();
+  async destroy(): Promise<void> {
+    this.state = 'closed';
+    await Promise.all(this.clients().map((c) => c.destroy()));
+  }
+
+  private clients(): Client[] {
+    return this.monitor === null ? [...this.calls] : [...this.calls, this.monitor];
   }
 
   private async call(
@@ -177,12 +219,15 @@ export class PropolisClient {
     expected: readonly number[],
     signal: AbortSignal | undefined,
     timeoutMs: number,
+    monitor = false,
   ): Promise<unknown> {
     const what = `${method} ${path}`;
     if (signal?.aborted) throw this.aborted(what, signal.reason);
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.pool.request({
+      if (this.state === 'closed') throw new errors.ClientClosedError();
+      const client = monitor ? (this.monitor ??= this.newClient()) : this.callClient();
+      res = await client.request({
         method,
         path,
         headers: body === undefined ? {} : { 'content-type': 'application/json' },
