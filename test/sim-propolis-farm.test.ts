@@ -180,6 +180,21 @@ describe("a sim host's Propolis servers in the farm process (propolis: 'process'
     expect(alive(pid)).toBe(true);
   }, PROCESS_MS * 2);
 
+  it('a farm that dies takes its instances to maintenance, and the next Propolis gets a new farm', async () => {
+    const host = await openHost();
+    const zone = 'oxz_propolis-server_f4';
+    const { fmri } = await runningPropolis(host, zone, 'oxControlInstance4', 'fd00::41');
+    const pid = host.propolisPid(zone)!;
+    process.kill(pid, 'SIGKILL');
+    await expect(host.events.waitForService(zone, fmri, ['maintenance'], { timeoutMs: PROCESS_MS })).resolves.toBe('maintenance');
+    expect(host.propolisPid(zone)).toBeUndefined();
+    const other = 'oxz_propolis-server_f5';
+    await runningPropolis(host, other, 'oxControlInstance5', 'fd00::51');
+    const again = host.propolisPid(other)!;
+    expect(again).not.toBe(pid);
+    expect(alive(again)).toBe(true);
+  }, PROCESS_MS * 3);
+
   it('prestartPropolis puts the spares in the farm, and the next fresh VM takes one', async () => {
     const host = await openHost();
     await host.prestartPropolis(2);

@@ -7,10 +7,9 @@
 // the channel disconnects and this process exits, taking its servers with it, as in-process
 // servers die with the agent. The sim host starts them again on its next start.
 import pino from 'pino';
+import { formatSocketAddr, type SocketAddr } from '../common/address.js';
 import { mulberry32 } from '../common/random.js';
-import { formatSocketAddr } from '../common/address.js';
 import { createLogger, effectiveLevel } from '../logger.js';
-import type { SocketAddr } from '../common/address.js';
 import type { FarmMessage, FarmRequest, FarmServerSpec } from './propolis-farm.js';
 import { SimPropolis, type SimPropolisSnapshot } from './propolis.js';
 
@@ -20,8 +19,8 @@ if (process.send === undefined) {
 }
 
 const send = (message: FarmMessage): void => {
-  // A parent gone mid-send: the 'disconnect' handler ends this process.
-  if (process.connected) process.send!(message);
+  // A parent gone mid-send is no error here: the 'disconnect' handler ends this process.
+  if (process.connected) process.send!(message, undefined, undefined, () => {});
 };
 
 process.on('disconnect', () => process.exit(0));
@@ -30,7 +29,8 @@ process.on('disconnect', () => process.exit(0));
 // needs no destination (with a terminal, createLogger's would be a pino-pretty worker thread).
 const level = effectiveLevel(process.argv[2] ?? 'silent', {});
 const log = level === 'silent' ? pino({ level }) : createLogger(level, 'sim-propolis-farm');
-const servers = new Map<number, SimPropolis>();
+/** By the parent's id, from the start request on: a close that comes while it starts waits for it. */
+const servers = new Map<number, Promise<SimPropolis>>();
 
 /** ms * (1 ± fraction), as the sim host's jitter (SimHost.jittered). */
 function jitterer(fraction: number, seed: number): (ms: number) => number {
@@ -38,7 +38,7 @@ function jitterer(fraction: number, seed: number): (ms: number) => number {
   return (ms) => (ms <= 0 ? 0 : fraction === 0 ? ms : Math.max(0, ms * (1 + fraction * (2 * random() - 1))));
 }
 
-async function start(id: number, spec: FarmServerSpec): Promise<SocketAddr> {
+async function start(id: number, spec: FarmServerSpec): Promise<SimPropolis> {
   // A change and the draw for the step it schedules happen in one turn (SimPropolis.transition):
   // they go to the parent as one message, the snapshot first, as SimSmf reads them in that order.
   let pending: { snapshot?: SimPropolisSnapshot; drawn?: number } | null = null;
@@ -68,22 +68,25 @@ async function start(id: number, spec: FarmServerSpec): Promise<SocketAddr> {
       return drawn;
     },
   });
-  servers.set(id, server);
   if (spec.warm) {
     // One request before any real one, so the server's first-request set-up is not in the run.
     await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((res) => res.arrayBuffer(), () => {});
   }
-  return server.address;
+  return server;
 }
 
 /** What the reply carries: a started server's address, nothing for the rest. */
 async function handle(message: FarmRequest): Promise<SocketAddr | undefined> {
   switch (message.op) {
-    case 'start':
-      return start(message.id, message.spec);
+    case 'start': {
+      const started = start(message.id, message.spec);
+      servers.set(message.id, started);
+      started.catch(() => servers.delete(message.id));
+      return (await started).address;
+    }
     case 'close':
     case 'crash': {
-      const server = servers.get(message.id);
+      const server = await servers.get(message.id)?.catch(() => undefined);
       servers.delete(message.id);
       if (server !== undefined) await (message.op === 'close' ? server.close() : server.crash());
       return undefined;

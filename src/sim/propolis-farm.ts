@@ -17,7 +17,17 @@
 //
 // A VM's step latencies are drawn in the child, from a generator seeded per server
 // (FarmServerOptions.seed), and each is reported with the change that scheduled the step
-// (onDrawn), for the host's modelled time.
+// (onDrawn), for the host's modelled time. What that changes for a seeded sim host: in-process,
+// every VM step draws from the host's one generator, interleaved with all its other draws in the
+// order things happen; here each server takes one draw from the host's generator as its seed
+// when it starts, and its VM's steps draw from that seed only. A server's step latencies then
+// depend on its seed and its own steps, not on how other VMs interleave; the host's other
+// latencies, for the same seed, are not the numbers in-process mode draws (one draw per server
+// start instead of one per VM step).
+//
+// The handles' surface is what the sim host uses of a SimPropolis (address, close, crash) plus
+// pid, closed and snapshot() (the VM as last reported); there is no forceState() or ensured():
+// tests that need those run Propolis in-process.
 import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -35,7 +45,10 @@ export interface FarmServerSpec {
   jitter?: number;
   /** Seeds that draw. Default 0. */
   seed?: number;
-  /** Make one request to it before it is handed out, so its first-request set-up is done. */
+  /**
+   * Make one request to it before it is handed out, so its first-request set-up is done (a GET
+   * /instance, whose expected 500 the server logs as a failed request at error level).
+   */
   warm?: boolean;
   /** Bindings of its log lines (the farm logs at PropolisFarmOptions.logLevel). */
   log?: Record<string, string>;
@@ -173,6 +186,9 @@ export class PropolisFarm {
     options: PropolisFarmOptions,
   ) {
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    // Each send reports its own failure (request()), and the child's end comes as 'exit': an
+    // 'error' (a kill of a process already gone) has nothing to add, and unheard it would throw.
+    child.on('error', () => {});
     child.on('message', (message: FarmMessage) => this.received(message));
     child.once('exit', (code, signal) => {
       if (this.closing !== null) {
