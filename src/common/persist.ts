@@ -38,8 +38,13 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Compact JSON (one line): these files are read by programs, and some are rewritten whole and
+ * often as they grow (the sim host's state, every change: at 1,000 instances 2.66 MB indented,
+ * 13.8 ms to stringify, against 1.51 MB and 6.6 ms compact). `jq .` shows one to a person.
+ */
 export async function writeJsonAtomic(path: string, value: unknown, mode?: number): Promise<void> {
-  await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`, mode);
+  await writeFileAtomic(path, `${JSON.stringify(value)}\n`, mode);
 }
 
 /** The parsed file, or null if it does not exist. */
