@@ -34,7 +34,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -73,6 +73,8 @@ interface Options {
   propolis: 'process' | 'in-process';
   cpuProf: string | null;
   heapProf: string | null;
+  heapSnapshot: string | null;
+  nodeArgs: string[];
   keep: boolean;
   logLevel: string;
 }
@@ -81,7 +83,8 @@ function usage(problem?: string): never {
   if (problem) console.error(`bench-scale: ${problem}`);
   console.error(`usage: npm run bench:scale -- [--counts 100,1000] [--latency small,realistic] [--deadline SECONDS]
                      [--entry head|build|dist|tsx] [--overlay src/FILE,...] [--stall SECONDS]
-                     [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--keep] [--log-level info]`);
+                     [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--heap-snapshot DIR]
+                     [--node-args "--max-semi-space-size=4 ..."] [--keep] [--log-level info]`);
   process.exit(2);
 }
 
@@ -99,6 +102,8 @@ function parseOptions(): Options {
         propolis: { type: 'string', default: 'process' },
         'cpu-prof': { type: 'string' },
         'heap-prof': { type: 'string' },
+        'heap-snapshot': { type: 'string' },
+        'node-args': { type: 'string', default: '' },
         keep: { type: 'boolean', default: false },
         'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', default: false },
@@ -131,6 +136,8 @@ function parseOptions(): Options {
     propolis: parsed.propolis,
     cpuProf: parsed['cpu-prof'] ? resolve(parsed['cpu-prof']) : null,
     heapProf: parsed['heap-prof'] ? resolve(parsed['heap-prof']) : null,
+    heapSnapshot: parsed['heap-snapshot'] ? resolve(parsed['heap-snapshot']) : null,
+    nodeArgs: parsed['node-args'].split(/\s+/).filter(Boolean),
     keep: parsed.keep,
     logLevel: parsed['log-level'],
   };
@@ -397,8 +404,9 @@ let entryArgs: string[] = [];
 
 async function startAgentProcess(dir: string, label: string, options: Options): Promise<StartedAgent> {
   const configPath = join(dir, 'sled-agent.toml');
-  const nodeArgs: string[] = [];
+  const nodeArgs: string[] = [...options.nodeArgs];
   if (options.cpuProf !== null) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', options.cpuProf, '--cpu-prof-name', `${label}.cpuprofile`);
+  if (options.heapSnapshot !== null) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', '--diagnostic-dir', options.heapSnapshot);
   if (options.heapProf !== null) nodeArgs.push('--heap-prof', '--heap-prof-dir', options.heapProf, '--heap-prof-name', `${label}.heapprofile`);
   const entry = entryArgs;
   const logFd = openSync(join(dir, 'agent.log'), 'a');
@@ -446,6 +454,24 @@ async function stopAgent(agent: StartedAgent, ms = 120_000): Promise<number | nu
   const code = await agent.exited;
   clearTimeout(timer);
   return code;
+}
+
+/** SIGUSR2 to an agent started with --heapsnapshot-signal: waits until the new snapshot's size settles. */
+async function heapSnapshot(pid: number, dir: string, say: (s: string) => void): Promise<void> {
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  const t0 = performance.now();
+  let file: string | undefined;
+  let size = -1;
+  while (performance.now() - t0 < 300_000) {
+    await new Promise((r) => setTimeout(r, 1000));
+    file ??= readdirSync(dir).find((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    if (file === undefined) continue;
+    const now = statSync(join(dir, file)).size;
+    if (now === size && now > 0) break;
+    size = now;
+  }
+  say(file === undefined ? 'heap snapshot: none written' : `heap snapshot: ${join(dir, file)} (${mb(size)})`);
 }
 
 // ---- one run ----
@@ -567,6 +593,7 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     clearInterval(sampler);
     sampler = null;
     findFarm();
+    if (options.heapSnapshot !== null && problems.length === 0) await heapSnapshot(pid, options.heapSnapshot, say);
 
     const missing = tracked.filter((t) => t.runningAt === null);
     const putErrors = tracked.filter((t) => t.putError !== null);
@@ -657,12 +684,13 @@ async function main(): Promise<number> {
   }
   if (options.cpuProf !== null) mkdirSync(options.cpuProf, { recursive: true });
   if (options.heapProf !== null) mkdirSync(options.heapProf, { recursive: true });
+  if (options.heapSnapshot !== null) mkdirSync(options.heapSnapshot, { recursive: true });
   if (options.entry === 'dist' && !existsSync(join(ROOT, 'dist/bin/sled-agent.js'))) usage('--entry dist: no dist/bin/sled-agent.js (npm run build)');
   const head = gitHead();
   const built = agentEntry(options);
   entryArgs = built.args;
   console.log(`bench:scale: counts ${options.counts.join(', ')}; latency ${options.latencies.join(', ')}; [host] propolis = "${options.propolis}"; `
-    + `agent: ${built.describe}; ${cpus().length} CPUs, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; `
+    + `agent: ${built.describe}${options.nodeArgs.length > 0 ? ` with node ${options.nodeArgs.join(' ')}` : ''}; ${cpus().length} CPUs, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; `
     + `CLK_TCK ${CLK_TCK}; commit ${head}`);
   const runs: RunResult[] = [];
   try {
