@@ -221,6 +221,10 @@ describe('PropolisFarm without a host', () => {
     await monitorUntil(client, 'Running');
     expect(changes).toEqual(['Creating', 'Starting', 'Running']);
     expect(server.snapshot()).toMatchObject({ state: 'Running', gen: 2 });
+    // Signals to the agent's process group (^C, a stop) are the agent's: the farm waits to be closed.
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.kill(farm.pid, signal);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await client.stateMonitor(0)).toEqual({ gen: 2, state: 'Running' });
     await server.close();
     expect(server.closed).toBe(true);
     await farm.close();

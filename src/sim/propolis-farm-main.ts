@@ -24,6 +24,10 @@ const send = (message: FarmMessage): void => {
 };
 
 process.on('disconnect', () => process.exit(0));
+// A terminal's ^C or a stop signal to the agent's process group is the agent's to handle: it
+// closes the farm as it shuts down. Dying first would look like a crash of every Propolis, whose
+// instances would be persisted in maintenance instead of revived on the next start.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {});
 
 // The parent's log level (argv[2]); lines go to the stderr it shares with the parent. Silent
 // needs no destination (with a terminal, createLogger's would be a pino-pretty worker thread).
