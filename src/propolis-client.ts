@@ -107,20 +107,22 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-/** Connections for the calls other than the state monitor, which has one of its own. */
-const CALL_CONNECTIONS = 3;
+/** At most this many connections to one Propolis (the undici Pool this replaced had 4). */
+const MAX_CONNECTIONS = 4;
 
 export class PropolisClient {
   readonly origin: string;
   /**
-   * undici Clients (one connection each, pipelining 1), made when first needed: the state
-   * monitor's long poll has its own, so it never holds up a call, and the other calls take an
-   * idle one of up to CALL_CONNECTIONS (calls usually come one at a time: one connection). Not
-   * an undici Pool: each Pool allocates a 2,048-slot queue (16 KB) up front, and an agent has a
-   * client per instance (bench:scale: 16 MB of the agent's heap at 1,000 instances).
+   * undici Clients, one connection each (pipelining 1), made when no idle one is left: a call
+   * takes an idle connection, else a new one while there are fewer than MAX_CONNECTIONS, else
+   * queues on the least busy. So ensure, Run and then the state monitor's long poll, one after
+   * another, share one connection, and a call during the long poll gets a second. Not an undici
+   * Pool: each Pool allocates a 2,048-slot queue (16 KB) up front and an agent has a client per
+   * instance (bench:scale: 16 MB of the agent's heap at 1,000 instances).
    */
-  private readonly calls: Client[] = [];
-  private monitor: Client | null = null;
+  private readonly clients: Client[] = [];
+  /** Clients with a state-monitor long poll in flight: nothing queues behind one of those. */
+  private readonly polling = new Set<Client>();
   private readonly connectTimeoutMs: number;
   private state: 'open' | 'closed' = 'open';
   private readonly timeoutMs: number;
@@ -134,25 +136,24 @@ export class PropolisClient {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
   }
 
-  private newClient(): Client {
-    return new Client(this.origin, { pipelining: 1, connectTimeout: this.connectTimeoutMs });
-  }
-
-  /** An idle call connection, a new one while there are fewer than CALL_CONNECTIONS, else the least busy. */
-  private callClient(): Client {
+  /**
+   * An idle connection, a new one while there are fewer than MAX_CONNECTIONS, else the least busy
+   * one without a long poll (a new one if every one has).
+   */
+  private client(): Client {
     let best: Client | undefined;
     let load = Infinity;
-    for (const c of this.calls) {
+    for (const c of this.clients) {
       const { running, pending } = c.stats;
       if (running + pending === 0) return c;
-      if (running + pending < load) {
+      if (!this.polling.has(c) && running + pending < load) {
         best = c;
         load = running + pending;
       }
     }
-    if (this.calls.length < CALL_CONNECTIONS || best === undefined) {
-      const c = this.newClient();
-      this.calls.push(c);
+    if (this.clients.length < MAX_CONNECTIONS || best === undefined) {
+      const c = new Client(this.origin, { pipelining: 1, connectTimeout: this.connectTimeoutMs });
+      this.clients.push(c);
       return c;
     }
     return best;
@@ -199,17 +200,13 @@ export class PropolisClient {
   /** Closes the connections; in-flight calls finish first. Calls after it fail, as on a closed undici Pool. */
   async close(): Promise<void> {
     this.state = 'closed';
-    await Promise.all(this.clients().map((c) => c.close()));
+    await Promise.all(this.clients.map((c) => c.close()));
   }
 
   /** Closes the connections at once; in-flight calls fail. */
   async destroy(): Promise<void> {
     this.state = 'closed';
-    await Promise.all(this.clients().map((c) => c.destroy()));
-  }
-
-  private clients(): Client[] {
-    return this.monitor === null ? [...this.calls] : [...this.calls, this.monitor];
+    await Promise.all(this.clients.map((c) => c.destroy()));
   }
 
   private async call(
@@ -219,14 +216,16 @@ export class PropolisClient {
     expected: readonly number[],
     signal: AbortSignal | undefined,
     timeoutMs: number,
-    monitor = false,
+    longPoll = false,
   ): Promise<unknown> {
     const what = `${method} ${path}`;
     if (signal?.aborted) throw this.aborted(what, signal.reason);
     let res: Dispatcher.ResponseData;
+    let client: Client | undefined;
     try {
       if (this.state === 'closed') throw new errors.ClientClosedError();
-      const client = monitor ? (this.monitor ??= this.newClient()) : this.callClient();
+      client = this.client();
+      if (longPoll) this.polling.add(client);
       res = await client.request({
         method,
         path,
@@ -237,6 +236,7 @@ export class PropolisClient {
         signal,
       });
     } catch (err) {
+      if (longPoll && client !== undefined) this.polling.delete(client);
       throw this.transport(what, err, signal);
     }
     let text: string;
@@ -244,6 +244,8 @@ export class PropolisClient {
       text = await res.body.text();
     } catch (err) {
       throw this.transport(what, err, signal);
+    } finally {
+      if (longPoll) this.polling.delete(client);
     }
     if (!expected.includes(res.statusCode)) {
       throw new PropolisError('HTTP', `Propolis at ${this.origin} answered ${what} with ${res.statusCode}: ${errorMessage(text)}`, res.statusCode);
