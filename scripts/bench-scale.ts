@@ -84,7 +84,7 @@ function usage(problem?: string): never {
   console.error(`usage: npm run bench:scale -- [--counts 100,1000] [--latency small,realistic] [--deadline SECONDS]
                      [--entry head|build|dist|tsx] [--overlay src/FILE,...] [--stall SECONDS]
                      [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--heap-snapshot DIR]
-                     [--node-args "--max-semi-space-size=4 ..."] [--keep] [--log-level info]`);
+                     [--node-args="--max-semi-space-size=4 ..."] [--keep] [--log-level info]`);
   process.exit(2);
 }
 
@@ -353,6 +353,23 @@ backoff_max_ms = 1000
 `;
 }
 
+/** Preloaded by --cpu-prof into the agent and its children (CommonJS: needs nothing but Node). */
+const CPU_PROF_PRELOAD = `
+const inspector = require('node:inspector');
+const { writeFileSync } = require('node:fs');
+const session = new inspector.Session();
+session.connect();
+session.post('Profiler.enable');
+session.post('Profiler.setSamplingInterval', { interval: 1000 });
+session.post('Profiler.start');
+process.on('exit', () => {
+  // An in-thread session answers synchronously, so this works in an exit handler.
+  session.post('Profiler.stop', (err, res) => {
+    if (!err) writeFileSync(require('node:path').join(__DIR__, __LABEL__ + '.' + process.pid + '.cpuprofile'), JSON.stringify(res.profile));
+  });
+});
+`;
+
 interface StartedAgent { child: ChildProcess; address: string; exited: Promise<number | null> }
 
 /**
@@ -405,7 +422,7 @@ let entryArgs: string[] = [];
 async function startAgentProcess(dir: string, label: string, options: Options): Promise<StartedAgent> {
   const configPath = join(dir, 'sled-agent.toml');
   const nodeArgs: string[] = [...options.nodeArgs];
-  if (options.cpuProf !== null) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', options.cpuProf, '--cpu-prof-name', `${label}.cpuprofile`);
+
   if (options.heapSnapshot !== null) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', '--diagnostic-dir', options.heapSnapshot);
   if (options.heapProf !== null) nodeArgs.push('--heap-prof', '--heap-prof-dir', options.heapProf, '--heap-prof-name', `${label}.heapprofile`);
   const entry = entryArgs;
@@ -414,6 +431,14 @@ async function startAgentProcess(dir: string, label: string, options: Options): 
   // the agent's; profiling flags go on the agent's own argv so they do not reach its children.
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
+  // CPU profiles: --cpu-prof is not allowed in NODE_OPTIONS, so a preload (which NODE_OPTIONS
+  // carries into the Propolis farm the agent forks) starts the profiler in every process and
+  // writes <label>.<pid>.cpuprofile when it exits.
+  if (options.cpuProf !== null) {
+    const preload = join(dir, 'cpu-prof.cjs');
+    writeFileSync(preload, CPU_PROF_PRELOAD.replace('__DIR__', JSON.stringify(options.cpuProf)).replace('__LABEL__', JSON.stringify(label)));
+    env.NODE_OPTIONS = `--require ${preload}`;
+  }
   const child = spawn(process.execPath, [...nodeArgs, ...entry, 'run', configPath], { cwd: ROOT, env, stdio: ['ignore', 'pipe', logFd] });
   closeSync(logFd);
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
@@ -732,7 +757,7 @@ async function main(): Promise<number> {
   writeFileSync(join(outDir, `${stamp}.json`), json);
   writeFileSync(join(outDir, 'latest.json'), json);
   console.log(`results: results/scale/${stamp}.json (and latest.json)`);
-  if (options.cpuProf !== null) console.log(`CPU profiles: ${options.cpuProf}`);
+  if (options.cpuProf !== null) console.log(`CPU profiles: ${options.cpuProf} (<run>.<pid>.cpuprofile, the agent's and its farm's pids as printed above; windowUs in the JSON is each run's measured window on the profiles' clock)`);
   if (options.heapProf !== null) console.log(`heap profiles: ${options.heapProf}`);
   return runs.every((r) => r.ok) ? 0 : 1;
 }
