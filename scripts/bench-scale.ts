@@ -155,7 +155,7 @@ function clockTicks(): number {
 }
 const CLK_TCK = clockTicks();
 
-interface ProcStat { pid: number; ppid: number; cpuMs: number }
+interface ProcStat { pid: number; ppid: number; cpuMs: number; sysMs: number }
 
 /** /proc/<pid>/stat: ppid (field 4), utime + stime (fields 14, 15) in ms. null once it is gone. */
 function procStat(pid: number): ProcStat | null {
@@ -169,7 +169,7 @@ function procStat(pid: number): ProcStat | null {
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const ppid = Number(rest[1]);
   const ticks = Number(rest[11]) + Number(rest[12]);
-  return { pid, ppid, cpuMs: (ticks * 1000) / CLK_TCK };
+  return { pid, ppid, cpuMs: (ticks * 1000) / CLK_TCK, sysMs: (Number(rest[12]) * 1000) / CLK_TCK };
 }
 
 interface ProcMem { rss: number; hwm: number }
@@ -501,7 +501,7 @@ async function heapSnapshot(pid: number, dir: string, say: (s: string) => void):
 
 // ---- one run ----
 
-interface ProcFigures { pid: number; cpuMs: number; cpuMsPerInstance: number; rssStartBytes: number; rssEndBytes: number; hwmBytes: number; rssPeakSampledBytes: number }
+interface ProcFigures { pid: number; cpuMs: number; /** of which stime (the kernel: syscalls, fsync, loopback TCP) */ sysMs: number; cpuMsPerInstance: number; rssStartBytes: number; rssEndBytes: number; hwmBytes: number; rssPeakSampledBytes: number }
 
 interface RunResult {
   latency: LatencyName;
@@ -553,11 +553,11 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     await Promise.all(Array.from({ length: 256 }, () => send('GET', '/').catch(() => undefined)));
 
     // Farm processes found while running (the agent's children), with their peak RSS sampled.
-    const farm = new Map<number, { cpu0: number; peak: number }>();
+    const farm = new Map<number, { cpu0: number; sys0: number; peak: number }>();
     const findFarm = () => {
       for (const c of childrenOf(pid)) {
         // tsx's esbuild service (the TypeScript transpiler) is not the agent's.
-        if (!farm.has(c) && !/esbuild/.test(cmdline(c))) farm.set(c, { cpu0: procStat(c)?.cpuMs ?? 0, peak: 0 });
+        if (!farm.has(c) && !/esbuild/.test(cmdline(c))) farm.set(c, { cpu0: procStat(c)?.cpuMs ?? 0, sys0: procStat(c)?.sysMs ?? 0, peak: 0 });
       }
       for (const [c, f] of farm) f.peak = Math.max(f.peak, procMem(c)?.rss ?? 0);
     };
@@ -573,7 +573,8 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     await new Promise((r) => setTimeout(r, IDLE_SAMPLE_MS));
     result.idleCpuMsPerS = ((procStat(pid)!.cpuMs - idle0) * 1000) / IDLE_SAMPLE_MS;
     const mem0 = procMem(pid)!;
-    const cpu0 = procStat(pid)!.cpuMs;
+    const stat0 = procStat(pid)!;
+    const cpu0 = stat0.cpuMs;
     const t0 = performance.now();
     const t0Us = Number(process.hrtime.bigint() / 1000n);
     let lastAccepted = t0;
@@ -611,7 +612,9 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     } finally {
       clearInterval(progress);
     }
-    const cpu1 = procStat(pid)?.cpuMs ?? NaN;
+    const stat1 = procStat(pid);
+    const cpu1 = stat1?.cpuMs ?? NaN;
+    const sys = (stat1?.sysMs ?? NaN) - stat0.sysMs;
     const mem1 = procMem(pid) ?? { rss: NaN, hwm: NaN };
     const end = Math.max(...tracked.map((t) => t.runningAt ?? -Infinity));
     await Promise.race([Promise.all(putDone), new Promise((r) => setTimeout(r, 5_000))]);
@@ -631,17 +634,17 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     if (Number.isFinite(end)) result.windowUs = [t0Us, Math.round(t0Us + (end - t0) * 1000)];
     result.acceptedMs = lastAccepted - t0;
     result.reports = nexus.reports;
-    const figures = (p: number, cpuMs: number, start: ProcMem, endMem: ProcMem, peak: number): ProcFigures => ({
-      pid: p, cpuMs, cpuMsPerInstance: cpuMs / n, rssStartBytes: start.rss, rssEndBytes: endMem.rss, hwmBytes: endMem.hwm, rssPeakSampledBytes: Math.max(peak, endMem.rss),
+    const figures = (p: number, cpuMs: number, sysMs: number, start: ProcMem, endMem: ProcMem, peak: number): ProcFigures => ({
+      pid: p, cpuMs, sysMs, cpuMsPerInstance: cpuMs / n, rssStartBytes: start.rss, rssEndBytes: endMem.rss, hwmBytes: endMem.hwm, rssPeakSampledBytes: Math.max(peak, endMem.rss),
     });
-    result.agent = figures(pid, cpu1 - cpu0, mem0, mem1, agentPeak);
+    result.agent = figures(pid, cpu1 - cpu0, sys, mem0, mem1, agentPeak);
     // The farm: the agent's child with the most CPU in the window (there should be one).
     let best: RunResult['farm'] = null;
     for (const [c, f] of farm) {
       const s = procStat(c);
       const m = procMem(c);
       if (s === null || m === null) continue;
-      const fig = { ...figures(c, s.cpuMs - f.cpu0, { rss: NaN, hwm: NaN }, m, f.peak), command: cmdline(c).slice(0, 160) };
+      const fig = { ...figures(c, s.cpuMs - f.cpu0, s.sysMs - f.sys0, { rss: NaN, hwm: NaN }, m, f.peak), command: cmdline(c).slice(0, 160) };
       if (best === null || fig.cpuMs > best.cpuMs) best = fig;
     }
     result.farm = best;
@@ -728,10 +731,10 @@ async function main(): Promise<number> {
 
   console.log('');
   printTable(
-    ['latency', 'N', 'ok', 'idle ms/s', 'wall s', 'accepted s', 'agent CPU ms', 'ms/inst', 'RSS start', 'RSS end', 'VmHWM', 'KB/inst', 'farm CPU ms', 'farm ms/inst', 'farm VmHWM'],
+    ['latency', 'N', 'ok', 'idle ms/s', 'wall s', 'accepted s', 'agent CPU ms', 'of it sys', 'ms/inst', 'RSS start', 'RSS end', 'VmHWM', 'KB/inst', 'farm CPU ms', 'farm ms/inst', 'farm VmHWM'],
     runs.map((r) => [
       r.latency, String(r.n), r.ok ? 'yes' : 'NO', fixed(r.idleCpuMsPerS, 0), fixed(r.wallMs === null ? null : r.wallMs / 1000, 2), fixed(r.acceptedMs === null ? null : r.acceptedMs / 1000, 2),
-      fixed(r.agent?.cpuMs, 0), fixed(r.agent?.cpuMsPerInstance, 2), mb(r.agent?.rssStartBytes ?? NaN), mb(r.agent?.rssEndBytes ?? NaN), mb(r.agent?.hwmBytes ?? NaN),
+      fixed(r.agent?.cpuMs, 0), fixed(r.agent?.sysMs, 0), fixed(r.agent?.cpuMsPerInstance, 2), mb(r.agent?.rssStartBytes ?? NaN), mb(r.agent?.rssEndBytes ?? NaN), mb(r.agent?.hwmBytes ?? NaN),
       fixed(r.agent ? (r.agent.rssEndBytes - r.agent.rssStartBytes) / r.n / 1024 : null, 0),
       r.farm ? fixed(r.farm.cpuMs, 0) : '-', r.farm ? fixed(r.farm.cpuMsPerInstance, 2) : '-', r.farm ? mb(r.farm.hwmBytes) : '-',
     ]));
