@@ -1,6 +1,6 @@
 // The randomized kill run of test/agent-kill.test.ts at a larger size, several times, on either
 // backend: `npm run soak:kill -- [--backend sim|illumos] [--instances 40] [--kills 5] [--runs 15]
-// [--seed N]`. Each run prints its seed, what each kill interrupted and any problem; a failed
+// [--pool 2] [--seed N]`. --pool is the agent's [zones] warm_pool (0: no pool and no template). Each run prints its seed, what each kill interrupted and any problem; a failed
 // run is replayed (as closely as timing allows) with its seed and --runs 1. The fake illumos
 // must be built first (`npm test` builds it; or `make -C test/fake-illumos`).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +15,7 @@ const { values } = parseArgs({
     instances: { type: 'string', default: '40' },
     kills: { type: 'string', default: '5' },
     runs: { type: 'string', default: '15' },
+    pool: { type: 'string', default: '2' },
     seed: { type: 'string' },
     quiet: { type: 'boolean', default: false },
   },
@@ -29,7 +30,7 @@ for (let run = 0; run < runs; run += 1) {
   const started = Date.now();
   try {
     const result = await killRun({
-      backend, seed, dir, instances: Number(values.instances), kills: Number(values.kills),
+      backend, seed, dir, instances: Number(values.instances), kills: Number(values.kills), pool: Number(values.pool),
       log: values.quiet ? undefined : (line) => console.log(`  ${line}`),
     });
     const tally: Record<string, number> = {};

@@ -308,7 +308,7 @@ export class WarmPool {
       controlLink: settings.controlLink, zoneRoot: settings.zoneRoot, devices: PROPOLIS_DEVICES,
     };
     try {
-      await ensureZoneRunning(host, spec, wait);
+      await ensureZoneRunning(host, spec, wait, (phase) => this.#log.debug({ zone: name, phase }, 'warming a pool zone'));
       await ensureLinkLocal(host, name, record.control_vnic);
       const fmri = propolisFmri(name);
       await tolerate(host, name, svccfgAddInstance(PROPOLIS_SERVICE, fmri.slice(PROPOLIS_SERVICE.length + 1)));

@@ -13,9 +13,9 @@ describe.each(['sim', 'illumos'] as Backend[])('the agent SIGKILLed at random mo
   it(`brings every instance to its last requested state and leaks nothing (KILL_SEED=${seed})`, async () => {
     const dir = mkdtempSync(join(tmpdir(), `sled-agent-kill-${backend}-`));
     try {
-      const result = await killRun({ backend, seed, instances: 10, kills: 4, dir });
+      const result = await killRun({ backend, seed, instances: 10, kills: 5, dir });
       expect(result.problems, `KILL_SEED=${seed}; rounds: ${result.rounds.join(' | ')}`).toEqual([]);
-      expect(result.rounds).toHaveLength(4);
+      expect(result.rounds).toHaveLength(5);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

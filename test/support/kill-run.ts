@@ -23,7 +23,7 @@ import { FakeNexus, type Recorded } from './fake-nexus.js';
 import { PropolisFarm } from './propolis-farm.js';
 import { defaultVpcRules } from './vpc-rules.js';
 
-export type KillKind = 'boot' | 'burst' | 'stopped-report' | 'report' | 'random';
+export type KillKind = 'take' | 'boot' | 'burst' | 'stopped-report' | 'report' | 'random';
 export type Backend = 'sim' | 'illumos';
 
 export interface KillRunOptions {
@@ -34,6 +34,8 @@ export interface KillRunOptions {
   kills: number;
   /** Scratch directory (the run's state lives under it). */
   dir: string;
+  /** [zones] warm_pool; with a pool, zones are also cloned from a template. Default 2, as the agent's. */
+  pool?: number;
   /** Progress lines (what was killed when), for a person reading a failure. */
   log?: (line: string) => void;
 }
@@ -135,6 +137,7 @@ class AgentProcess {
 
 export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
   const { backend, seed, dir } = options;
+  const poolSize = options.pool ?? 2;
   const say = options.log ?? (() => {});
   const random = mulberry32(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
@@ -224,13 +227,26 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
   writeConfigToml(configPath, testConfig(dir, nexus.address, {
     log: { level: 'debug' },
     ...(backend === 'sim'
-      ? { host: { backend: 'sim', state_dir: simState, latency: { install: 400, boot: 250, network: 150, propolis_start: 150, vm_step: 50, jitter: 0.3 } } }
-      : { zones: { control_link: 'net0', ready_timeout_ms: 60_000, warm_pool: 0, template: false } }),
-    // These replace testConfig's [zones] table, so they repeat its "no pool, no template": the
-    // host is to hold the instances' own zones only.
-    ...(backend === 'sim' ? { zones: { ready_timeout_ms: 60_000, warm_pool: 0, template: false } } : {}),
+      ? { host: { backend: 'sim', state_dir: simState, latency: { install: 400, clone: 120, boot: 250, network: 150, propolis_start: 150, vm_step: 50, jitter: 0.3 } } }
+      : { zones: { control_link: 'net0', ready_timeout_ms: 60_000, warm_pool: poolSize, template: poolSize > 0 } }),
+    ...(backend === 'sim' ? { zones: { ready_timeout_ms: 60_000, warm_pool: poolSize, template: poolSize > 0 } } : {}),
     nexus: { timeout_ms: 5_000, backoff_initial_ms: 20, backoff_max_ms: 500 },
   }));
+
+  /** Until GET /metrics counts the whole pool ready (a problem after 60 s). */
+  const poolFull = async (when: string) => {
+    const full = new RegExp(`sled_agent_warm_pool_zones\\{[^}]*state="ready"[^}]*\\} ${poolSize}\\b`);
+    const until = Date.now() + 60_000;
+    while (poolSize > 0) {
+      const text = await fetch(`${agent!.url}/metrics`).then((r) => r.text(), () => '');
+      if (full.test(text)) return;
+      if (Date.now() > until) {
+        problems.push(`pool: not ${poolSize} ready zones within 60 s, ${when}`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
 
   let starts = 0;
   const start = async () => {
@@ -290,10 +306,13 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     for (const vm of vms) vm.history.push(`(killed: ${why})`);
   };
 
-  const killKinds: KillKind[] = ['boot', 'burst', 'stopped-report', 'report'];
+  // With a pool, the first round's starts take its zones: killed the instant one is taken (before
+  // or after the ledger write that moves it), or while its guest VNICs are handed over.
+  const killKinds: KillKind[] = poolSize > 0 ? ['take', 'boot', 'burst', 'stopped-report', 'report'] : ['boot', 'burst', 'stopped-report', 'report'];
   let round = 0;
   try {
     await start();
+    if (poolSize > 0) await poolFull('before the first round');
     for (; round < options.kills; round += 1) {
       const kind: KillKind = killKinds[round] ?? pick(['boot', 'burst', 'stopped-report', 'report', 'random'] as const);
       // What Nexus asks for this round.
@@ -327,6 +346,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
       const trigger = new Promise<string>((resolve) => {
         killed = () => resolve('report');
         if (kind === 'boot') void agent!.logs(/"phase":"boot"/).then(() => resolve('boot'));
+        if (kind === 'take') void agent!.logs(/taken from the warm pool|"phase":"handover"/).then(() => resolve('take'));
         if (kind === 'random') setTimeout(() => resolve('random'), 50 + random() * 1500);
       });
       if (kind === 'stopped-report') killOnReport = (r) => r.body?.run_state === 'stopped';
@@ -347,7 +367,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
           rounds.push(`round ${round}: the instant Nexus read a ${kind === 'stopped-report' ? 'stopped ' : ''}report`);
           say(rounds.at(-1)!);
         } else {
-          await killNow(`round ${round}: ${why === 'deadline' ? `no ${kind} moment within 20 s, at the deadline` : kind === 'boot' ? 'while a zone boots' : 'at a random moment'}`);
+          await killNow(`round ${round}: ${why === 'deadline' ? `no ${kind} moment within 20 s, at the deadline` : kind === 'boot' ? 'while a zone boots' : kind === 'take' ? 'as a pool zone was taken' : 'at a random moment'}`);
         }
         await sent;
       }
@@ -376,12 +396,17 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     }
     // Reports of instances that leave go out before they are forgotten; give the last ones time to land.
     await new Promise((r) => setTimeout(r, 500));
+    // The pool refills behind the starts: what the host holds is checked once it is full again.
+    await poolFull('after the last instance reached its target');
     agent!.child.kill('SIGTERM');
     await agent!.exited;
     if (agent!.child.exitCode !== 0) problems.push(`the agent exited with ${agent!.child.exitCode} on SIGTERM: ${agent!.stderr.slice(-2000)}`);
 
     // The agent's view: its ledger.
-    const ledger = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances.json'), 'utf8')).instances as Record<string, any>;
+    const ledgerFile = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances.json'), 'utf8'));
+    const ledger = ledgerFile.instances as Record<string, any>;
+    const pool = (ledgerFile.pool ?? { zones: {}, template: null }) as { zones: Record<string, { name: string; control_vnic: string }>; template: string | null };
+    if (Object.keys(pool.zones).length !== poolSize) problems.push(`ledger: the pool holds ${Object.keys(pool.zones).length} zones, not ${poolSize}`);
     for (const vm of vms) {
       const record = ledger[vm.id];
       if (vm.target === 'running') {
@@ -413,19 +438,45 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
           want.set(zone, vm);
         }
       }
-      for (const z of zones) {
-        if (!want.has(z.name)) problems.push(`host: zone ${z.name} (${z.state}) belongs to no running instance`);
-        else if (z.state !== 'running') problems.push(`host: zone ${z.name} is ${z.state}`);
+      // Every zone is exactly one running instance's, the pool's, or the template.
+      for (const zone of Object.keys(pool.zones)) {
+        if (want.has(zone)) problems.push(`ledger: zone ${zone} is both the pool's and instance ${want.get(zone)!.id}'s`);
       }
+      for (const z of zones) {
+        if (z.name === pool.template) {
+          if (z.state !== 'installed') problems.push(`host: the template ${z.name} is ${z.state}, not installed`);
+        } else if (pool.zones[z.name] !== undefined) {
+          if (z.state !== 'running') problems.push(`host: pool zone ${z.name} is ${z.state}`);
+        } else if (!want.has(z.name)) {
+          problems.push(`host: zone ${z.name} (${z.state}) belongs to no running instance and is not the pool's`);
+        } else if (z.state !== 'running') {
+          problems.push(`host: zone ${z.name} is ${z.state}`);
+        }
+      }
+      if (poolSize > 0 && !zones.some((z) => z.name === pool.template)) problems.push(`host: no template zone (${pool.template})`);
       const vnicsInZones: string[] = [];
+      for (const { name, control_vnic: control } of Object.values(pool.zones)) {
+        if (!zones.some((z) => z.name === name)) {
+          problems.push(`host: no zone for pool zone ${name}`);
+          continue;
+        }
+        const nets = (await host.zones.config(name)).nets.map((n) => n.physical);
+        if (JSON.stringify(nets) !== JSON.stringify([control])) problems.push(`host: pool zone ${name} has NICs ${nets.join(',')}, not only ${control}`);
+        vnicsInZones.push(control);
+      }
       for (const [zone, vm] of want) {
         if (!zones.some((z) => z.name === zone)) {
           problems.push(`host: no zone for running instance ${vm.id}`);
           continue;
         }
+        const record = ledger[vm.id];
+        const own = [...(record.guest_vnics as string[]), record.control_vnic as string];
+        if (own.length !== vm.nics.length + 1) problems.push(`ledger: ${vm.id} has VNICs ${own.join(',')} for ${vm.nics.length} guest NICs + control`);
+        // A pool zone was configured with its control VNIC only; its guest VNICs were given to it running.
+        const configured = record.pooled ? [record.control_vnic] : own;
         const nets = (await host.zones.config(zone)).nets.map((n) => n.physical);
-        if (nets.length !== vm.nics.length + 1) problems.push(`host: zone ${zone} has ${nets.length} NICs for ${vm.nics.length} guest NICs + control`);
-        vnicsInZones.push(...nets);
+        if (JSON.stringify(nets) !== JSON.stringify(configured)) problems.push(`host: zone ${zone} has NICs ${nets.join(',')}, not ${configured.join(',')}`);
+        vnicsInZones.push(...own);
       }
       const vnics = await host.links.listVnics();
       const owned = vnics.map((v) => v.name).filter((n) => /^(ox|vopte)/.test(n) && n !== 'underlay0').sort();
