@@ -14,7 +14,9 @@
 // <config.toml>` (by default the working tree compiled into a temp dir, as `npm run build` would; `--entry dist|tsx`), in a temp run directory with its
 // own data_dir and sim state_dir, logging at info to <run dir>/agent.log (stderr redirected to a
 // file, as a supervisor keeps it). Its config: `[host] backend = "sim"`, `propolis = "process"`,
-// `[zones] warm_pool = 0` and the default `template = true`, `[instances] readiness = "event"`.
+// `state_write = "behind"` (the sim's own state file is not the agent's cost: on a sled the
+// kernel keeps that state), `[zones] warm_pool = 0` and the default `template = true`,
+// `[instances] readiness = "event"`.
 // The fake Nexus (a node:http recorder, 204 to everything) and the PUT client live in this
 // process, on 127.0.0.1; their CPU is not the agent's.
 //
@@ -333,6 +335,8 @@ backend = "sim"
 state_dir = "${join(dir, 'sim-host')}"
 latency = ${LATENCY_TOML[latency]}
 propolis = "${options.propolis}"
+# The sim's own state file is not a cost a sled's agent pays (its kernel keeps that state).
+state_write = "behind"
 
 [zones]
 warm_pool = 0

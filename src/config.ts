@@ -68,6 +68,14 @@ export const AgentConfigSchema = Type.Object({
      * loop) or "process" (one child process for all of them, as a sled runs each apart).
      */
     propolis: StringEnum(['in-process', 'process']),
+    /**
+     * Sim host: how its state file is written. "durable" (the default): every change fsynced
+     * before the operation returns, so a killed agent finds the host as a real one's kernel would
+     * keep it. "behind": written without fsync, at most every 500 ms, behind the operations; a
+     * kill may lose the last changes. For benchmarks, where the sim's own persistence is not a
+     * cost a sled's agent pays.
+     */
+    state_write: StringEnum(['durable', 'behind']),
     /** Sim host: size of each configured zpool, bytes. */
     pool_size: Type.Integer({ minimum: 1, format: 'uint64' }),
     /** illumos host: load the libraries from this directory instead of the system's. */
@@ -146,6 +154,7 @@ export function agentConfigDefaults(): Omit<AgentConfig, 'id' | 'nexus_address'>
       state_dir: '/var/oxide/sim-host',
       latency: 'realistic',
       propolis: 'in-process',
+      state_write: 'durable',
       links: ['stub0', 'net0', 'net1'],
       pool_size: 2 ** 40,
       opteadm: '/opt/oxide/opte/bin/opteadm',

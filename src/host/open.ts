@@ -9,6 +9,9 @@ import { IllumosHost, illumosAvailable } from '../illumos/host.js';
 import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type SimLatencies } from '../sim/host.js';
 import type { Host } from './index.js';
 
+/** `[host] state_write = "behind"`: the sim state file is written at most this often. */
+const SIM_WRITE_BEHIND_MS = 500;
+
 /** The sim host's latencies and jitter for a config's `host.latency`. */
 export function simLatencies(latency: AgentConfig['host']['latency']): { latencies: SimLatencies; jitter: number } {
   if (latency === 'zero') return { latencies: { ...ZERO_LATENCIES }, jitter: 0 };
@@ -44,6 +47,7 @@ export function openSimHost(config: AgentConfig, log: Logger): Promise<SimHost> 
     latencies,
     jitter,
     propolis: config.host.propolis,
+    ...(config.host.state_write === 'behind' ? { durable: false, writeBehindMs: SIM_WRITE_BEHIND_MS } : {}),
     logger: log.child({ component: 'sim-host' }),
   });
 }
