@@ -124,6 +124,19 @@ export class Instance {
   #reportedGen = -1;
   /** Provisionings queued and not started yet. */
   #runsQueued = 0;
+  /**
+   * Ends this start for the warm pool, which refills only when no start is under way: called
+   * once Propolis reports the VM running (its report to Nexus is part of the start), or when the
+   * provisioning ends without that.
+   */
+  #startEnded: (() => void) | null = null;
+  /** The zone was taken from the pool for this start and its health not checked yet (not persisted: adoption repairs). */
+  #poolZoneUnchecked = false;
+
+  #endStart(): void {
+    this.#startEnded?.();
+    this.#startEnded = null;
+  }
 
   /** `onDisk`: the record was read from the ledger (not created by a request not yet written). */
   constructor(
@@ -251,6 +264,7 @@ export class Instance {
   /** Stops watching and monitoring (shutdown of the agent); the VM keeps running. */
   close(): void {
     this.#closed = true;
+    this.#endStart();
     this.#provisioning?.abort(new Error('agent shutting down'));
     this.#monitor?.abort(new Error('agent shutting down'));
     this.#unwatch?.();
@@ -264,16 +278,17 @@ export class Instance {
   }
 
   /**
-   * Names the guest VNICs, and the zone and its control VNIC unless a warm zone may be taken
-   * for it (then provisioning does); kept until the teardown.
+   * Names the guest VNICs, and the zone: a ready one taken from the warm pool, or a new one with
+   * its control VNIC; in the ledger write of the request that runs the instance. Kept until the
+   * teardown.
    */
   #nameLinks(): void {
     if (this.record.zone !== null) return;
     if (this.record.guest_vnics.length === 0) this.record.guest_vnics = this.record.hardware.nics.map(() => this.ctx.vnics.guest());
-    if (this.ctx.pool?.hasReady()) return;
-    this.#nameZone();
+    if (!this.#takeFromPool()) this.#nameZone();
   }
 
+  /** A new zone's names. */
   #nameZone(): void {
     this.record.zone = newPropolisZoneName();
     this.record.control_vnic = this.ctx.vnics.control('Instance');
@@ -281,29 +296,45 @@ export class Instance {
     this.log = this.#logger();
   }
 
-  /**
-   * A warm zone from the pool (healthy, or the pool says none is), else a new zone's names; in
-   * the ledger before anything is made, in the same write that takes the zone from the pool.
-   */
-  async #chooseZone(phase: (p: Phase) => void): Promise<void> {
-    const pool = this.ctx.pool;
-    let taken = null;
-    if (pool?.hasReady()) {
-      phase('pool');
-      taken = await pool.take((zone) => {
-        this.record.zone = zone.name;
-        this.record.control_vnic = zone.control_vnic;
-        this.record.pooled = true;
-        this.log = this.#logger();
-      });
-    }
-    if (taken === null) {
-      if (this.record.guest_vnics.length === 0) this.record.guest_vnics = this.record.hardware.nics.map(() => this.ctx.vnics.guest());
-      this.#nameZone();
-    } else {
-      this.log.info({ zone: taken.name, control_vnic: taken.control_vnic, pool: pool?.counts() }, 'instance zone taken from the warm pool');
-    }
+  /** Takes a ready zone from the pool, if it has one; its health is checked before it is used. */
+  #takeFromPool(): boolean {
+    const taken = this.ctx.pool?.takeReady((zone) => {
+      this.record.zone = zone.name;
+      this.record.control_vnic = zone.control_vnic;
+      this.record.pooled = true;
+      this.#poolZoneUnchecked = true;
+      this.log = this.#logger();
+    }) ?? null;
+    if (taken !== null) this.log.info({ control_vnic: taken.control_vnic, pool: this.ctx.pool?.counts() }, 'instance zone taken from the warm pool');
+    return taken !== null;
+  }
+
+  /** After a teardown, or in a ledger from before: the zone chosen, and recorded, before anything is made. */
+  async #chooseZone(): Promise<void> {
+    this.#nameLinks();
     await this.#commit();
+  }
+
+  /**
+   * A zone taken from the pool for this start, checked before it is used: one that fails (gone,
+   * its milestone or Propolis not online) is removed and another chosen. Resolves with whether
+   * the zone is a checked pool zone (Propolis listening, no address yet).
+   */
+  async #checkPoolZone(phase: (p: Phase) => void): Promise<boolean> {
+    const pool = this.ctx.pool;
+    while (this.#poolZoneUnchecked && pool !== null) {
+      this.#poolZoneUnchecked = false;
+      const zone = this.record.zone as string;
+      phase('pool');
+      const problem = await pool.check(zone);
+      if (problem === null) return true;
+      this.log.warn({ problem }, 'the warm pool zone taken failed its health check; removing it and choosing another');
+      await removeZone(this.ctx.host, zone, [this.record.control_vnic as string], this.log);
+      this.record.zone = null;
+      this.record.control_vnic = null;
+      await this.#chooseZone();
+    }
+    return false;
   }
 
   #record(): void {
@@ -493,16 +524,17 @@ export class Instance {
       ctx.onPhase?.(this.id, p);
     };
     const wait = { readiness: settings.readiness, timeoutMs: settings.readyTimeoutMs, signal: abort.signal };
-    const startEnded = ctx.pool?.startBegun() ?? (() => {});
+    this.#endStart();
+    this.#startEnded = ctx.pool?.startBegun() ?? null;
+    let started = false;
     try {
       // The zone first, in the ledger, so a crash from here on leaves nothing we cannot find.
-      const fresh = this.record.zone === null;
-      if (fresh) await this.#chooseZone(phase);
+      if (this.record.zone === null) await this.#chooseZone();
+      // Taken from the pool for this start and healthy: its Propolis listens, it has no address yet.
+      const warm = await this.#checkPoolZone(phase);
       abort.signal.throwIfAborted();
       const zone = this.record.zone as string;
       const control = this.record.control_vnic as string;
-      // Taken from the pool by this provisioning: its Propolis listens and it has no address yet.
-      const warm = fresh && this.record.pooled === true;
       this.#zoneLost = false;
       this.#tearingDown = false;
       this.#watchZone();
@@ -595,6 +627,7 @@ export class Instance {
         if (vm.instance.state === 'Creating') await this.#propolis.putState('Run');
       }
       this.#startMonitor(fmri);
+      started = true;
     } catch (err) {
       // Whatever a step threw once the provisioning was cancelled (a Propolis request cut off,
       // a host call that finished into an aborted signal) is the cancellation, not a failure.
@@ -602,7 +635,8 @@ export class Instance {
       throw err;
     } finally {
       if (this.#provisioning === abort) this.#provisioning = null;
-      startEnded();
+      // A VM that was running already (adopted) is not waited for: the monitor may not see a change.
+      if (!started || !run) this.#endStart();
     }
   }
 
@@ -747,6 +781,7 @@ export class Instance {
       }
       const action = await this.#observe(observed.state);
       if (observed.state === 'Running') this.ctx.onPhase?.(this.id, 'running');
+      if (observed.state !== 'Creating' && observed.state !== 'Starting') this.#endStart();
       if (action === 'destroy') {
         this.#stopMonitor();
         this.#enqueue('teardown', async () => {
@@ -861,6 +896,7 @@ export class Instance {
   /** Removes the zone and VNICs; what is gone already is skipped. */
   async #teardown(): Promise<void> {
     this.#tearingDown = true;
+    this.#endStart();
     this.#stopMonitor();
     this.#unwatch?.();
     this.#unwatch = null;
@@ -873,6 +909,7 @@ export class Instance {
     this.record.control_vnic = null;
     this.record.guest_vnics = [];
     delete this.record.pooled;
+    this.#poolZoneUnchecked = false;
     await this.#commit();
   }
 }

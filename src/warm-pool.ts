@@ -19,7 +19,8 @@
 // Refilling runs only while no instance is being provisioned (each zone's clone and boot would
 // compete with a start for the same disks and CPUs), all missing zones at once. A pool zone
 // whose health fails (the zone went away, its milestone or Propolis not online) is removed and
-// replaced, never handed out.
+// replaced; a start that took one finds out before it uses it, removes it and takes another or
+// makes its own.
 import type { Logger } from 'pino';
 import type { Host } from './host/index.js';
 import { isHostError } from './host/index.js';
@@ -123,11 +124,6 @@ export class WarmPool {
     return this.#templateReady ? this.#ctx.table.template : null;
   }
 
-  /** Whether a start would find a ready zone now (it may still fail its health check). */
-  hasReady(): boolean {
-    return this.counts().ready > 0;
-  }
-
   /**
    * Resolves once start-up's work is done (the template installed or removed, the recorded
    * zones adopted or removed) and the pool holds its target of ready zones.
@@ -210,29 +206,38 @@ export class WarmPool {
   }
 
   /**
-   * Takes a ready zone for an instance, after checking its health; `claim` runs synchronously
-   * as the zone leaves the pool's table, so the ledger write that follows has it in exactly one
-   * place. Null when no ready zone is healthy: the caller makes its own.
+   * Takes a ready zone for an instance, at once: `claim` runs as the zone leaves the pool's
+   * table, so the ledger write that follows (the request's own) has it in exactly one place.
+   * Null when none is ready: the caller makes its own. The taker checks the zone's health
+   * (check()) before it uses it.
    */
-  async take(claim: (zone: PoolZoneRecord) => void): Promise<PoolZoneRecord | null> {
-    for (;;) {
-      const name = [...this.#status].find(([, status]) => status === 'ready')?.[0];
-      if (name === undefined) return null;
-      // Not handed out twice while its health is checked.
-      this.#status.set(name, 'warming');
-      const problem = await this.#health(name);
+  takeReady(claim: (zone: PoolZoneRecord) => void): PoolZoneRecord | null {
+    for (const [name, status] of this.#status) {
+      if (status !== 'ready') continue;
       const record = this.#ctx.table.zones[name];
-      if (problem !== null || record === undefined || this.#status.get(name) !== 'warming') {
-        this.#log.warn({ zone: name, problem }, 'warm pool zone failed its health check; replacing it');
-        void this.#replace(name);
-        continue;
-      }
       this.#status.delete(name);
+      if (record === undefined) continue;
       delete this.#ctx.table.zones[name];
       claim(record);
       this.#refill();
       return record;
     }
+    return null;
+  }
+
+  /** What is wrong with a zone now (taken from the pool, or in it), or null: it runs, its milestone and Propolis are online. */
+  async check(name: string): Promise<string | null> {
+    const { host } = this.#ctx;
+    const state = (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
+    if (state !== 'running') return `zone is ${state ?? 'gone'}`;
+    for (const fmri of [NETWORK_MILESTONE, propolisFmri(name)]) {
+      try {
+        await host.events.waitForService(name, fmri, ['online'], { timeoutMs: 0 });
+      } catch (err) {
+        return `${fmri} is not online (${(err as Error).message})`;
+      }
+    }
+    return null;
   }
 
   /** Counts a provisioning under way, so refills wait for it; returns its end. */
@@ -253,21 +258,6 @@ export class WarmPool {
     this.#abort.abort(new Error('agent shutting down'));
     this.#unwatch?.();
     this.#wake();
-  }
-
-  /** What is wrong with a ready zone now, or null. */
-  async #health(name: string): Promise<string | null> {
-    const { host } = this.#ctx;
-    const state = (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
-    if (state !== 'running') return `zone is ${state ?? 'gone'}`;
-    for (const fmri of [NETWORK_MILESTONE, propolisFmri(name)]) {
-      try {
-        await host.events.waitForService(name, fmri, ['online'], { timeoutMs: 0 });
-      } catch (err) {
-        return `${fmri} is not online (${(err as Error).message})`;
-      }
-    }
-    return null;
   }
 
   /** Makes up the pool's deficit, in the background, once no start is under way. */
