@@ -77,13 +77,14 @@ export class SimZoneEvents {
     const first = evaluate();
     if (first !== null) return 'value' in first ? Promise.resolve(first.value) : Promise.reject(first.error);
     return new Promise<T>((resolve, reject) => {
+      let unclose = (): void => {};
       const cleanup = (): void => {
         const set = this.waiters.get(zone);
         set?.delete(waiter);
         if (set?.size === 0) this.waiters.delete(zone);
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        this.m.closed.removeEventListener('abort', onClose);
+        unclose();
       };
       const waiter: Waiter = {
         check: () => {
@@ -110,7 +111,7 @@ export class SimZoneEvents {
       if (set === undefined) this.waiters.set(zone, (set = new Set()));
       set.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.m.closed.addEventListener('abort', onClose, { once: true });
+      unclose = this.m.onClose(onClose);
     });
   }
 

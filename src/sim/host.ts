@@ -244,6 +244,8 @@ export class SimHost implements Host {
   /** By zone or VNIC name, when recordLatencies; null otherwise. */
   private readonly drawn: Map<string, DrawnLatency[]> | null;
   private readonly closeCtl = new AbortController();
+  /** SimMachine.onClose's callbacks. */
+  private readonly closeFns = new Set<() => void>();
 
   private readonly simLinks: SimLinks;
   private readonly simZfs: SimZfs;
@@ -277,7 +279,7 @@ export class SimHost implements Host {
       throw new TypeError(`writeBehindMs must be a number of ms >= 0, got ${this.writeBehindMs}`);
     }
     this.drawn = options.recordLatencies ? new Map() : null;
-    // Every pending wait listens for close(): many at once is normal, not a leak.
+    // A few listen on the signal itself (the zones' runtimes); the many pending waits use onClose.
     setMaxListeners(0, this.closeCtl.signal);
 
     // What the subsystems share of this host (machine.ts).
@@ -285,6 +287,7 @@ export class SimHost implements Host {
       log: this.log,
       latencies: this.latencies,
       closed: this.closeCtl.signal,
+      onClose: (fn) => this.onClose(fn),
       opened: () => this.opened(),
       ready: (fn) => this.ready(fn),
       persist: () => this.persist(),
@@ -409,6 +412,8 @@ export class SimHost implements Host {
     this.closing ??= (async () => {
       await this.started?.catch(() => {});
       this.closeCtl.abort(hostError('ECANCELED', 'the simulated host was closed'));
+      for (const fn of [...this.closeFns]) fn();
+      this.closeFns.clear();
       await this.simSmf.closeServers(this.simZones.runtimes());
       await this.writing;
     })();
@@ -627,45 +632,59 @@ export class SimHost implements Host {
     return Math.max(0, ms * (1 + this.jitter * (2 * this.random() - 1)));
   }
 
+  /** See SimMachine.onClose. */
+  private onClose(fn: () => void): () => void {
+    this.closeFns.add(fn);
+    return () => {
+      this.closeFns.delete(fn);
+    };
+  }
+
   /** Waits `ms` unless a signal (or close()) aborts first: then rejects with its reason. */
   private sleep(ms: number, ...signals: AbortSignal[]): Promise<void> {
-    const sources = [this.closeCtl.signal, ...signals];
-    const fired = sources.find((s) => s.aborted);
+    const fired = [this.closeCtl.signal, ...signals].find((s) => s.aborted);
     if (fired !== undefined) return Promise.reject(fired.reason);
     if (ms <= 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const onAbort = (event: Event): void => {
+      const fail = (reason: unknown): void => {
         done();
-        reject((event.target as AbortSignal).reason);
+        reject(reason);
       };
+      const onAbort = (event: Event): void => fail((event.target as AbortSignal).reason);
+      const onClose = (): void => fail(this.closeCtl.signal.reason);
+      let unclose = (): void => {};
       const done = (): void => {
         clearTimeout(timer);
-        for (const s of sources) s.removeEventListener('abort', onAbort);
+        unclose();
+        for (const s of signals) s.removeEventListener('abort', onAbort);
       };
       const timer = setTimeout(() => {
         done();
         resolve();
       }, Math.min(ms, MAX_TIMER_MS));
-      for (const s of sources) s.addEventListener('abort', onAbort, { once: true });
+      unclose = this.onClose(onClose);
+      for (const s of signals) s.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   /** Runs `fn` after `ms` unless `signal` (or close()) aborts first. */
   private after(ms: number, signal: AbortSignal, fn: () => void | Promise<void>): void {
-    const sources = [this.closeCtl.signal, signal];
-    if (sources.some((s) => s.aborted)) return;
+    if (this.closeCtl.signal.aborted || signal.aborted) return;
+    let unclose = (): void => {};
     const done = (): void => {
       clearTimeout(timer);
-      for (const s of sources) s.removeEventListener('abort', done);
+      unclose();
+      signal.removeEventListener('abort', done);
     };
     const timer = setTimeout(() => {
       done();
-      if (sources.some((s) => s.aborted)) return;
+      if (this.closeCtl.signal.aborted || signal.aborted) return;
       Promise.resolve()
         .then(fn)
         .catch((err: unknown) => this.log.error({ err }, 'simulated host step failed'));
     }, Math.min(ms, MAX_TIMER_MS));
-    for (const s of sources) s.addEventListener('abort', done, { once: true });
+    unclose = this.onClose(done);
+    signal.addEventListener('abort', done, { once: true });
   }
 }
 

@@ -13,6 +13,12 @@ export interface SimMachine {
   readonly latencies: Readonly<SimLatencies>;
   /** Aborted (reason ECANCELED) by close(): every pending sleep and wait ends with it. */
   readonly closed: AbortSignal;
+  /**
+   * Runs `fn` at close() (after `closed` aborts); returns its removal. What every pending sleep
+   * and wait uses rather than a listener on `closed`: an EventTarget's addEventListener walks its
+   * listeners, so with thousands of waits pending each one cost O(n).
+   */
+  onClose(fn: () => void): () => void;
   /** Loaded, and not closed (ECANCELED after close()). */
   opened(): Promise<void>;
   /** `fn()` once opened. */
