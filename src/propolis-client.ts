@@ -234,6 +234,10 @@ export class PropolisClient {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         signal,
+        // undici closes the connection after a GET with a body (for servers that would not read
+        // it) unless told otherwise; Propolis's state monitor is such a GET and reads its body,
+        // so every long poll would cost a new connection (at 1,000 instances, ~2,000 connects).
+        reset: false,
       });
     } catch (err) {
       if (longPoll && client !== undefined) this.polling.delete(client);

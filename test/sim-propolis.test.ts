@@ -2,6 +2,7 @@
 // machine, the state-monitor long poll, errors, export/import of the VM, and the client's error
 // classification (UNREACHABLE / HTTP / ABORTED).
 import { randomUUID } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import { createServer as createNetServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PropolisInstanceState } from '../src/common/instance.js';
@@ -117,6 +118,22 @@ describe('simulated Propolis: the VM and the state monitor', () => {
 
   // The monitor answers with the latest state (as Propolis's watch does: a slow poller may skip
   // one); the complete history is what onChange reports.
+  it('the client keeps one connection through ensure, Run and state-monitor long polls (a GET with a body)', async () => {
+    const { client } = await start({ latencies: { vmBoot: 20, vmStep: 5 } });
+    let connections = 0;
+    const onConnect = () => { connections += 1; };
+    diagnostics.subscribe('undici:client:connected', onConnect);
+    try {
+      await client.ensure(ensureRequest());
+      await client.putState('Run');
+      await follow(client, 0, 'Running');
+      await client.stateMonitor(0);
+    } finally {
+      diagnostics.unsubscribe('undici:client:connected', onConnect);
+    }
+    expect(connections).toBe(1);
+  });
+
   it('Run goes Creating -> Starting -> Running, one generation per step', async () => {
     const history: Array<[number, PropolisInstanceState]> = [];
     const { client } = await start({ onChange: (s) => history.push([s.gen, s.state]) });
