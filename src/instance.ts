@@ -109,6 +109,8 @@ export class Instance {
   #propolis: PropolisClient | null = null;
   #monitor: AbortController | null = null;
   #unwatch: (() => void) | null = null;
+  /** The zone #unwatch listens to. */
+  #watched: string | null = null;
   /** Set while the agent itself halts the zone, so its events are not taken for a failure. */
   #tearingDown = false;
   #closed = false;
@@ -475,7 +477,9 @@ export class Instance {
 
   /** Watches the zone for an exit the agent did not ask for, at any phase. */
   #watchZone(): void {
-    if (this.#unwatch) return;
+    if (this.#unwatch && this.#watched === this.zone) return;
+    this.#unwatch?.();
+    this.#watched = this.zone;
     this.#unwatch = this.ctx.host.events.subscribe((event) => {
       if (event.zonename !== this.zone || this.#tearingDown) return;
       if (event.newstate !== 'shutting_down' && event.newstate !== 'uninitialized') return;
@@ -487,7 +491,7 @@ export class Instance {
       this.#enqueue('zone lost', async () => {
         await this.#failed('zone went away', new Error(`zone ${this.zone} went ${event.newstate}`));
       });
-    });
+    }, this.zone ?? undefined);
   }
 
   #propolisAddr(): { host: string; port: number } {

@@ -171,8 +171,11 @@ export interface WaitOptions {
 export type SmfState = 'uninitialized' | 'offline' | 'online' | 'degraded' | 'maintenance' | 'disabled' | 'legacy_run';
 
 export interface HostEvents {
-  /** Calls `listener` for every zone state change until the returned function is called. */
-  subscribe(listener: (event: ZoneStateEvent) => void): () => void;
+  /**
+   * Calls `listener` for every zone state change (or, with `zone`, for that zone's only) until
+   * the returned function is called.
+   */
+  subscribe(listener: (event: ZoneStateEvent) => void, zone?: string): () => void;
   /**
    * Resolves once `zone` is running (at once if it already is). Rejects with code ZONE_GONE if
    * the zone stops existing in the kernel or is removed while waiting.

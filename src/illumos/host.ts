@@ -40,6 +40,7 @@ import { isNativeError, loadNative, type CoreNative, type NativeAddon } from './
 import type { NativeZoneEventSubscription } from './native-types/events.js';
 import type { NativeVnic } from './native-types/dladm.js';
 import { cloneRefusal } from '../host/clone.js';
+import { ZoneListeners } from '../host/zone-listeners.js';
 import { SMF_STATES, assertInstanceFmri, validateDatasetName, validateLinkName, validateZoneName } from '../host/names.js';
 import { createVnic, deleteVnic, listVnics, lookupLink, setLinkZone } from './vnic.js';
 import {
@@ -175,7 +176,7 @@ class WaitScope {
       if (ev.zonename !== zone) return;
       if (ev.newstate === 'running') this.#resolveRunning();
       else if (ev.newstate === 'shutting_down' || ev.newstate === 'uninitialized') this.gone(`zone ${zone} went ${ev.newstate}`);
-    });
+    }, zone);
     this.#timer = setTimeout(() => {
       this.end(
         Object.assign(new Error(`timed out after ${options.timeoutMs} ms waiting for ${what}`), { code: 'ETIMEDOUT' }),
@@ -250,7 +251,7 @@ export class IllumosHost implements Host {
 
   /** The waits in progress (close() ends them). */
   #scopes = new Set<WaitScope>();
-  #listeners = new Set<(event: ZoneStateEvent) => void>();
+  readonly #listeners = new ZoneListeners();
   #subscription: NativeZoneEventSubscription | null = null;
   #closing: Promise<void> | null = null;
   #options: IllumosHostOptions;
@@ -300,13 +301,7 @@ export class IllumosHost implements Host {
 
   #dispatch(ev: ZoneStateEvent): void {
     if (this.#closing !== null) return;
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener(ev);
-      } catch (err) {
-        this.#log.warn({ err, event: { ...ev, when: ev.when.toString() } }, 'a zone event listener threw');
-      }
-    }
+    this.#listeners.emit(ev, (err) => this.#log.warn({ err, event: { ...ev, when: ev.when.toString() } }, 'a zone event listener threw'));
   }
 
   // ---- links ----
@@ -469,14 +464,7 @@ export class IllumosHost implements Host {
 
   #makeEvents(): HostEvents {
     return {
-      subscribe: (listener) => {
-        if (typeof listener !== 'function') throw new TypeError('listener must be a function');
-        const entry = (ev: ZoneStateEvent): void => listener(ev);
-        this.#listeners.add(entry);
-        return () => {
-          this.#listeners.delete(entry);
-        };
-      },
+      subscribe: (listener, zone) => this.#listeners.add(listener, zone),
       waitForZoneRunning: (zone, options) => this.#waitForZoneRunning(zone, options),
       waitForService: (zone, fmri, states, options) => this.#waitForService(zone, fmri, states, options),
     };

@@ -2,6 +2,7 @@
 // events.ts over the zone event channel, and smf.ts's property-group wait): every change a
 // subsystem makes re-checks the waits on its zone, so nothing polls. A wait on a zone that leaves
 // the kernel, or is deleted, rejects with ZONE_GONE.
+import { ZoneListeners } from '../host/zone-listeners.js';
 import {
   hostError,
   type HostError,
@@ -30,7 +31,7 @@ export function kernelEventState(state: ZoneState): ZoneEventState {
 }
 
 export class SimZoneEvents {
-  private readonly listeners = new Set<(event: ZoneStateEvent) => void>();
+  private readonly listeners = new ZoneListeners();
   /** Pending waits by zone: a change re-checks only its own zone's. */
   private readonly waiters = new Map<string, Set<Waiter>>();
 
@@ -41,22 +42,13 @@ export class SimZoneEvents {
     private readonly smf: SimSmf,
   ) {}
 
-  subscribe(listener: (event: ZoneStateEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+  subscribe(listener: (event: ZoneStateEvent) => void, zone?: string): () => void {
+    return this.listeners.add(listener, zone);
   }
 
   emit(rec: ZoneRecord, zoneid: number, oldstate: ZoneEventState, newstate: ZoneEventState): void {
     const event: ZoneStateEvent = { zonename: rec.spec.name, zoneid, oldstate, newstate, when: process.hrtime.bigint() };
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(event);
-      } catch (err) {
-        this.m.log.error({ err }, 'a zone event listener threw');
-      }
-    }
+    this.listeners.emit(event, (err) => this.m.log.error({ err }, 'a zone event listener threw'));
     this.notify(rec.spec.name);
   }
 

@@ -365,7 +365,7 @@ export class SimHost implements Host {
     });
     const events = this.simEvents;
     this.events = {
-      subscribe: (listener) => events.subscribe(listener),
+      subscribe: (listener, zone) => events.subscribe(listener, zone),
       waitForZoneRunning: (zone, options) => events.waitForZoneRunning(zone, options),
       waitForService: (zone, fmri, states, options) => events.waitForService(zone, fmri, states, options),
     };
@@ -692,7 +692,7 @@ export class SimHost implements Host {
 async function writeJsonRenamed(path: string, value: unknown): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { flag: 'wx', mode: 0o644 });
+    await writeFile(tmp, `${JSON.stringify(value)}\n`, { flag: 'wx', mode: 0o644 });
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });

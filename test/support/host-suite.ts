@@ -399,6 +399,32 @@ export function hostSuite(name: string, fixture: () => Promise<HostFixture>): vo
       });
     });
 
+    describe('zone events for one zone (events.subscribe with a zone)', () => {
+      it('delivers that zone\'s events only, beside a listener for all', async () => {
+        const mine: string[] = [];
+        const all = new Set<string>();
+        let sawRunning = () => {};
+        const running = new Promise<void>((resolve) => { sawRunning = resolve; });
+        const off = host.events.subscribe((ev) => {
+          mine.push(`${ev.zonename}:${ev.newstate}`);
+          if (ev.newstate === 'running') sawRunning();
+        }, 'oxz_suite_b');
+        const offAll = host.events.subscribe((ev) => all.add(ev.zonename));
+        try {
+          await runningZone();
+          await runningZone('oxz_suite_b', 'oxControlSuite1');
+          await running;
+        } finally {
+          off();
+          offAll();
+        }
+        expect(all.has(ZONE)).toBe(true);
+        expect(mine.length).toBeGreaterThan(0);
+        expect(mine.every((e) => e.startsWith('oxz_suite_b:'))).toBe(true);
+        expect(mine).toContain('oxz_suite_b:running');
+      });
+    });
+
     describe('a zero deadline reads the present state once', () => {
       it('resolves for a running zone and an online service; ETIMEDOUT for a zone or service not in the state', async () => {
         await runningZone();
