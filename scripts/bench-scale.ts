@@ -79,6 +79,8 @@ interface Options {
   nodeArgs: string[];
   keep: boolean;
   logLevel: string;
+  /** Which latency tables get a floor run after each agent run. */
+  floor: 'small' | 'all' | 'none';
 }
 
 function usage(problem?: string): never {
@@ -86,7 +88,8 @@ function usage(problem?: string): never {
   console.error(`usage: npm run bench:scale -- [--counts 100,1000] [--latency small,realistic] [--deadline SECONDS]
                      [--entry head|build|dist|tsx] [--overlay src/FILE,...] [--stall SECONDS]
                      [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--heap-snapshot DIR]
-                     [--node-args="--max-semi-space-size=4 ..."] [--keep] [--log-level info]`);
+                     [--node-args="--max-semi-space-size=4 ..."] [--keep] [--log-level info]
+                     [--floor small|all|none]`);
   process.exit(2);
 }
 
@@ -108,6 +111,7 @@ function parseOptions(): Options {
         'node-args': { type: 'string', default: '' },
         keep: { type: 'boolean', default: false },
         'log-level': { type: 'string', default: 'info' },
+        floor: { type: 'string', default: 'small' },
         help: { type: 'boolean', default: false },
       },
       allowPositionals: false,
@@ -128,6 +132,7 @@ function parseOptions(): Options {
   const stall = Number(parsed.stall);
   if (!(stall > 0)) usage('--stall: seconds, > 0');
   if (parsed.propolis !== 'process' && parsed.propolis !== 'in-process') usage('--propolis: process or in-process');
+  if (parsed.floor !== 'small' && parsed.floor !== 'all' && parsed.floor !== 'none') usage('--floor: small, all or none');
   return {
     counts,
     latencies: latencies as LatencyName[],
@@ -142,6 +147,7 @@ function parseOptions(): Options {
     nodeArgs: parsed['node-args'].split(/\s+/).filter(Boolean),
     keep: parsed.keep,
     logLevel: parsed['log-level'],
+    floor: parsed.floor,
   };
 }
 
@@ -387,9 +393,14 @@ interface StartedAgent { child: ChildProcess; address: string; exited: Promise<n
  * - "tsx": src/ through tsx's loader, which costs the agent ~70 MB of RSS and its transpiling CPU
  *   (and a child process, esbuild's service, which is not counted as a Propolis farm).
  */
-function agentEntry(options: Options): { args: string[]; describe: string; cleanup: () => void } {
-  if (options.entry === 'dist') return { args: [join(ROOT, 'dist/bin/sled-agent.js')], describe: 'dist/ as it is', cleanup: () => undefined };
-  if (options.entry === 'tsx') return { args: ['--import', 'tsx', join(ROOT, 'src/bin/sled-agent.ts')], describe: 'src/ through tsx', cleanup: () => undefined };
+interface Built { args: string[]; describe: string; floor: { args: string[]; describe: string }; cleanup: () => void }
+
+/** The floor through tsx, from the working tree (with --entry dist or tsx). */
+const FLOOR_TSX = { args: ['--import', 'tsx', join(ROOT, 'scripts/scale-floor.ts')], describe: 'scripts/scale-floor.ts and src/ of the working tree through tsx' };
+
+function agentEntry(options: Options): Built {
+  if (options.entry === 'dist') return { args: [join(ROOT, 'dist/bin/sled-agent.js')], describe: 'dist/ as it is', floor: FLOOR_TSX, cleanup: () => undefined };
+  if (options.entry === 'tsx') return { args: ['--import', 'tsx', join(ROOT, 'src/bin/sled-agent.ts')], describe: 'src/ through tsx', floor: FLOOR_TSX, cleanup: () => undefined };
   const out = mkdtempSync(join(tmpdir(), 'bench-scale-build-'));
   let describe: string;
   let project: string;
@@ -418,10 +429,40 @@ function agentEntry(options: Options): { args: string[]; describe: string; clean
     console.log(`note: tsc reported errors (the build is used anyway):\n${text}`);
   }
   if (!existsSync(join(out, 'dist/bin/sled-agent.js'))) throw new Error(`the build in ${out} has no dist/bin/sled-agent.js`);
-  return { args: [join(out, 'dist/bin/sled-agent.js')], describe, cleanup: () => rmSync(out, { recursive: true, force: true }) };
+  const floor = options.floor === 'none' ? FLOOR_TSX : buildFloor(out, project, options);
+  return { args: [join(out, 'dist/bin/sled-agent.js')], describe, floor, cleanup: () => rmSync(out, { recursive: true, force: true }) };
 }
 
-let entryArgs: string[] = [];
+/**
+ * The floor compiled beside the agent, with the same compiler options, from the same src/ (HEAD
+ * plus overlays, or the working tree) and the working tree's scripts/scale-floor.ts: into
+ * <out>/floor/{scripts,src}, with the farm's child (src/sim/propolis-farm-main.ts), which nothing
+ * imports, compiled too. So neither side pays tsx.
+ */
+function buildFloor(out: string, project: string, options: Options): Built['floor'] {
+  if (project !== ROOT) {
+    mkdirSync(join(out, 'scripts'), { recursive: true });
+    copyFileSync(join(ROOT, 'scripts/scale-floor.ts'), join(out, 'scripts/scale-floor.ts'));
+  }
+  const tsconfig = join(out, 'tsconfig.floor.json');
+  writeFileSync(tsconfig, JSON.stringify({
+    extends: join(project, 'tsconfig.json'),
+    compilerOptions: { noEmit: false, rootDir: project, outDir: join(out, 'floor'), declaration: false, sourceMap: false },
+    include: [join(project, 'scripts/scale-floor.ts'), join(project, 'src/sim/propolis-farm-main.ts')],
+  }));
+  console.log(`compiling the floor (scripts/scale-floor.ts over the agent's src/) into ${out}/floor ...`);
+  try {
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', tsconfig], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const text = String((err as { stdout?: Buffer }).stdout ?? '').trim().split('\n').slice(0, 5).join('\n');
+    console.log(`note: tsc reported errors in the floor (the build is used anyway):\n${text}`);
+  }
+  const main = join(out, 'floor/scripts/scale-floor.js');
+  if (!existsSync(main)) throw new Error(`the floor build in ${out}/floor has no scripts/scale-floor.js`);
+  return { args: [main], describe: `scripts/scale-floor.ts compiled with the agent (${options.entry === 'head' ? 'its src/ from the agent\'s HEAD build' : 'the working tree'})` };
+}
+
+let built: Built | null = null;
 
 async function startAgentProcess(dir: string, label: string, options: Options): Promise<StartedAgent> {
   const configPath = join(dir, 'sled-agent.toml');
@@ -429,8 +470,15 @@ async function startAgentProcess(dir: string, label: string, options: Options): 
 
   if (options.heapSnapshot !== null) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', '--diagnostic-dir', options.heapSnapshot);
   if (options.heapProf !== null) nodeArgs.push('--heap-prof', '--heap-prof-dir', options.heapProf, '--heap-prof-name', `${label}.heapprofile`);
-  const entry = entryArgs;
-  const logFd = openSync(join(dir, 'agent.log'), 'a');
+  return startProcess([...nodeArgs, ...built!.args, 'run', configPath], dir, 'agent', label, options, 60_000);
+}
+
+/**
+ * `node <args>` in `dir`, stderr to <dir>/<name>.log; resolves with the address of its
+ * `listening on http://...` line on stdout.
+ */
+async function startProcess(args: string[], dir: string, name: string, label: string, options: Options, readyMs: number): Promise<StartedAgent> {
+  const logFd = openSync(join(dir, `${name}.log`), 'a');
   // NODE_OPTIONS is cleared: this process may have been started with some (npm, tsx) that are not
   // the agent's; profiling flags go on the agent's own argv so they do not reach its children.
   const env = { ...process.env };
@@ -439,11 +487,11 @@ async function startAgentProcess(dir: string, label: string, options: Options): 
   // carries into the Propolis farm the agent forks) starts the profiler in every process and
   // writes <label>.<pid>.cpuprofile when it exits.
   if (options.cpuProf !== null) {
-    const preload = join(dir, 'cpu-prof.cjs');
+    const preload = join(dir, `cpu-prof-${name}.cjs`);
     writeFileSync(preload, CPU_PROF_PRELOAD.replace('__DIR__', JSON.stringify(options.cpuProf)).replace('__LABEL__', JSON.stringify(label)));
     env.NODE_OPTIONS = `--require ${preload}`;
   }
-  const child = spawn(process.execPath, [...nodeArgs, ...entry, 'run', configPath], { cwd: ROOT, env, stdio: ['ignore', 'pipe', logFd] });
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', logFd] });
   closeSync(logFd);
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
   const address = await new Promise<string>((res, rej) => {
@@ -457,10 +505,11 @@ async function startAgentProcess(dir: string, label: string, options: Options): 
       }
     };
     child.stdout!.on('data', onData);
-    const timer = setTimeout(() => rej(new Error(`the agent did not print "listening on" within 60 s; see ${join(dir, 'agent.log')}`)), 60_000);
+    const log = join(dir, `${name}.log`);
+    const timer = setTimeout(() => rej(new Error(`the ${name} did not print "listening on" within ${readyMs / 1000} s; see ${log}`)), readyMs);
     void exited.then((code) => {
       clearTimeout(timer);
-      rej(new Error(`the agent exited (${code}) before listening; see ${join(dir, 'agent.log')}:\n${tail(join(dir, 'agent.log'))}`));
+      rej(new Error(`the ${name} exited (${code}) before listening; see ${log}:\n${tail(log)}`));
     });
     child.stdout!.once('data', () => clearTimeout(timer));
   });
@@ -522,26 +571,52 @@ interface RunResult {
   windowUs: [number, number] | null;
   /** The agent's CPU while idle just before the PUTs, ms per s. */
   idleCpuMsPerS: number | null;
+  /** The floor run after it (scripts/scale-floor.ts), null when --floor leaves this table out. */
+  floor: FloorResult | null;
 }
 
-async function runOnce(latency: LatencyName, n: number, options: Options): Promise<RunResult> {
-  const label = `${latency}-N${n}`;
-  const say = (s: string) => console.log(`[${label}] ${s}`);
-  const dir = mkdtempSync(join(tmpdir(), 'bench-scale-'));
-  const problems: string[] = [];
-  const nexus = await NexusRecorder.start();
-  writeFileSync(join(dir, 'sled-agent.toml'), configToml(dir, nexus.address, latency, options));
-  let agent: StartedAgent | null = null;
-  const result: RunResult = { latency, n, ok: false, problems, wallMs: null, acceptedMs: null, agent: null, farm: null, reports: 0, runDir: dir, windowUs: null, idleCpuMsPerS: null };
+/** The same N through scripts/scale-floor.ts: the agent's wire exchanges with no agent logic. */
+interface FloorResult {
+  /** How the floor ran (compiled with the agent, or through tsx). */
+  entry: string;
+  ok: boolean;
+  problems: string[];
+  wallMs: number | null;
+  acceptedMs: number | null;
+  /** The floor process, measured as the agent is (same window: first PUT to last running). */
+  process: ProcFigures | null;
+  /** Its Propolis farm. */
+  farm: (ProcFigures & { command: string }) | null;
+  reports: number;
+  idleCpuMsPerS: number | null;
+  /** The agent's CPU per instance less the floor's, ms: what the agent's own logic costs. */
+  agentAboveFloorMsPerInstance: number | null;
+  runDir: string;
+}
+
+/** What drive() measured of one process serving the N PUTs. */
+interface Driven {
+  wallMs: number | null;
+  acceptedMs: number;
+  proc: ProcFigures;
+  farm: (ProcFigures & { command: string }) | null;
+  reports: number;
+  windowUs: [number, number] | null;
+  idleCpuMsPerS: number;
+}
+
+/**
+ * Sends the N PUTs at once to the process `pid` listening on `address` and waits until the fake
+ * Nexus has `running` for all (or a failure, the deadline, a stall); measures `pid`'s CPU and
+ * RSS from just before the first PUT to the last running, and its busiest child's (the farm).
+ * Problems are pushed on `problems`; `log` is named in them.
+ */
+async function drive(pid: number, address: string, nexus: NexusRecorder, n: number, options: Options, say: (s: string) => void, problems: string[], log: string,
+  afterWindow?: () => Promise<void>): Promise<Driven> {
+  const [host, portText] = [address.slice(0, address.lastIndexOf(':')), address.slice(address.lastIndexOf(':') + 1)];
+  const httpAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   let sampler: NodeJS.Timeout | null = null;
   try {
-    agent = await startAgentProcess(dir, label, options);
-    const pid = agent.child.pid!;
-    await nexus.until(() => nexus.registered && nexus.zpools >= 1, 60_000, 'the agent\'s registration and its zpool');
-    say(`agent pid ${pid} on ${agent.address}, Nexus on ${nexus.address}; sending ${n} PUTs at once`);
-
-    const [host, portText] = [agent.address.slice(0, agent.address.lastIndexOf(':')), agent.address.slice(agent.address.lastIndexOf(':') + 1)];
-    const httpAgent = new Agent({ keepAlive: true, maxSockets: 256 });
     const send = (method: string, path: string, body?: string) => new Promise<{ status: number; text: string }>((res, rej) => {
       const req = request({ host, port: Number(portText), method, path, agent: httpAgent, timeout: options.deadlineMs,
         headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (r) => {
@@ -556,7 +631,7 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     // Nexus keeps its connections to a sled agent: open them before the clock starts.
     await Promise.all(Array.from({ length: 256 }, () => send('GET', '/').catch(() => undefined)));
 
-    // Farm processes found while running (the agent's children), with their peak RSS sampled.
+    // Farm processes found while running (the children), with their peak RSS sampled.
     const farm = new Map<number, { cpu0: number; sys0: number; peak: number }>();
     const findFarm = () => {
       for (const c of childrenOf(pid)) {
@@ -566,19 +641,21 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
       for (const [c, f] of farm) f.peak = Math.max(f.peak, procMem(c)?.rss ?? 0);
     };
     findFarm();
-    let agentPeak = 0;
+    let peak = 0;
     sampler = setInterval(() => {
-      agentPeak = Math.max(agentPeak, procMem(pid)?.rss ?? 0);
+      peak = Math.max(peak, procMem(pid)?.rss ?? 0);
       findFarm();
     }, 200);
 
-    // What the agent costs doing nothing (timers, the farm's channel, ...), for scale.
+    // What the process costs doing nothing (timers, the farm's channel, ...), for scale.
     const idle0 = procStat(pid)!.cpuMs;
     await new Promise((r) => setTimeout(r, IDLE_SAMPLE_MS));
-    result.idleCpuMsPerS = ((procStat(pid)!.cpuMs - idle0) * 1000) / IDLE_SAMPLE_MS;
+    const idleCpuMsPerS = ((procStat(pid)!.cpuMs - idle0) * 1000) / IDLE_SAMPLE_MS;
     const mem0 = procMem(pid)!;
     const stat0 = procStat(pid)!;
     const cpu0 = stat0.cpuMs;
+    // Reports to Nexus in the window (the floor's warm-up made one before it).
+    const reports0 = nexus.reports;
     const t0 = performance.now();
     const t0Us = Number(process.hrtime.bigint() / 1000n);
     let lastAccepted = t0;
@@ -604,10 +681,10 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
         lastReports = nexus.reports;
         lastChange = performance.now();
       } else if (performance.now() - lastChange > options.stallMs) {
-        problems.push(`no progress for ${options.stallMs / 1000} s (no report to Nexus): given up; see ${join(dir, 'agent.log')}`);
+        problems.push(`no progress for ${options.stallMs / 1000} s (no report to Nexus): given up; see ${log}`);
         stalled!();
       }
-      say(`${running}/${n} running after ${((performance.now() - t0) / 1000).toFixed(1)} s; agent CPU ${((procStat(pid)?.cpuMs ?? cpu0) - cpu0).toFixed(0)} ms, RSS ${mb(procMem(pid)?.rss ?? 0)}`);
+      say(`${running}/${n} running after ${((performance.now() - t0) / 1000).toFixed(1)} s; CPU ${((procStat(pid)?.cpuMs ?? cpu0) - cpu0).toFixed(0)} ms, RSS ${mb(procMem(pid)?.rss ?? 0)}`);
     }, 10_000);
     try {
       await Promise.race([stall, nexus.until(() => tracked.every((t) => t.runningAt !== null || t.putError !== null || t.failedState !== null), options.deadlineMs, `running for all ${n} instances`)]);
@@ -625,7 +702,7 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     clearInterval(sampler);
     sampler = null;
     findFarm();
-    if (options.heapSnapshot !== null && problems.length === 0) await heapSnapshot(pid, options.heapSnapshot, say);
+    if (afterWindow !== undefined && problems.length === 0) await afterWindow();
 
     const missing = tracked.filter((t) => t.runningAt === null);
     const putErrors = tracked.filter((t) => t.putError !== null);
@@ -634,16 +711,11 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     if (failed.length > 0) problems.push(`${failed.length} instances reported failed or destroyed to Nexus`);
     if (missing.length > 0) problems.push(`${missing.length} of ${n} instances never reached running`);
 
-    result.wallMs = missing.length === 0 ? end - t0 : null;
-    if (Number.isFinite(end)) result.windowUs = [t0Us, Math.round(t0Us + (end - t0) * 1000)];
-    result.acceptedMs = lastAccepted - t0;
-    result.reports = nexus.reports;
-    const figures = (p: number, cpuMs: number, sysMs: number, start: ProcMem, endMem: ProcMem, peak: number): ProcFigures => ({
-      pid: p, cpuMs, sysMs, cpuMsPerInstance: cpuMs / n, rssStartBytes: start.rss, rssEndBytes: endMem.rss, hwmBytes: endMem.hwm, rssPeakSampledBytes: Math.max(peak, endMem.rss),
+    const figures = (p: number, cpuMs: number, sysMs: number, start: ProcMem, endMem: ProcMem, peakRss: number): ProcFigures => ({
+      pid: p, cpuMs, sysMs, cpuMsPerInstance: cpuMs / n, rssStartBytes: start.rss, rssEndBytes: endMem.rss, hwmBytes: endMem.hwm, rssPeakSampledBytes: Math.max(peakRss, endMem.rss),
     });
-    result.agent = figures(pid, cpu1 - cpu0, sys, mem0, mem1, agentPeak);
-    // The farm: the agent's child with the most CPU in the window (there should be one).
-    let best: RunResult['farm'] = null;
+    // The farm: the child with the most CPU in the window (there should be one).
+    let best: Driven['farm'] = null;
     for (const [c, f] of farm) {
       const s = procStat(c);
       const m = procMem(c);
@@ -651,21 +723,108 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
       const fig = { ...figures(c, s.cpuMs - f.cpu0, s.sysMs - f.sys0, { rss: NaN, hwm: NaN }, m, f.peak), command: cmdline(c).slice(0, 160) };
       if (best === null || fig.cpuMs > best.cpuMs) best = fig;
     }
-    result.farm = best;
+    return {
+      wallMs: missing.length === 0 ? end - t0 : null,
+      acceptedMs: lastAccepted - t0,
+      proc: figures(pid, cpu1 - cpu0, sys, mem0, mem1, peak),
+      farm: best,
+      reports: nexus.reports - reports0,
+      windowUs: Number.isFinite(end) ? [t0Us, Math.round(t0Us + (end - t0) * 1000)] : null,
+      idleCpuMsPerS,
+    };
+  } finally {
+    if (sampler !== null) clearInterval(sampler);
+    httpAgent.destroy();
+  }
+}
+
+async function runOnce(latency: LatencyName, n: number, options: Options): Promise<RunResult> {
+  const label = `${latency}-N${n}`;
+  const say = (s: string) => console.log(`[${label}] ${s}`);
+  const dir = mkdtempSync(join(tmpdir(), 'bench-scale-'));
+  const problems: string[] = [];
+  const nexus = await NexusRecorder.start();
+  writeFileSync(join(dir, 'sled-agent.toml'), configToml(dir, nexus.address, latency, options));
+  let agent: StartedAgent | null = null;
+  const result: RunResult = { latency, n, ok: false, problems, wallMs: null, acceptedMs: null, agent: null, farm: null, reports: 0, runDir: dir, windowUs: null, idleCpuMsPerS: null, floor: null };
+  try {
+    agent = await startAgentProcess(dir, label, options);
+    const pid = agent.child.pid!;
+    await nexus.until(() => nexus.registered && nexus.zpools >= 1, 60_000, 'the agent\'s registration and its zpool');
+    say(`agent pid ${pid} on ${agent.address}, Nexus on ${nexus.address}; sending ${n} PUTs at once`);
+    const d = await drive(pid, agent.address, nexus, n, options, say, problems, join(dir, 'agent.log'),
+      options.heapSnapshot === null ? undefined : () => heapSnapshot(pid, options.heapSnapshot!, say));
+    result.wallMs = d.wallMs;
+    result.windowUs = d.windowUs;
+    result.acceptedMs = d.acceptedMs;
+    result.reports = d.reports;
+    result.agent = d.proc;
+    result.farm = d.farm;
+    result.idleCpuMsPerS = d.idleCpuMsPerS;
     result.ok = problems.length === 0;
+    const best = d.farm;
     say(`${result.ok ? 'all running' : 'FAILED'} in ${result.wallMs === null ? '-' : `${(result.wallMs / 1000).toFixed(2)} s`}; `
       + `agent CPU ${result.agent.cpuMs.toFixed(0)} ms (${result.agent.cpuMsPerInstance.toFixed(2)} ms/instance), VmHWM ${mb(result.agent.hwmBytes)}`
       + `${best ? `; farm pid ${best.pid} CPU ${best.cpuMs.toFixed(0)} ms, VmHWM ${mb(best.hwmBytes)}` : '; no child process (Propolis in the agent)'}`);
     for (const p of problems) say(`problem: ${p}`);
-    httpAgent.destroy();
   } catch (err) {
     problems.push((err as Error).message);
     say(`problem: ${(err as Error).message}`);
   } finally {
-    if (sampler !== null) clearInterval(sampler);
     if (agent !== null) {
       const code = await stopAgent(agent);
       if (code !== 0 && code !== null) say(`note: the agent exited with ${code}; log: ${join(dir, 'agent.log')}`);
+    }
+    await nexus.close();
+    if (!result.ok || options.keep) say(`run directory kept: ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+  return result;
+}
+
+/** The VM latencies and jitter the agent's sim host gives its Propolis servers for a table (src/host/open.ts). */
+function floorVmLatencies(latency: LatencyName): { vmBoot: number; vmStep: number; jitter: number } {
+  return latency === 'small' ? { vmBoot: SMALL_STEP_MS, vmStep: SMALL_STEP_MS, jitter: 0 } : { vmBoot: 300, vmStep: 20, jitter: 0.2 };
+}
+
+/** The floor for the same table and N (scripts/scale-floor.ts), measured as the agent is. */
+async function runFloor(latency: LatencyName, n: number, options: Options, agentRun: RunResult): Promise<FloorResult> {
+  const label = `${latency}-N${n}-floor`;
+  const say = (s: string) => console.log(`[${label}] ${s}`);
+  const dir = mkdtempSync(join(tmpdir(), 'bench-scale-floor-'));
+  const problems: string[] = [];
+  const nexus = await NexusRecorder.start();
+  const floor = built!.floor;
+  const result: FloorResult = { entry: floor.describe, ok: false, problems, wallMs: null, acceptedMs: null, process: null, farm: null, reports: 0, idleCpuMsPerS: null, agentAboveFloorMsPerInstance: null, runDir: dir };
+  let proc: StartedAgent | null = null;
+  try {
+    const vm = floorVmLatencies(latency);
+    // Its farm's servers are started (warm) before it listens: a second per ~100 on a busy machine.
+    proc = await startProcess([...options.nodeArgs, ...floor.args, '--nexus', nexus.address, '--servers', String(n), '--vm-boot', String(vm.vmBoot), '--vm-step', String(vm.vmStep),
+      '--jitter', String(vm.jitter), '--log-level', options.logLevel], dir, 'floor', label, options, 120_000 + 200 * n);
+    const pid = proc.child.pid!;
+    say(`floor pid ${pid} on ${proc.address} (${floor.describe}); sending ${n} PUTs at once`);
+    const d = await drive(pid, proc.address, nexus, n, options, say, problems, join(dir, 'floor.log'));
+    result.wallMs = d.wallMs;
+    result.acceptedMs = d.acceptedMs;
+    result.process = d.proc;
+    result.farm = d.farm;
+    result.reports = d.reports;
+    result.idleCpuMsPerS = d.idleCpuMsPerS;
+    result.ok = problems.length === 0;
+    if (result.ok && agentRun.ok && agentRun.agent !== null) result.agentAboveFloorMsPerInstance = agentRun.agent.cpuMsPerInstance - d.proc.cpuMsPerInstance;
+    say(`${result.ok ? 'all running' : 'FAILED'} in ${result.wallMs === null ? '-' : `${(result.wallMs / 1000).toFixed(2)} s`}; `
+      + `floor CPU ${d.proc.cpuMs.toFixed(0)} ms (${d.proc.cpuMsPerInstance.toFixed(2)} ms/instance), VmHWM ${mb(d.proc.hwmBytes)}`
+      + `${d.farm ? `; farm pid ${d.farm.pid} CPU ${d.farm.cpuMs.toFixed(0)} ms` : ''}`
+      + `${result.agentAboveFloorMsPerInstance === null ? '' : `; agent CPU above the floor ${result.agentAboveFloorMsPerInstance.toFixed(2)} ms/instance`}`);
+    for (const p of problems) say(`problem: ${p}`);
+  } catch (err) {
+    problems.push((err as Error).message);
+    say(`problem: ${(err as Error).message}`);
+  } finally {
+    if (proc !== null) {
+      const code = await stopAgent(proc, 30_000);
+      if (code !== 0 && code !== null) say(`note: the floor exited with ${code}; log: ${join(dir, 'floor.log')}`);
     }
     await nexus.close();
     if (!result.ok || options.keep) say(`run directory kept: ${dir}`);
@@ -719,18 +878,26 @@ async function main(): Promise<number> {
   if (options.heapSnapshot !== null) mkdirSync(options.heapSnapshot, { recursive: true });
   if (options.entry === 'dist' && !existsSync(join(ROOT, 'dist/bin/sled-agent.js'))) usage('--entry dist: no dist/bin/sled-agent.js (npm run build)');
   const head = gitHead();
-  const built = agentEntry(options);
-  entryArgs = built.args;
+  const b = agentEntry(options);
+  built = b;
+  const floorFor = (latency: LatencyName) => options.floor === 'all' || (options.floor === 'small' && latency === 'small');
+  const loadStart = loadavg();
   console.log(`bench:scale: counts ${options.counts.join(', ')}; latency ${options.latencies.join(', ')}; [host] propolis = "${options.propolis}"; `
-    + `agent: ${built.describe}${options.nodeArgs.length > 0 ? ` with node ${options.nodeArgs.join(' ')}` : ''}; ${cpus().length} CPUs, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}; `
-    + `CLK_TCK ${CLK_TCK}; commit ${head}`);
+    + `agent: ${b.describe}${options.nodeArgs.length > 0 ? ` with node ${options.nodeArgs.join(' ')}` : ''}; `
+    + `floor: ${options.latencies.some(floorFor) ? `${b.floor.describe}, after each ${options.floor === 'all' ? '' : 'small-table '}run` : 'none'}; `
+    + `${cpus().length} CPUs, load ${loadStart.map((l) => l.toFixed(2)).join(' ')}; CLK_TCK ${CLK_TCK}; commit ${head}`);
   const runs: RunResult[] = [];
   try {
     for (const latency of options.latencies) {
-      for (const n of options.counts) runs.push(await runOnce(latency, n, options));
+      for (const n of options.counts) {
+        const run = await runOnce(latency, n, options);
+        runs.push(run);
+        // Right after the agent's run, on the machine as it is then.
+        if (floorFor(latency)) run.floor = await runFloor(latency, n, options, run);
+      }
     }
   } finally {
-    built.cleanup();
+    b.cleanup();
   }
 
   console.log('');
@@ -742,6 +909,29 @@ async function main(): Promise<number> {
       fixed(r.agent ? (r.agent.rssEndBytes - r.agent.rssStartBytes) / r.n / 1024 : null, 0),
       r.farm ? fixed(r.farm.cpuMs, 0) : '-', r.farm ? fixed(r.farm.cpuMsPerInstance, 2) : '-', r.farm ? mb(r.farm.hwmBytes) : '-',
     ]));
+  const floors = runs.filter((r) => r.floor !== null);
+  if (floors.length > 0) {
+    console.log('');
+    console.log(`CPU floor (scripts/scale-floor.ts: the agent's wire exchanges per start with its libraries, no agent logic; ${b.floor.describe}):`);
+    printTable(
+      ['latency', 'N', 'ok', 'agent ms/inst', 'floor ms/inst', 'agent above floor', 'floor of it sys', 'floor wall s', 'floor idle ms/s', 'floor VmHWM', 'farm ms/inst', 'reports/inst agent', 'floor'],
+      floors.map((r) => {
+        const f = r.floor!;
+        return [
+          r.latency, String(r.n), f.ok ? 'yes' : 'NO', fixed(r.agent?.cpuMsPerInstance, 2), fixed(f.process?.cpuMsPerInstance, 2), fixed(f.agentAboveFloorMsPerInstance, 2),
+          fixed(f.process ? f.process.sysMs / r.n : null, 2), fixed(f.wallMs === null ? null : f.wallMs / 1000, 2), fixed(f.idleCpuMsPerS, 0), mb(f.process?.hwmBytes ?? NaN),
+          f.farm ? fixed(f.farm.cpuMsPerInstance, 2) : '-', fixed(r.reports / r.n, 2), fixed(f.reports / r.n, 2),
+        ];
+      }));
+    for (const r of floors) {
+      const f = r.floor!;
+      if (f.agentAboveFloorMsPerInstance === null) continue;
+      console.log(`${r.latency} N = ${r.n}: agent ${fixed(r.agent?.cpuMsPerInstance, 2)} ms/instance, floor ${fixed(f.process?.cpuMsPerInstance, 2)} ms/instance: `
+        + `agent CPU above the floor ${fixed(f.agentAboveFloorMsPerInstance, 2)} ms/instance`
+        + `${f.process !== null && f.process.cpuMsPerInstance >= TARGET_CPU_MS_PER_INSTANCE ? ` (the floor alone is at or above the ${TARGET_CPU_MS_PER_INSTANCE} ms target)` : ''}`);
+    }
+    console.log(`(the agent: ${b.describe}; the floor: ${b.floor.describe}; the floor is information, not judged)`);
+  }
   console.log('');
   const vs = verdicts(runs, options);
   const large = Math.max(...options.counts);
@@ -756,13 +946,15 @@ async function main(): Promise<number> {
   const outDir = join(ROOT, 'results', 'scale');
   mkdirSync(outDir, { recursive: true });
   const json = JSON.stringify({
-    when: new Date().toISOString(), commit: head, cpus: cpus().length, loadavg: loadavg(), clkTck: CLK_TCK,
+    when: new Date().toISOString(), commit: head, cpus: cpus().length, loadavg: loadavg(), loadavgAtStart: loadStart, clkTck: CLK_TCK,
+    agentEntry: b.describe, floorEntry: b.floor.describe,
     options: { ...options },
     targets: { cpuMsPerInstance: TARGET_CPU_MS_PER_INSTANCE, rssBytes: TARGET_RSS_BYTES, timeRatio: TARGET_TIME_RATIO },
     runs, verdicts: vs,
   }, null, 2);
   writeFileSync(join(outDir, `${stamp}.json`), json);
   writeFileSync(join(outDir, 'latest.json'), json);
+  console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   console.log(`results: results/scale/${stamp}.json (and latest.json)`);
   if (options.cpuProf !== null) console.log(`CPU profiles: ${options.cpuProf} (<run>.<pid>.cpuprofile, the agent's and its farm's pids as printed above; windowUs in the JSON is each run's measured window on the profiles' clock)`);
   if (options.heapProf !== null) console.log(`heap profiles: ${options.heapProf}`);
