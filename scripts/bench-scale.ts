@@ -9,6 +9,7 @@
 //   npm run bench:scale -- --latency small               # one latency table only
 //   npm run bench:scale -- --counts 50,500 --deadline 900
 //   npm run bench:scale -- --counts 1000 --latency small --cpu-prof /tmp/prof   # a .cpuprofile of the agent
+//   npm run bench:scale -- --latency small --floor none                        # without the floor runs
 //
 // The agent is started as a user would start it: `node --import tsx src/bin/sled-agent.ts run
 // <config.toml>` (by default the working tree compiled into a temp dir, as `npm run build` would; `--entry dist|tsx`), in a temp run directory with its
@@ -29,10 +30,30 @@
 //   keeps up with them (a fast agent gives a ratio near 1, a slow one is the whole story).
 //   Reported, and judged against the same targets.
 //
+// The CPU floor (--floor small|all|none, default small: after each small-table run): the same N
+// PUTs, measured the same way (the process's utime + stime from /proc, first PUT to last
+// running, after the same 2 s idle sample), sent to scripts/scale-floor.ts instead of the agent:
+// a process of its own that makes, per instance, exactly the wire exchanges the agent makes for
+// one start, with the agent's own libraries and none of its logic (as bench:boot's HTTP floor
+// does for time): the PUT served by src/server.ts's createServer with the agent's route schema
+// (validation, serialization, one info log line per request through pino to <run dir>/floor.log),
+// a PropolisClient to a server in a PropolisFarm of its own (ensure, Run, state-monitor long
+// polls from gen 0, the next one left pending), NexusClient.instancePut of each state the
+// monitor saw but Creating (`starting` when it saw Starting, `running`). It makes one such start
+// before it listens, so first-use costs are not in the window. It is compiled with the agent
+// (--entry head: the HEAD src/ the agent is built from plus the working tree's
+// scripts/scale-floor.ts; build: the working tree), or run through tsx with --entry dist|tsx;
+// the header line and the floor table say which. Printed: the floor's CPU per instance beside
+// the agent's, and the agent's CPU above the floor per instance: what the agent's own logic
+// costs, as against what the wire contract costs any implementation with these libraries. It is
+// information (what stands in the way of the CPU target), not judged.
+//
 // Targets, printed as PASS/FAIL (a missed target does not change the exit status): agent CPU
 // < 2 ms per instance, agent RSS peak (VmHWM) < 250 MB at N = 1000, time(1000) <= 11 x time(100).
 // Exit status 1 if an instance did not reach running before the deadline or a request failed.
-// Writes results/scale/<timestamp>.json and results/scale/latest.json.
+// Writes results/scale/<timestamp>.json and results/scale/latest.json (each run's `floor`, with
+// `agentAboveFloorMsPerInstance`; `agentEntry` and `floorEntry` say how each ran). A floor run
+// that fails is reported and kept out of the comparison; it does not change the exit status.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
