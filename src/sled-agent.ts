@@ -25,7 +25,7 @@ import { serviceUnavailable } from './common/errors.js';
 import { ServiceManager } from './services.js';
 import { StorageManager } from './storage-manager.js';
 import { downloadArtifact } from './updates.js';
-import { ensureAddress, removeZone, VnicNames, ZONE_PREFIX } from './zone.js';
+import { ensureAddress, removeZone, TEMPLATE_ZONE, VnicNames, ZONE_PREFIX } from './zone.js';
 import { bundleDir, ZoneBundles } from './zone-bundle.js';
 import { zoneBundleRoutes } from './zone-bundle-routes.js';
 import { HostHealth, healthRoute, type HealthOptions } from './health.js';
@@ -237,8 +237,16 @@ export class SledAgent {
     summary.removedPorts = ports.removed;
     // New names go above every port on the host, not only those the ledgers name.
     this.instances.reserveNames([...ports.adopted, ...ports.removed].map((p) => `v${p}`));
+    // Which zone serves what: instance zones are named by their own id, not the instance's.
+    const serves = new Map<string, string>([
+      ...[...this.services.claimedZones().keys()].map((z): [string, string] => [z, 'service']),
+      ...[...this.storage.claimedZones().keys()].map((z): [string, string] => [z, 'dataset']),
+      ...[...this.instances.pool.claimedZones().keys()].map((z): [string, string] => [z, z === TEMPLATE_ZONE ? 'warm pool template' : 'warm pool']),
+      ...this.instances.list().flatMap((i): Array<[string, string]> => (i.zone === null ? [] : [[i.zone, `instance ${i.id}`]])),
+    ]);
     log.info({
-      adopted_zones: summary.adopted, removed_zones: summary.removedZones,
+      adopted_zones: summary.adopted, serving: Object.fromEntries(summary.adopted.map((z) => [z, serves.get(z)])),
+      removed_zones: summary.removedZones,
       removed_vnics: summary.removedVnics, zones_to_recreate: summary.missing,
       adopted_ports: summary.adoptedPorts, removed_ports: summary.removedPorts,
     }, `start-up: adopted ${summary.adopted.length} zone(s) and ${summary.adoptedPorts.length} OPTE port(s), removed `

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Host } from '../src/host/index.js';
 import { ipadmCreateStatic } from '../src/host/commands.js';
@@ -117,7 +118,9 @@ describe('warm pool', () => {
   });
 
   it('is adopted after a restart with the instance that took a zone, and shrinks when its target does', async () => {
-    t = await startTestAgent(pooled());
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
+    t = await startTestAgent(pooled({}, { log }));
     await t.running.agent.pool.ready();
     const id = randomUUID();
     await t.request('PUT', `/instances/${id}`, ensureBody('running', realRuntime(), [NIC]));
@@ -126,8 +129,14 @@ describe('warm pool', () => {
     const zone = t.running.agent.instances.get(id)!.zone as string;
     const pool = Object.keys(ledger(t).pool.zones).sort();
 
+    lines.length = 0;
     t = await t.restart();
     expect([...t.running.summary.adopted].sort()).toEqual([...pool, TEMPLATE_ZONE, zone].sort());
+    // The start-up line says which zone serves what: the zone's name no longer does.
+    const startup = lines.map((l) => JSON.parse(l)).find((l) => String(l.msg).startsWith('start-up:'));
+    expect(startup.serving).toEqual({
+      [zone]: `instance ${id}`, [TEMPLATE_ZONE]: 'warm pool template', ...Object.fromEntries(pool.map((z) => [z, 'warm pool'])),
+    });
     expect(t.running.summary.removedZones).toEqual([]);
     await t.running.agent.pool.ready();
     expect(Object.keys(ledger(t).pool.zones).sort()).toEqual(pool);
