@@ -23,7 +23,7 @@
 // makes its own.
 import type { Logger } from 'pino';
 import type { Host } from './host/index.js';
-import { isHostError } from './host/index.js';
+import { hostError, isHostError } from './host/index.js';
 import {
   NETWORK_MILESTONE, PROPOLIS_SERVICE, svcadmEnable, svccfgAddInstance, svccfgAddPg, svccfgRefresh,
   svccfgSetProp, zoneImage,
@@ -157,7 +157,13 @@ export class WarmPool {
   }
 
   async #begin(): Promise<void> {
-    await this.#ensureTemplate();
+    try {
+      await this.#ensureTemplate();
+    } catch (err) {
+      // Zones are then installed from the image: slower, not broken, until the agent restarts.
+      if (this.#closed) return;
+      this.#log.error({ err, zone: this.#ctx.table.template }, 'the template zone could not be made; zones will be installed from the image');
+    }
     const recorded = Object.keys(this.#ctx.table.zones);
     const excess = recorded.slice(this.#ctx.settings.target);
     for (const name of excess) this.#status.set(name, 'removing');
@@ -188,18 +194,28 @@ export class WarmPool {
     }
     const name = table.template;
     const began = performance.now();
-    const found = (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
-    // Never booted; one found running (an administrator's doing) cannot be cloned.
-    if (found !== null && found !== 'configured' && found !== 'incomplete' && found !== 'installed') await host.zones.halt(name);
-    if (found === null) {
+    const stateOf = async () => (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
+    let state = await stateOf();
+    // Never booted by us; one found up (an administrator's doing) cannot be cloned until halted.
+    if (state === 'ready' || state === 'running' || state === 'shutting_down' || state === 'down') {
+      await host.zones.halt(name);
+      state = await stateOf();
+    }
+    if (state === null) {
       await host.zones.configure({
         name, brand: 'omicron1', zonepath: `${settings.zoneRoot}/${name}`, autoboot: false, nets: [], devices: [], datasets: [],
       });
+      state = 'configured';
     }
-    if (found === 'incomplete') await host.zones.uninstall(name);
-    if (found !== 'installed') {
+    if (state === 'incomplete') {
+      await host.zones.uninstall(name);
+      state = 'configured';
+    }
+    if (state === 'configured') {
       await host.zones.install(name, zoneImage(PROPOLIS_BRAND_SERVICE));
       this.#log.info({ zone: name, ms: Math.round(performance.now() - began) }, 'template zone installed');
+    } else if (state !== 'installed') {
+      throw hostError('Z_BAD_ZONE_STATE', `template zone ${name} is ${state ?? 'gone'}, not installed`);
     }
     this.#templateReady = true;
     this.#wake();
@@ -262,7 +278,8 @@ export class WarmPool {
 
   /** Makes up the pool's deficit, in the background, once no start is under way. */
   #refill(): void {
-    if (!this.#started || this.#closed || this.#refilling !== null || this.#starts > 0) return;
+    // Not before start-up has set the recorded zones' status: they would be counted as missing.
+    if (!this.#settled || this.#closed || this.#refilling !== null || this.#starts > 0) return;
     const missing = this.#ctx.settings.target - this.counts().ready - this.counts().warming;
     if (missing <= 0) return;
     this.#refilling = (async () => {

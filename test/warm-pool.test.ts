@@ -210,6 +210,25 @@ describe('warm pool', () => {
     await t.running.agent.pool.ready();
     expect(t.running.agent.pool.counts().ready).toBe(2);
   });
+
+  it('fills from the image when the template cannot be made', async () => {
+    t = await startTestAgent(pooled({}, {
+      wrapHost: (host) => ({
+        ...host, kind: host.kind, links: host.links, datasets: host.datasets, events: host.events, network: host.network,
+        reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
+        zones: {
+          ...host.zones,
+          install: async (name: string, image: string) => {
+            if (name === TEMPLATE_ZONE) throw new Error('zoneadm: injected failure');
+            return host.zones.install(name, image);
+          },
+        },
+      }),
+    }));
+    await t.running.agent.pool.ready();
+    expect(t.running.agent.pool.counts().ready).toBe(2);
+    expect(t.running.agent.pool.template()).toBeNull();
+  });
 });
 
 describe('cold path', () => {
