@@ -16,8 +16,8 @@
 // them whole), so no guest traffic reaches the server. Until then an idle propolis-server
 // holds no VM and answers only its API, on-link within the sled, as it does once it serves.
 //
-// Refilling runs only while no instance is being provisioned (each zone's clone and boot would
-// compete with a start for the same disks and CPUs), all missing zones at once. A pool zone
+// Refilling waits until no start is under way (each zone's clone and boot would compete with a
+// start for the same disks and CPUs), then a quiet second, then makes all missing zones at once. A pool zone
 // whose health fails (the zone went away, its milestone or Propolis not online) is removed and
 // replaced; a start that took one finds out before it uses it, removes it and takes another or
 // makes its own.
@@ -76,6 +76,9 @@ export interface PoolContext {
 
 type ZoneStatus = 'warming' | 'ready' | 'removing';
 
+/** How long after the last start ended the refill begins. */
+const REFILL_QUIET_MS = 1_000;
+
 /** The pool's zones (omicron has no pool; the instance manager's helper, as the port manager is). */
 export class WarmPool {
   readonly #ctx: PoolContext;
@@ -93,6 +96,8 @@ export class WarmPool {
   /** Wakes ready() waiters and the refill when something changed. */
   #waiters: Array<() => void> = [];
   #refilling: Promise<void> | null = null;
+  /** Pending refill after the last start ended (REFILL_QUIET_MS). */
+  #quiet: ReturnType<typeof setTimeout> | null = null;
   /** The latest warm-up failed: refilling waits for the next take or start rather than retrying at once. */
   #lastWarmFailed = false;
 
@@ -235,7 +240,7 @@ export class WarmPool {
       if (record === undefined) continue;
       delete this.#ctx.table.zones[name];
       claim(record);
-      this.#refill();
+      this.#refillSoon();
       return record;
     }
     return null;
@@ -259,18 +264,34 @@ export class WarmPool {
   /** Counts a provisioning under way, so refills wait for it; returns its end. */
   startBegun(): () => void {
     this.#starts += 1;
+    if (this.#quiet !== null) clearTimeout(this.#quiet);
+    this.#quiet = null;
     let ended = false;
     return () => {
       if (ended) return;
       ended = true;
       this.#starts -= 1;
-      if (this.#starts === 0) this.#refill();
+      if (this.#starts === 0) this.#refillSoon();
     };
+  }
+
+  /**
+   * The refill, after a quiet moment with no start under way: the last starts' reports to Nexus
+   * go out before the clones begin, and a take is followed by its start before the refill looks.
+   */
+  #refillSoon(): void {
+    if (this.#closed || this.#quiet !== null) return;
+    this.#quiet = setTimeout(() => {
+      this.#quiet = null;
+      this.#refill();
+    }, REFILL_QUIET_MS);
+    this.#quiet.unref();
   }
 
   /** Stops refilling and waiting; the zones stay as they are (adopted on the next start). */
   close(): void {
     this.#closed = true;
+    if (this.#quiet !== null) clearTimeout(this.#quiet);
     this.#abort.abort(new Error('agent shutting down'));
     this.#unwatch?.();
     this.#wake();
@@ -279,7 +300,7 @@ export class WarmPool {
   /** Makes up the pool's deficit, in the background, once no start is under way. */
   #refill(): void {
     // Not before start-up has set the recorded zones' status: they would be counted as missing.
-    if (!this.#settled || this.#closed || this.#refilling !== null || this.#starts > 0) return;
+    if (!this.#settled || this.#closed || this.#refilling !== null || this.#starts > 0 || this.#quiet !== null) return;
     const missing = this.#ctx.settings.target - this.counts().ready - this.counts().warming;
     if (missing <= 0) return;
     this.#refilling = (async () => {

@@ -78,7 +78,16 @@ describe('warm pool', () => {
 
   it('a start takes a pool zone: no zone is made, the guest VNIC is given to the running zone, the pool refills', async () => {
     const { phases, onPhase } = phaseLog();
-    t = await startTestAgent(pooled({}, { agent: { onPhase } }));
+    // Zones the pool was warming at each of the start's phases: the refill waits for the start.
+    const warming: number[] = [];
+    t = await startTestAgent(pooled({}, {
+      agent: {
+        onPhase: (id, p) => {
+          onPhase(id, p);
+          warming.push(t?.running.agent.pool.counts().warming ?? 0);
+        },
+      },
+    }));
     await t.running.agent.pool.ready();
     const before = Object.keys(ledger(t).pool.zones);
     const id = randomUUID();
@@ -94,6 +103,7 @@ describe('warm pool', () => {
     expect(seen).toContain('pool');
     expect(seen).toContain('handover');
     for (const made of ['configure', 'install', 'clone', 'boot', 'service']) expect(seen).not.toContain(made);
+    expect(warming).toEqual(seen.map(() => 0));
     // In the ledger: the instance's, and no longer the pool's.
     const after = ledger(t);
     expect(after.instances[id].zone).toBe(zone);
