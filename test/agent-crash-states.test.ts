@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../src/instance.js';
-import { ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, zoneOf, type TestAgent } from './support/agent.js';
+import { ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, withZones, zoneOf, type TestAgent } from './support/agent.js';
 
 let t: TestAgent | undefined;
 let servers: Server[] = [];
@@ -129,11 +129,7 @@ describe('restart after a kill', () => {
     const nexus = t.nexus;
     t = await startTestAgent({
       dir, nexus,
-      wrapHost: (host) => ({
-        ...host, kind: host.kind, links: host.links, datasets: host.datasets, events: host.events, network: host.network,
-        reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
-        zones: { ...host.zones, halt: async (name: string) => { halting(); await released; return host.zones.halt(name); } },
-      }),
+      wrapHost: (host) => withZones(host, { halt: async (name: string) => { halting(); await released; return host.zones.halt(name); } }),
     });
     await halted;
     const again = await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));

@@ -4,17 +4,16 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAgentConfig } from '../src/config.js';
 import type { NativeAddon } from '../src/illumos/addon.js';
-import { IllumosHost } from '../src/illumos/host.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { startAgent } from '../src/sled-agent.js';
 import { ensureBody, instancePuts, nexusSees, realRuntime, testConfig, zoneOf } from './support/agent.js';
 import { expectSchema } from './support/contract.js';
-import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost, openFakeIllumosHost } from './support/fake-illumos.js';
 import { FakeNexus } from './support/fake-nexus.js';
 
 let addon: NativeAddon;
@@ -35,12 +34,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
     const nexus = await FakeNexus.start();
     const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
     const reached: string[] = [];
-    const host = await IllumosHost.open({
-      addon,
-      zoneadm: join(FAKE_BIN_DIR, 'zoneadm'),
-      zlogin: join(FAKE_BIN_DIR, 'zlogin'),
-      sbin: FAKE_BIN_DIR,
-      resolveImage: (image) => join(dir, basename(image)),
+    const host = await openFakeIllumosHost(addon, dir, {
       reachable: (zone) => {
         reached.push(zone);
         return propolis.address;
@@ -114,15 +108,8 @@ describe('sled agent on the illumos host (fake illumos)', () => {
     };
     const nexus = await FakeNexus.start();
     const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
-    const host = await IllumosHost.open({
-      addon,
-      zoneadm: join(FAKE_BIN_DIR, 'zoneadm'),
-      zlogin: join(FAKE_BIN_DIR, 'zlogin'),
-      sbin: FAKE_BIN_DIR,
-      opteadm: join(FAKE_BIN_DIR, 'opteadm-record'),
-      xdeConf,
-      resolveImage: (image) => join(dir, basename(image)),
-      reachable: () => propolis.address,
+    const host = await openFakeIllumosHost(addon, dir, {
+      opteadm: join(FAKE_BIN_DIR, 'opteadm-record'), xdeConf, reachable: () => propolis.address,
     });
     const config = checkAgentConfig(testConfig(dir, nexus.address, {
       data_dir: join(dir, 'var-oxide-nic'),
@@ -196,10 +183,8 @@ describe('sled agent on the illumos host (fake illumos)', () => {
     const fake = freshFakeHost();
     const nexus = await FakeNexus.start();
     const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
-    const host = await IllumosHost.open({
-      addon, zoneadm: join(FAKE_BIN_DIR, 'zoneadm'), zlogin: join(FAKE_BIN_DIR, 'zlogin'), sbin: FAKE_BIN_DIR,
-      opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake.state, 'xde.conf'),
-      resolveImage: (image) => join(dir, basename(image)), reachable: () => propolis.address,
+    const host = await openFakeIllumosHost(addon, dir, {
+      opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake.state, 'xde.conf'), reachable: () => propolis.address,
     });
     const lines: string[] = [];
     const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });

@@ -5,18 +5,17 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAgentConfig } from '../src/config.js';
 import { isHostError } from '../src/host/index.js';
 import type { NativeAddon } from '../src/illumos/addon.js';
-import { IllumosHost } from '../src/illumos/host.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { startAgent } from '../src/sled-agent.js';
 import { TEMPLATE_ZONE } from '../src/zone.js';
 import { ensureBody, nexusSees, realRuntime, testConfig } from './support/agent.js';
-import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost, openFakeIllumosHost } from './support/fake-illumos.js';
 import { FakeNexus } from './support/fake-nexus.js';
 
 let addon: NativeAddon;
@@ -38,15 +37,8 @@ describe('warm pool on the illumos host (fake illumos)', () => {
     const nexus = await FakeNexus.start();
     // The fake svcadm starts no server: one simulated Propolis answers for every zone.
     const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
-    const host = await IllumosHost.open({
-      addon,
-      zoneadm: join(FAKE_BIN_DIR, 'zoneadm'),
-      zlogin: join(FAKE_BIN_DIR, 'zlogin'),
-      sbin: FAKE_BIN_DIR,
-      opteadm: join(FAKE_BIN_DIR, 'opteadm'),
-      xdeConf: join(fake.state, 'xde.conf'),
-      resolveImage: (image) => join(dir, basename(image)),
-      reachable: () => propolis.address,
+    const host = await openFakeIllumosHost(addon, dir, {
+      opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake.state, 'xde.conf'), reachable: () => propolis.address,
     });
     const config = checkAgentConfig(testConfig(dir, nexus.address, {
       data_dir: join(dir, 'var-oxide'),

@@ -13,7 +13,9 @@ import { ipadmCreateStatic } from '../src/host/commands.js';
 import { GLOBAL_ZONE, isHostError } from '../src/host/index.js';
 import type { Phase } from '../src/zone.js';
 import { propolisFmri, TEMPLATE_ZONE } from '../src/zone.js';
-import { ensureBody, nexusSees, realRuntime, startTestAgent, type TestAgent, type TestAgentOptions } from './support/agent.js';
+import {
+  ensureBody, nexusSees, realRuntime, startTestAgent, withZones, type TestAgent, type TestAgentOptions,
+} from './support/agent.js';
 
 let t: TestAgent | undefined;
 afterEach(async () => {
@@ -194,15 +196,10 @@ describe('warm pool', () => {
   it('a start that fails after taking a pool zone removes that zone; the instance is failed and the pool refilled', async () => {
     let failAddress = true;
     t = await startTestAgent(pooled({}, {
-      wrapHost: (host) => ({
-        ...host, kind: host.kind, links: host.links, datasets: host.datasets, events: host.events, network: host.network,
-        reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
-        zones: {
-          ...host.zones,
-          exec: async (zone: string, argv: string[]) => {
-            if (failAddress && zone !== GLOBAL_ZONE && argv[1] === 'create-addr' && argv.includes('static')) throw new Error('ipadm: injected failure');
-            return host.zones.exec(zone, argv);
-          },
+      wrapHost: (host) => withZones(host, {
+        exec: async (zone: string, argv: string[]) => {
+          if (failAddress && zone !== GLOBAL_ZONE && argv[1] === 'create-addr' && argv.includes('static')) throw new Error('ipadm: injected failure');
+          return host.zones.exec(zone, argv);
         },
       }),
     }));
@@ -223,15 +220,10 @@ describe('warm pool', () => {
 
   it('fills from the image when the template cannot be made', async () => {
     t = await startTestAgent(pooled({}, {
-      wrapHost: (host) => ({
-        ...host, kind: host.kind, links: host.links, datasets: host.datasets, events: host.events, network: host.network,
-        reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
-        zones: {
-          ...host.zones,
-          install: async (name: string, image: string) => {
-            if (name === TEMPLATE_ZONE) throw new Error('zoneadm: injected failure');
-            return host.zones.install(name, image);
-          },
+      wrapHost: (host) => withZones(host, {
+        install: async (name: string, image: string) => {
+          if (name === TEMPLATE_ZONE) throw new Error('zoneadm: injected failure');
+          return host.zones.install(name, image);
         },
       }),
     }));

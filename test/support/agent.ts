@@ -30,6 +30,15 @@ export interface TestAgent {
   close(): Promise<void>;
 }
 
+/** The simulated host with some of its zone calls replaced (to break or hold them), the rest as they are. */
+export function withZones(host: SimHost, zones: Partial<Host['zones']>): Host {
+  return {
+    ...host, kind: host.kind, links: host.links, datasets: host.datasets, events: host.events, network: host.network,
+    reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
+    zones: { ...host.zones, ...zones },
+  };
+}
+
 export interface TestAgentOptions {
   dir?: string;
   nexus?: FakeNexus;

@@ -2,9 +2,10 @@
 // programs are, and a fresh state directory per test.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNative, type NativeAddon } from '../../src/illumos/addon.js';
+import { IllumosHost, type IllumosHostOptions } from '../../src/illumos/host.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** SLED_AGENT_ASAN=1 selects the sanitizer build (npm run test:asan). */
@@ -30,4 +31,19 @@ export function fakeIllumos(): NativeAddon {
   const addon = loadNative();
   addon.load(FAKE_LIB_DIR);
   return addon;
+}
+
+/**
+ * An IllumosHost over the fake libraries and programs (zoneadm, zlogin, ipadm and the rest from
+ * FAKE_BIN_DIR), installing zone images from `images` by their file name; `extra` adds options.
+ */
+export function openFakeIllumosHost(addon: NativeAddon, images: string, extra: Partial<IllumosHostOptions> = {}): Promise<IllumosHost> {
+  return IllumosHost.open({
+    addon,
+    zoneadm: join(FAKE_BIN_DIR, 'zoneadm'),
+    zlogin: join(FAKE_BIN_DIR, 'zlogin'),
+    sbin: FAKE_BIN_DIR,
+    resolveImage: (image) => join(images, basename(image)),
+    ...extra,
+  });
 }
