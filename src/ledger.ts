@@ -33,6 +33,7 @@ export class Ledger<T> {
     readonly path: string,
     value: T,
     readonly loaded: boolean,
+    private readonly serialize: (value: T) => string,
   ) {
     this.#value = value;
   }
@@ -40,8 +41,12 @@ export class Ledger<T> {
   /**
    * Reads the ledger at `path`, or starts from `empty` when there is none. `check` validates
    * what was read (throw to refuse a corrupt or foreign file: better than acting on it).
+   * `serialize` (default JSON.stringify) writes the value; a ledger of many records can reuse
+   * the text of those that did not change.
    */
-  static async open<T>(path: string, empty: () => T, check: (raw: unknown) => T): Promise<Ledger<T>> {
+  static async open<T>(
+    path: string, empty: () => T, check: (raw: unknown) => T, serialize: (value: T) => string = (v) => JSON.stringify(v),
+  ): Promise<Ledger<T>> {
     const dir = dirname(path);
     await mkdir(dir, { recursive: true });
     // Writes a kill interrupted (writeFileAtomic's `.<name>.<random>.tmp`): the ledger itself
@@ -51,8 +56,8 @@ export class Ledger<T> {
       if (file.startsWith(prefix) && file.endsWith('.tmp')) await rm(join(dir, file), { force: true });
     }
     const raw = await readJsonIfExists(path);
-    if (raw === null) return new Ledger(path, empty(), false);
-    return new Ledger(path, check(raw), true);
+    if (raw === null) return new Ledger(path, empty(), false, serialize);
+    return new Ledger(path, check(raw), true, serialize);
   }
 
   /** The current (possibly not yet durable) value. Mutate it, then commit(). */
@@ -82,7 +87,7 @@ export class Ledger<T> {
   async #write(): Promise<void> {
     const start = performance.now();
     // Compact: ledgers are for the agent to read back; `jq` makes them readable for people.
-    await writeFileAtomic(this.path, JSON.stringify(this.#value), 0o644, false);
+    await writeFileAtomic(this.path, this.serialize(this.#value), 0o644, false);
     for (const [prefix, observe] of commitObservers) {
       if (this.path.startsWith(prefix)) observe(this.path, (performance.now() - start) / 1000);
     }
