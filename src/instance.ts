@@ -527,7 +527,7 @@ export class Instance {
       this.log.debug({ phase: p }, 'provisioning');
       ctx.onPhase?.(this.id, p);
     };
-    const wait = { readiness: settings.readiness, timeoutMs: settings.readyTimeoutMs, signal: abort.signal };
+    const wait = { readiness: settings.readiness, timeoutMs: settings.readyTimeoutMs, signal: abort.signal, log: this.log };
     this.#endStart();
     this.#startEnded = ctx.pool?.startBegun() ?? null;
     let started = false;
