@@ -1411,7 +1411,7 @@ function printRun(r: RunResult, modelled: boolean): void {
     } else {
       console.log(`  pool (target ${p.target}): filled ${fmtS(p.fillMs)} after the agent started, before the clock; ready ${p.atStart?.ready ?? '-'} at the start, `
         + `while the clock ran: ready min ${p.minReady ?? '-'}, warming max ${p.maxWarming ?? '-'}; at the end ready ${p.atEnd?.ready ?? '-'}, warming ${p.atEnd?.warming ?? '-'}`);
-      console.log(`  refill (it waits until no start is being provisioned): ${p.zonesMade} zone(s) begun while the clock ran, their host calls under way ${fmtMs(p.zonesMadeHostMs)} ms of it in all`
+      console.log(`  refill (it begins a second after the last start under way reached running): ${p.zonesMade} zone(s) begun while the clock ran, their host calls under way ${fmtMs(p.zonesMadeHostMs)} ms of it in all`
         + (p.waitedMs > 0 ? `; ${fmtS(p.waitedMs)} waited between the N = 1 rounds for the pool to refill, off the clock` : ''));
     }
   }
