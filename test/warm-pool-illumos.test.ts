@@ -100,4 +100,35 @@ describe('warm pool on the illumos host (fake illumos)', () => {
       fake.remove();
     }
   }, 90_000);
+
+  it('polls on illumos too: readiness = "poll" (zero-deadline checks) fills the pool and starts an instance', async () => {
+    const fake = freshFakeHost();
+    const nexus = await FakeNexus.start();
+    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
+    const host = await openFakeIllumosHost(addon, dir, { reachable: () => propolis.address });
+    const config = checkAgentConfig(testConfig(dir, nexus.address, {
+      data_dir: join(dir, 'var-oxide-poll'),
+      host: { backend: 'illumos' },
+      zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 1, template: false },
+      instances: { readiness: 'poll', steps: 'serial' },
+      underlay_address: 'fd00:1122:3344:101::1',
+    }), 'test');
+    const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
+    try {
+      // Poll mode asks the illumos host with zero deadlines (the Host suite holds their
+      // semantics); here the whole of it: the pool's zones and an instance, by polling.
+      await agent.agent.pool.ready();
+      const id = randomUUID();
+      const put = await fetch(`http://${agent.address}/instances/${id}`, {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('running', realRuntime())),
+      });
+      expect(put.status).toBe(200);
+      await nexusSees(nexus, id, 'running', 30_000);
+    } finally {
+      await agent.close();
+      await propolis.close();
+      await nexus.close();
+      fake.remove();
+    }
+  }, 90_000);
 });
