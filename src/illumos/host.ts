@@ -13,8 +13,8 @@
 //     the one wait here that is not purely an event wait. A zone that halts meanwhile cancels the
 //     native wait (scf handle unbind) and the wait rejects ZONE_GONE.
 //   - A zero deadline (poll mode's checks, the warm pool's health check) reads the present state
-//     once and rejects ETIMEDOUT if it is not the one asked for: a 0 ms timer would otherwise
-//     fire before the native read could answer, and every check would time out.
+//     once and rejects ETIMEDOUT if it is not the one asked for, with no timer: a 0 ms timer
+//     raced the native read and won whenever the read was slower (on a busy host, every time).
 // illumosAvailable() tells the agent whether this host can be used at all, and if not, why.
 import pino, { type Logger } from 'pino';
 import type { SocketAddr } from '../common/address.js';
