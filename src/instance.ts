@@ -14,10 +14,8 @@ import { InstanceStates, type InstanceAction, type PropolisInstanceState } from 
 import type { NexusNotifier } from './common/nexus-notifier.js';
 import type { Host } from './host/index.js';
 import { isHostError } from './host/index.js';
-import {
-  PROPOLIS_SERVICE, svcadmEnable, svccfgAddInstance, svccfgAddPg, svccfgRefresh, svccfgSetProp, zoneImage,
-} from './host/commands.js';
-import { propolisBind, type WarmPool } from './warm-pool.js';
+import { zoneImage } from './host/commands.js';
+import type { WarmPool } from './warm-pool.js';
 import type { NexusClient } from './nexus-client.js';
 import { portOfVnic, type GuestNic, type PortManager } from './port-manager.js';
 import type {
@@ -27,7 +25,7 @@ import type { InstanceMigrateParams } from './params.js';
 import type { Static } from 'typebox';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest, type InstanceProperties } from './propolis-client.js';
 import {
-  allDone, ensureAddress, ensureGuestVnics, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES,
+  allDone, ensureAddress, ensureGuestVnics, ensurePropolisService, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES,
   propolisFmri, ready, removeZone, sleep, waitForOnline, type OwnedZoneSpec,
   type Phase, type Readiness, type VnicNames,
 } from './zone.js';
@@ -584,7 +582,7 @@ export class Instance {
       const service = async () => {
         if (warm) return;
         phase('service');
-        await this.#ensurePropolisService(zone, fmri);
+        await ensurePropolisService(host, zone, settings.propolisPort);
         await waitForOnline(host, zone, fmri, wait);
       };
       if (serial) {
@@ -661,24 +659,6 @@ export class Instance {
     const id = this.states.current.migration_id;
     if (!id) throw new Error('a migration into this sled was requested, but the instance has no migration id');
     return id;
-  }
-
-  /** `svccfg add` etc. are not idempotent; on adoption the instance may exist already. */
-  async #ensurePropolisService(zone: string, fmri: string): Promise<void> {
-    const { host } = this.ctx;
-    const tolerate = async (argv: string[]) => {
-      try {
-        await host.zones.exec(zone, argv);
-      } catch (err) {
-        if (!isHostError(err, 'ECOMMAND')) throw err;
-        this.log.debug({ argv, err: (err as Error).message }, 'already done');
-      }
-    };
-    await tolerate(svccfgAddInstance(PROPOLIS_SERVICE, fmri.slice(PROPOLIS_SERVICE.length + 1)));
-    await tolerate(svccfgAddPg(fmri, 'config', 'astring'));
-    await host.zones.exec(zone, svccfgSetProp(fmri, 'config/server_addr', propolisBind(this.ctx.settings.propolisPort)));
-    await host.zones.exec(zone, svccfgRefresh(fmri));
-    await host.zones.exec(zone, svcadmEnable(fmri));
   }
 
   /**

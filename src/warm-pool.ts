@@ -17,21 +17,16 @@
 // holds no VM and answers only its API, on-link within the sled, as it does once it serves.
 //
 // Refilling waits until no start is under way (each zone's clone and boot would compete with a
-// start for the same disks and CPUs), then a quiet second, then makes all missing zones at once. A pool zone
-// whose health fails (the zone went away, its milestone or Propolis not online) is removed and
-// replaced; a start that took one finds out before it uses it, removes it and takes another or
-// makes its own.
+// start for the same disks and CPUs), then a quiet second, then makes all missing zones at once.
+// A pool zone whose health fails (the zone went away, its milestone or Propolis not online) is
+// removed and replaced; a start that took one finds out before it uses it, removes it and takes
+// another or makes its own.
 import type { Logger } from 'pino';
-import type { Host } from './host/index.js';
-import { hostError, isHostError } from './host/index.js';
+import { hostError, type Host } from './host/index.js';
+import { NETWORK_MILESTONE, zoneImage } from './host/commands.js';
 import {
-  NETWORK_MILESTONE, PROPOLIS_SERVICE, svcadmEnable, svccfgAddInstance, svccfgAddPg, svccfgRefresh,
-  svccfgSetProp, zoneImage,
-} from './host/commands.js';
-import { formatSocketAddr } from './common/address.js';
-import {
-  ensureLinkLocal, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES, propolisFmri, removeZone,
-  TEMPLATE_ZONE, waitForOnline, type OwnedZoneSpec, type Readiness, type VnicNames,
+  ensureLinkLocal, ensurePropolisService, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES,
+  propolisFmri, removeZone, TEMPLATE_ZONE, waitForOnline, type OwnedZoneSpec, type Readiness, type VnicNames,
 } from './zone.js';
 
 /** One pool zone in the ledger: named (zone and control VNIC) before anything is made. */
@@ -45,11 +40,6 @@ export interface PoolTable {
   zones: Record<string, PoolZoneRecord>;
   /** The template zone's name, recorded before it is made; null without a template. */
   template: string | null;
-}
-
-/** Where every Propolis listens: the zone's wildcard address (see the header for why that is safe). */
-export function propolisBind(port: number): string {
-  return formatSocketAddr({ host: '::', port });
 }
 
 export interface PoolSettings {
@@ -338,12 +328,8 @@ export class WarmPool {
     try {
       await ensureZoneRunning(host, spec, wait, (phase) => this.#log.debug({ zone: name, phase }, 'warming a pool zone'));
       await ensureLinkLocal(host, name, record.control_vnic);
+      await ensurePropolisService(host, name, settings.propolisPort);
       const fmri = propolisFmri(name);
-      await tolerate(host, name, svccfgAddInstance(PROPOLIS_SERVICE, fmri.slice(PROPOLIS_SERVICE.length + 1)));
-      await tolerate(host, name, svccfgAddPg(fmri, 'config', 'astring'));
-      await host.zones.exec(name, svccfgSetProp(fmri, 'config/server_addr', propolisBind(settings.propolisPort)));
-      await host.zones.exec(name, svccfgRefresh(fmri));
-      await host.zones.exec(name, svcadmEnable(fmri));
       await waitForOnline(host, name, fmri, wait);
       if (this.#status.get(name) !== 'warming') return; // replaced or closed meanwhile
       this.#status.set(name, 'ready');
@@ -382,13 +368,3 @@ export class WarmPool {
     this.#wake();
   }
 }
-
-/** `svccfg add` and the like are not idempotent; after a restart they may have been done. */
-async function tolerate(host: Host, zone: string, argv: string[]): Promise<void> {
-  try {
-    await host.zones.exec(zone, argv);
-  } catch (err) {
-    if (!isHostError(err, 'ECOMMAND')) throw err;
-  }
-}
-

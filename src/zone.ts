@@ -4,11 +4,12 @@
 // Readiness waits go through `wait*` below: event waits with a deadline, or, only when the
 // config asks for it (for the benchmark), the original's 250 ms doubling poll.
 import { randomUUID } from 'node:crypto';
+import { formatSocketAddr } from './common/address.js';
 import type { Logger } from 'pino';
 import type { Host, SmfState, ZoneInfo } from './host/index.js';
 import { hostError, isHostError } from './host/index.js';
 import {
-  ADDROBJ_STATIC6, PROPOLIS_SERVICE, ipadmCreateLinkLocal, ipadmCreateStatic, ipadmDeleteAddr, ipadmShowAddr, NETWORK_MILESTONE,
+  ADDROBJ_STATIC6, PROPOLIS_SERVICE, svcadmEnable, svccfgAddInstance, svccfgAddPg, svccfgRefresh, svccfgSetProp, ipadmCreateLinkLocal, ipadmCreateStatic, ipadmDeleteAddr, ipadmShowAddr, NETWORK_MILESTONE,
 } from './host/commands.js';
 
 export const ZONE_PREFIX = 'oxz_';
@@ -350,6 +351,27 @@ export async function ensureLinkLocal(host: Host, zone: string, vnic: string): P
     // Already there from an earlier attempt: fine. Anything else will fail the static one too.
     if (!isHostError(err, 'ECOMMAND')) throw err;
   }
+}
+
+/**
+ * A Propolis zone's propolis-server instance, configured to listen on the zone's wildcard
+ * (src/warm-pool.ts says why that is safe) and enabled. `svccfg add` and `addpg` are not
+ * idempotent, and after a restart they may have been done: their refusal is taken as done.
+ */
+export async function ensurePropolisService(host: Host, zone: string, port: number): Promise<void> {
+  const fmri = propolisFmri(zone);
+  const tolerate = async (argv: string[]) => {
+    try {
+      await host.zones.exec(zone, argv);
+    } catch (err) {
+      if (!isHostError(err, 'ECOMMAND')) throw err;
+    }
+  };
+  await tolerate(svccfgAddInstance(PROPOLIS_SERVICE, fmri.slice(PROPOLIS_SERVICE.length + 1)));
+  await tolerate(svccfgAddPg(fmri, 'config', 'astring'));
+  await host.zones.exec(zone, svccfgSetProp(fmri, 'config/server_addr', formatSocketAddr({ host: '::', port })));
+  await host.zones.exec(zone, svccfgRefresh(fmri));
+  await host.zones.exec(zone, svcadmEnable(fmri));
 }
 
 /** Waits for an SMF instance in a zone to be online. */
