@@ -25,8 +25,8 @@ import type { Logger } from 'pino';
 import { hostError, type Host } from './host/index.js';
 import { NETWORK_MILESTONE, zoneImage } from './host/commands.js';
 import {
-  ensureLinkLocal, ensurePropolisService, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES,
-  propolisFmri, removeZone, TEMPLATE_ZONE, waitForOnline, type OwnedZoneSpec, type Readiness, type VnicNames,
+  ensureLinkLocal, ensurePropolisService, ensureZoneInstalled, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES,
+  propolisFmri, removeZone, TEMPLATE_ZONE, waitForOnline, type OwnedZoneSpec, type Readiness, type ReadinessOptions, type VnicNames,
 } from './zone.js';
 
 /** One pool zone in the ledger: named (zone and control VNIC) before anything is made. */
@@ -189,29 +189,17 @@ export class WarmPool {
     }
     const name = table.template;
     const began = performance.now();
-    const stateOf = async () => (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
-    let state = await stateOf();
+    const state = (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
     // Never booted by us; one found up (an administrator's doing) cannot be cloned until halted.
-    if (state === 'ready' || state === 'running' || state === 'shutting_down' || state === 'down') {
-      await host.zones.halt(name);
-      state = await stateOf();
-    }
-    if (state === null) {
-      await host.zones.configure({
-        name, brand: 'omicron1', zonepath: `${settings.zoneRoot}/${name}`, autoboot: false, nets: [], devices: [], datasets: [],
-      });
-      state = 'configured';
-    }
-    if (state === 'incomplete') {
-      await host.zones.uninstall(name);
-      state = 'configured';
-    }
-    if (state === 'configured') {
-      await host.zones.install(name, zoneImage(PROPOLIS_BRAND_SERVICE));
-      this.#log.info({ zone: name, ms: Math.round(performance.now() - began) }, 'template zone installed');
-    } else if (state !== 'installed') {
-      throw hostError('Z_BAD_ZONE_STATE', `template zone ${name} is ${state ?? 'gone'}, not installed`);
-    }
+    if (state === 'ready' || state === 'running') await host.zones.halt(name);
+    const spec: OwnedZoneSpec = {
+      name, image: zoneImage(PROPOLIS_BRAND_SERVICE), controlVnic: null, controlLink: settings.controlLink, zoneRoot: settings.zoneRoot,
+    };
+    const installed = await ensureZoneInstalled(host, spec, this.#wait(), (phase) => {
+      if (phase === 'install') this.#log.info({ zone: name }, 'installing the template zone');
+    });
+    if (installed !== 'installed') throw hostError('Z_BAD_ZONE_STATE', `template zone ${name} is ${installed}, not installed`);
+    if (state !== 'installed') this.#log.info({ zone: name, ms: Math.round(performance.now() - began) }, 'template zone installed');
     this.#templateReady = true;
     this.#wake();
   }
@@ -311,6 +299,11 @@ export class WarmPool {
     });
   }
 
+  #wait(): ReadinessOptions {
+    const { settings } = this.#ctx;
+    return { readiness: settings.readiness, timeoutMs: settings.readyTimeoutMs, signal: this.#abort.signal, log: this.#log };
+  }
+
   /** Brings a recorded zone to ready: running, link-local address, Propolis online. */
   async #warm(name: string): Promise<void> {
     const { host, settings, table } = this.#ctx;
@@ -318,9 +311,7 @@ export class WarmPool {
     if (record === undefined) return;
     this.#status.set(name, 'warming');
     const began = performance.now();
-    const wait = {
-      readiness: settings.readiness, timeoutMs: settings.readyTimeoutMs, signal: this.#abort.signal, log: this.#log,
-    };
+    const wait = this.#wait();
     const spec: OwnedZoneSpec = {
       name, image: zoneImage(PROPOLIS_BRAND_SERVICE), cloneFrom: this.template(), controlVnic: record.control_vnic,
       controlLink: settings.controlLink, zoneRoot: settings.zoneRoot, devices: PROPOLIS_DEVICES,

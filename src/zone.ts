@@ -133,8 +133,8 @@ export interface OwnedZoneSpec {
    * of its zonepath): the warm pool's template. Should the clone fail, the image is installed.
    */
   cloneFrom?: string | null;
-  /** The control VNIC's name and the link (etherstub) it goes over. */
-  controlVnic: string;
+  /** The control VNIC's name and the link (etherstub) it goes over; null for a zone that never boots (the template). */
+  controlVnic: string | null;
   controlLink: string;
   /** Parent of the zonepaths, e.g. "/zone". */
   zoneRoot: string;
@@ -226,8 +226,8 @@ export async function ensureZoneRunning(
  * The first half of ensureZoneRunning: the control VNIC and the zone, configured and installed
  * (or cloned); resolves with the state the zone is in then: installed, ready or running.
  */
-async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait: ReadinessOptions, onPhase: PhaseHook): Promise<ZoneInfo['state']> {
-  if (!(await host.links.linkExists(spec.controlVnic))) {
+export async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait: ReadinessOptions, onPhase: PhaseHook): Promise<ZoneInfo['state']> {
+  if (spec.controlVnic !== null && !(await host.links.linkExists(spec.controlVnic))) {
     onPhase('vnic');
     await host.links.createVnic({ name: spec.controlVnic, link: spec.controlLink });
   }
@@ -243,7 +243,7 @@ async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait: Readin
       brand: BRAND,
       zonepath: `${spec.zoneRoot}/${spec.name}`,
       autoboot: false,
-      nets: [...(spec.guestNics ?? []).map((g) => ({ physical: g.name })), { physical: spec.controlVnic }],
+      nets: [...(spec.guestNics ?? []).map((g) => ({ physical: g.name })), ...(spec.controlVnic === null ? [] : [{ physical: spec.controlVnic }])],
       devices: (spec.devices ?? []).map((match) => ({ match })),
       datasets: (spec.datasets ?? []).map((name) => ({ name })),
     });
