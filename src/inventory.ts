@@ -14,7 +14,7 @@ import type { App } from './server.js';
 import type { SledAgent } from './sled-agent.js';
 import { datasetZone } from './storage-manager.js';
 import { VERSION } from './version.js';
-import { TEMPLATE_ZONE, ZONE_PREFIX, zoneName } from './zone.js';
+import { ZONE_PREFIX, zoneName } from './zone.js';
 
 export function instanceView(instance: Instance): InstanceView {
   const { record } = instance;
@@ -50,13 +50,7 @@ export async function agentInventory(agent: SledAgent): Promise<SledInventory> {
     opte.available ? ask('its OPTE ports', () => host.network.listPorts()) : Promise.resolve([]),
   ]);
 
-  const serves = new Map<string, ZoneInventory['serves']>();
-  for (const zone of agent.pool.claimedZones().keys()) {
-    serves.set(zone, { kind: 'warm_pool', id: zone === TEMPLATE_ZONE ? 'template' : 'pool' });
-  }
-  for (const i of instances) if (i.zone !== null) serves.set(i.zone, { kind: 'instance', id: i.id });
-  for (const s of services) serves.set(zoneName(s.name), { kind: 'service', id: s.name });
-  for (const d of datasets) serves.set(datasetZone(d), { kind: 'dataset', id: d.id });
+  const serves = agent.zoneServes();
   const owned = zones.filter((z) => z.name.startsWith(ZONE_PREFIX));
   const present = new Set(owned.map((z) => z.name));
   const zoneList: ZoneInventory[] = [

@@ -44,6 +44,8 @@ export const ZoneServes = Type.Object({
   id: Type.String({ description: 'the instance id, the service name, the dataset id, or for the warm pool "pool" (a zone waiting for an instance) or "template"' }),
 });
 
+export type ZoneServes = Static<typeof ZoneServes>;
+
 export const ZoneInventory = Type.Object({
   name: Type.String(),
   state: Nullable(Type.String(), { description: 'as zoneadm names it; null: claimed by a ledger but not on the host (being made, or lost)' }),

@@ -23,9 +23,10 @@ import { VolumeConstructionRequestSchema, type UpdateArtifact } from './params.j
 import { createServer, REQUEST_BODY_MAX_BYTES, type App } from './server.js';
 import { serviceUnavailable } from './common/errors.js';
 import { ServiceManager } from './services.js';
-import { StorageManager } from './storage-manager.js';
+import { datasetZone, StorageManager } from './storage-manager.js';
+import type { ZoneServes } from './operator-params.js';
 import { downloadArtifact } from './updates.js';
-import { ensureAddress, removeZone, TEMPLATE_ZONE, VnicNames, ZONE_PREFIX } from './zone.js';
+import { ensureAddress, removeZone, TEMPLATE_ZONE, VnicNames, ZONE_PREFIX, zoneName } from './zone.js';
 import { bundleDir, ZoneBundles } from './zone-bundle.js';
 import { zoneBundleRoutes } from './zone-bundle-routes.js';
 import { HostHealth, healthRoute, type HealthOptions } from './health.js';
@@ -237,13 +238,8 @@ export class SledAgent {
     summary.removedPorts = ports.removed;
     // New names go above every port on the host, not only those the ledgers name.
     this.instances.reserveNames([...ports.adopted, ...ports.removed].map((p) => `v${p}`));
-    // Which zone serves what: instance zones are named by their own id, not the instance's.
-    const serves = new Map<string, string>([
-      ...[...this.services.claimedZones().keys()].map((z): [string, string] => [z, 'service']),
-      ...[...this.storage.claimedZones().keys()].map((z): [string, string] => [z, 'dataset']),
-      ...[...this.instances.pool.claimedZones().keys()].map((z): [string, string] => [z, z === TEMPLATE_ZONE ? 'warm pool template' : 'warm pool']),
-      ...this.instances.list().flatMap((i): Array<[string, string]> => (i.zone === null ? [] : [[i.zone, `instance ${i.id}`]])),
-    ]);
+    // Which zone serves what: a Propolis zone's name is its own id, not its instance's.
+    const serves = this.zoneServes();
     log.info({
       adopted_zones: summary.adopted, serving: Object.fromEntries(summary.adopted.map((z) => [z, serves.get(z)])),
       removed_zones: summary.removedZones,
@@ -253,6 +249,18 @@ export class SledAgent {
       + `${summary.removedZones.length} orphan zone(s), ${summary.removedVnics.length} orphan VNIC(s) and `
       + `${summary.removedPorts.length} orphan port(s), ${summary.missing.length} claimed zone(s) to re-create`);
     return summary;
+  }
+
+  /** Each zone a ledger claims, and what it serves (GET /inventory, the start-up line). */
+  zoneServes(): Map<string, ZoneServes> {
+    const serves = new Map<string, ZoneServes>();
+    for (const zone of this.instances.pool.claimedZones().keys()) {
+      serves.set(zone, { kind: 'warm_pool', id: zone === TEMPLATE_ZONE ? 'template' : 'pool' });
+    }
+    for (const i of this.instances.list()) if (i.zone !== null) serves.set(i.zone, { kind: 'instance', id: i.id });
+    for (const s of this.services.list()) serves.set(zoneName(s.name), { kind: 'service', id: s.name });
+    for (const d of this.storage.datasets()) serves.set(datasetZone(d), { kind: 'dataset', id: d.id });
+    return serves;
   }
 
   /** Every manager carries on from its ledger (in the background: the API is already up). */

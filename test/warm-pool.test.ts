@@ -147,7 +147,8 @@ describe('warm pool', () => {
     // The start-up line says which zone serves what: the zone's name no longer does.
     const startup = lines.map((l) => JSON.parse(l)).find((l) => String(l.msg).startsWith('start-up:'));
     expect(startup.serving).toEqual({
-      [zone]: `instance ${id}`, [TEMPLATE_ZONE]: 'warm pool template', ...Object.fromEntries(pool.map((z) => [z, 'warm pool'])),
+      [zone]: { kind: 'instance', id }, [TEMPLATE_ZONE]: { kind: 'warm_pool', id: 'template' },
+      ...Object.fromEntries(pool.map((z) => [z, { kind: 'warm_pool', id: 'pool' }])),
     });
     expect(t.running.summary.removedZones).toEqual([]);
     await t.running.agent.pool.ready();
