@@ -10,3 +10,10 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** `ms` drawn uniformly from ±`fraction` of itself (a modelled latency's jitter); 0 stays 0. */
+export function jittered(ms: number, fraction: number, random: () => number): number {
+  if (ms <= 0) return 0;
+  if (fraction === 0) return ms;
+  return Math.max(0, ms * (1 + fraction * (2 * random() - 1)));
+}

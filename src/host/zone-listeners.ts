@@ -32,12 +32,16 @@ export class ZoneListeners {
 
   /** Calls the listeners of every zone and of the event's zone; one that throws is reported, not fatal. */
   emit(event: ZoneStateEvent, onError: (err: unknown) => void): void {
+    // A Set's iteration visits what is added during it and skips what is removed: the listeners
+    // as they were when the event came are copied, but only these two small sets.
     const mine = this.#byZone.get(event.zonename);
-    for (const listener of [...this.#all, ...(mine ?? [])]) {
-      try {
-        listener(event);
-      } catch (err) {
-        onError(err);
+    for (const set of mine === undefined ? [this.#all] : [this.#all, mine]) {
+      for (const listener of [...set]) {
+        try {
+          listener(event);
+        } catch (err) {
+          onError(err);
+        }
       }
     }
   }

@@ -33,7 +33,7 @@ import {
   type HostZones,
   type VnicInfo,
 } from '../host/index.js';
-import { mulberry32 } from '../common/random.js';
+import { jittered, mulberry32 } from '../common/random.js';
 import { SimZoneEvents } from './events.js';
 import { emptySimOpteState, OPTEADM_CALL_MS, SimOpte, type SimOpteState, type TraceAnswer, type TracePacket } from './opte.js';
 import { SimInZone, type ZoneAddress } from './inzone.js';
@@ -627,9 +627,7 @@ export class SimHost implements Host {
   }
 
   private jittered(ms: number): number {
-    if (ms <= 0) return 0;
-    if (this.jitter === 0) return ms;
-    return Math.max(0, ms * (1 + this.jitter * (2 * this.random() - 1)));
+    return jittered(ms, this.jitter, this.random);
   }
 
   /** See SimMachine.onClose. */

@@ -8,7 +8,7 @@
 // servers die with the agent. The sim host starts them again on its next start.
 import pino from 'pino';
 import { formatSocketAddr, type SocketAddr } from '../common/address.js';
-import { mulberry32 } from '../common/random.js';
+import { jittered, mulberry32 } from '../common/random.js';
 import { createLogger, effectiveLevel } from '../logger.js';
 import type { FarmMessage, FarmRequest, FarmServerSpec } from './propolis-farm.js';
 import { SimPropolis, type SimPropolisSnapshot } from './propolis.js';
@@ -36,10 +36,10 @@ const log = level === 'silent' ? pino({ level }) : createLogger(level, 'sim-prop
 /** By the parent's id, from the start request on: a close that comes while it starts waits for it. */
 const servers = new Map<number, Promise<SimPropolis>>();
 
-/** ms * (1 ± fraction), as the sim host's jitter (SimHost.jittered). */
+/** The sim host's jitter (common/random.ts), from this server's own seed. */
 function jitterer(fraction: number, seed: number): (ms: number) => number {
   const random = mulberry32(seed);
-  return (ms) => (ms <= 0 ? 0 : fraction === 0 ? ms : Math.max(0, ms * (1 + fraction * (2 * random() - 1))));
+  return (ms) => jittered(ms, fraction, random);
 }
 
 async function start(id: number, spec: FarmServerSpec): Promise<SimPropolis> {

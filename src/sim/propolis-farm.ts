@@ -85,6 +85,8 @@ export type FarmMessage =
 
 /** How long the child is given to exit after its channel is closed before it is killed. */
 const EXIT_GRACE_MS = 5_000;
+/** How long a forked farm has to say it is ready (it loads its modules, through tsx from sources). */
+const FARM_READY_MS = 60_000;
 
 function childCommand(): { main: string; execArgv: string[] } {
   if (import.meta.url.endsWith('.ts')) {
@@ -166,7 +168,8 @@ export class FarmPropolis {
 
   private stop(op: 'close' | 'crash'): Promise<void> {
     this.stopped = true;
-    this.stopping ??= this.farm.request({ op, id: this.id }).then(() => this.farm.forget(this.id));
+    // Stopped either way: an error from the farm still leaves nothing to serve.
+    this.stopping ??= this.farm.request({ op, id: this.id }).then(() => {}, () => {}).finally(() => this.farm.forget(this.id));
     return this.stopping;
   }
 }
@@ -212,6 +215,8 @@ export class PropolisFarm {
     await new Promise<void>((resolve, reject) => {
       const fail = (why: string): void => {
         cleanup();
+        // One that errs or hangs may still run: it would outlive the host otherwise.
+        child.kill('SIGKILL');
         reject(new Error(`cannot start the Propolis farm (${process.execPath} ${[...execArgv, main].join(' ')}): ${why}`));
       };
       const onMessage = (message: FarmMessage): void => {
@@ -221,7 +226,9 @@ export class PropolisFarm {
       };
       const onError = (err: Error): void => fail(err.message);
       const onExit = (code: number | null, signal: NodeJS.Signals | null): void => fail(`it exited (${signal ?? `code ${code}`}) before it was ready; its stderr says why`);
+      const timer = setTimeout(() => fail(`not ready within ${FARM_READY_MS} ms`), FARM_READY_MS);
       const cleanup = (): void => {
+        clearTimeout(timer);
         child.off('message', onMessage);
         child.off('error', onError);
         child.off('exit', onExit);

@@ -255,16 +255,23 @@ export class SimSmf {
       // The farm died: to SMF, as crashPropolis, this instance's process exited.
       gone: () => {
         if (!entry.live) return;
-        entry.live = false;
-        if (rt.propolis.get(fmri) === entry) rt.propolis.delete(fmri);
-        delete rec.vms[fmri];
-        inst.state = 'maintenance';
+        this.exited(rec, rt, fmri, entry);
         this.m.changed(rec.spec.name);
       },
     };
     const spare = rec.vms[fmri] === undefined ? this.spares.shift() : undefined;
     spare?.bind(handlers);
-    const started = spare ?? await this.launch(() => handlers, { zone: rec.spec.name, propolis: fmri }, rec.vms[fmri]);
+    let started: { server: PropolisServer; pid: number };
+    try {
+      started = spare ?? await this.launch(() => handlers, { zone: rec.spec.name, propolis: fmri }, rec.vms[fmri]);
+    } catch (err) {
+      // No process to run it (the farm could not be forked, or died as it started): SMF's answer
+      // is maintenance, which the agent's wait sees, rather than an instance offline for good.
+      this.m.log.error({ err, zone: rec.spec.name, fmri }, 'the simulated Propolis could not be started');
+      this.exited(rec, rt, fmri, entry);
+      this.m.changed(rec.spec.name);
+      return;
+    }
     entry.server = started.server;
     entry.pid = started.pid;
     const startup = performance.now() - begun;
@@ -407,13 +414,21 @@ export class SimSmf {
     if (rt === undefined || rec === undefined || key === undefined || p === undefined) {
       throw hostError('ENOTFOUND', `no simulated Propolis runs in zone ${zone}${fmri ? ` for ${fmri}` : ''}`);
     }
+    // Out of reach first, so nothing it does while it dies is recorded or reached.
     p.live = false;
     rt.propolis.delete(key);
     await p.server.crash();
-    delete rec.vms[key];
-    const inst = this.instance(rec, key);
-    if (inst) inst.state = 'maintenance';
+    this.exited(rec, rt, key, p);
     this.m.notify(zone);
     await this.m.persist();
+  }
+
+  /** A Propolis process ended under its instance (crashed, its farm died, never started): maintenance, VM gone. */
+  private exited(rec: ZoneRecord, rt: KernelRuntime, fmri: string, entry: RunningPropolis): void {
+    entry.live = false;
+    if (rt.propolis.get(fmri) === entry) rt.propolis.delete(fmri);
+    delete rec.vms[fmri];
+    const inst = this.instance(rec, fmri);
+    if (inst) inst.state = 'maintenance';
   }
 }
