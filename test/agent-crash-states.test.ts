@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../src/instance.js';
-import { ensureBody, instancePuts, nexusSees, realRuntime, startTestAgent, withZones, zoneOf, type TestAgent } from './support/agent.js';
+import { ensureBody, instancePuts, nexusSees, realRuntime, runInstance, startTestAgent, withZones, zoneOf, type TestAgent } from './support/agent.js';
 
 let t: TestAgent | undefined;
 let servers: Server[] = [];
@@ -42,11 +42,7 @@ const nic = (slot: number) => ({ name: `net${slot}`, ip: `172.16.0.${5 + slot}`,
 describe('restart after a kill', () => {
   it('finishes the teardown of an instance killed between Propolis\'s Stopped and the zone\'s removal, reports it and forgets it', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime, [nic(0), nic(1)]));
-    await nexusSees(t.nexus, id, 'running');
-    const zone = zoneOf(t, id);
+    const { id, zone } = await runInstance(t, [nic(0), nic(1)]);
     expect((await t.host.zones.list()).map((z) => z.name)).toContain(zone);
     await t.stop();
     // The ledger as the monitor leaves it on observing Stopped (desired stopped reached), with
@@ -68,10 +64,7 @@ describe('restart after a kill', () => {
 
   it('reports stopped before forgetting an instance that reached it before the restart (Nexus may never have heard it)', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
+    const { id, runtime } = await runInstance(t);
     await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
     await t.running.agent.instances.whenGone(id);
     await t.stop();
@@ -94,11 +87,7 @@ describe('restart after a kill', () => {
 
   it('finishes a stop whose VM was still starting when the agent was killed', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
-    const zone = zoneOf(t, id);
+    const { id, zone } = await runInstance(t);
     await t.stop();
     // The monitor saw Starting after the stop was asked (desired stopped), then the kill came.
     rewriteRecord(t, id, 'starting', 'stopped');
@@ -113,10 +102,7 @@ describe('restart after a kill', () => {
 
   it('stays for a run asked while it was leaving the sled (the request came during its teardown)', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
+    const { id, runtime } = await runInstance(t);
     await t.stop();
     rewriteRecord(t, id, 'stopped', null);
 
@@ -145,11 +131,7 @@ describe('restart after a kill', () => {
 
   it('keeps a failed instance failed across a restart: not provisioned again, still refusing a stop, destroyable', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
-    const zone = zoneOf(t, id);
+    const { id, runtime, zone } = await runInstance(t);
     await t.host.crashPropolis(zone);
     const failed = await nexusSees(t.nexus, id, 'failed');
     await t.running.agent.instances.idle();
@@ -181,11 +163,7 @@ describe('restart after a kill', () => {
 
   it('a failure clears what was desired, so an old ledger with failed + stopped desired settles too', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
-    const zone = zoneOf(t, id);
+    const { id, runtime, zone } = await runInstance(t);
     await t.stop();
     rewriteRecord(t, id, 'failed', 'stopped');
 
@@ -235,10 +213,7 @@ describe('stop while Propolis is being ensured', () => {
 describe('a request Nexus sent before it heard the instance leave', () => {
   it('continues from the last state the sled reported, not the older initial, so no generation goes out twice', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
+    const { id, runtime } = await runInstance(t);
     await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
     const stopped = await nexusSees(t.nexus, id, 'stopped');
     await t.running.agent.instances.whenGone(id);

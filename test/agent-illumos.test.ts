@@ -2,51 +2,33 @@
 // illumos libraries, the fake zoneadm/zlogin and in-zone commands, a fake Nexus, and a simulated
 // Propolis standing in for the one the zone's SMF would start (the fake svcadm starts no server).
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkAgentConfig } from '../src/config.js';
-import type { NativeAddon } from '../src/illumos/addon.js';
-import { SimPropolis } from '../src/sim/propolis.js';
-import { startAgent } from '../src/sled-agent.js';
-import { ensureBody, instancePuts, nexusSees, realRuntime, testConfig, zoneOf } from './support/agent.js';
+import { describe, expect, it } from 'vitest';
+import { ensureBody, instancePuts, nexusSees, realRuntime, zoneOf } from './support/agent.js';
 import { expectSchema } from './support/contract.js';
-import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost, openFakeIllumosHost } from './support/fake-illumos.js';
-import { FakeNexus } from './support/fake-nexus.js';
+import { FAKE_BIN_DIR, fakeIllumosFiles, freshFakeHost, startFakeIllumosAgent } from './support/fake-illumos.js';
 
-let addon: NativeAddon;
-let dir: string;
-
-beforeAll(() => {
-  addon = fakeIllumos();
-  dir = mkdtempSync(join(tmpdir(), 'agent-illumos-'));
-  writeFileSync(join(dir, 'propolis-server.tar.gz'), 'not really a tarball');
-});
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+const files = fakeIllumosFiles('agent-illumos-');
 
 describe('sled agent on the illumos host (fake illumos)', () => {
   it('runs an instance through start and stop: zone, VNIC, address, SMF, Propolis; Nexus sees each state', async () => {
-    const fake = freshFakeHost();
-    const nexus = await FakeNexus.start();
-    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
     const reached: string[] = [];
-    const host = await openFakeIllumosHost(addon, dir, {
-      reachable: (zone) => {
-        reached.push(zone);
-        return propolis.address;
+    const { agent, host, nexus, propolis, close } = await startFakeIllumosAgent({
+      addon: files.addon, images: files.images,
+      host: (propolis) => ({
+        reachable: (zone) => {
+          reached.push(zone);
+          return propolis.address;
+        },
+      }),
+      config: {
+        data_dir: join(files.images, 'var-oxide'),
+        zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
+        underlay_address: 'fd00:1122:3344:101::1',
       },
     });
-    const config = checkAgentConfig(testConfig(dir, nexus.address, {
-      data_dir: join(dir, 'var-oxide'),
-      host: { backend: 'illumos' },
-      zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
-      underlay_address: 'fd00:1122:3344:101::1',
-    }), 'test');
-    const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
     try {
       const id = randomUUID();
       const runtime = realRuntime();
@@ -88,10 +70,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       const gens = nexus.requests.filter(instancePuts(id)).map((r) => r.body.gen);
       expect(gens).toEqual([...gens].sort((a, b) => a - b));
     } finally {
-      await agent.close();
-      await propolis.close();
-      await nexus.close();
-      fake.remove();
+      await close();
     }
   }, 60_000);
 
@@ -106,18 +85,15 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       rmSync(log, { force: true });
       return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { argv: string[]; stdin: string });
     };
-    const nexus = await FakeNexus.start();
-    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
-    const host = await openFakeIllumosHost(addon, dir, {
-      opteadm: join(FAKE_BIN_DIR, 'opteadm-record'), xdeConf, reachable: () => propolis.address,
+    const { agent, host, nexus, propolis, close } = await startFakeIllumosAgent({
+      addon: files.addon, images: files.images, fake,
+      host: (propolis) => ({ opteadm: join(FAKE_BIN_DIR, 'opteadm-record'), xdeConf, reachable: () => propolis.address }),
+      config: {
+        data_dir: join(files.images, 'var-oxide-nic'),
+        zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
+        underlay_address: 'fd00:1122:3344:101::1',
+      },
     });
-    const config = checkAgentConfig(testConfig(dir, nexus.address, {
-      data_dir: join(dir, 'var-oxide-nic'),
-      host: { backend: 'illumos' },
-      zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
-      underlay_address: 'fd00:1122:3344:101::1',
-    }), 'test');
-    const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
     try {
       expect(calls().map((c) => c.argv)).toEqual([['set-xde-underlay', 'net0', 'net1'], ['list-ports']]);
       const id = randomUUID();
@@ -172,26 +148,19 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       expect(await host.network.listPorts()).toEqual([]);
     } finally {
       delete process.env.FAKE_ILLUMOS_OPTEADM_LOG;
-      await agent.close();
-      await propolis.close();
-      await nexus.close();
-      fake.remove();
+      await close();
     }
   }, 60_000);
 
   it('without the xde driver, starts an instance without NICs and fails one with NICs, saying OPTE is missing', async () => {
     const fake = freshFakeHost();
-    const nexus = await FakeNexus.start();
-    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
-    const host = await openFakeIllumosHost(addon, dir, {
-      opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake.state, 'xde.conf'), reachable: () => propolis.address,
-    });
     const lines: string[] = [];
     const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
-    const config = checkAgentConfig(testConfig(dir, nexus.address, {
-      data_dir: join(dir, 'var-oxide-no-xde'), host: { backend: 'illumos' }, zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
-    }), 'test');
-    const agent = await startAgent(config, host, log);
+    const { agent, nexus, close } = await startFakeIllumosAgent({
+      addon: files.addon, images: files.images, fake, log,
+      host: (propolis) => ({ opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake.state, 'xde.conf'), reachable: () => propolis.address }),
+      config: { data_dir: join(files.images, 'var-oxide-no-xde'), zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false } },
+    });
     try {
       expect(lines.some((l) => /OPTE is missing: instances with guest NICs cannot start here/.test(l))).toBe(true);
       const plain = randomUUID();
@@ -205,10 +174,7 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       expect((await put(plain, [])).status).toBe(200);
       await nexusSees(nexus, plain, 'running', 30_000);
     } finally {
-      await agent.close();
-      await propolis.close();
-      await nexus.close();
-      fake.remove();
+      await close();
     }
   }, 60_000);
 });

@@ -11,7 +11,7 @@ import { SimPropolis } from '../src/sim/propolis.js';
 import { expectSchema } from './support/contract.js';
 import { simZoneRecord } from './support/counting-host.js';
 import {
-  POOL, ensureBody, instancePuts, nexusSees, propolisFmriOf, realRuntime, startTestAgent, zoneOf, zoneReachesRunning, type TestAgent,
+  POOL, ensureBody, instancePuts, nexusSees, propolisFmriOf, realRuntime, runInstance, startTestAgent, zoneOf, zoneReachesRunning, type TestAgent,
 } from './support/agent.js';
 
 let t: TestAgent | undefined;
@@ -75,11 +75,7 @@ describe('instance lifecycle', () => {
 
   it('stops: Nexus sees stopping then stopped, and the zone and VNICs are gone', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
-    const zone = zoneOf(t, id);
+    const { id, runtime, zone } = await runInstance(t);
     expect((await t.host.zones.list()).map((z) => z.name)).toContain(zone);
     const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
     expect(stop.status).toBe(200);
@@ -95,10 +91,7 @@ describe('instance lifecycle', () => {
 
   it('reboots a running instance and comes back to running', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    const first = await nexusSees(t.nexus, id, 'running');
+    const { id, runtime, report: first } = await runInstance(t);
     const res = await t.request('PUT', `/instances/${id}`, ensureBody('reboot', runtime));
     expect(res.body.run_state).toBe('rebooting');
     await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running' && r.body.gen > first.body.gen + 1, 20_000);
@@ -242,21 +235,14 @@ describe('failures', () => {
 
   it('marks the instance failed when its zone goes away while it runs', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
+    const { id } = await runInstance(t);
     await t.host.simulateZoneFailure(zoneOf(t, id));
     await nexusSees(t.nexus, id, 'failed');
   });
 
   it('keeps monitoring through a Propolis outage it recovers from', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
-    const zone = zoneOf(t, id);
+    const { id, runtime, zone } = await runInstance(t);
     // Propolis stops answering for a while (its SMF instance stays online), then is back on the
     // same address with the same VM.
     const propolis = t.host.propolisFor(zone)!;
@@ -278,10 +264,7 @@ describe('failures', () => {
 
   it('marks the instance failed when Propolis dies (its SMF instance leaves online)', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
+    const { id } = await runInstance(t);
     await t.host.crashPropolis(zoneOf(t, id));
     const failed = await nexusSees(t.nexus, id, 'failed');
     expect(failed.body.gen).toBeGreaterThan(2);
@@ -350,10 +333,7 @@ describe('generations reported ahead of the ledger', () => {
 
   it('continues above the limit on disk after a restart, so Nexus never sees an old generation again', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    const before = await nexusSees(t.nexus, id, 'running');
+    const { id, report: before } = await runInstance(t);
     const count = t.nexus.matching('PUT', `/instances/${id}`).length;
     await t.stop();
     const limit = onDisk(t, id)!.reported_gen_limit!;
@@ -369,11 +349,7 @@ describe('generations reported ahead of the ledger', () => {
 describe('restart', () => {
   it('adopts a running instance after a graceful restart: same zone, same VNICs, state reported again', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    const before = await nexusSees(t.nexus, id, 'running');
-    const zone = zoneOf(t, id);
+    const { id, runtime, zone, report: before } = await runInstance(t);
     const vnicsBefore = (await t.host.links.listVnics()).map((v) => v.name).sort();
     const count = t.nexus.matching('PUT', `/instances/${id}`).length;
 

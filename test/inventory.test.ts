@@ -18,7 +18,7 @@ import { buildSim } from '../src/sim/server.js';
 import { defaultSimConfig } from '../src/sim/config.js';
 import { combinedSledAgentContract, expectSchema } from './support/contract.js';
 import { FakeNexus } from './support/fake-nexus.js';
-import { POOL, ensureBody, nexusSees, realRuntime, startTestAgent, testConfig, zoneOf, type TestAgent } from './support/agent.js';
+import { POOL, ensureBody, nexusSees, realRuntime, runInstance, startTestAgent, testConfig, zoneOf, type TestAgent } from './support/agent.js';
 import { instanceEnsure, startTestSim, type TestSim } from './support/sim.js';
 
 const VERSION = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version as string;
@@ -71,11 +71,8 @@ describe('sled agent', () => {
   it('GET /inventory: the sled, its host and why, pools, zones with what they serve, instances, services, ports and the start-up', async () => {
     t = await startTestAgent();
     await t.running.registered;
-    const id = randomUUID();
-    const runtime = realRuntime();
     const nic = { name: 'net0', ip: '172.16.0.5', mac: 'a8:40:25:f0:00:01', subnet: '172.16.0.0/22', vni: 10, slot: 0 };
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime, [nic]));
-    await nexusSees(t.nexus, id, 'running');
+    const { id, runtime } = await runInstance(t, [nic]);
     const services = [{ name: 'internal-dns', addresses: ['fd00:1122:3344:1::1'], gz_addresses: [] }];
     expect((await t.request('PUT', '/services', { services })).status).toBe(204);
     expect((await t.request('PUT', '/filesystem', {
@@ -127,11 +124,7 @@ describe('sled agent', () => {
 
   it('GET /inventory after a restart shows the last start-up: the instance\'s zone adopted, the stray removed', async () => {
     t = await startTestAgent();
-    const id = randomUUID();
-    const runtime = realRuntime();
-    await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
-    await nexusSees(t.nexus, id, 'running');
-    const zone = zoneOf(t, id);
+    const { id, zone } = await runInstance(t);
     await t.host.zones.configure({ name: 'oxz_stray', brand: 'omicron1', zonepath: '/zone/oxz_stray', nets: [], devices: [], datasets: [] });
     t = await t.restart();
     const inv = (await t.request('GET', '/inventory')).body;

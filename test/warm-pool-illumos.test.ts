@@ -3,52 +3,31 @@
 // `zoneadm clone`, a pool zone booted with only its control VNIC, and a start that takes it and
 // gives the guest's VNIC to the running zone through the `zone` link property (libdladm).
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkAgentConfig } from '../src/config.js';
+import { describe, expect, it } from 'vitest';
 import { isHostError } from '../src/host/index.js';
-import type { NativeAddon } from '../src/illumos/addon.js';
-import { SimPropolis } from '../src/sim/propolis.js';
-import { startAgent } from '../src/sled-agent.js';
 import { TEMPLATE_ZONE } from '../src/zone.js';
-import { ensureBody, nexusSees, realRuntime, testConfig } from './support/agent.js';
-import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost, openFakeIllumosHost } from './support/fake-illumos.js';
-import { FakeNexus } from './support/fake-nexus.js';
+import { ensureBody, nexusSees, realRuntime } from './support/agent.js';
+import { FAKE_BIN_DIR, fakeIllumosFiles, freshFakeHost, startFakeIllumosAgent } from './support/fake-illumos.js';
 
-let addon: NativeAddon;
-let dir: string;
-
-beforeAll(() => {
-  addon = fakeIllumos();
-  dir = mkdtempSync(join(tmpdir(), 'warm-pool-illumos-'));
-  writeFileSync(join(dir, 'propolis-server.tar.gz'), 'not really a tarball');
-});
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+const files = fakeIllumosFiles('warm-pool-illumos-');
 
 describe('warm pool on the illumos host (fake illumos)', () => {
   it('clones pool zones from the template; a start takes one and hands it the guest VNIC over its OPTE port', async () => {
     const fake = freshFakeHost();
     writeFileSync(join(fake.state, 'xde.conf'), 'name="xde" parent="pseudo" instance=0;\n');
-    const nexus = await FakeNexus.start();
-    // The fake svcadm starts no server: one simulated Propolis answers for every zone.
-    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
-    const host = await openFakeIllumosHost(addon, dir, {
-      opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake.state, 'xde.conf'), reachable: () => propolis.address,
-    });
-    const config = checkAgentConfig(testConfig(dir, nexus.address, {
-      data_dir: join(dir, 'var-oxide'),
-      host: { backend: 'illumos' },
-      zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 2, template: true },
-      underlay_address: 'fd00:1122:3344:101::1',
-    }), 'test');
     const phases = new Map<string, string[]>();
-    const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), {
-      onPhase: (id, p) => phases.set(id, [...(phases.get(id) ?? []), p]),
+    // The fake svcadm starts no server: one simulated Propolis answers for every zone.
+    const { agent, host, nexus, propolis, close } = await startFakeIllumosAgent({
+      addon: files.addon, images: files.images, fake,
+      host: (propolis) => ({ opteadm: join(FAKE_BIN_DIR, 'opteadm'), xdeConf: join(fake.state, 'xde.conf'), reachable: () => propolis.address }),
+      config: {
+        data_dir: join(files.images, 'var-oxide'),
+        zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 2, template: true },
+        underlay_address: 'fd00:1122:3344:101::1',
+      },
+      agent: { onPhase: (id, p) => phases.set(id, [...(phases.get(id) ?? []), p]) },
     });
     try {
       await agent.agent.pool.ready();
@@ -94,26 +73,20 @@ describe('warm pool on the illumos host (fake illumos)', () => {
       expect((await host.links.listVnics()).map((v) => v.name)).not.toContain('vopte0');
       expect(await host.network.listPorts()).toEqual([]);
     } finally {
-      await agent.close();
-      await propolis.close();
-      await nexus.close();
-      fake.remove();
+      await close();
     }
   }, 90_000);
 
   it('polls on illumos too: readiness = "poll" (zero-deadline checks) fills the pool and starts an instance', async () => {
-    const fake = freshFakeHost();
-    const nexus = await FakeNexus.start();
-    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
-    const host = await openFakeIllumosHost(addon, dir, { reachable: () => propolis.address });
-    const config = checkAgentConfig(testConfig(dir, nexus.address, {
-      data_dir: join(dir, 'var-oxide-poll'),
-      host: { backend: 'illumos' },
-      zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 1, template: false },
-      instances: { readiness: 'poll', steps: 'serial' },
-      underlay_address: 'fd00:1122:3344:101::1',
-    }), 'test');
-    const agent = await startAgent(config, host, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
+    const { agent, nexus, close } = await startFakeIllumosAgent({
+      addon: files.addon, images: files.images,
+      config: {
+        data_dir: join(files.images, 'var-oxide-poll'),
+        zones: { control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 1, template: false },
+        instances: { readiness: 'poll', steps: 'serial' },
+        underlay_address: 'fd00:1122:3344:101::1',
+      },
+    });
     try {
       // Poll mode asks the illumos host with zero deadlines (the Host suite holds their
       // semantics); here the whole of it: the pool's zones and an instance, by polling.
@@ -125,10 +98,7 @@ describe('warm pool on the illumos host (fake illumos)', () => {
       expect(put.status).toBe(200);
       await nexusSees(nexus, id, 'running', 30_000);
     } finally {
-      await agent.close();
-      await propolis.close();
-      await nexus.close();
-      fake.remove();
+      await close();
     }
   }, 90_000);
 });

@@ -8,11 +8,11 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import pino, { type Logger } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { tarArchive } from '../src/common/tar.js';
 import { checkAgentConfig } from '../src/config.js';
 import {
@@ -20,16 +20,13 @@ import {
   svcLogFile, svcsExplain, svcsStates, tailLines, zoneImage,
 } from '../src/host/commands.js';
 import type { Host } from '../src/host/index.js';
-import type { NativeAddon } from '../src/illumos/addon.js';
-import { IllumosHost } from '../src/illumos/host.js';
 import { openApiDocument } from '../src/openapi.js';
 import { RecentLogs, recentLogs } from '../src/recent-logs.js';
 import { openSimHost } from '../src/host/open.js';
 import { SimHost } from '../src/sim/host.js';
-import { SimPropolis } from '../src/sim/propolis.js';
 import { agentApp, startAgent } from '../src/sled-agent.js';
 import { ensureBody, nexusSees, realRuntime, startTestAgent, testConfig, zoneOf, type TestAgent } from './support/agent.js';
-import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { fakeIllumosFiles, freshFakeHost, openFakeIllumosHost, startFakeIllumosAgent } from './support/fake-illumos.js';
 import { FakeNexus } from './support/fake-nexus.js';
 
 const DEADLINE_MS = 20_000;
@@ -158,16 +155,7 @@ async function startFaultyAgent(faults: Faults): Promise<Agent> {
   };
 }
 
-let addon: NativeAddon;
-let images: string;
-beforeAll(() => {
-  addon = fakeIllumos();
-  images = mkdtempSync(join(tmpdir(), 'zone-bundle-images-'));
-  writeFileSync(join(images, 'propolis-server.tar.gz'), 'not really a tarball');
-});
-afterAll(() => {
-  rmSync(images, { recursive: true, force: true });
-});
+const files = fakeIllumosFiles('zone-bundle-images-');
 
 describe('the in-zone commands a bundle runs', () => {
   /** The same argv on a host: a propolis zone running one VM's service, then that service marked maintenance. */
@@ -212,10 +200,7 @@ describe('the in-zone commands a bundle runs', () => {
       rmSync(stateDir, { recursive: true, force: true });
     }
     const fake = freshFakeHost();
-    const illumos = await IllumosHost.open({
-      addon, zoneadm: join(FAKE_BIN_DIR, 'zoneadm'), zlogin: join(FAKE_BIN_DIR, 'zlogin'), sbin: FAKE_BIN_DIR,
-      resolveImage: (image) => join(images, basename(image)),
-    });
+    const illumos = await openFakeIllumosHost(files.addon, files.images);
     let illumosTranscript: Record<string, unknown>;
     try {
       illumosTranscript = await transcript(illumos);
@@ -415,19 +400,11 @@ describe('zone bundles on the simulated host, over HTTP', () => {
 
 describe('zone bundles on the illumos host (fake illumos)', () => {
   it('Propolis in maintenance leaves a bundle with its SMF state and log, then the zone is torn down', async () => {
-    const fake = freshFakeHost();
     const dir = mkdtempSync(join(tmpdir(), 'zone-bundle-illumos-'));
-    const nexus = await FakeNexus.start();
-    const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
-    const host = await IllumosHost.open({
-      addon, zoneadm: join(FAKE_BIN_DIR, 'zoneadm'), zlogin: join(FAKE_BIN_DIR, 'zlogin'), sbin: FAKE_BIN_DIR,
-      resolveImage: (image) => join(images, basename(image)),
-      reachable: () => propolis.address,
+    const { agent, host, nexus, close } = await startFakeIllumosAgent({
+      addon: files.addon, images: files.images, dir, log: bundleLogger(),
+      config: { zones: { control_link: 'net0', ready_timeout_ms: DEADLINE_MS, warm_pool: 0, template: false } },
     });
-    const config = checkAgentConfig(testConfig(dir, nexus.address, {
-      host: { backend: 'illumos' }, zones: { control_link: 'net0', ready_timeout_ms: DEADLINE_MS, warm_pool: 0, template: false },
-    }), 'test');
-    const agent = await startAgent(config, host, bundleLogger());
     try {
       const id = randomUUID();
       const runtime = realRuntime();
@@ -459,10 +436,7 @@ describe('zone bundles on the illumos host (fake illumos)', () => {
       expect(JSON.parse(files.get('host/links.json')!).vnics).toHaveLength(1);
       expect(files.get('agent.log')).toContain('Propolis service is no longer running');
     } finally {
-      await agent.close();
-      await propolis.close();
-      await nexus.close();
-      fake.remove();
+      await close();
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);

@@ -182,12 +182,13 @@ static int populate_zone(int lock, const char *delay_env) {
   return rc;
 }
 
-static int install_func(int argc, char **argv) {
-  for (int i = 0; i < argc; i++) {
-    if (strcmp(argv[i], "-?") == 0) return usage();
-  }
-  int lock = fake_lock();
-  if (lock < 0) {
+/* sanity_check of the target for install and clone (it treats CMD_INSTALL and CMD_CLONE alike):
+ * takes the lock (*lock; below 0 and Z_ERR if it could not be taken, nothing held), then the target
+ * must be out of the kernel and neither installed nor incomplete. The lock is held on return
+ * whatever the result, for the caller to release. */
+static int lock_uninstalled_target(const char *cmd, int *lock) {
+  *lock = fake_lock();
+  if (*lock < 0) {
     zerror("could not lock the zone state: %s", strerror(errno));
     return Z_ERR;
   }
@@ -195,7 +196,7 @@ static int install_func(int argc, char **argv) {
   struct kzone kz;
   int in_kernel;
   int rc = get_state(&state, &kz, &in_kernel);
-  if (rc == Z_OK && in_kernel) rc = invalid_for_running("install", &kz);
+  if (rc == Z_OK && in_kernel) rc = invalid_for_running(cmd, &kz);
   if (rc == Z_OK && state == ZONE_STATE_INSTALLED) {
     zerror("is already %s.", zone_state_str(ZONE_STATE_INSTALLED));
     rc = Z_ERR;
@@ -203,6 +204,16 @@ static int install_func(int argc, char **argv) {
     zerror("zone is %s; %s required.", zone_state_str(ZONE_STATE_INCOMPLETE), "uninstall");
     rc = Z_ERR;
   }
+  return rc;
+}
+
+static int install_func(int argc, char **argv) {
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "-?") == 0) return usage();
+  }
+  int lock;
+  int rc = lock_uninstalled_target("install", &lock);
+  if (lock < 0) return rc;
   /* the brand's install hook reads each image: a missing one fails before anything changes */
   for (int i = 0; rc == Z_OK && i < argc; i++) {
     if (argv[i][0] == '-') continue;
@@ -307,23 +318,9 @@ static int clone_func(int argc, char **argv) {
     source = argv[i];
   }
   if (source == NULL) return usage();
-  int lock = fake_lock();
-  if (lock < 0) {
-    zerror("could not lock the zone state: %s", strerror(errno));
-    return Z_ERR;
-  }
-  zone_state_t state;
-  struct kzone kz;
-  int in_kernel;
-  int rc = get_state(&state, &kz, &in_kernel);
-  if (rc == Z_OK && in_kernel) rc = invalid_for_running("clone", &kz);
-  if (rc == Z_OK && state == ZONE_STATE_INSTALLED) {
-    zerror("is already %s.", zone_state_str(ZONE_STATE_INSTALLED));
-    rc = Z_ERR;
-  } else if (rc == Z_OK && state == ZONE_STATE_INCOMPLETE) {
-    zerror("zone is %s; %s required.", zone_state_str(ZONE_STATE_INCOMPLETE), "uninstall");
-    rc = Z_ERR;
-  }
+  int lock;
+  int rc = lock_uninstalled_target("clone", &lock);
+  if (lock < 0) return rc;
   if (rc == Z_OK) rc = clonable_source_locked(source);
   if (rc == Z_OK) {
     /* validate_clone() -> valid_brand_clone(): the zonepath's contents are the brand's */

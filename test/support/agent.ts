@@ -191,6 +191,18 @@ export function nexusSees(nexus: FakeNexus, id: string, state: string, timeoutMs
   return nexus.waitFor((r) => instancePuts(id)(r) && r.body?.run_state === state, timeoutMs, `instance ${id} ${state}`);
 }
 
+/**
+ * Asks `t` for a new instance (with `nics`) to run and waits for Nexus to hear it running: its id,
+ * the runtime it was given (for later requests), the zone the agent chose, and that report.
+ */
+export async function runInstance(t: TestAgent, nics: unknown[] = []): Promise<{ id: string; runtime: ReturnType<typeof realRuntime>; zone: string; report: Recorded }> {
+  const id = randomUUID();
+  const runtime = realRuntime();
+  await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime, nics));
+  const report = await nexusSees(t.nexus, id, 'running');
+  return { id, runtime, zone: zoneOf(t, id), report };
+}
+
 export function writeConfigToml(path: string, config: Record<string, unknown>): void {
   writeFileSync(path, toToml(config));
 }

@@ -1,11 +1,18 @@
 // The fake illumos (test/fake-illumos/, built by global-setup.ts): where its libraries and
 // programs are, and a fresh state directory per test.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pino, { type Logger } from 'pino';
+import { afterAll, beforeAll } from 'vitest';
+import { checkAgentConfig } from '../../src/config.js';
 import { loadNative, type NativeAddon } from '../../src/illumos/addon.js';
 import { IllumosHost, type IllumosHostOptions } from '../../src/illumos/host.js';
+import { SimPropolis } from '../../src/sim/propolis.js';
+import { startAgent, type RunningAgent, type SledAgentOptions } from '../../src/sled-agent.js';
+import { testConfig } from './agent.js';
+import { FakeNexus } from './fake-nexus.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** SLED_AGENT_ASAN=1 selects the sanitizer build (npm run test:asan). */
@@ -34,6 +41,24 @@ export function fakeIllumos(): NativeAddon {
 }
 
 /**
+ * For a test file (call it at its top level): before its tests, the addon with the fake libraries
+ * and a directory of zone images (a stand-in propolis-server.tar.gz) made with `prefix`; after
+ * them, the directory removed. The fields are set once beforeAll has run.
+ */
+export function fakeIllumosFiles(prefix: string): { addon: NativeAddon; images: string } {
+  const files = { addon: undefined as unknown as NativeAddon, images: '' };
+  beforeAll(() => {
+    files.addon = fakeIllumos();
+    files.images = mkdtempSync(join(tmpdir(), prefix));
+    writeFileSync(join(files.images, 'propolis-server.tar.gz'), 'not really a tarball');
+  });
+  afterAll(() => {
+    rmSync(files.images, { recursive: true, force: true });
+  });
+  return files;
+}
+
+/**
  * An IllumosHost over the fake libraries and programs (zoneadm, zlogin, ipadm and the rest from
  * FAKE_BIN_DIR), installing zone images from `images` by their file name; `extra` adds options.
  */
@@ -46,4 +71,54 @@ export function openFakeIllumosHost(addon: NativeAddon, images: string, extra: P
     resolveImage: (image) => join(images, basename(image)),
     ...extra,
   });
+}
+
+export type FakeHost = ReturnType<typeof freshFakeHost>;
+
+export interface FakeIllumosAgentOptions {
+  /** The addon with the fake libraries (fakeIllumos()). */
+  addon: NativeAddon;
+  /** The zone images the host installs from (by file name). */
+  images: string;
+  /** The directory testConfig's paths are under (default: `images`). */
+  dir?: string;
+  /** testConfig's extra, with `host: { backend: 'illumos' }` added. */
+  config: Record<string, unknown>;
+  /** The fake host, if the test prepared it (default: a fresh one); close() removes it either way. */
+  fake?: FakeHost;
+  /** The host's options beyond the fake's programs (default: every zone reaches `propolis`). */
+  host?: (propolis: SimPropolis) => Partial<IllumosHostOptions>;
+  /** The agent's logger (default: silent, or TEST_LOG_LEVEL). */
+  log?: Logger;
+  agent?: SledAgentOptions;
+}
+
+export interface FakeIllumosAgent {
+  fake: FakeHost;
+  nexus: FakeNexus;
+  /** The fake svcadm starts no server: one simulated Propolis answers for every zone. */
+  propolis: SimPropolis;
+  host: IllumosHost;
+  agent: RunningAgent;
+  /** Closes the agent, Propolis and Nexus, and removes the fake host's state. */
+  close(): Promise<void>;
+}
+
+/** The real agent on an IllumosHost over a fresh fake host, with a fake Nexus and a simulated Propolis. */
+export async function startFakeIllumosAgent(options: FakeIllumosAgentOptions): Promise<FakeIllumosAgent> {
+  const fake = options.fake ?? freshFakeHost();
+  const nexus = await FakeNexus.start();
+  const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
+  const host = await openFakeIllumosHost(options.addon, options.images, options.host ? options.host(propolis) : { reachable: () => propolis.address });
+  const config = checkAgentConfig(testConfig(options.dir ?? options.images, nexus.address, { host: { backend: 'illumos' }, ...options.config }), 'test');
+  const agent = await startAgent(config, host, options.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), options.agent);
+  return {
+    fake, nexus, propolis, host, agent,
+    async close() {
+      await agent.close();
+      await propolis.close();
+      await nexus.close();
+      fake.remove();
+    },
+  };
 }
