@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import { createServer as createNetServer } from 'node:net';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PropolisInstanceState } from '../src/common/instance.js';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest } from '../src/propolis-client.js';
@@ -227,6 +228,30 @@ describe('simulated Propolis: the VM and the state monitor', () => {
     await waitUntil(() => server.waiterCount === 0);
     // The server is still fine.
     await expect(client.stateMonitor(0)).resolves.toEqual({ gen: 0, state: 'Creating' });
+  });
+});
+
+describe('simulated Propolis: servers sharing one app', () => {
+  it('each server answers for its own VM and logs its requests to its own logger', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
+    const a = await start({ logger: pino({ level: 'info' }, sink).child({ zone: 'a' }) });
+    const b = await start({ logger: pino({ level: 'info' }, sink).child({ zone: 'b' }) });
+    await a.client.ensure(ensureRequest());
+    await a.client.putState('Run');
+    // b has no instance: its answers are its own, not a's.
+    const err = await rejection(b.client.stateMonitor(0));
+    expect(err.status).toBe(500);
+    expect(b.server.hasInstance).toBe(false);
+    await expect(follow(a.client, 0, 'Running')).resolves.toMatchObject({ state: 'Running' });
+    // Closing one leaves the other answering.
+    await b.server.close();
+    await expect(a.client.stateMonitor(0)).resolves.toMatchObject({ state: 'Running' });
+    const byZone = (zone: string) => lines.filter((l) => l.zone === zone && l.msg === 'request completed').map((l) => `${String(l.method)} ${String(l.url)}`);
+    expect(byZone('a')).toContain('PUT /instance');
+    expect(byZone('a')).toContain('PUT /instance/state');
+    expect(byZone('b')).toEqual(['GET /instance/state-monitor']);
+    expect(lines.some((l) => l.zone === 'b' && l.msg === 'request failed')).toBe(true);
   });
 });
 

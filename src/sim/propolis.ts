@@ -15,6 +15,13 @@
 // A request that is already under way (Run while Starting or Running, Stop while Stopping, ...)
 // is accepted and changes nothing; one that makes no sense in the state (Run after Stop, Reboot
 // while Creating) is a 500, as Propolis's set_target_state refuses it.
+//
+// Every server in a process shares one fastify app (`router()`): each server is a bare node:http
+// server on its own port that tags a request with itself and hands it to the app. An app per
+// server compiled its routes, schemas and serializers each time: ~15 ms of CPU and ~0.5 MB per
+// server, which at 1,000 servers was nearly all of the Propolis farm's 15 s of CPU
+// (`npm run bench:scale`) and a good part of the test suite's simulated Propolis starts.
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import pino, { type Logger } from 'pino';
@@ -113,13 +120,29 @@ const InstanceGetResponse = Type.Object({
 
 const InstanceStateMonitorResponse = Type.Object({ gen: Type.Integer({ format: 'uint64', minimum: 0 }), state: PropolisState });
 
+/** The server a request came to, set by that server before the shared app routes it. */
+const SERVED_BY = Symbol('sim-propolis');
+type ServedRequest = IncomingMessage & { [SERVED_BY]?: SimPropolis };
+
+/** fastify's own defaults for its server: no request timeout (a state-monitor long poll waits as long as the VM does). */
+const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+
+function servedBy(request: { raw: IncomingMessage }): SimPropolis {
+  const server = (request.raw as ServedRequest)[SERVED_BY];
+  if (server === undefined) throw internal('request reached the simulated Propolis router without its server');
+  return server;
+}
+
 interface Waiter {
   gen: number;
   resolve: (value: { gen: number; state: PropolisInstanceState }) => void;
 }
 
 export class SimPropolis {
-  private readonly app: App;
+  /** Its own HTTP server; the requests go to the shared app (router()). */
+  private readonly http: Server;
+  /** Request log lines go here (the shared app's child logger factory reads it). */
+  readonly logger: Logger;
   private readonly latencies: SimPropolisLatencies;
   private readonly jitter: (ms: number) => number;
   private readonly onChange: ((snapshot: SimPropolisSnapshot) => void) | undefined;
@@ -139,14 +162,27 @@ export class SimPropolis {
     this.request = options.initial?.request ?? null;
     this.vmState = options.initial?.state ?? 'Creating';
     this.vmGen = options.initial?.gen ?? 0;
-    this.app = this.routes(createServer({ logger: options.logger ?? pino({ level: 'silent' }) }));
+    this.logger = options.logger ?? pino({ level: 'silent' });
+    this.http = createHttpServer({ requestTimeout: 0 });
+    this.http.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   }
 
   /** Starts a server (and continues an imported VM's transition). */
   static async start(options: SimPropolisOptions = {}): Promise<SimPropolis> {
+    const app = await SimPropolis.router();
     const server = new SimPropolis(options);
-    await server.app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
-    const address = server.app.server.address();
+    server.http.on('request', (req: ServedRequest, res) => {
+      req[SERVED_BY] = server;
+      app.routing(req, res);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.http.once('error', reject);
+      server.http.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 }, () => {
+        server.http.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.http.address();
     if (address === null || typeof address === 'string') throw new Error('the simulated Propolis has no TCP address');
     server.listening = { host: address.address, port: address.port };
     if (server.request !== null) server.scheduleNext();
@@ -225,9 +261,10 @@ export class SimPropolis {
       this.cancelTimer();
       // Nothing is answered from now on: connections that arrive are cut, and so are the ones
       // open now (long polls never finish by themselves). Their waiters go with their 'close'.
-      this.app.server.on('connection', (socket: Socket) => socket.destroy());
-      this.app.server.closeAllConnections();
-      await this.app.close();
+      this.http.on('connection', (socket: Socket) => socket.destroy());
+      const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+      this.http.closeAllConnections();
+      await closed;
       for (const w of this.waiters) w.resolve({ gen: this.vmGen, state: this.vmState });
       this.waiters.clear();
     })();
@@ -328,24 +365,61 @@ export class SimPropolis {
     return this.request;
   }
 
+  /** The state-monitor long poll: the state once its gen reaches `gen`; `res` closing forgets it. */
+  private monitor(gen: number, res: ServerResponse): Promise<{ gen: number; state: PropolisInstanceState }> | { gen: number; state: PropolisInstanceState } {
+    this.requireInstance();
+    if (gen <= this.vmGen) return { gen: this.vmGen, state: this.vmState };
+    return new Promise((resolve) => {
+      const waiter: Waiter = { gen, resolve };
+      this.waiters.add(waiter);
+      // The client went away (aborted, or its connection was cut): forget the waiter.
+      res.once('close', () => {
+        if (this.waiters.delete(waiter)) resolve({ gen: this.vmGen, state: this.vmState });
+      });
+    });
+  }
+
   // ---- HTTP ----
 
-  private routes(app: App): App {
+  static #shared: Promise<App> | null = null;
+
+  /** The one app that routes every simulated Propolis server's requests in this process. */
+  private static router(): Promise<App> {
+    SimPropolis.#shared ??= (async () => {
+      const app = createServer({ logger: pino({ level: 'silent' }) });
+      // Request log lines carry the serving server's own logger, with its level and bindings
+      // (zone, ...); fastify's options would set the shared app's level, silent, on each line.
+      // Set before the routes, which keep the factory they were declared with.
+      app.setChildLoggerFactory((logger, bindings, _options, raw) =>
+        ((raw as ServedRequest)[SERVED_BY]?.logger ?? logger).child(bindings));
+      SimPropolis.routes(app);
+      await app.ready();
+      return app;
+    })();
+    SimPropolis.#shared.catch(() => {
+      SimPropolis.#shared = null;
+    });
+    return SimPropolis.#shared;
+  }
+
+  /** The Propolis API's routes, on the app every server in the process shares. */
+  private static routes(app: App): App {
     // state-monitor is a GET with a JSON body, which fastify refuses unless GET is declared to have one.
     app.addHttpMethod('GET', { hasBody: true, overrideExisting: true });
 
     app.put('/instance', {
       schema: { operationId: 'instance_ensure', body: InstanceEnsureBody, response: { 201: InstanceEnsureResponseSchema, ...errors } },
     }, async (request, reply) => {
-      const res = this.ensure(request.body as InstanceEnsureRequest);
+      const res = servedBy(request).ensure(request.body as InstanceEnsureRequest);
       return reply.status(201).send(res);
     });
 
     app.get('/instance', {
       schema: { operationId: 'instance_get', response: { 200: InstanceGetResponse, ...errors } },
-    }, async () => {
-      const req = this.requireInstance();
-      return { instance: { properties: req.properties, state: this.vmState, disks: [], nics: [] } };
+    }, async (request) => {
+      const vm = servedBy(request);
+      const req = vm.requireInstance();
+      return { instance: { properties: req.properties, state: vm.state, disks: [], nics: [] } };
     });
 
     app.get('/instance/state-monitor', {
@@ -356,17 +430,8 @@ export class SimPropolis {
         response: { 200: InstanceStateMonitorResponse, ...errors },
       },
     }, async (request, reply) => {
-      this.requireInstance();
       const { gen } = request.body as { gen: number };
-      if (gen <= this.vmGen) return { gen: this.vmGen, state: this.vmState };
-      return new Promise<{ gen: number; state: PropolisInstanceState }>((resolve) => {
-        const waiter: Waiter = { gen, resolve };
-        this.waiters.add(waiter);
-        // The client went away (aborted, or its connection was cut): forget the waiter.
-        reply.raw.once('close', () => {
-          if (this.waiters.delete(waiter)) resolve({ gen: this.vmGen, state: this.vmState });
-        });
-      });
+      return servedBy(request).monitor(gen, reply.raw);
     });
 
     app.put('/instance/state', {
@@ -376,11 +441,11 @@ export class SimPropolis {
         response: { 204: NoContent('the state change was requested'), ...errors },
       },
     }, async (request, reply) => {
-      this.requireInstance();
-      this.requestState(request.body as PropolisStateRequested);
+      const vm = servedBy(request);
+      vm.requireInstance();
+      vm.requestState(request.body as PropolisStateRequested);
       return reply.status(204).send();
     });
-
     return app;
   }
 }
