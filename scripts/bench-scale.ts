@@ -2,8 +2,9 @@
 // on one agent over the simulated host, until Nexus has received `running` for every one, for
 // N = 100 and N = 1000 in the same run. It measures what the agent's own process pays for them:
 // wall time, CPU (utime + stime of every thread, from /proc) per instance, and RSS (peak and at
-// the end); and the same for the sim host's Propolis farm, the agent's child process, when
-// `[host] propolis = "process"` puts the simulated Propolis servers there.
+// the end); and the same for its busiest child process: the simulated host itself with
+// `[host] simulation = "process"` (the default here: a sled's kernel and daemons are not the
+// agent's process), else the Propolis farm with `[host] propolis = "process"`.
 //
 //   npm run bench:scale                                  # N = 100, 1000; the small table, then realistic
 //   npm run bench:scale -- --latency small               # one latency table only
@@ -14,7 +15,9 @@
 // The agent is started as a user would start it: `node --import tsx src/bin/sled-agent.ts run
 // <config.toml>` (by default the working tree compiled into a temp dir, as `npm run build` would; `--entry dist|tsx`), in a temp run directory with its
 // own data_dir and sim state_dir, logging at info to <run dir>/agent.log (stderr redirected to a
-// file, as a supervisor keeps it). Its config: `[host] backend = "sim"`, `propolis = "process"`,
+// file, as a supervisor keeps it). Its config: `[host] backend = "sim"`, `simulation = "process"`
+// (--simulation; its Propolis servers in that process, unless --propolis process puts them in a
+// farm of their own; with --simulation in-process, `propolis = "process"` by default),
 // `state_write = "behind"` (the sim's own state file is not the agent's cost: on a sled the
 // kernel keeps that state), `[zones] warm_pool = 0` and the default `template = true`,
 // `[instances] readiness = "event"`.
@@ -94,6 +97,7 @@ interface Options {
   overlay: string[];
   stallMs: number;
   propolis: 'process' | 'in-process';
+  simulation: 'process' | 'in-process';
   cpuProf: string | null;
   heapProf: string | null;
   heapSnapshot: string | null;
@@ -108,7 +112,7 @@ function usage(problem?: string): never {
   if (problem) console.error(`bench-scale: ${problem}`);
   console.error(`usage: npm run bench:scale -- [--counts 100,1000] [--latency small,realistic] [--deadline SECONDS]
                      [--entry head|build|dist|tsx] [--overlay src/FILE,...] [--stall SECONDS]
-                     [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--heap-snapshot DIR]
+                     [--simulation process|in-process] [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--heap-snapshot DIR]
                      [--node-args="--max-semi-space-size=4 ..."] [--keep] [--log-level info]
                      [--floor small|all|none]`);
   process.exit(2);
@@ -125,7 +129,8 @@ function parseOptions(): Options {
         entry: { type: 'string', default: 'head' },
         overlay: { type: 'string', default: '' },
         stall: { type: 'string', default: '120' },
-        propolis: { type: 'string', default: 'process' },
+        propolis: { type: 'string' },
+        simulation: { type: 'string', default: 'process' },
         'cpu-prof': { type: 'string' },
         'heap-prof': { type: 'string' },
         'heap-snapshot': { type: 'string' },
@@ -152,6 +157,9 @@ function parseOptions(): Options {
   if (overlay.some((f) => !f.startsWith('src/') || f.includes('..') || !existsSync(join(ROOT, f)))) usage('--overlay: files under src/ that exist, comma-separated');
   const stall = Number(parsed.stall);
   if (!(stall > 0)) usage('--stall: seconds, > 0');
+  if (parsed.simulation !== 'process' && parsed.simulation !== 'in-process') usage('--simulation: process or in-process');
+  // The simulated host in a process of its own runs its Propolis servers there unless told.
+  parsed.propolis ??= parsed.simulation === 'process' ? 'in-process' : 'process';
   if (parsed.propolis !== 'process' && parsed.propolis !== 'in-process') usage('--propolis: process or in-process');
   if (parsed.floor !== 'small' && parsed.floor !== 'all' && parsed.floor !== 'none') usage('--floor: small, all or none');
   return {
@@ -162,6 +170,7 @@ function parseOptions(): Options {
     overlay,
     stallMs: stall * 1000,
     propolis: parsed.propolis,
+    simulation: parsed.simulation,
     cpuProf: parsed['cpu-prof'] ? resolve(parsed['cpu-prof']) : null,
     heapProf: parsed['heap-prof'] ? resolve(parsed['heap-prof']) : null,
     heapSnapshot: parsed['heap-snapshot'] ? resolve(parsed['heap-snapshot']) : null,
@@ -362,6 +371,7 @@ backend = "sim"
 state_dir = "${join(dir, 'sim-host')}"
 latency = ${LATENCY_TOML[latency]}
 propolis = "${options.propolis}"
+simulation = "${options.simulation}"
 # The sim's own state file is not a cost a sled's agent pays (its kernel keeps that state).
 state_write = "behind"
 
@@ -786,7 +796,7 @@ async function runOnce(latency: LatencyName, n: number, options: Options): Promi
     const best = d.farm;
     say(`${result.ok ? 'all running' : 'FAILED'} in ${result.wallMs === null ? '-' : `${(result.wallMs / 1000).toFixed(2)} s`}; `
       + `agent CPU ${result.agent.cpuMs.toFixed(0)} ms (${result.agent.cpuMsPerInstance.toFixed(2)} ms/instance), VmHWM ${mb(result.agent.hwmBytes)}`
-      + `${best ? `; farm pid ${best.pid} CPU ${best.cpuMs.toFixed(0)} ms, VmHWM ${mb(best.hwmBytes)}` : '; no child process (Propolis in the agent)'}`);
+      + `${best ? `; ${options.simulation === 'process' ? 'sim host' : 'farm'} pid ${best.pid} CPU ${best.cpuMs.toFixed(0)} ms, VmHWM ${mb(best.hwmBytes)}` : '; no child process (host and Propolis in the agent)'}`);
     for (const p of problems) say(`problem: ${p}`);
   } catch (err) {
     problems.push((err as Error).message);
@@ -903,7 +913,7 @@ async function main(): Promise<number> {
   built = b;
   const floorFor = (latency: LatencyName) => options.floor === 'all' || (options.floor === 'small' && latency === 'small');
   const loadStart = loadavg();
-  console.log(`bench:scale: counts ${options.counts.join(', ')}; latency ${options.latencies.join(', ')}; [host] propolis = "${options.propolis}"; `
+  console.log(`bench:scale: counts ${options.counts.join(', ')}; latency ${options.latencies.join(', ')}; [host] simulation = "${options.simulation}", propolis = "${options.propolis}"; `
     + `agent: ${b.describe}${options.nodeArgs.length > 0 ? ` with node ${options.nodeArgs.join(' ')}` : ''}; `
     + `floor: ${options.latencies.some(floorFor) ? `${b.floor.describe}, after each ${options.floor === 'all' ? '' : 'small-table '}run` : 'none'}; `
     + `${cpus().length} CPUs, load ${loadStart.map((l) => l.toFixed(2)).join(' ')}; CLK_TCK ${CLK_TCK}; commit ${head}`);
@@ -923,7 +933,7 @@ async function main(): Promise<number> {
 
   console.log('');
   printTable(
-    ['latency', 'N', 'ok', 'idle ms/s', 'wall s', 'accepted s', 'agent CPU ms', 'of it sys', 'ms/inst', 'RSS start', 'RSS end', 'VmHWM', 'KB/inst', 'farm CPU ms', 'farm ms/inst', 'farm VmHWM'],
+    ['latency', 'N', 'ok', 'idle ms/s', 'wall s', 'accepted s', 'agent CPU ms', 'of it sys', 'ms/inst', 'RSS start', 'RSS end', 'VmHWM', 'KB/inst', 'child CPU ms', 'child ms/inst', 'child VmHWM'],
     runs.map((r) => [
       r.latency, String(r.n), r.ok ? 'yes' : 'NO', fixed(r.idleCpuMsPerS, 0), fixed(r.wallMs === null ? null : r.wallMs / 1000, 2), fixed(r.acceptedMs === null ? null : r.acceptedMs / 1000, 2),
       fixed(r.agent?.cpuMs, 0), fixed(r.agent?.sysMs, 0), fixed(r.agent?.cpuMsPerInstance, 2), mb(r.agent?.rssStartBytes ?? NaN), mb(r.agent?.rssEndBytes ?? NaN), mb(r.agent?.hwmBytes ?? NaN),
@@ -935,7 +945,7 @@ async function main(): Promise<number> {
     console.log('');
     console.log(`CPU floor (scripts/scale-floor.ts: the agent's wire exchanges per start with its libraries, no agent logic; ${b.floor.describe}):`);
     printTable(
-      ['latency', 'N', 'ok', 'agent ms/inst', 'floor ms/inst', 'agent above floor', 'floor of it sys', 'floor wall s', 'floor idle ms/s', 'floor VmHWM', 'farm ms/inst', 'reports/inst agent', 'floor'],
+      ['latency', 'N', 'ok', 'agent ms/inst', 'floor ms/inst', 'agent above floor', 'floor of it sys', 'floor wall s', 'floor idle ms/s', 'floor VmHWM', 'floor farm ms/inst', 'reports/inst agent', 'floor'],
       floors.map((r) => {
         const f = r.floor!;
         return [
@@ -961,7 +971,8 @@ async function main(): Promise<number> {
     console.log(`${v.latency.padEnd(9)} CPU < ${TARGET_CPU_MS_PER_INSTANCE} ms/instance: ${passFail(v.cpu)}; VmHWM < ${mb(TARGET_RSS_BYTES)} at N = ${large}: ${passFail(v.rss)}; `
       + `time(${large}) / time(${small}) = ${fixed(v.ratio, 2)} <= ${(TARGET_TIME_RATIO * (large / small / 10)).toFixed(1)}: ${passFail(v.time)}`);
   }
-  if (runs.every((r) => r.farm === null)) console.log('note: no Propolis farm process seen: the simulated Propolis servers ran inside the agent ([host] propolis = "process" not in effect)');
+  console.log(`child: the agent's busiest child process, ${options.simulation === 'process' ? 'the simulated host' : 'the Propolis farm'} (simulation = "${options.simulation}", propolis = "${options.propolis}")`);
+  if (runs.every((r) => r.farm === null)) console.log('note: no child process seen: the simulated host and its Propolis servers ran inside the agent');
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const outDir = join(ROOT, 'results', 'scale');

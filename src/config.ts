@@ -69,6 +69,13 @@ export const AgentConfigSchema = Type.Object({
      */
     propolis: StringEnum(['in-process', 'process']),
     /**
+     * Sim host: where the simulated host itself runs: "in-process" (the agent's event loop) or
+     * "process" (a child process, src/sim/host-process.ts: its zones, links, SMF and Propolis
+     * servers are not the agent's CPU and heap, as on a sled the kernel's and other processes'
+     * are not). Each host call is then an IPC round trip.
+     */
+    simulation: StringEnum(['in-process', 'process']),
+    /**
      * Sim host: how its state file is written. "durable" (the default): every change fsynced
      * before the operation returns, so a killed agent finds the host as a real one's kernel would
      * keep it. "behind": written without fsync, at most every 500 ms, behind the operations; a
@@ -154,6 +161,7 @@ export function agentConfigDefaults(): Omit<AgentConfig, 'id' | 'nexus_address'>
       state_dir: '/var/oxide/sim-host',
       latency: 'realistic',
       propolis: 'in-process',
+      simulation: 'in-process',
       state_write: 'durable',
       links: ['stub0', 'net0', 'net1'],
       pool_size: 2 ** 40,

@@ -597,7 +597,7 @@ export class Instance {
       phase('propolis');
       const server = formatSocketAddr(addr);
       this.#propolis?.close().catch(() => {});
-      this.#propolis = new PropolisClient(formatSocketAddr(host.reachable(zone, addr)));
+      this.#propolis = new PropolisClient(formatSocketAddr(await host.reachable(zone, addr)));
       const request: InstanceEnsureRequest = {
         properties: this.#properties(),
         nics: this.record.hardware.nics.map((nic, i) => ({ name: this.record.guest_vnics[i] as string, slot: nic.slot })),
@@ -748,7 +748,7 @@ export class Instance {
       } catch (err) {
         if (signal.aborted) return;
         failures += 1;
-        if (err instanceof PropolisError && err.code === 'UNREACHABLE') this.#reresolvePropolis();
+        if (err instanceof PropolisError && err.code === 'UNREACHABLE') await this.#reresolvePropolis();
         const delay = Math.min(MONITOR_BACKOFF_MAX_MS, 100 * 2 ** Math.min(failures - 1, 6));
         this.log.warn({ err: (err as Error).message, failures, retryInMs: delay }, 'Propolis state monitor failed; retrying');
         await sleep(delay, signal).catch(() => {});
@@ -778,11 +778,11 @@ export class Instance {
   }
 
   /** A restarted Propolis may listen elsewhere (the sim host's loopback port); follow it. */
-  #reresolvePropolis(): void {
+  async #reresolvePropolis(): Promise<void> {
     let target: string;
     if (this.zone === null) return;
     try {
-      target = formatSocketAddr(this.ctx.host.reachable(this.zone, this.#propolisAddr()));
+      target = formatSocketAddr(await this.ctx.host.reachable(this.zone, this.#propolisAddr()));
     } catch {
       return; // not listening anywhere now: keep retrying the old address
     }

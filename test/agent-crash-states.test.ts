@@ -188,7 +188,7 @@ describe('stop while Propolis is being ensured', () => {
     stuck.listen(0, '127.0.0.1');
     await once(stuck, 'listening');
     const port = (stuck.address() as { port: number }).port;
-    t.host.reachable = () => ({ host: '127.0.0.1', port });
+    t.host.reachable = async () => ({ host: '127.0.0.1', port });
 
     const id = randomUUID();
     const runtime = realRuntime();

@@ -1,9 +1,10 @@
 // The real agent as a process, killed with SIGKILL in the middle of provisioning and started
 // again on the same state: every instance is adopted or completed and reaches running, orphans
-// are removed, and no zone or VNIC is leaked.
+// are removed, and no zone or VNIC is leaked. With the simulated host in the agent's process and
+// in a process of its own (`[host] simulation = "process"`), which dies with the agent.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,19 +68,40 @@ function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
+/** The simulated host process's pid, from the agent's log line (`[host] simulation = "process"`). */
+function simHostPid(agent: Agent): number {
+  const m = /"pid":(\d+)[^\n]*"msg":"simulated host: in its own process"/.exec(agent.stderr());
+  if (m === null) throw new Error('no "simulated host: in its own process" line');
+  return Number(m[1]);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Resolves once `pid` (not our child: no exit event reaches us) is gone. It goes when its
+ * channel to the killed agent closes; a bound on a failing test, not a timing assumption.
+ */
+async function gone(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (alive(pid)) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} outlived the agent that forked it`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 let dir: string;
 let nexus: FakeNexus;
-let configPath: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sled-agent-crash-'));
   nexus = await FakeNexus.start();
-  configPath = join(dir, 'config.toml');
-  // Slow enough installs that the kill lands in the middle of provisioning.
-  writeConfigToml(configPath, testConfig(dir, nexus.address, {
-    log: { level: 'debug' },
-    host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: { install: 400, boot: 50, network: 50, propolis_start: 50, vm_step: 10 } },
-  }));
 });
 
 afterAll(async () => {
@@ -87,8 +109,16 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
+describe.each(['in-process', 'process'] as const)('sled-agent run, killed with SIGKILL mid-provisioning (simulation = "%s")', (simulation) => {
   it('adopts or completes every instance after a restart, removes orphans, leaks nothing', async () => {
+    const run = join(dir, simulation);
+    const configPath = join(run, 'config.toml');
+    mkdirSync(run, { recursive: true });
+    // Slow enough installs that the kill lands in the middle of provisioning.
+    writeConfigToml(configPath, testConfig(run, nexus.address, {
+      log: { level: 'debug' },
+      host: { backend: 'sim', state_dir: join(run, 'sim-host'), simulation, latency: { install: 400, boot: 50, network: 50, propolis_start: 50, vm_step: 10 } },
+    }));
     const ids = Array.from({ length: 4 }, () => randomUUID());
     const runtimes = ids.map(() => realRuntime());
     const first = await startAgent(configPath);
@@ -101,19 +131,22 @@ describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
       }
       // Every instance is installing: zones configured, none running yet.
       await first.logged(/"phase":"install"/, ids.length);
+      if (simulation === 'process') expect(alive(simHostPid(first))).toBe(true);
     } finally {
       first.child.kill('SIGKILL');
       await exited(first.child);
     }
-    expect(nexus.requests.filter((r) => r.method === 'PUT' && r.url.startsWith('/instances/') && r.body?.run_state === 'running')).toEqual([]);
+    // The simulated host's process goes with the agent, as the in-process host does.
+    if (simulation === 'process') await gone(simHostPid(first));
+    expect(nexus.requests.filter((r) => ids.some((id) => instancePuts(id)(r)) && r.body?.run_state === 'running')).toEqual([]);
     // Each instance's zone (an id of its own) was in the ledger before anything was made for it.
-    const dataDir = join(dir, 'var-oxide');
+    const dataDir = join(run, 'var-oxide');
     const zones = ids.map((id) => ledgerZone(dataDir, id));
     expect(new Set(zones).size).toBe(ids.length);
     for (const zone of zones) expect(zone).toMatch(/^oxz_propolis-server_[0-9a-f-]{36}$/);
 
     // Meanwhile, someone leaves an orphan zone and VNIC with our prefixes on the host.
-    const host = await SimHost.open({ stateDir: join(dir, 'sim-host') });
+    const host = await SimHost.open({ stateDir: join(run, 'sim-host') });
     await host.links.createVnic({ name: 'oxControlInstance99', link: 'stub0' });
     await host.zones.configure({ name: 'oxz_propolis-server_orphan', brand: 'omicron1', zonepath: '/zone/orphan', nets: [{ physical: 'oxControlInstance99' }], devices: [], datasets: [] });
     await host.close();
@@ -126,8 +159,10 @@ describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
       second.child.kill('SIGTERM');
       expect(await exited(second.child)).toBe(0);
     }
+    // A stopped agent closes the host and ends its process.
+    if (simulation === 'process') await gone(simHostPid(second));
 
-    const after = await SimHost.open({ stateDir: join(dir, 'sim-host') });
+    const after = await SimHost.open({ stateDir: join(run, 'sim-host') });
     try {
       // The same zones as before the kill, adopted or completed, and nothing else.
       expect(ids.map((id) => ledgerZone(dataDir, id))).toEqual(zones);
@@ -145,8 +180,8 @@ describe('sled-agent run, killed with SIGKILL mid-provisioning', () => {
       await after.close();
     }
     // Nothing half-written is left beside the ledgers.
-    expect(readdirSync(join(dir, 'var-oxide')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
-    const ledger = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances.json'), 'utf8'));
+    expect(readdirSync(join(run, 'var-oxide')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    const ledger = JSON.parse(readFileSync(join(run, 'var-oxide', 'instances.json'), 'utf8'));
     expect(Object.keys(ledger.instances).sort()).toEqual([...ids].sort());
     for (const id of ids) expect(ledger.instances[id].runtime.run_state).toBe('running');
   }, 90_000);

@@ -139,10 +139,10 @@ describe('IllumosHost', () => {
   it('maps reachable() only when given a mapping', async () => {
     const { host } = await open();
     const addr = { host: 'fd00:1122:3344:101::5', port: 12400 };
-    expect(host.reachable('oxz_t', addr)).toEqual(addr);
+    await expect(host.reachable('oxz_t', addr)).resolves.toEqual(addr);
     const mapped = await IllumosHost.open({ addon, reachable: (z, a) => ({ host: '127.0.0.1', port: a.port + z.length }) });
     try {
-      expect(mapped.reachable('oxz_t', addr)).toEqual({ host: '127.0.0.1', port: 12405 });
+      await expect(mapped.reachable('oxz_t', addr)).resolves.toEqual({ host: '127.0.0.1', port: 12405 });
     } finally {
       await mapped.close();
     }

@@ -92,8 +92,8 @@ async function startPropolis(host: SimHost, zone: string, vnic: string, ip: stri
   return { fmri, addr };
 }
 
-function clientFor(host: SimHost, zone: string, addr: string): PropolisClient {
-  const c = new PropolisClient(host.reachable(zone, parseSocketAddr(addr)));
+async function clientFor(host: SimHost, zone: string, addr: string): Promise<PropolisClient> {
+  const c = new PropolisClient(await host.reachable(zone, parseSocketAddr(addr)));
   clients.push(c);
   return c;
 }
@@ -403,21 +403,21 @@ describe('simulated Propolis in a zone', () => {
     await runningZone(host, 'oxz_propolis-server_p1', { image: PROPOLIS_IMAGE, vnic: 'oxControlInstance0' });
     const { fmri, addr } = await startPropolis(host, 'oxz_propolis-server_p1', 'oxControlInstance0', 'fd00:1122:3344:101::10');
     await host.events.waitForService('oxz_propolis-server_p1', fmri, ['online'], { timeoutMs: 5000 });
-    const mapped = host.reachable('oxz_propolis-server_p1', parseSocketAddr(addr));
+    const mapped = await host.reachable('oxz_propolis-server_p1', parseSocketAddr(addr));
     expect(mapped.host).toBe('127.0.0.1');
     expect(mapped).toEqual(host.propolisFor('oxz_propolis-server_p1')!.address);
     // Another spelling of the same address maps too; another port does not.
-    expect(host.reachable('oxz_propolis-server_p1', { host: 'fd00:1122:3344:101:0::10', port: 12400 })).toEqual(mapped);
-    expect(() => host.reachable('oxz_propolis-server_p1', { host: 'fd00:1122:3344:101::10', port: 1 })).toThrow(expect.objectContaining({ code: 'ENOTFOUND' }));
+    await expect(host.reachable('oxz_propolis-server_p1', { host: 'fd00:1122:3344:101:0::10', port: 12400 })).resolves.toEqual(mapped);
+    await expect(host.reachable('oxz_propolis-server_p1', { host: 'fd00:1122:3344:101::10', port: 1 })).rejects.toMatchObject({ code: 'ENOTFOUND' });
 
-    const client = clientFor(host, 'oxz_propolis-server_p1', addr);
+    const client = await clientFor(host, 'oxz_propolis-server_p1', addr);
     await client.ensure(ensureRequest(randomUUID()));
     await client.putState('Run');
     expect((await monitorUntil(client, 'Running')).gen).toBe(2);
 
     await host.zones.halt('oxz_propolis-server_p1');
     expect(host.propolisFor('oxz_propolis-server_p1')).toBeUndefined();
-    expect(() => host.reachable('oxz_propolis-server_p1', parseSocketAddr(addr))).toThrow(expect.objectContaining({ code: 'ZONE_GONE' }));
+    await expect(host.reachable('oxz_propolis-server_p1', parseSocketAddr(addr))).rejects.toMatchObject({ code: 'ZONE_GONE' });
     const err = await client.get().then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(PropolisError);
     expect((err as PropolisError).code).toBe('UNREACHABLE');
@@ -431,7 +431,7 @@ describe('simulated Propolis in a zone', () => {
     await host.zones.exec('oxz_propolis-server_p2', cmd.svcadmEnable(fmri));
     await expect(host.events.waitForService('oxz_propolis-server_p2', fmri, ['online', 'maintenance'], { timeoutMs: 5000 })).resolves.toBe('maintenance');
     expect(host.propolisFor('oxz_propolis-server_p2')).toBeUndefined();
-    expect(() => host.reachable('oxz_propolis-server_p2', { host: 'fd00::2', port: 12400 })).toThrow(expect.objectContaining({ code: 'ENOTFOUND' }));
+    await expect(host.reachable('oxz_propolis-server_p2', { host: 'fd00::2', port: 12400 })).rejects.toMatchObject({ code: 'ENOTFOUND' });
   });
 
   it('the propolis-server service exists only in zones from its image', async () => {
@@ -445,7 +445,7 @@ describe('simulated Propolis in a zone', () => {
     await runningZone(host, 'oxz_propolis-server_p3', { image: PROPOLIS_IMAGE, vnic: 'oxControlInstance3' });
     const { fmri, addr } = await startPropolis(host, 'oxz_propolis-server_p3', 'oxControlInstance3', 'fd00::33');
     await host.events.waitForService('oxz_propolis-server_p3', fmri, ['online'], { timeoutMs: 5000 });
-    const client = clientFor(host, 'oxz_propolis-server_p3', addr);
+    const client = await clientFor(host, 'oxz_propolis-server_p3', addr);
     await client.ensure(ensureRequest(randomUUID()));
     await host.crashPropolis('oxz_propolis-server_p3');
     const err = await client.get().then(() => null, (e: unknown) => e);
@@ -534,7 +534,7 @@ describe('persistence', () => {
     const { fmri, addr } = await startPropolis(first, zone, 'oxControlInstance0', 'fd00::77');
     await first.events.waitForService(zone, fmri, ['online'], { timeoutMs: 5000 });
     const id = randomUUID();
-    const c1 = clientFor(first, zone, addr);
+    const c1 = await clientFor(first, zone, addr);
     await c1.ensure(ensureRequest(id));
     await c1.putState('Run');
     const running = await monitorUntil(c1, 'Running');
@@ -554,7 +554,7 @@ describe('persistence', () => {
     await second.events.waitForService(zone, cmd.NETWORK_MILESTONE, ['online'], { timeoutMs: 0 });
     await second.events.waitForService(zone, fmri, ['online'], { timeoutMs: 0 });
     // The same VM, on a new server: same properties, same state and generation.
-    const c2 = clientFor(second, zone, addr);
+    const c2 = await clientFor(second, zone, addr);
     await expect(c2.stateMonitor(0)).resolves.toEqual(running);
     expect((await c2.get()).instance.properties.id).toBe(id);
     await expect(c2.ensure(ensureRequest(id))).resolves.toEqual({ migrate: null });
@@ -584,14 +584,14 @@ describe('persistence', () => {
     await runningZone(first, zone, { image: PROPOLIS_IMAGE, vnic: 'oxControlInstance1' });
     const { fmri, addr } = await startPropolis(first, zone, 'oxControlInstance1', 'fd00::78');
     await first.events.waitForService(zone, fmri, ['online'], { timeoutMs: 5000 });
-    const c1 = clientFor(first, zone, addr);
+    const c1 = await clientFor(first, zone, addr);
     await c1.ensure(ensureRequest(randomUUID()));
     await c1.putState('Run');
     expect(await c1.stateMonitor(1)).toEqual({ gen: 1, state: 'Starting' });
     await first.close();
 
     const second = await openHost({ stateDir });
-    const c2 = clientFor(second, zone, addr);
+    const c2 = await clientFor(second, zone, addr);
     await expect(monitorUntil(c2, 'Running')).resolves.toEqual({ gen: 2, state: 'Running' });
   });
 

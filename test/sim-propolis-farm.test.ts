@@ -132,7 +132,7 @@ describe("a sim host's Propolis servers in the farm process (propolis: 'process'
     // Its SimPropolis is not in this process: only the documented hooks reach it.
     expect(host.propolisFor(zone)).toBeUndefined();
 
-    const client = clientFor(host.reachable(zone, parseSocketAddr(addr)));
+    const client = clientFor(await host.reachable(zone, parseSocketAddr(addr)));
     await client.ensure(ensureRequest());
     await client.putState('Run');
     expect(await monitorUntil(client, 'Running')).toEqual({ gen: 2, state: 'Running' });
@@ -158,7 +158,7 @@ describe("a sim host's Propolis servers in the farm process (propolis: 'process'
     const revivedPid = again.propolisPid(zone)!;
     expect(revivedPid).not.toBe(pid);
     expect(revivedPid).not.toBe(process.pid);
-    const revived = clientFor(again.reachable(zone, parseSocketAddr(addr)));
+    const revived = clientFor(await again.reachable(zone, parseSocketAddr(addr)));
     expect(await revived.stateMonitor(0)).toEqual({ gen: 2, state: 'Running' });
   }, PROCESS_MS * 3);
 
@@ -167,7 +167,7 @@ describe("a sim host's Propolis servers in the farm process (propolis: 'process'
     const zone = 'oxz_propolis-server_f2';
     const { fmri, addr } = await runningPropolis(host, zone, 'oxControlInstance1', 'fd00::21');
     const pid = host.propolisPid(zone)!;
-    const client = clientFor(host.reachable(zone, parseSocketAddr(addr)));
+    const client = clientFor(await host.reachable(zone, parseSocketAddr(addr)));
     await client.ensure(ensureRequest());
     await host.crashPropolis(zone);
     const err = await client.get().then(() => null, (e: unknown) => e);
@@ -201,7 +201,7 @@ describe("a sim host's Propolis servers in the farm process (propolis: 'process'
     const zone = 'oxz_propolis-server_f3';
     const { addr } = await runningPropolis(host, zone, 'oxControlInstance2', 'fd00::31');
     expect(host.propolisPid(zone)).not.toBe(process.pid);
-    const client = clientFor(host.reachable(zone, parseSocketAddr(addr)));
+    const client = clientFor(await host.reachable(zone, parseSocketAddr(addr)));
     await client.ensure(ensureRequest());
     await client.putState('Run');
     expect((await monitorUntil(client, 'Running')).state).toBe('Running');

@@ -65,9 +65,9 @@ describe('warm pool', () => {
       await expect(t.host.events.waitForService(zone.name, fmri, ['online'], { timeoutMs: 0 })).resolves.toBe('online');
       // Bound to the wildcard: nothing answers on an address until the zone has it.
       const addr = { host: 'fd00:1122:3344:101::99', port: 12400 };
-      expect(() => t!.host.reachable(zone.name, addr)).toThrow(expect.objectContaining({ code: 'ENOTFOUND' }));
+      await expect(t.host.reachable(zone.name, addr)).rejects.toMatchObject({ code: 'ENOTFOUND' });
       await t.host.zones.exec(zone.name, ipadmCreateStatic(`${zone.control_vnic}/probe`, `${addr.host}/64`));
-      expect(t.host.reachable(zone.name, addr).host).toBe('127.0.0.1');
+      expect((await t.host.reachable(zone.name, addr)).host).toBe('127.0.0.1');
       await t.host.zones.exec(zone.name, ['ipadm', 'delete-addr', `${zone.control_vnic}/probe`]);
     }
     const inventory = await t.request('GET', '/inventory');

@@ -346,9 +346,10 @@ export interface Host {
   /**
    * The address this process dials to reach a server that listens on `addr` inside `zone`.
    * On illumos that is `addr` itself; the sim host maps it to the loopback port where the
-   * simulated server (Propolis) really listens.
+   * simulated server (Propolis) really listens (asynchronous: the simulated host may be in a
+   * process of its own, `[host] simulation = "process"`).
    */
-  reachable(zone: string, addr: SocketAddr): SocketAddr;
+  reachable(zone: string, addr: SocketAddr): Promise<SocketAddr>;
   /** Stops subscriptions and simulated servers; the host's state (zones, links, datasets) stays. */
   close(): Promise<void>;
 }

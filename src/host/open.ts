@@ -2,11 +2,12 @@
 // `illumos` when the addon finds the system libraries, else the simulated host, with a log line
 // saying which and why. An explicit `backend = "illumos"` that cannot load is an error, not a
 // silent fallback.
-import type { Logger } from 'pino';
+import type { LevelWithSilent, Logger } from 'pino';
 import type { AgentConfig, LatencyTable } from '../config.js';
 import { loadNative } from '../illumos/addon.js';
 import { IllumosHost, illumosAvailable } from '../illumos/host.js';
-import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type SimLatencies } from '../sim/host.js';
+import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type SimHostOptions, type SimLatencies } from '../sim/host.js';
+import { RemoteSimHost } from '../sim/host-process.js';
 import type { Host } from './index.js';
 
 /** `[host] state_write = "behind"`: the sim state file is written at most this often. */
@@ -37,10 +38,10 @@ export function simLatencies(latency: AgentConfig['host']['latency']): { latenci
   };
 }
 
-export function openSimHost(config: AgentConfig, log: Logger): Promise<SimHost> {
+function simHostOptions(config: AgentConfig): Omit<SimHostOptions, 'logger'> {
   const { latencies, jitter } = simLatencies(config.host.latency);
   const size = BigInt(config.host.pool_size);
-  return SimHost.open({
+  return {
     stateDir: config.host.state_dir,
     links: config.host.links,
     pools: [{ name: 'rpool', size }, ...config.zpools.map((name) => ({ name, size }))],
@@ -48,7 +49,24 @@ export function openSimHost(config: AgentConfig, log: Logger): Promise<SimHost> 
     jitter,
     propolis: config.host.propolis,
     ...(config.host.state_write === 'behind' ? { durable: false, writeBehindMs: SIM_WRITE_BEHIND_MS } : {}),
-    logger: log.child({ component: 'sim-host' }),
+  };
+}
+
+/** The simulated host in this process (what tests use, for its test hooks). */
+export function openSimHost(config: AgentConfig, log: Logger): Promise<SimHost> {
+  return SimHost.open({ ...simHostOptions(config), logger: log.child({ component: 'sim-host' }) });
+}
+
+/** The simulated host where `[host] simulation` puts it. */
+async function openConfiguredSimHost(config: AgentConfig, log: Logger): Promise<Host> {
+  if (config.host.simulation === 'in-process') return openSimHost(config, log);
+  return RemoteSimHost.start({ ...simHostOptions(config), logLevel: log.level as LevelWithSilent }, log, {
+    // Its zones, links and servers are gone with it: a restart finds them on disk and adopts
+    // them, as after an agent crash. Going on would fail every host call from now on.
+    onLost: (why) => {
+      log.fatal({ why }, 'the simulated host process died; exiting so that a restart adopts the host again');
+      process.exit(1);
+    },
   });
 }
 
@@ -69,7 +87,7 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
   const { backend } = config.host;
   if (backend === 'sim') {
     log.info({ backend: 'sim', state_dir: config.host.state_dir }, 'host: simulated (host.backend = "sim")');
-    return chosen(await openSimHost(config, log), 'host.backend = "sim"');
+    return chosen(await openConfiguredSimHost(config, log), 'host.backend = "sim"');
   }
   let reason: string;
   try {
@@ -94,5 +112,5 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
   }
   if (backend === 'illumos') throw new Error(`host.backend is "illumos" but ${reason}`);
   log.info({ backend: 'sim', reason, state_dir: config.host.state_dir }, `host: simulated, because ${reason}`);
-  return chosen(await openSimHost(config, log), reason);
+  return chosen(await openConfiguredSimHost(config, log), reason);
 }

@@ -285,7 +285,7 @@ export class IllumosHost implements Host {
     return host;
   }
 
-  reachable(zone: string, addr: SocketAddr): SocketAddr {
+  async reachable(zone: string, addr: SocketAddr): Promise<SocketAddr> {
     return this.#options.reachable ? this.#options.reachable(zone, addr) : addr;
   }
 

@@ -389,7 +389,7 @@ export class SimHost implements Host {
   }
 
   /** The loopback address where the server `zone` runs on `addr` really listens. */
-  reachable(zone: string, addr: SocketAddr): SocketAddr {
+  async reachable(zone: string, addr: SocketAddr): Promise<SocketAddr> {
     const rec = this.simZones.record(zone);
     const rt = this.simZones.runtime(zone);
     if (rec === undefined || rt === undefined || rec.state !== 'running') {

@@ -1,0 +1,81 @@
+// The simulated host in a process of its own (src/sim/host-process.ts, `[host] simulation =
+// "process"`) through the shared Host suite: every call, error, event and wait crosses the IPC
+// channel to a SimHost in a child process. One child for the file, a fresh host and state
+// directory in it per test.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_SIM_POOLS } from '../src/sim/host.js';
+import { RemoteSimHost, SimHostProcess } from '../src/sim/host-process.js';
+import { hostSuite } from './support/host-suite.js';
+
+let proc: SimHostProcess;
+beforeAll(async () => {
+  proc = await SimHostProcess.start(pino({ level: 'silent' }));
+});
+afterAll(async () => {
+  await proc?.end();
+});
+
+hostSuite('sim in its own process', async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
+  const host = await proc.open({ stateDir, links: ['stub0', 'net0'], logLevel: 'silent' });
+  return {
+    host,
+    link: 'stub0',
+    pool: DEFAULT_SIM_POOLS[1]!.name,
+    async cleanup(): Promise<void> {
+      try {
+        await host.close();
+      } finally {
+        rmSync(stateDir, { recursive: true, force: true });
+      }
+    },
+  };
+});
+
+describe('RemoteSimHost', () => {
+  it('tells its owner when the process dies under it, and every call after fails with ECANCELED', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
+    let lost: string | null = null;
+    const host = await RemoteSimHost.start({ stateDir, links: ['stub0'], logLevel: 'silent' }, pino({ level: 'silent' }), { onLost: (why) => { lost = why; } });
+    try {
+      await host.links.createVnic({ name: 'oxControlTest0', link: 'stub0' });
+      const wait = host.events.waitForZoneRunning('oxz_never', { timeoutMs: 60_000 });
+      process.kill(host.pid!, 'SIGKILL');
+      await expect(wait).rejects.toMatchObject({ code: 'ECANCELED' });
+      expect(lost).toMatch(/exited \(SIGKILL\)/);
+      await expect(host.links.listVnics()).rejects.toMatchObject({ code: 'ECANCELED' });
+      await host.close();
+      // What it had made is on disk: the next host finds it, as after an agent crash.
+      const again = await proc.open({ stateDir, links: ['stub0'], logLevel: 'silent' });
+      try {
+        expect((await again.links.listVnics()).map((v) => v.name)).toEqual(['oxControlTest0']);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await host.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a wait aborted here rejects with ABORT_ERR at once and is cancelled in the process', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
+    const host = await proc.open({ stateDir, logLevel: 'silent' });
+    try {
+      const ctl = new AbortController();
+      const wait = host.events.waitForService('oxz_none', 'svc:/milestone/network:default', ['online'], { timeoutMs: 60_000, signal: ctl.signal });
+      const reason = new Error('stop waiting');
+      ctl.abort(reason);
+      await expect(wait).rejects.toMatchObject({ code: 'ABORT_ERR', name: 'AbortError', cause: reason });
+      // The host goes on answering.
+      await expect(host.zones.list()).resolves.toEqual([]);
+    } finally {
+      await host.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
