@@ -106,7 +106,8 @@ import type { Host } from '../src/host/index.js';
 import { observeHost } from '../src/host/observe.js';
 import { openHost } from '../src/host/open.js';
 import { Ledger } from '../src/ledger.js';
-import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type SimHostOptions, type SimLatencies } from '../src/sim/host.js';
+import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type DrawnLatency, type SimHostOptions, type SimLatencies } from '../src/sim/host.js';
+import { RemoteSimHost } from '../src/sim/host-process.js';
 import { startAgent, type RunningAgent } from '../src/sled-agent.js';
 import { removeZone, ZONE_PREFIX, type Phase, type Readiness } from '../src/zone.js';
 import type { InstanceRuntimeState } from '../src/params.js';
@@ -469,6 +470,8 @@ interface Options {
   pool: number;
   /** Where the sim host's (and the floor's) Propolis servers run. */
   propolis: 'process' | 'in-process';
+  /** Where the sim host itself runs ([host] simulation): in a process of its own, with its Propolis servers there. */
+  simulation: 'process' | 'in-process';
   host: 'sim' | 'illumos';
   config: string | null;
   seed: number;
@@ -494,7 +497,7 @@ interface Options {
 function usage(problem?: string): never {
   if (problem) process.stderr.write(`bench:boot: ${problem}\n`);
   process.stderr.write(`usage: bench-boot.ts [--counts 1,10,100] [--quick] [--modes original,warm,cold] [--pool K] [--seed N] [--nics N]
-                     [--rounds R] [--latency realistic|zero] [--propolis process|in-process]
+                     [--rounds R] [--latency realistic|zero] [--simulation process|in-process] [--propolis process|in-process]
                      [--durable] [--propolis-on-demand] [--deadline SECONDS] [--out DIR] [--no-warmup] [--log-level info]
                      [--cpu-prof DIR]  (a .cpuprofile of the main thread for each measured run)
                      [--host sim|illumos] [--config FILE.toml] [--subnet fd00:1122:3344:101]
@@ -514,6 +517,7 @@ function parseOptions(): Options {
         modes: { type: 'string', default: ALL_MODES.join(',') },
         pool: { type: 'string', default: '10' },
         propolis: { type: 'string', default: 'process' },
+        simulation: { type: 'string', default: 'in-process' },
         latency: { type: 'string', default: 'realistic' },
         rounds: { type: 'string', default: '5' },
         seed: { type: 'string' },
@@ -547,6 +551,8 @@ function parseOptions(): Options {
   if (!Number.isInteger(pool) || pool < 1 || pool > 64) usage(`--pool: the warm mode's warm_pool, 1 to 64, got "${parsed.pool}"`);
   const propolis = parsed.propolis;
   if (propolis !== 'process' && propolis !== 'in-process') usage(`--propolis: process or in-process, got "${propolis}"`);
+  const simulation = parsed.simulation;
+  if (simulation !== 'process' && simulation !== 'in-process') usage(`--simulation: process or in-process, got "${simulation}"`);
   const latency = parsed.latency;
   if (latency !== 'realistic' && latency !== 'zero') usage(`--latency: realistic or zero, got "${latency}"`);
   const rounds = Number(parsed.rounds);
@@ -569,6 +575,7 @@ function parseOptions(): Options {
     modes: ALL_MODES.filter((m) => modes.includes(m)),
     pool,
     propolis,
+    simulation,
     latency,
     rounds,
     host,
@@ -911,7 +918,37 @@ interface RunSetup {
   rounds?: number;
 }
 
-async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger): Promise<{ host: Host; sim: SimHost | null }> {
+/** What the benchmark reads of the simulated host: the latencies it drew, and its Propolis servers started ahead. */
+interface BenchSim {
+  modelled(zone: string): Promise<DrawnLatency[]>;
+  prestartPropolis(count: number): Promise<void>;
+}
+
+async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger): Promise<{ host: Host; sim: BenchSim | null }> {
+  if (setup.options.host === 'sim' && setup.options.simulation === 'process') {
+    // The simulated host and its Propolis servers in a process of their own, as the kernel and a
+    // sled's daemons are not the agent's; it logs fatal errors only (its logging is not the agent's).
+    const size = BigInt(config.host.pool_size);
+    const remote = await RemoteSimHost.start({
+      stateDir: config.host.state_dir,
+      links: config.host.links,
+      pools: [{ name: 'rpool', size }, ...config.zpools.map((name) => ({ name, size }))],
+      latencies: setup.latencies,
+      jitter: setup.jitter,
+      seed: setup.options.seed,
+      ...(setup.options.durable ? {} : { durable: false, writeBehindMs: SIM_WRITE_BEHIND_MS }),
+      recordLatencies: true,
+      propolis: 'in-process',
+      // Its Propolis servers' warm-up requests are expected 500s, an error line each.
+      logLevel: 'fatal',
+    }, log);
+    if (!setup.options.propolisOnDemand) {
+      const settings = modeSettings(setup.mode, setup.options.pool);
+      const instances = setup.n * (setup.n === 1 ? setup.rounds ?? 1 : 1);
+      await remote.prestartPropolis(instances + 2 * settings.warmPool);
+    }
+    return { host: remote, sim: remote };
+  }
   if (setup.options.host === 'sim') {
     // The simulated host and its Propolis servers log warnings only: their logging is not the
     // agent's. In a farm process the servers log at the host's level to this process's stderr,
@@ -937,7 +974,7 @@ async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger):
       const instances = setup.n * (setup.n === 1 ? setup.rounds ?? 1 : 1);
       await sim.prestartPropolis(instances + 2 * settings.warmPool);
     }
-    return { host: sim, sim };
+    return { host: sim, sim: { modelled: async (zone) => sim.modelled(zone), prestartPropolis: (count) => sim.prestartPropolis(count) } };
   }
   const host = await openHost(config, log);
   // The agent about to start has empty ledgers: it would remove everything it owns as orphans.
@@ -1137,9 +1174,18 @@ async function run(setup: RunSetup): Promise<RunResult> {
       say(`CPU profile of the run: ${file}`);
     }
 
+    // Fetched before the map below (a host in its own process answers asynchronously).
+    const zoneOf = (id: string): string => agent.instances.get(id)?.zone ?? `${ZONE_PREFIX}propolis-server_${bodies.find((b) => b.id === id)?.propolisId ?? '?'}`;
+    const drawnByZone = new Map<string, DrawnLatency[]>();
+    if (sim !== null) {
+      for (const r of results) {
+        const zone = zoneOf(r.id);
+        if (!drawnByZone.has(zone)) drawnByZone.set(zone, await sim.modelled(zone));
+      }
+    }
     const instances: InstanceResult[] = results.map((r) => {
       const instance = agent.instances.get(r.id);
-      const zone = instance?.zone ?? `${ZONE_PREFIX}propolis-server_${bodies.find((b) => b.id === r.id)?.propolisId ?? '?'}`;
+      const zone = zoneOf(r.id);
       const marks = phases.get(r.id) ?? new Map<Phase | 'running', bigint>();
       const runningAt = r.states.running ?? null;
       const rel = (t: bigint) => ms(t - r.putAt);
@@ -1170,7 +1216,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
       if (sim !== null && runningAt !== null) {
         // Each draw is waited out from when it was drawn; parallel steps overlap, and a pool
         // zone's draws before the PUT are the pool's, not this start's: the union within PUT -> running.
-        const drawn = sim.modelled(zone);
+        const drawn = drawnByZone.get(zone) ?? [];
         const interval = (d: { at: bigint; ms: number }) => [d.at, d.at + BigInt(Math.round(d.ms * 1e6))] as const;
         const intervals = drawn.map(interval);
         vmIntervals = drawn.filter((d) => VM_STEPS.has(d.step)).map(interval);
@@ -1663,7 +1709,10 @@ async function main(): Promise<number> {
       ? 'sim host state file: as by default, fsynced and waited for by every operation: NOT modelled, so it counts as agent overhead here (--durable)'
       : `sim host state file: NOT fsynced and written behind (SimHost durable: false, writeBehindMs: ${SIM_WRITE_BEHIND_MS}; atomic rename kept): `
         + 'the sim\'s own persistence is not modelled and is kept out of the agent\'s overhead; the agent\'s ledgers are fsynced as always');
-    console.log(placement.where === 'process'
+    console.log(options.simulation === 'process'
+      ? 'sim host: in a process of its own ([host] simulation = "process"), its Propolis servers in it, prestarted: its work is off the agent\'s event loop, as a sled\'s kernel and daemons are; host calls are IPC round trips. The floor\'s Propolis servers: '
+        + (placement.where === 'process' ? 'a farm process' : 'in-process')
+      : placement.where === 'process'
       ? 'sim Propolis servers: in a process of their own ([host] propolis = "process"), as on a sled; the floor\'s too'
       : options.propolisOnDemand
         ? 'sim Propolis servers: in-process, started on demand on the agent\'s event loop (--propolis-on-demand): their start-up CPU delays the agent'
@@ -1769,7 +1818,9 @@ async function main(): Promise<number> {
     sim: modelled ? {
       latency: options.latency, latencies, jitter, seed: options.seed,
       stateFile: options.durable ? 'fsynced, waited for' : `not fsynced, written behind every ${SIM_WRITE_BEHIND_MS} ms`,
-      propolis: placement.where === 'process' ? 'farm process' : options.propolisOnDemand ? 'in-process, started on demand' : 'in-process, prestarted',
+      simulation: options.simulation,
+      propolis: options.simulation === 'process' ? 'in the sim host\'s process, prestarted'
+        : placement.where === 'process' ? 'farm process' : options.propolisOnDemand ? 'in-process, started on demand' : 'in-process, prestarted',
     } : null,
     counts: options.counts,
     modes: Object.fromEntries(options.modes.map((m) => [m, modeSettings(m, options.pool)])),

@@ -118,4 +118,16 @@ describe('npm run bench:boot', () => {
     expect(svg).toMatch(/^<svg /);
     for (const label of ['original', 'cold', 'warm', 'pool 1', 'own 1', 'N = 1', 'N = 2']) expect(svg).toContain(`>${label}<`);
   }, 180_000);
+
+  it('runs with the simulated host in a process of its own (--simulation process), its modelled latencies read from there', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bench-boot-test-'));
+    await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
+      '--counts', '2', '--modes', 'warm', '--pool', '1', '--latency', 'zero', '--no-warmup', '--simulation', 'process', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+    const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as { sim: { simulation: string }; runs: Array<BootRun & { modelled: unknown }> };
+    expect(doc.sim.simulation).toBe('process');
+    expect(doc.runs.map((r) => `${r.mode} ${r.n} ${r.ok}`)).toEqual(['warm 2 true']);
+    expect(doc.runs[0]!.instances.map((i) => i.start).sort()).toEqual(['own', 'pool']);
+    // The latencies drawn in the other process came back (zero here, but measured, not absent).
+    expect(doc.runs[0]!.modelled).not.toBeNull();
+  }, 180_000);
 });

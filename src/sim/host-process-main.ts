@@ -16,7 +16,7 @@ if (process.send === undefined) {
 // A parent gone mid-send is no error here: the 'disconnect' handler ends this process.
 const out = new Batcher<HostMessage>((batch, done) => {
   if (process.connected) process.send!(batch, undefined, undefined, () => done(null));
-}, () => {});
+}, () => {}, false);
 const send = (message: HostMessage): void => out.push(message);
 
 process.on('disconnect', () => process.exit(0));
@@ -40,9 +40,13 @@ function toWire(err: unknown): WireError {
   return { message: err.message, fields };
 }
 
-/** bigints as strings: only pools carry them in results (events are converted where they are sent). */
+/** The host's own methods a call may name: reachable, and the boot benchmark's hooks. */
+const HOST_METHODS = new Set(['reachable', 'modelled', 'prestartPropolis']);
+
+/** bigints as strings: pools' sizes and drawn latencies' `at` are the results with any (events are converted where they are sent). */
 function resultToWire(part: HostPart, method: string, value: unknown): unknown {
-  if (part !== 'datasets' || method !== 'listPools' || !Array.isArray(value)) return value;
+  const bigints = (part === 'datasets' && method === 'listPools') || (part === 'host' && method === 'modelled');
+  if (!bigints || !Array.isArray(value)) return value;
   return value.map((p: Record<string, unknown>) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, typeof v === 'bigint' ? String(v) : v])));
 }
 
@@ -63,7 +67,7 @@ async function call(req: number, part: HostPart, method: string, args: unknown[]
   if (!PARTS.includes(part)) throw new Error(`no host part ${String(part)}`);
   const target = (part === 'host' ? host : host[part as Exclude<HostPart, 'host'>]) as unknown as Record<string, unknown>;
   const fn = target[method];
-  if (typeof fn !== 'function' || method === 'subscribe' || method === 'constructor' || (part === 'host' && method !== 'reachable')) {
+  if (typeof fn !== 'function' || method === 'subscribe' || method === 'constructor' || (part === 'host' && !HOST_METHODS.has(method))) {
     throw new Error(`no host method ${part}.${method}`);
   }
   // A wait's options get a signal the parent can abort with a cancel message.

@@ -36,7 +36,7 @@ import {
   type WaitOptions,
   type ZoneStateEvent,
 } from '../host/index.js';
-import type { SimHostOptions } from './host.js';
+import type { DrawnLatency, SimHostOptions } from './host.js';
 
 /** SimHostOptions as they cross the channel: no logger (the child logs at `logLevel` to the stderr it shares), pool sizes as strings. */
 export type WireSimHostOptions = Omit<SimHostOptions, 'logger' | 'pools'> & {
@@ -58,14 +58,24 @@ export interface HostBatch<M> {
   batch: M[];
 }
 
-/** Sends messages in batches, one per turn of the event loop (setImmediate: after this turn's I/O). */
+/**
+ * Sends messages in batches: with `turn`, one per turn of the event loop (setImmediate, after this
+ * turn's I/O); else one per microtask checkpoint (what one callback and its promise reactions sent).
+ */
 export class Batcher<M> {
   #queue: M[] = [];
 
-  constructor(private readonly write: (batch: HostBatch<M>, done: (err: Error | null) => void) => void, private readonly failed: (messages: M[], err: Error) => void) {}
+  constructor(
+    private readonly write: (batch: HostBatch<M>, done: (err: Error | null) => void) => void,
+    private readonly failed: (messages: M[], err: Error) => void,
+    private readonly turn = true,
+  ) {}
 
   push(message: M): void {
-    if (this.#queue.length === 0) setImmediate(() => this.#flush());
+    if (this.#queue.length === 0) {
+      if (this.turn) setImmediate(() => this.#flush());
+      else queueMicrotask(() => this.#flush());
+    }
     this.#queue.push(message);
   }
 
@@ -345,6 +355,20 @@ export class RemoteSimHost implements Host {
 
   reachable(zone: string, addr: SocketAddr): Promise<SocketAddr> {
     return this.#call('host', 'reachable', [zone, addr]) as Promise<SocketAddr>;
+  }
+
+  /**
+   * The boot benchmark's hook, SimHost.modelled (with recordLatencies). `at` is
+   * process.hrtime.bigint() in the child: the system's monotonic clock, the same as here.
+   */
+  async modelled(zone: string): Promise<DrawnLatency[]> {
+    const drawn = await this.#call('host', 'modelled', [zone]) as Array<Omit<DrawnLatency, 'at'> & { at: string }>;
+    return drawn.map((d) => ({ ...d, at: BigInt(d.at) }));
+  }
+
+  /** The boot benchmark's hook, SimHost.prestartPropolis. */
+  async prestartPropolis(count: number): Promise<void> {
+    await this.#call('host', 'prestartPropolis', [count]);
   }
 
   /** Closes the host in the child (its servers stop, its state is written); ends the child if it is this host's own. */
