@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DirectoryInUseError, lockDirectory } from '../src/common/dir-lock.js';
 import { DEFAULT_SIM_POOLS } from '../src/sim/host.js';
 import { RemoteSimHost, SimHostProcess } from '../src/sim/host-process.js';
 import { hostSuite } from './support/host-suite.js';
@@ -60,6 +61,22 @@ describe('RemoteSimHost', () => {
       await host.close();
       rmSync(stateDir, { recursive: true, force: true });
     }
+  });
+
+  it('holds the state directory\'s lock it was given for as long as it lives', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
+    const lock = lockDirectory(stateDir, 'simulated host', 'state directory');
+    const host = await RemoteSimHost.start({ stateDir, logLevel: 'silent' }, pino({ level: 'silent' }), { holdFds: [lock.fd] });
+    try {
+      // The agent's copy is gone (as when it is SIGKILLed): the child's still holds the lock.
+      lock.release();
+      expect(() => lockDirectory(stateDir, 'simulated host', 'state directory')).toThrow(DirectoryInUseError);
+    } finally {
+      await host.close();
+    }
+    // Its process has exited: the directory is free.
+    lockDirectory(stateDir, 'simulated host', 'state directory').release();
+    rmSync(stateDir, { recursive: true, force: true });
   });
 
   it('a wait aborted here rejects with ABORT_ERR at once and is cancelled in the process', async () => {

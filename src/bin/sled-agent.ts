@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { parseSocketAddr } from '../common/address.js';
-import { lockAgentDirectories } from '../common/dir-lock.js';
+import { lockAgentDirectories, simHostLock } from '../common/dir-lock.js';
 import { createLogger, effectiveLevel } from '../logger.js';
 import {
   ConfigError, DEFAULT_SLED_ID, checkSimConfig, defaultSimConfig, loadSimConfigFile, type SimConfig,
@@ -99,10 +99,10 @@ Example:
       const config = loadAgentConfigFile(path);
       const log = createLogger(effectiveLevel(config.log.level));
       // Held until the process exits, which drops them however it exits.
-      lockAgentDirectories(config);
+      const locks = lockAgentDirectories(config);
       const { openHost } = await import('../host/open.js');
       const { startAgent } = await import('../sled-agent.js');
-      const starting = openHost(config, log).then((host) => startAgent(config, host, log).catch(async (err: unknown) => {
+      const starting = openHost(config, log, { simHostLock: simHostLock(locks) }).then((host) => startAgent(config, host, log).catch(async (err: unknown) => {
         await host.close();
         throw err;
       }));

@@ -5,7 +5,7 @@ import { isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { formatSocketAddr } from '../common/address.js';
-import { lockAgentDirectories } from '../common/dir-lock.js';
+import { lockAgentDirectories, simHostLock } from '../common/dir-lock.js';
 import { ApiError, conflict, invalidRequest, objectNotFound } from '../common/errors.js';
 import { addressInNet, formatIpv6Net, getByte, parseIpv6Net, sameNet } from '../common/ipv6.js';
 import { readJsonIfExists, writeJsonAtomic } from '../common/persist.js';
@@ -170,7 +170,7 @@ export class BootstrapAgent {
       for (const lock of locks) lock.release();
     };
     try {
-      const host = await openHost(config, log);
+      const host = await openHost(config, log, { simHostLock: simHostLock(locks) });
       const agent = await startAgent(config, host, log).catch(async (err: unknown) => {
         await host.close();
         throw err;

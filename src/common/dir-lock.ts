@@ -31,6 +31,11 @@ export class DirectoryInUseError extends Error {
 export interface DirectoryLock {
   readonly file: string;
   /**
+   * The locked file's descriptor. A child given a copy (the simulated host's process) holds the
+   * lock too, until it exits: the lock is the open file's, not the process's.
+   */
+  readonly fd: number;
+  /**
    * Drops the lock. The file stays: removed, a third process could lock a new file of that name
    * while a second one holds the old.
    */
@@ -62,6 +67,7 @@ export function lockDirectory(dir: string, holder: string, what: string): Direct
   let held = true;
   return {
     file,
+    fd,
     release() {
       if (!held) return;
       held = false;
@@ -96,4 +102,9 @@ export function lockAgentDirectories(config: { data_dir: string; host: Pick<Agen
     throw err;
   }
   return locks;
+}
+
+/** Of lockAgentDirectories' locks, the simulated host's state directory's (openHost's simHostLock). */
+export function simHostLock(locks: readonly DirectoryLock[]): DirectoryLock | undefined {
+  return locks.find((l) => l.file.endsWith('simulated-host.lock'));
 }

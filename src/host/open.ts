@@ -3,6 +3,7 @@
 // saying which and why. An explicit `backend = "illumos"` that cannot load is an error, not a
 // silent fallback.
 import type { LevelWithSilent, Logger } from 'pino';
+import type { DirectoryLock } from '../common/dir-lock.js';
 import type { AgentConfig, LatencyTable } from '../config.js';
 import { loadNative } from '../illumos/addon.js';
 import { IllumosHost, illumosAvailable } from '../illumos/host.js';
@@ -57,10 +58,19 @@ export function openSimHost(config: AgentConfig, log: Logger): Promise<SimHost> 
   return SimHost.open({ ...simHostOptions(config), logger: log.child({ component: 'sim-host' }) });
 }
 
+export interface OpenHostOptions {
+  /**
+   * The state directory's lock (lockAgentDirectories): a simulated host in a process of its own
+   * holds it too, so it outlives a killed agent only as long as that process does.
+   */
+  simHostLock?: DirectoryLock;
+}
+
 /** The simulated host where `[host] simulation` puts it. */
-async function openConfiguredSimHost(config: AgentConfig, log: Logger): Promise<Host> {
+async function openConfiguredSimHost(config: AgentConfig, log: Logger, options: OpenHostOptions): Promise<Host> {
   if (config.host.simulation === 'in-process') return openSimHost(config, log);
   return RemoteSimHost.start({ ...simHostOptions(config), logLevel: log.level as LevelWithSilent }, log, {
+    holdFds: options.simHostLock ? [options.simHostLock.fd] : [],
     // Its zones, links and servers are gone with it: a restart finds them on disk and adopts
     // them, as after an agent crash. Going on would fail every host call from now on.
     onLost: (why) => {
@@ -83,11 +93,11 @@ function chosen<H extends Host>(host: H, reason: string): H {
   return host;
 }
 
-export async function openHost(config: AgentConfig, log: Logger): Promise<Host> {
+export async function openHost(config: AgentConfig, log: Logger, options: OpenHostOptions = {}): Promise<Host> {
   const { backend } = config.host;
   if (backend === 'sim') {
     log.info({ backend: 'sim', state_dir: config.host.state_dir }, 'host: simulated (host.backend = "sim")');
-    return chosen(await openConfiguredSimHost(config, log), 'host.backend = "sim"');
+    return chosen(await openConfiguredSimHost(config, log, options), 'host.backend = "sim"');
   }
   let reason: string;
   try {
@@ -112,5 +122,5 @@ export async function openHost(config: AgentConfig, log: Logger): Promise<Host> 
   }
   if (backend === 'illumos') throw new Error(`host.backend is "illumos" but ${reason}`);
   log.info({ backend: 'sim', reason, state_dir: config.host.state_dir }, `host: simulated, because ${reason}`);
-  return chosen(await openConfiguredSimHost(config, log), reason);
+  return chosen(await openConfiguredSimHost(config, log, options), reason);
 }

@@ -184,10 +184,14 @@ export class SimHostProcess {
     });
   }
 
-  /** Forks the child and waits until it is ready. `onLost`: it exited without end() (a crash, a kill). */
-  static async start(log: Logger, onLost?: (why: string) => void): Promise<SimHostProcess> {
+  /**
+   * Forks the child and waits until it is ready. `onLost`: it exited without end() (a crash, a
+   * kill). `holdFds`: descriptors the child keeps open as long as it lives (the state directory's
+   * lock, so that a new agent cannot open the directory while a killed one's child still writes).
+   */
+  static async start(log: Logger, onLost?: (why: string) => void, holdFds: readonly number[] = []): Promise<SimHostProcess> {
     const { main, execArgv } = childCommand();
-    const child = fork(main, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    const child = fork(main, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...holdFds], serialization: 'json' });
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`the simulated host process did not start within ${READY_MS} ms`)), READY_MS);
@@ -335,9 +339,10 @@ export class RemoteSimHost implements Host {
 
   /** Forks a child of its own and opens the simulated host in it; close() ends both. */
   static async start(
-    options: Omit<SimHostOptions, 'logger'> & { logLevel: LevelWithSilent }, log: Logger, process: { onLost?: (why: string) => void } = {},
+    options: Omit<SimHostOptions, 'logger'> & { logLevel: LevelWithSilent }, log: Logger,
+    process: { onLost?: (why: string) => void; holdFds?: readonly number[] } = {},
   ): Promise<RemoteSimHost> {
-    const proc = await SimHostProcess.start(log, process.onLost);
+    const proc = await SimHostProcess.start(log, process.onLost, process.holdFds);
     try {
       const host = await proc.open(options, true);
       log.info({ pid: proc.pid }, 'simulated host: in its own process');
