@@ -925,37 +925,9 @@ interface BenchSim {
 }
 
 async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger): Promise<{ host: Host; sim: BenchSim | null }> {
-  if (setup.options.host === 'sim' && setup.options.simulation === 'process') {
-    // The simulated host and its Propolis servers in a process of their own, as the kernel and a
-    // sled's daemons are not the agent's; it logs fatal errors only (its logging is not the agent's).
-    const size = BigInt(config.host.pool_size);
-    const remote = await RemoteSimHost.start({
-      stateDir: config.host.state_dir,
-      links: config.host.links,
-      pools: [{ name: 'rpool', size }, ...config.zpools.map((name) => ({ name, size }))],
-      latencies: setup.latencies,
-      jitter: setup.jitter,
-      seed: setup.options.seed,
-      ...(setup.options.durable ? {} : { durable: false, writeBehindMs: SIM_WRITE_BEHIND_MS }),
-      recordLatencies: true,
-      propolis: 'in-process',
-      // Its Propolis servers' warm-up requests are expected 500s, an error line each.
-      logLevel: 'fatal',
-    }, log);
-    if (!setup.options.propolisOnDemand) {
-      const settings = modeSettings(setup.mode, setup.options.pool);
-      const instances = setup.n * (setup.n === 1 ? setup.rounds ?? 1 : 1);
-      await remote.prestartPropolis(instances + 2 * settings.warmPool);
-    }
-    return { host: remote, sim: remote };
-  }
   if (setup.options.host === 'sim') {
-    // The simulated host and its Propolis servers log warnings only: their logging is not the
-    // agent's. In a farm process the servers log at the host's level to this process's stderr,
-    // where a warm-up request's expected 500 would be an error line per server: fatal only there.
-    const simLog = log.child({ component: 'sim-host' }, { level: setup.propolis === 'process' ? 'fatal' : 'warn' });
     const size = BigInt(config.host.pool_size);
-    const simOptions: SimHostOptions = {
+    const options: Omit<SimHostOptions, 'propolis' | 'logger'> = {
       stateDir: config.host.state_dir,
       links: config.host.links,
       pools: [{ name: 'rpool', size }, ...config.zpools.map((name) => ({ name, size }))],
@@ -964,17 +936,30 @@ async function openBenchHost(setup: RunSetup, config: AgentConfig, log: Logger):
       seed: setup.options.seed,
       ...(setup.options.durable ? {} : { durable: false, writeBehindMs: SIM_WRITE_BEHIND_MS }),
       recordLatencies: true,
-      propolis: setup.propolis,
-      logger: simLog,
     };
-    const sim = await SimHost.open(simOptions);
-    if (!setup.options.propolisOnDemand) {
+    const prestart = async (sim: BenchSim): Promise<void> => {
+      if (setup.options.propolisOnDemand) return;
       // One per instance and, warm, one per pool zone before the clock and as many again for the refill.
       const settings = modeSettings(setup.mode, setup.options.pool);
       const instances = setup.n * (setup.n === 1 ? setup.rounds ?? 1 : 1);
       await sim.prestartPropolis(instances + 2 * settings.warmPool);
+    };
+    if (setup.options.simulation === 'process') {
+      // The simulated host and its Propolis servers in a process of their own, as the kernel and
+      // a sled's daemons are not the agent's. Fatal lines only: its logging is not the agent's,
+      // and its servers' warm-up requests are expected 500s, an error line each.
+      const remote = await RemoteSimHost.start({ ...options, propolis: 'in-process', logLevel: 'fatal' }, log);
+      await prestart(remote);
+      return { host: remote, sim: remote };
     }
-    return { host: sim, sim: { modelled: async (zone) => sim.modelled(zone), prestartPropolis: (count) => sim.prestartPropolis(count) } };
+    // The simulated host and its Propolis servers log warnings only: their logging is not the
+    // agent's. In a farm process the servers log at the host's level to this process's stderr,
+    // where a warm-up request's expected 500 would be an error line per server: fatal only there.
+    const simLog = log.child({ component: 'sim-host' }, { level: setup.propolis === 'process' ? 'fatal' : 'warn' });
+    const sim = await SimHost.open({ ...options, propolis: setup.propolis, logger: simLog });
+    const bench: BenchSim = { modelled: async (zone) => sim.modelled(zone), prestartPropolis: (count) => sim.prestartPropolis(count) };
+    await prestart(bench);
+    return { host: sim, sim: bench };
   }
   const host = await openHost(config, log);
   // The agent about to start has empty ledgers: it would remove everything it owns as orphans.

@@ -18,10 +18,9 @@
 // SIGKILL), it exits, and its simulated Propolis servers with it, as the in-process host's die
 // with the agent; the next start finds the state on disk, as after a crash.
 import { fork, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { LevelWithSilent, Logger } from 'pino';
 import type { SocketAddr } from '../common/address.js';
+import { childModule } from '../common/child-module.js';
 import { ZoneListeners } from '../host/zone-listeners.js';
 import {
   hostError,
@@ -108,15 +107,6 @@ const READY_MS = 60_000;
 /** How long the child is given to exit after its channel is closed before it is killed. */
 const EXIT_GRACE_MS = 5_000;
 
-function childCommand(): { main: string; execArgv: string[] } {
-  if (import.meta.url.endsWith('.ts')) {
-    // tsx by its path, not its name: `--import tsx` would resolve from whatever the cwd is.
-    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-    return { main: fileURLToPath(new URL('./host-process-main.ts', import.meta.url)), execArgv: ['--import', tsx] };
-  }
-  return { main: fileURLToPath(new URL('./host-process-main.js', import.meta.url)), execArgv: [] };
-}
-
 function abortError(reason: unknown): HostError {
   return Object.assign(hostError('ABORT_ERR', 'the operation was aborted', reason), { name: 'AbortError' });
 }
@@ -190,7 +180,7 @@ export class SimHostProcess {
    * lock, so that a new agent cannot open the directory while a killed one's child still writes).
    */
   static async start(log: Logger, onLost?: (why: string) => void, holdFds: readonly number[] = []): Promise<SimHostProcess> {
-    const { main, execArgv } = childCommand();
+    const { main, execArgv } = childModule(import.meta.url, 'host-process-main');
     const child = fork(main, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...holdFds], serialization: 'json' });
     try {
       await new Promise<void>((resolve, reject) => {

@@ -29,10 +29,9 @@
 // pid, closed and snapshot() (the VM as last reported); there is no forceState() or ensured():
 // tests that need those run Propolis in-process.
 import { fork, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { LevelWithSilent } from 'pino';
 import type { SocketAddr } from '../common/address.js';
+import { childModule } from '../common/child-module.js';
 import type { SimPropolisLatencies, SimPropolisSnapshot } from './propolis.js';
 
 /** A server as the child starts it (the part of FarmServerOptions that crosses the channel). */
@@ -87,15 +86,6 @@ export type FarmMessage =
 const EXIT_GRACE_MS = 5_000;
 /** How long a forked farm has to say it is ready (it loads its modules, through tsx from sources). */
 const FARM_READY_MS = 60_000;
-
-function childCommand(): { main: string; execArgv: string[] } {
-  if (import.meta.url.endsWith('.ts')) {
-    // tsx by its path, not its name: `--import tsx` would resolve from whatever the cwd is.
-    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-    return { main: fileURLToPath(new URL('./propolis-farm-main.ts', import.meta.url)), execArgv: ['--import', tsx] };
-  }
-  return { main: fileURLToPath(new URL('./propolis-farm-main.js', import.meta.url)), execArgv: [] };
-}
 
 /** A simulated Propolis server in the farm: what SimSmf uses of a SimPropolis, and its VM as last reported. */
 export class FarmPropolis {
@@ -209,7 +199,7 @@ export class PropolisFarm {
 
   /** Forks the farm process and waits until it takes requests. */
   static async start(options: PropolisFarmOptions = {}): Promise<PropolisFarm> {
-    const { main, execArgv } = childCommand();
+    const { main, execArgv } = childModule(import.meta.url, 'propolis-farm-main');
     // stdout stays the agent's alone (scripts read it); the servers' log lines share stderr.
     const child = fork(main, [options.logLevel ?? 'silent'], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'json' });
     await new Promise<void>((resolve, reject) => {
