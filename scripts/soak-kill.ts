@@ -1,6 +1,7 @@
 // The randomized kill run of test/agent-kill.test.ts at a larger size, several times, on either
 // backend: `npm run soak:kill -- [--backend sim|illumos] [--instances 40] [--kills 5] [--runs 15]
-// [--pool 2] [--seed N]`. --pool is the agent's [zones] warm_pool (0: no pool and no template). Each run prints its seed, what each kill interrupted and any problem; a failed
+// [--pool 2] [--seed N] [--simulation in-process|process]`. --pool is the agent's [zones] warm_pool (0: no pool and no
+// template); --simulation the sim backend's [host] simulation (the simulated host in its own process, killed with the agent's group). Each run prints its seed, what each kill interrupted and any problem; a failed
 // run is replayed (as closely as timing allows) with its seed and --runs 1. The fake illumos
 // must be built first (`npm test` builds it; or `make -C test/fake-illumos`).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,12 +17,15 @@ const { values } = parseArgs({
     kills: { type: 'string', default: '5' },
     runs: { type: 'string', default: '15' },
     pool: { type: 'string', default: '2' },
+    simulation: { type: 'string', default: 'in-process' },
     seed: { type: 'string' },
     quiet: { type: 'boolean', default: false },
   },
 });
 const backend = values.backend as Backend;
 if (backend !== 'sim' && backend !== 'illumos') throw new Error(`--backend must be sim or illumos, not ${values.backend}`);
+const simulation = values.simulation;
+if (simulation !== 'in-process' && simulation !== 'process') throw new Error(`--simulation must be in-process or process, not ${values.simulation}`);
 const runs = Number(values.runs);
 let failed = 0;
 for (let run = 0; run < runs; run += 1) {
@@ -30,7 +34,7 @@ for (let run = 0; run < runs; run += 1) {
   const started = Date.now();
   try {
     const result = await killRun({
-      backend, seed, dir, instances: Number(values.instances), kills: Number(values.kills), pool: Number(values.pool),
+      backend, seed, dir, instances: Number(values.instances), kills: Number(values.kills), pool: Number(values.pool), simulation,
       log: values.quiet ? undefined : (line) => console.log(`  ${line}`),
     });
     const tally: Record<string, number> = {};

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimHost } from '../src/sim/host.js';
 import { ensureBody, instancePuts, ledgerZone, realRuntime, testConfig, writeConfigToml } from './support/agent.js';
 import { FakeNexus } from './support/fake-nexus.js';
+import { alive, gone, simHostPid } from './support/processes.js';
 
 const CLI = ['--import', 'tsx', 'src/bin/sled-agent.ts'];
 
@@ -68,32 +69,11 @@ function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
-/** The simulated host process's pid, from the agent's log line (`[host] simulation = "process"`). */
-function simHostPid(agent: Agent): number {
-  const m = /"pid":(\d+)[^\n]*"msg":"simulated host: in its own process"/.exec(agent.stderr());
-  if (m === null) throw new Error('no "simulated host: in its own process" line');
-  return Number(m[1]);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Resolves once `pid` (not our child: no exit event reaches us) is gone. It goes when its
- * channel to the killed agent closes; a bound on a failing test, not a timing assumption.
- */
-async function gone(pid: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (alive(pid)) {
-    if (Date.now() > deadline) throw new Error(`process ${pid} outlived the agent that forked it`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+/** The simulated host process's pid, which the agent logged. */
+function simHostPidOf(agent: Agent): number {
+  const pid = simHostPid(agent.stderr());
+  if (pid === null) throw new Error('no "simulated host: in its own process" line');
+  return pid;
 }
 
 let dir: string;
@@ -131,13 +111,13 @@ describe.each(['in-process', 'process'] as const)('sled-agent run, killed with S
       }
       // Every instance is installing: zones configured, none running yet.
       await first.logged(/"phase":"install"/, ids.length);
-      if (simulation === 'process') expect(alive(simHostPid(first))).toBe(true);
+      if (simulation === 'process') expect(alive(simHostPidOf(first))).toBe(true);
     } finally {
       first.child.kill('SIGKILL');
       await exited(first.child);
     }
     // The simulated host's process goes with the agent, as the in-process host does.
-    if (simulation === 'process') await gone(simHostPid(first));
+    if (simulation === 'process') await gone(simHostPidOf(first));
     expect(nexus.requests.filter((r) => ids.some((id) => instancePuts(id)(r)) && r.body?.run_state === 'running')).toEqual([]);
     // Each instance's zone (an id of its own) was in the ledger before anything was made for it.
     const dataDir = join(run, 'var-oxide');
@@ -160,7 +140,7 @@ describe.each(['in-process', 'process'] as const)('sled-agent run, killed with S
       expect(await exited(second.child)).toBe(0);
     }
     // A stopped agent closes the host and ends its process.
-    if (simulation === 'process') await gone(simHostPid(second));
+    if (simulation === 'process') await gone(simHostPidOf(second));
 
     const after = await SimHost.open({ stateDir: join(run, 'sim-host') });
     try {

@@ -20,6 +20,7 @@ import { SimHost } from '../../src/sim/host.js';
 import { testConfig, writeConfigToml } from './agent.js';
 import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './fake-illumos.js';
 import { FakeNexus, type Recorded } from './fake-nexus.js';
+import { gone, simHostPid } from './processes.js';
 import { PropolisFarm } from './propolis-farm.js';
 import { defaultVpcRules } from './vpc-rules.js';
 
@@ -36,6 +37,8 @@ export interface KillRunOptions {
   dir: string;
   /** [zones] warm_pool; with a pool, zones are also cloned from a template. Default 2, as the agent's. */
   pool?: number;
+  /** The sim backend's `[host] simulation`: the simulated host in the agent's process (default) or its own. */
+  simulation?: 'in-process' | 'process';
   /** Progress lines (what was killed when), for a person reading a failure. */
   log?: (line: string) => void;
 }
@@ -86,7 +89,12 @@ class AgentProcess {
     // Its own process group, so the kill takes whatever it runs (zoneadm, zlogin) with it, as
     // SIGKILL of an SMF contract would; the fakes' zoneadmd and SMF are detached, as real ones are.
     this.child = spawn(process.execPath, ['--import', 'tsx', ...argv], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+    // Exited with the simulated host's process, when it forked one (`simulation = "process"`):
+    // the next agent may not open the state directory before that has let go of it.
+    this.exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve())).then(async () => {
+      const pid = simHostPid(this.#stderr);
+      if (pid !== null) await gone(pid);
+    });
     // Every process's log is kept beside the run's state, for a failed run to be read.
     const file = createWriteStream(logPath);
     this.child.stderr!.pipe(file);
@@ -227,7 +235,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
   writeConfigToml(configPath, testConfig(dir, nexus.address, {
     log: { level: 'debug' },
     ...(backend === 'sim'
-      ? { host: { backend: 'sim', state_dir: simState, latency: { install: 400, clone: 120, boot: 250, network: 150, propolis_start: 150, vm_step: 50, jitter: 0.3 } } }
+      ? { host: { backend: 'sim', state_dir: simState, simulation: options.simulation ?? 'in-process', latency: { install: 400, clone: 120, boot: 250, network: 150, propolis_start: 150, vm_step: 50, jitter: 0.3 } } }
       : { zones: { control_link: 'net0', ready_timeout_ms: 60_000, warm_pool: poolSize, template: poolSize > 0 } }),
     ...(backend === 'sim' ? { zones: { ready_timeout_ms: 60_000, warm_pool: poolSize, template: poolSize > 0 } } : {}),
     nexus: { timeout_ms: 5_000, backoff_initial_ms: 20, backoff_max_ms: 500 },
