@@ -363,7 +363,7 @@ export class StorageManager {
       }
 
       const zone = datasetZone(info);
-      if (this.#up.has(id) && (await this.#host.zones.list()).some((z) => z.name === zone && z.state === 'running')) {
+      if (this.#up.has(id) && (await this.#host.zones.state(zone)) === 'running') {
         this.#log.debug({ dataset: name, zone }, 'dataset already served: nothing to do');
         return;
       }

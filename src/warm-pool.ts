@@ -189,7 +189,7 @@ export class WarmPool {
     }
     const name = table.template;
     const began = performance.now();
-    const state = (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
+    const state = await host.zones.state(name);
     // Never booted by us; one found up (an administrator's doing) cannot be cloned until halted.
     if (state === 'ready' || state === 'running') await host.zones.halt(name);
     const spec: OwnedZoneSpec = {
@@ -227,7 +227,7 @@ export class WarmPool {
   /** What is wrong with a zone now (taken from the pool, or in it), or null: it runs, its milestone and Propolis are online. */
   async check(name: string): Promise<string | null> {
     const { host } = this.#ctx;
-    const state = (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
+    const state = await host.zones.state(name);
     if (state !== 'running') return `zone is ${state ?? 'gone'}`;
     for (const fmri of [NETWORK_MILESTONE, propolisFmri(name)]) {
       try {

@@ -172,7 +172,7 @@ export class ZoneBundles {
 
     let config: Awaited<ReturnType<Host['zones']['config']>> | null = null;
     await step('zone', 'host/zone.json', async () => {
-      const state = (await host.zones.list()).find((z) => z.name === zone)?.state ?? null;
+      const state = await host.zones.state(zone);
       let configuration: unknown;
       try {
         config = await host.zones.config(zone);

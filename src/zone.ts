@@ -154,10 +154,6 @@ export type Phase = 'pool' | 'ports' | 'vnic' | 'configure' | 'install' | 'clone
 /** Called as each phase starts, so callers can log and time them. */
 export type PhaseHook = (phase: Phase) => void;
 
-async function zoneState(host: Host, name: string): Promise<ZoneInfo['state'] | null> {
-  return (await host.zones.list()).find((z) => z.name === name)?.state ?? null;
-}
-
 /**
  * Steps run at once: resolves when all have, rejects with the first failure only once every one
  * has settled, so nothing is still being made when the caller cleans up after it.
@@ -231,7 +227,7 @@ export async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait:
     onPhase('vnic');
     await host.links.createVnic({ name: spec.controlVnic, link: spec.controlLink });
   }
-  let state = await zoneState(host, spec.name);
+  let state = await host.zones.state(spec.name);
   if (state === 'shutting_down' || state === 'down') state = await waitForHalt(host, spec.name, wait);
   if (state === 'mounted') {
     throw hostError('Z_BAD_ZONE_STATE', `zone ${spec.name} is mounted (zoneadm mount); unmount it (zoneadm -z ${spec.name} unmount) so it can be booted`);
@@ -260,7 +256,7 @@ export async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait:
       return 'installed';
     } catch (err) {
       // The template is a speed-up, not a dependency: install instead, from what the clone left.
-      state = await zoneState(host, spec.name);
+      state = await host.zones.state(spec.name);
       if (state !== 'configured' && state !== 'incomplete') throw err;
       wait.log?.warn({ err, zone: spec.name, template: spec.cloneFrom }, 'cloning the template failed; installing the image instead');
       if (state === 'incomplete') await host.zones.uninstall(spec.name);
@@ -291,7 +287,7 @@ async function waitForHalt(host: Host, name: string, wait: ReadinessOptions): Pr
   try {
     for (;;) {
       changed = false;
-      const state = await zoneState(host, name);
+      const state = await host.zones.state(name);
       if (state !== 'shutting_down' && state !== 'down') return state;
       const left = deadline - Date.now();
       if (left <= 0) throw hostError('ETIMEDOUT', `zone ${name} was still ${state} after ${wait.timeoutMs} ms`);
@@ -384,14 +380,14 @@ export function waitForOnline(host: Host, zone: string, fmri: string, wait: Read
  * what is already gone is skipped, so it can be re-run after a crash or a partial failure.
  */
 export async function removeZone(host: Host, name: string | null, vnics: readonly string[], log: Logger): Promise<void> {
-  let state = name === null ? null : await zoneState(host, name);
+  let state = name === null ? null : await host.zones.state(name);
   if (name !== null && (state === 'running' || state === 'ready' || state === 'shutting_down' || state === 'down')) {
     await host.zones.halt(name);
-    state = await zoneState(host, name);
+    state = await host.zones.state(name);
   }
   if (name !== null && (state === 'installed' || state === 'incomplete')) {
     await host.zones.uninstall(name);
-    state = await zoneState(host, name);
+    state = await host.zones.state(name);
   }
   if (name !== null && state !== null) await host.zones.delete(name);
   // Asked one by one: listing every VNIC on a sled with thousands costs more than a few lookups.

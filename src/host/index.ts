@@ -115,6 +115,11 @@ export interface HostZones {
   /** Every non-global zone with its state. */
   list(): Promise<ZoneInfo[]>;
   /**
+   * One zone's state; null if there is no such zone. What a start asks of its own zone: list()
+   * answers for every zone on the sled, thousands of entries per question at scale.
+   */
+  state(name: string): Promise<ZoneState | null>;
+  /**
    * Runs a command in a running zone (zlogin) with an argument array; rejects with code
    * ECOMMAND and the command's stderr when it exits non-zero. In GLOBAL_ZONE it runs on the
    * host itself (no zlogin), from the host's system directory; only GLOBAL_COMMANDS there.

@@ -33,6 +33,7 @@ import {
   type VnicSpec,
   type WaitOptions,
   type ZoneInfo,
+  type ZoneState,
   type ZoneSpec,
   type ZoneStateEvent,
 } from '../host/index.js';
@@ -428,6 +429,10 @@ export class IllumosHost implements Host {
           out.push({ name: z.name, state: z.state });
         }
         return out;
+      },
+      async state(name: string): Promise<ZoneState | null> {
+        const zone = await zones.getZone(name);
+        return zone === undefined || zone.state === 'unknown' ? null : zone.state;
       },
       async exec(zone: string, argv: readonly string[], options: { timeoutMs?: number } = {}): Promise<ExecResult> {
         const { stdout, stderr } = zone === GLOBAL_ZONE ? await zones.global(argv, options) : await zones.zlogin(zone, argv, options);

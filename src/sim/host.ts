@@ -336,6 +336,7 @@ export class SimHost implements Host {
       uninstall: (name) => zones.uninstallZone(name),
       delete: (name) => zones.deleteZone(name),
       list: () => this.ready(() => zones.list()),
+      state: (name) => this.ready(() => zones.state(name)),
       exec: (zone, argv, options) => zones.exec(zone, argv, options),
     };
     const zfs = this.simZfs;

@@ -148,6 +148,11 @@ export class SimZones {
     return [...this.records.values()].map((z) => ({ name: z.spec.name, state: z.state }));
   }
 
+  state(name: string): ZoneState | null {
+    validateZoneName(name);
+    return this.records.get(name)?.state ?? null;
+  }
+
   /** See SimHost.simulateZoneFailure. */
   async removeFromOutside(name: string): Promise<void> {
     const rec = this.requireZone(name);

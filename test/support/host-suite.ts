@@ -254,6 +254,19 @@ export function hostSuite(name: string, fixture: () => Promise<HostFixture>): vo
         expect(await host.zones.list()).toEqual([{ name: ZONE, state: 'running' }]);
       });
 
+      it('answers one zone\'s state as list() has it, null for a zone that does not exist', async () => {
+        await expect(host.zones.state(ZONE)).resolves.toBeNull();
+        await host.zones.configure(spec(ZONE));
+        await expect(host.zones.state(ZONE)).resolves.toBe('configured');
+        await host.zones.install(ZONE, SUITE_IMAGE);
+        await expect(host.zones.state(ZONE)).resolves.toBe('installed');
+        await host.zones.boot(ZONE);
+        await expect(host.zones.state(ZONE)).resolves.toBe(await zoneState(ZONE));
+        await host.zones.halt(ZONE);
+        await expect(host.zones.state(ZONE)).resolves.toBe('installed');
+        await rejection(host.zones.state('bad/zone'), 'Z_BOGUS_ZONE_NAME');
+      });
+
       it('delivers the zone events of a boot and a halt, in order', async () => {
         await installedZone();
         const rec = recordEvents(host, ZONE);
