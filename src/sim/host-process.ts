@@ -306,11 +306,19 @@ export class RemoteSimHost implements Host {
     this.#proc = proc;
     this.#log = log;
     this.#owned = owned;
-    // Every method of a part is a call; `then` is not one (the part is not a promise).
-    const part = <T extends object>(name: HostPart): T =>
-      new Proxy({} as T, {
-        get: (_t, method) => (typeof method === 'string' && method !== 'then' ? (...args: unknown[]) => this.#call(name, method, args) : undefined),
+    // Every method of a part is a call (one function each, made at its first use); `then` is not
+    // one (the part is not a promise).
+    const part = <T extends object>(name: HostPart): T => {
+      const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
+      return new Proxy({} as T, {
+        get: (_t, method) => {
+          if (typeof method !== 'string' || method === 'then') return undefined;
+          let fn = methods.get(method);
+          if (fn === undefined) methods.set(method, (fn = (...args: unknown[]) => this.#call(name, method, args)));
+          return fn;
+        },
       });
+    };
     this.links = part<HostLinks>('links');
     this.zones = part<HostZones>('zones');
     this.network = part<HostNetwork>('network');
