@@ -90,7 +90,7 @@ export class Batcher<M> {
 /** Parent to child; each but cancel is answered by a reply with the same req. */
 export type HostRequest =
   | { op: 'open'; req: number; options: WireSimHostOptions }
-  | { op: 'call'; req: number; part: HostPart; method: string; args: unknown[]; signalArg?: number }
+  | { op: 'call'; req: number; part: HostPart; method: string; args: unknown[] }
   | { op: 'cancel'; req: number }
   | { op: 'close'; req: number };
 
@@ -232,10 +232,11 @@ export class SimHostProcess {
     }
   }
 
-  /** Ends the child (after closing the host open in it, if any). */
+  /** Ends the child, after closing the host open in it, if any (its calls fail from then on). */
   end(): Promise<void> {
     this.#ending ??= (async () => {
-      await this.#current?.close().catch(() => {});
+      const current = this.#current;
+      if (current !== null) await this.closed(current).catch((err: unknown) => this.#log.warn({ err }, 'closing the simulated host in its process failed'));
       this.#ended ??= hostError('ECANCELED', 'the simulated host process was ended');
       if (this.#child.connected) this.#child.disconnect();
       const grace = setTimeout(() => this.#child.kill('SIGKILL'), EXIT_GRACE_MS);
@@ -377,9 +378,9 @@ export class RemoteSimHost implements Host {
   /** Closes the host in the child (its servers stop, its state is written); ends the child if it is this host's own. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.#proc.closed(this).catch((err: unknown) => this.#log.warn({ err }, 'closing the simulated host in its process failed'));
-      this.#listeners.clear();
       if (this.#owned) await this.#proc.end();
+      else await this.#proc.closed(this).catch((err: unknown) => this.#log.warn({ err }, 'closing the simulated host in its process failed'));
+      this.#listeners.clear();
     })();
     return this.#closing;
   }
