@@ -166,3 +166,20 @@ describe.each(['in-process', 'process'] as const)('sled-agent run, killed with S
     for (const id of ids) expect(ledger.instances[id].runtime.run_state).toBe('running');
   }, 90_000);
 });
+
+describe('sled-agent run with the simulated host in its own process', () => {
+  it('exits, saying why, when that process dies under it (a restart adopts what is on disk)', async () => {
+    const run = join(dir, 'lost');
+    const configPath = join(run, 'config.toml');
+    mkdirSync(run, { recursive: true });
+    writeConfigToml(configPath, testConfig(run, nexus.address, {
+      log: { level: 'info' },
+      host: { backend: 'sim', state_dir: join(run, 'sim-host'), simulation: 'process', latency: 'zero' },
+    }));
+    const agent = await startAgent(configPath);
+    const pid = simHostPidOf(agent);
+    process.kill(pid, 'SIGKILL');
+    expect(await exited(agent.child)).toBe(1);
+    expect(agent.stderr()).toMatch(/"level":60[^\n]*"msg":"the simulated host process died; exiting so that a restart adopts the host again"/);
+  }, 60_000);
+});

@@ -344,7 +344,8 @@ export class RemoteSimHost implements Host {
     const proc = await SimHostProcess.start(log, process.onLost, process.holdFds);
     try {
       const host = await proc.open(options, true);
-      log.info({ pid: proc.pid }, 'simulated host: in its own process');
+      // Not `pid`: pino's own field of that name is this process's.
+      log.info({ sim_host_pid: proc.pid }, 'simulated host: in its own process');
       return host;
     } catch (err) {
       await proc.end();

@@ -82,6 +82,7 @@ class AgentProcess {
   readonly child: ChildProcess;
   url = '';
   #stderr = '';
+  #simHostPid: number | null = null;
   #lineWaiters: Array<{ re: RegExp; resolve: () => void }> = [];
   readonly exited: Promise<void>;
 
@@ -92,8 +93,7 @@ class AgentProcess {
     // Exited with the simulated host's process, when it forked one (`simulation = "process"`):
     // the next agent may not open the state directory before that has let go of it.
     this.exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve())).then(async () => {
-      const pid = simHostPid(this.#stderr);
-      if (pid !== null) await gone(pid);
+      if (this.#simHostPid !== null) await gone(this.#simHostPid);
     });
     // Every process's log is kept beside the run's state, for a failed run to be read.
     const file = createWriteStream(logPath);
@@ -101,6 +101,8 @@ class AgentProcess {
     this.child.stderr!.on('data', (d: Buffer) => {
       const text = d.toString();
       this.#stderr = (this.#stderr + text).slice(-200_000);
+      // Logged at start-up, long gone from the kept tail by the end of a run.
+      this.#simHostPid ??= simHostPid(this.#stderr);
       for (const w of [...this.#lineWaiters]) {
         if (w.re.test(text)) {
           this.#lineWaiters.splice(this.#lineWaiters.indexOf(w), 1);

@@ -3,7 +3,7 @@
 
 /** The simulated host process's pid, from the agent's log line; null if the agent logged none. */
 export function simHostPid(agentStderr: string): number | null {
-  const m = /"pid":(\d+)[^\n]*"msg":"simulated host: in its own process"/.exec(agentStderr);
+  const m = /"sim_host_pid":(\d+)[^\n]*"msg":"simulated host: in its own process"/.exec(agentStderr);
   return m === null ? null : Number(m[1]);
 }
 
