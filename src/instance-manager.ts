@@ -52,13 +52,14 @@ class RecordTexts {
 
   serialize(ledger: InstanceLedger): string {
     const parts: string[] = [];
-    for (const [id, record] of Object.entries(ledger.instances)) {
+    // Each entry is kept as written, `"<id>":<record>`: no per-write string for a record that did not change.
+    for (const id in ledger.instances) {
       let text = this.#dirty.has(id) ? undefined : this.#text.get(id);
       if (text === undefined) {
-        text = JSON.stringify(record);
+        text = `${JSON.stringify(id)}:${JSON.stringify(ledger.instances[id])}`;
         this.#text.set(id, text);
       }
-      parts.push(`${JSON.stringify(id)}:${text}`);
+      parts.push(text);
     }
     this.#dirty.clear();
     if (this.#text.size > parts.length) {
