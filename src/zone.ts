@@ -380,16 +380,18 @@ export function waitForOnline(host: Host, zone: string, fmri: string, wait: Read
  * what is already gone is skipped, so it can be re-run after a crash or a partial failure.
  */
 export async function removeZone(host: Host, name: string | null, vnics: readonly string[], log: Logger): Promise<void> {
-  let state = name === null ? null : await host.zones.state(name);
-  if (name !== null && (state === 'running' || state === 'ready' || state === 'shutting_down' || state === 'down')) {
-    await host.zones.halt(name);
-    state = await host.zones.state(name);
+  if (name !== null) {
+    let state = await host.zones.state(name);
+    if (state === 'running' || state === 'ready' || state === 'shutting_down' || state === 'down') {
+      await host.zones.halt(name);
+      state = await host.zones.state(name);
+    }
+    if (state === 'installed' || state === 'incomplete') {
+      await host.zones.uninstall(name);
+      state = await host.zones.state(name);
+    }
+    if (state !== null) await host.zones.delete(name);
   }
-  if (name !== null && (state === 'installed' || state === 'incomplete')) {
-    await host.zones.uninstall(name);
-    state = await host.zones.state(name);
-  }
-  if (name !== null && state !== null) await host.zones.delete(name);
   // Asked one by one: listing every VNIC on a sled with thousands costs more than a few lookups.
   for (const vnic of vnics) {
     if (await host.links.linkExists(vnic)) await host.links.deleteVnic(vnic);

@@ -483,7 +483,7 @@ export class IllumosHost implements Host {
 
   /** Resolves once the zone runs: at once if it does, else on its "running" event (the scope's subscription predates the check). */
   async #untilRunning(scope: WaitScope): Promise<void> {
-    const zone = (await scope.race(this.zoneTool.listZones())).find((z) => z.name === scope.zone);
+    const zone = await scope.race(this.zoneTool.getZone(scope.zone));
     if (zone === undefined) throw hostError('ZONE_GONE', `zone ${scope.zone} does not exist`);
     if (zone.state === 'running') return;
     if (GOING.has(zone.state)) throw hostError('ZONE_GONE', `zone ${scope.zone} is ${zone.state}`);
@@ -509,7 +509,7 @@ export class IllumosHost implements Host {
   async #runningNow(zone: string, options: WaitOptions): Promise<void> {
     if (this.#closing !== null) throw hostError('ECLOSED', 'the host was closed');
     if (options.signal?.aborted) throw abortError(options.signal.reason);
-    const found = (await this.zoneTool.listZones()).find((z) => z.name === zone);
+    const found = await this.zoneTool.getZone(zone);
     if (found === undefined) throw hostError('ZONE_GONE', `zone ${zone} does not exist`);
     if (GOING.has(found.state)) throw hostError('ZONE_GONE', `zone ${zone} is ${found.state}`);
     if (found.state !== 'running') throw hostError('ETIMEDOUT', `zone ${zone} is ${found.state}, not running (checked once: a zero deadline)`);

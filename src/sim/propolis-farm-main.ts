@@ -7,7 +7,7 @@
 // the channel disconnects and this process exits, taking its servers with it, as in-process
 // servers die with the agent. The sim host starts them again on its next start.
 import pino from 'pino';
-import { formatSocketAddr, type SocketAddr } from '../common/address.js';
+import type { SocketAddr } from '../common/address.js';
 import { jittered, mulberry32 } from '../common/random.js';
 import { createLogger, effectiveLevel } from '../logger.js';
 import type { FarmMessage, FarmRequest, FarmServerSpec } from './propolis-farm.js';
@@ -52,7 +52,8 @@ async function start(id: number, spec: FarmServerSpec): Promise<SimPropolis> {
     pending = null;
   };
   const jitter = jitterer(spec.jitter ?? 0, spec.seed ?? 0);
-  const server = await SimPropolis.start({
+  return SimPropolis.start({
+    warm: spec.warm ?? false,
     logger: log.child(spec.log ?? {}),
     ...(spec.latencies ? { latencies: spec.latencies } : {}),
     ...(spec.initial ? { initial: spec.initial } : {}),
@@ -72,11 +73,6 @@ async function start(id: number, spec: FarmServerSpec): Promise<SimPropolis> {
       return drawn;
     },
   });
-  if (spec.warm) {
-    // One request before any real one, so the server's first-request set-up is not in the run.
-    await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((res) => res.arrayBuffer(), () => {});
-  }
-  return server;
 }
 
 /** What the reply carries: a started server's address, nothing for the rest. */

@@ -44,10 +44,7 @@ export interface FarmServerSpec {
   jitter?: number;
   /** Seeds that draw. Default 0. */
   seed?: number;
-  /**
-   * Make one request to it before it is handed out, so its first-request set-up is done (a GET
-   * /instance, whose expected 500 the server logs as a failed request at error level).
-   */
+  /** SimPropolisOptions.warm: the farm's first such server answers one request before it is handed out. */
   warm?: boolean;
   /** Bindings of its log lines (the farm logs at PropolisFarmOptions.logLevel). */
   log?: Record<string, string>;

@@ -10,7 +10,7 @@ import type { LevelWithSilent } from 'pino';
 import type { SmfState } from '../host/index.js';
 import { hostError } from '../host/index.js';
 import { NETWORK_MILESTONE, PROPOLIS_SERVICE, zoneImage } from '../host/commands.js';
-import { formatSocketAddr, parseSocketAddr, type SocketAddr } from '../common/address.js';
+import { parseSocketAddr, type SocketAddr } from '../common/address.js';
 import { anySignal } from '../common/signals.js';
 import type { SimMachine } from './machine.js';
 import { PropolisFarm } from './propolis-farm.js';
@@ -294,7 +294,7 @@ export class SimSmf {
 
   /**
    * Starts a server, here or in the farm, whose VM reports to `handlers()` (null: not yet bound,
-   * a spare); `warm` makes one request to it first, so its first-request set-up is done.
+   * a spare); `warm`: see SimPropolisOptions.warm.
    */
   private async launch(
     handlers: () => PropolisHandlers | null,
@@ -323,6 +323,7 @@ export class SimSmf {
       return { server, pid: farm.pid };
     }
     const server = await SimPropolis.start({
+      warm,
       logger: this.m.log.child(log),
       latencies,
       jitter: (ms) => {
@@ -333,7 +334,6 @@ export class SimSmf {
       onChange: (snapshot) => handlers()?.onChange(snapshot),
       ...(initial ? { initial } : {}),
     });
-    if (warm) await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((res) => res.arrayBuffer(), () => {});
     return { server, pid: process.pid };
   }
 
