@@ -226,6 +226,7 @@ describe('Metrics', () => {
     m.phase('b', 'clone');
     m.phase('b', 'ports');
     m.phase('b', 'vnic');
+    expect(await histogramCount(m, name, { phase: 'clone' })).toBeUndefined();
     m.phase('b', 'boot');
     expect(await histogramCount(m, name, { phase: 'clone' })).toBe(1);
     expect(await histogramCount(m, name, { phase: 'ports' })).toBeUndefined();

@@ -3,41 +3,26 @@
 // a new SimHost on the same directory.
 import { randomUUID } from 'node:crypto';
 import { getEventListeners } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseSocketAddr } from '../src/common/address.js';
 import * as cmd from '../src/host/commands.js';
 import { isHostError, type ZoneSpec, type ZoneStateEvent } from '../src/host/index.js';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest } from '../src/propolis-client.js';
-import { REALISTIC_LATENCIES, SimHost, SIM_HOST_STATE_FILE, ZERO_LATENCIES, type SimHostOptions } from '../src/sim/host.js';
+import { REALISTIC_LATENCIES, SimHost, SIM_HOST_STATE_FILE, ZERO_LATENCIES } from '../src/sim/host.js';
+import { simHostsPerTest } from './support/sim-hosts.js';
 
 const NIL = '00000000-0000-0000-0000-000000000000';
 const PROPOLIS_IMAGE = cmd.zoneImage('propolis-server');
 const POOL = 'oxp_d462a7f7-b628-40fe-80ff-4e4189e2d62b';
 
-const dirs: string[] = [];
-const hosts: SimHost[] = [];
+const { tempDir, openHost } = simHostsPerTest('sim-host-');
 const clients: PropolisClient[] = [];
 
 afterEach(async () => {
   for (const c of clients.splice(0)) await c.destroy();
-  for (const h of hosts.splice(0)) await h.close();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sim-host-'));
-  dirs.push(dir);
-  return dir;
-}
-
-async function openHost(options: Partial<SimHostOptions> & { stateDir?: string } = {}): Promise<SimHost> {
-  const host = await SimHost.open({ stateDir: options.stateDir ?? (await tempDir()), ...options });
-  hosts.push(host);
-  return host;
-}
 
 function spec(name: string, nets: string[] = []): ZoneSpec {
   return { name, brand: 'omicron1', zonepath: `/zone/${name}`, autoboot: false, nets: nets.map((physical) => ({ physical })), devices: [], datasets: [] };
@@ -209,11 +194,14 @@ describe('construction and the latency table', () => {
   it('new SimHost(options) + start() is the same as SimHost.open; bad options are refused', async () => {
     const stateDir = await tempDir();
     const host = new SimHost({ stateDir });
-    hosts.push(host);
-    await host.start();
-    await host.start();
-    expect(host.kind).toBe('sim');
-    expect(await host.zones.list()).toEqual([]);
+    try {
+      await host.start();
+      await host.start();
+      expect(host.kind).toBe('sim');
+      expect(await host.zones.list()).toEqual([]);
+    } finally {
+      await host.close();
+    }
     expect(() => new SimHost({ stateDir, jitter: 2 })).toThrow(/jitter/);
     expect(() => new SimHost({ stateDir, latencies: { boot: -1 } })).toThrow(/boot/);
     expect(() => new SimHost({ stateDir, links: ['not a link'] })).toThrow();

@@ -5,13 +5,14 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { opteFirewallRules, type VpcFirewallRule } from '../src/host/firewall.js';
 import { OPTE_GATEWAY_MAC, type ExternalIps, type FirewallRule, type PortSpec, type RouterEntry } from '../src/host/index.js';
-import { SimHost, SIM_HOST_STATE_FILE, type SimHostOptions } from '../src/sim/host.js';
+import { SimHost, SIM_HOST_STATE_FILE } from '../src/sim/host.js';
 import { emptySimOpteState, SimOpte, type SimOpteOptions, type TraceAnswer, type TracePacket } from '../src/sim/opte.js';
 import { rejection } from './support/host-suite.js';
 import { networkSuite } from './support/network-suite.js';
+import { simHostsPerTest } from './support/sim-hosts.js';
 import { allowTcpInbound, defaultVpcRules } from './support/vpc-rules.js';
 
 const SUBNET = '172.30.0.0/22';
@@ -604,24 +605,7 @@ describe('SimOpte external addressing', () => {
 
 // ---- as the sim host's network part ----
 
-const dirs: string[] = [];
-const hosts: SimHost[] = [];
-
-afterEach(async () => {
-  for (const h of hosts.splice(0)) await h.close();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
-
-async function openHost(options: Partial<SimHostOptions> = {}): Promise<SimHost> {
-  let stateDir = options.stateDir;
-  if (stateDir === undefined) {
-    stateDir = await mkdtemp(join(tmpdir(), 'sim-opte-'));
-    dirs.push(stateDir);
-  }
-  const host = await SimHost.open({ links: ['stub0', 'net0', 'net1'], ...options, stateDir });
-  hosts.push(host);
-  return host;
-}
+const { tempDir, openHost } = simHostsPerTest('sim-opte-', { links: ['stub0', 'net0', 'net1'] });
 
 networkSuite('sim', async () => {
   const stateDir = await mkdtemp(join(tmpdir(), 'sim-opte-suite-'));
@@ -644,13 +628,13 @@ describe('SimHost.network', () => {
   const rules = defaultVpcRules([{ type: 'vpc', value: VNI1 }]);
 
   it('keeps ports, rules, routes, V2P and flows across a new SimHost on the directory, as the kernel does', async () => {
-    const first = await openHost();
+    const dir = await tempDir();
+    const first = await openHost({ stateDir: dir });
     await first.network.setUnderlay(['net0', 'net1']);
     await guest(first.network, spec('opte0', '172.30.0.5', 'a8:40:25:f0:00:01'), rules);
     await first.network.setV2P({ virtualIp: '172.30.0.6', virtualMac: 'a8:40:25:f0:00:02', physicalHostIp: SLED2, vni: VNI1 });
     const p = tcp('172.30.0.5', '172.30.0.6', 8080);
     expect(await first.trace({ ...p, direction: 'out' })).toMatchObject({ verdict: 'allow', next: { underlay: SLED2 } });
-    const dir = dirs[dirs.length - 1]!;
     await first.close();
 
     const second = await openHost({ stateDir: dir });
@@ -663,8 +647,8 @@ describe('SimHost.network', () => {
   });
 
   it('reads a state file from before the network part (no "opte" field) as a host without ports', async () => {
-    const first = await openHost();
-    const dir = dirs[dirs.length - 1]!;
+    const dir = await tempDir();
+    const first = await openHost({ stateDir: dir });
     await first.close();
     const file = join(dir, SIM_HOST_STATE_FILE);
     const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;

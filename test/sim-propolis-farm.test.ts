@@ -4,46 +4,32 @@
 // killed with SIGKILL.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseSocketAddr, type SocketAddr } from '../src/common/address.js';
 import * as cmd from '../src/host/commands.js';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest } from '../src/propolis-client.js';
-import { SimHost, type SimHostOptions } from '../src/sim/host.js';
+import type { SimHost } from '../src/sim/host.js';
 import { PropolisFarm } from '../src/sim/propolis-farm.js';
+import { alive, gone } from './support/processes.js';
+import { simHostsPerTest } from './support/sim-hosts.js';
 
 const NIL = '00000000-0000-0000-0000-000000000000';
 const REPO = join(import.meta.dirname, '..');
 /** Generous: a child started through tsx compiles its modules first, on a shared, busy machine. */
 const PROCESS_MS = 60_000;
 
-const dirs: string[] = [];
-const hosts: SimHost[] = [];
+const { openHost } = simHostsPerTest('sim-propolis-farm-', { propolis: 'process' });
 const clients: PropolisClient[] = [];
 const farms: PropolisFarm[] = [];
 
 afterEach(async () => {
   for (const c of clients.splice(0)) await c.destroy();
-  for (const h of hosts.splice(0)) await h.close();
   for (const f of farms.splice(0)) await f.close();
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
-
-async function openHost(options: Partial<SimHostOptions> = {}): Promise<SimHost> {
-  let stateDir = options.stateDir;
-  if (stateDir === undefined) {
-    stateDir = await mkdtemp(join(tmpdir(), 'sim-propolis-farm-'));
-    dirs.push(stateDir);
-  }
-  const host = await SimHost.open({ propolis: 'process', ...options, stateDir });
-  hosts.push(host);
-  return host;
-}
 
 /** A propolis-server zone running, with the address the agent gives Propolis, the instance enabled and online. */
 async function runningPropolis(host: SimHost, zone: string, vnic: string, ip: string): Promise<{ fmri: string; addr: string }> {
@@ -91,35 +77,6 @@ async function monitorUntil(client: PropolisClient, state: string): Promise<{ ge
   }
 }
 
-/** Whether `pid` is a live process (a zombie, exited and not yet reaped by whoever adopted it, is not). */
-function alive(pid: number): boolean {
-  const stat = `/proc/${pid}/stat`;
-  if (existsSync('/proc/self/stat')) {
-    try {
-      // "pid (comm) S ...": the state follows the last ')'.
-      const text = readFileSync(stat, 'utf8');
-      return text.slice(text.lastIndexOf(')') + 2, text.lastIndexOf(')') + 3) !== 'Z';
-    } catch {
-      return false;
-    }
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function gone(pid: number, withinMs = PROCESS_MS): Promise<boolean> {
-  const deadline = Date.now() + withinMs;
-  while (alive(pid)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return true;
-}
-
 describe("a sim host's Propolis servers in the farm process (propolis: 'process')", () => {
   it('a VM runs over HTTP in another process, its state is persisted, and closing the host ends the child', async () => {
     const host = await openHost({ latencies: { vmBoot: 20, vmStep: 5 }, jitter: 0.2, seed: 7, recordLatencies: true });
@@ -149,7 +106,7 @@ describe("a sim host's Propolis servers in the farm process (propolis: 'process'
     expect(boot[0]!.ms).toBeLessThanOrEqual(24);
 
     await host.close();
-    expect(await gone(pid)).toBe(true);
+    await gone(pid, PROCESS_MS);
     const err = await client.get().then(() => null, (e: unknown) => e);
     expect((err as PropolisError).code).toBe('UNREACHABLE');
 
@@ -228,7 +185,7 @@ describe('PropolisFarm without a host', () => {
     await server.close();
     expect(server.closed).toBe(true);
     await farm.close();
-    expect(await gone(farm.pid)).toBe(true);
+    await gone(farm.pid, PROCESS_MS);
     await expect(farm.startServer()).rejects.toThrow(/closed/);
   }, PROCESS_MS * 2);
 
@@ -256,7 +213,7 @@ describe('PropolisFarm without a host', () => {
       expect(res.status).toBe(500); // answered: no instance yet
       parent.kill('SIGKILL');
       await exited;
-      expect(await gone(farm)).toBe(true);
+      await gone(farm, PROCESS_MS);
     } finally {
       parent.kill('SIGKILL');
     }

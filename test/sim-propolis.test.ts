@@ -117,8 +117,6 @@ describe('simulated Propolis: the VM and the state monitor', () => {
     expect(server.waiterCount).toBe(0);
   });
 
-  // The monitor answers with the latest state (as Propolis's watch does: a slow poller may skip
-  // one); the complete history is what onChange reports.
   it('the client keeps one connection through ensure, Run and state-monitor long polls (a GET with a body)', async () => {
     const { client } = await start({ latencies: { vmBoot: 20, vmStep: 5 } });
     let connections = 0;
@@ -135,6 +133,8 @@ describe('simulated Propolis: the VM and the state monitor', () => {
     expect(connections).toBe(1);
   });
 
+  // The monitor answers with the latest state (as Propolis's watch does: a slow poller may skip
+  // one); the complete history is what onChange reports.
   it('Run goes Creating -> Starting -> Running, one generation per step', async () => {
     const history: Array<[number, PropolisInstanceState]> = [];
     const { client } = await start({ onChange: (s) => history.push([s.gen, s.state]) });

@@ -78,7 +78,22 @@ describe('warm pool on the illumos host (fake illumos)', () => {
   }, 90_000);
 
   it('polls on illumos too: readiness = "poll" (zero-deadline checks) fills the pool and starts an instance', async () => {
+    // The deadline of each readiness wait (a zone running, a service online): an agent that
+    // ignored the setting would make event waits with the whole deadline and still start.
+    const deadlines: number[] = [];
     const { agent, nexus, close } = await startFakeIllumosAgent({
+      onHost: (host) => {
+        const events = host.events;
+        const { waitForZoneRunning, waitForService } = events;
+        events.waitForZoneRunning = (zone, o) => {
+          deadlines.push(o.timeoutMs);
+          return waitForZoneRunning.call(events, zone, o);
+        };
+        events.waitForService = (zone, fmri, states, o) => {
+          if (states.includes('online')) deadlines.push(o.timeoutMs);
+          return waitForService.call(events, zone, fmri, states, o);
+        };
+      },
       addon: files.addon, images: files.images,
       config: {
         data_dir: join(files.images, 'var-oxide-poll'),
@@ -97,6 +112,8 @@ describe('warm pool on the illumos host (fake illumos)', () => {
       });
       expect(put.status).toBe(200);
       await nexusSees(nexus, id, 'running', 30_000);
+      expect(deadlines.length).toBeGreaterThan(0);
+      expect(new Set(deadlines)).toEqual(new Set([0]));
     } finally {
       await close();
     }

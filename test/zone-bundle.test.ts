@@ -25,7 +25,7 @@ import { RecentLogs, recentLogs } from '../src/recent-logs.js';
 import { openSimHost } from '../src/host/open.js';
 import { SimHost } from '../src/sim/host.js';
 import { agentApp, startAgent } from '../src/sled-agent.js';
-import { ensureBody, nexusSees, realRuntime, startTestAgent, testConfig, zoneOf, type TestAgent } from './support/agent.js';
+import { ensureBody, nexusSees, realRuntime, runInstance, startTestAgent, testConfig, zoneOf, type TestAgent } from './support/agent.js';
 import { fakeIllumosFiles, freshFakeHost, openFakeIllumosHost, startFakeIllumosAgent } from './support/fake-illumos.js';
 import { FakeNexus } from './support/fake-nexus.js';
 
@@ -73,13 +73,8 @@ async function bundles(address: string): Promise<Array<{ zone: string; id: strin
 
 /** A running instance on the agent; its id, runtime, zone (the agent's choice) and that zone's own id. */
 async function runningInstance(t: Agent) {
-  const id = randomUUID();
-  const runtime = realRuntime();
-  const propolisId = runtime.propolis_id as string;
-  expect((await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime))).status).toBe(200);
-  await nexusSees(t.nexus, id, 'running');
-  const zone = zoneOf(t, id);
-  return { id, runtime, propolisId, zone, zoneId: zoneIdOf(zone) };
+  const { id, runtime, zone } = await runInstance(t);
+  return { id, runtime, propolisId: runtime.propolis_id as string, zone, zoneId: zoneIdOf(zone) };
 }
 
 /** Nexus told failed, the failure's work (bundle, teardown) done, the zone and its VNIC gone. */

@@ -195,7 +195,7 @@ export function nexusSees(nexus: FakeNexus, id: string, state: string, timeoutMs
  * Asks `t` for a new instance (with `nics`) to run and waits for Nexus to hear it running: its id,
  * the runtime it was given (for later requests), the zone the agent chose, and that report.
  */
-export async function runInstance(t: TestAgent, nics: unknown[] = []): Promise<{ id: string; runtime: ReturnType<typeof realRuntime>; zone: string; report: Recorded }> {
+export async function runInstance(t: Pick<TestAgent, 'running' | 'request' | 'nexus'>, nics: unknown[] = []): Promise<{ id: string; runtime: ReturnType<typeof realRuntime>; zone: string; report: Recorded }> {
   const id = randomUUID();
   const runtime = realRuntime();
   await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime, nics));

@@ -91,6 +91,8 @@ export interface FakeIllumosAgentOptions {
   /** The agent's logger (default: silent, or TEST_LOG_LEVEL). */
   log?: Logger;
   agent?: SledAgentOptions;
+  /** Called with the host before the agent starts on it (to watch or replace its calls). */
+  onHost?: (host: IllumosHost) => void;
 }
 
 export interface FakeIllumosAgent {
@@ -110,6 +112,7 @@ export async function startFakeIllumosAgent(options: FakeIllumosAgentOptions): P
   const nexus = await FakeNexus.start();
   const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
   const host = await openFakeIllumosHost(options.addon, options.images, options.host ? options.host(propolis) : { reachable: () => propolis.address });
+  options.onHost?.(host);
   const config = checkAgentConfig(testConfig(options.dir ?? options.images, nexus.address, { host: { backend: 'illumos' }, ...options.config }), 'test');
   const agent = await startAgent(config, host, options.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), options.agent);
   return {
