@@ -411,12 +411,17 @@ const fmtMs = (x: number | null | undefined): string => {
   return a >= 1000 ? x.toFixed(0) : a >= 100 ? x.toFixed(1) : a >= 10 ? x.toFixed(2) : x.toFixed(3);
 };
 
+/** Ascending hrtime order (a bigint difference cannot be a sort's number). */
+function byTime(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** The length of the union of [start, end) intervals clipped to [from, to), ms. */
 function coveredMs(intervals: ReadonlyArray<readonly [bigint, bigint]>, from?: bigint, to?: bigint): number {
   const clipped = intervals
     .map(([s, e]) => [from !== undefined && s < from ? from : s, to !== undefined && e > to ? to : e] as const)
     .filter(([s, e]) => e > s)
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    .sort((a, b) => byTime(a[0], b[0]));
   let total = 0n;
   let curStart: bigint | null = null;
   let curEnd = 0n;
@@ -1107,7 +1112,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
     progress = setInterval(() => {
       const counts = new Map<string, number>();
       for (const m of phases.values()) {
-        const last = [...m.entries()].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)).at(-1)![0];
+        const last = [...m.entries()].sort((a, b) => byTime(a[1], b[1])).at(-1)![0];
         counts.set(last, (counts.get(last) ?? 0) + 1);
       }
       const waiting = total - phases.size;
@@ -1175,7 +1180,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
       const runningAt = r.states.running ?? null;
       const rel = (t: bigint) => ms(t - r.putAt);
       const markOut: Record<string, number> = {};
-      for (const [p, t] of [...marks].sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))) markOut[`phase:${p}`] = round(rel(t));
+      for (const [p, t] of [...marks].sort((a, b) => byTime(a[1], b[1]))) markOut[`phase:${p}`] = round(rel(t));
       for (const [s, t] of Object.entries(r.states)) markOut[`nexus:${s}`] = round(rel(t));
       // Boundaries by time: PUT sent, each phase's start, Nexus receiving running. With parallel
       // steps phases overlap; each segment lasts until the next start (the critical path).
@@ -1184,7 +1189,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
         const at = marks.get(p);
         if (at !== undefined) bounds.push({ seg: p, at, end: at });
       }
-      bounds.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+      bounds.sort((a, b) => byTime(a.at, b.at));
       const segments: Partial<Record<Segment, number>> = {};
       if (runningAt !== null) {
         for (let i = 0; i < bounds.length; i++) {

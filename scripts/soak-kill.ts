@@ -26,6 +26,8 @@ const backend = values.backend as Backend;
 if (backend !== 'sim' && backend !== 'illumos') throw new Error(`--backend must be sim or illumos, not ${values.backend}`);
 const simulation = values.simulation;
 if (simulation !== 'in-process' && simulation !== 'process') throw new Error(`--simulation must be in-process or process, not ${values.simulation}`);
+const pool = Number(values.pool);
+if (!Number.isInteger(pool) || pool < 0) throw new Error(`--pool must be an integer >= 0, not ${values.pool}`);
 const runs = Number(values.runs);
 let failed = 0;
 for (let run = 0; run < runs; run += 1) {
@@ -34,7 +36,7 @@ for (let run = 0; run < runs; run += 1) {
   const started = Date.now();
   try {
     const result = await killRun({
-      backend, seed, dir, instances: Number(values.instances), kills: Number(values.kills), pool: Number(values.pool), simulation,
+      backend, seed, dir, instances: Number(values.instances), kills: Number(values.kills), pool, simulation,
       log: values.quiet ? undefined : (line) => console.log(`  ${line}`),
     });
     const tally: Record<string, number> = {};
