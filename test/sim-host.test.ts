@@ -12,6 +12,7 @@ import { isHostError, type ZoneSpec, type ZoneStateEvent } from '../src/host/ind
 import { PropolisClient, PropolisError, type InstanceEnsureRequest } from '../src/propolis-client.js';
 import { REALISTIC_LATENCIES, SimHost, SIM_HOST_STATE_FILE, ZERO_LATENCIES } from '../src/sim/host.js';
 import { simHostsPerTest } from './support/sim-hosts.js';
+import { monitorUntil } from './support/propolis-monitor.js';
 
 const NIL = '00000000-0000-0000-0000-000000000000';
 const PROPOLIS_IMAGE = cmd.zoneImage('propolis-server');
@@ -81,15 +82,6 @@ async function clientFor(host: SimHost, zone: string, addr: string): Promise<Pro
   const c = new PropolisClient(await host.reachable(zone, parseSocketAddr(addr)));
   clients.push(c);
   return c;
-}
-
-async function monitorUntil(client: PropolisClient, state: string): Promise<{ gen: number; state: string }> {
-  let gen = 0;
-  for (;;) {
-    const r = await client.stateMonitor(gen);
-    if (r.state === state) return r;
-    gen = r.gen + 1;
-  }
 }
 
 describe('zones: lifecycle, events and errors', () => {

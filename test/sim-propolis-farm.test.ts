@@ -16,6 +16,7 @@ import type { SimHost } from '../src/sim/host.js';
 import { PropolisFarm } from '../src/sim/propolis-farm.js';
 import { alive, gone } from './support/processes.js';
 import { simHostsPerTest } from './support/sim-hosts.js';
+import { monitorUntil } from './support/propolis-monitor.js';
 
 const NIL = '00000000-0000-0000-0000-000000000000';
 const REPO = join(import.meta.dirname, '..');
@@ -66,15 +67,6 @@ function ensureRequest(): InstanceEnsureRequest {
     migrate: null,
     cloud_init_bytes: null,
   };
-}
-
-async function monitorUntil(client: PropolisClient, state: string): Promise<{ gen: number; state: string }> {
-  let gen = 0;
-  for (;;) {
-    const r = await client.stateMonitor(gen);
-    if (r.state === state) return r;
-    gen = r.gen + 1;
-  }
 }
 
 describe("a sim host's Propolis servers in the farm process (propolis: 'process')", () => {

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { PropolisInstanceState } from '../src/common/instance.js';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest } from '../src/propolis-client.js';
 import { SimPropolis, type SimPropolisSnapshot } from '../src/sim/propolis.js';
+import { monitorUntil } from './support/propolis-monitor.js';
 
 const NIL = '00000000-0000-0000-0000-000000000000';
 
@@ -33,15 +34,6 @@ async function start(options: Parameters<typeof SimPropolis.start>[0] = {}): Pro
   const client = new PropolisClient(server.address);
   cleanups.push(() => server.close(), () => client.destroy());
   return { server, client };
-}
-
-/** Follows the state monitor from `gen` until `until` is seen; returns that answer. */
-async function follow(client: PropolisClient, gen: number, until: PropolisInstanceState): Promise<{ gen: number; state: PropolisInstanceState }> {
-  for (;;) {
-    const r = await client.stateMonitor(gen);
-    if (r.state === until) return r;
-    gen = r.gen + 1;
-  }
 }
 
 async function rejection(p: Promise<unknown>): Promise<PropolisError> {
@@ -125,7 +117,7 @@ describe('simulated Propolis: the VM and the state monitor', () => {
     try {
       await client.ensure(ensureRequest());
       await client.putState('Run');
-      await follow(client, 0, 'Running');
+      await monitorUntil(client, 'Running', 0);
       await client.stateMonitor(0);
     } finally {
       diagnostics.unsubscribe('undici:client:connected', onConnect);
@@ -140,7 +132,7 @@ describe('simulated Propolis: the VM and the state monitor', () => {
     const { client } = await start({ onChange: (s) => history.push([s.gen, s.state]) });
     await client.ensure(ensureRequest());
     await client.putState('Run');
-    expect(await follow(client, 1, 'Running')).toEqual({ gen: 2, state: 'Running' });
+    expect(await monitorUntil(client, 'Running', 1)).toEqual({ gen: 2, state: 'Running' });
     expect(history).toEqual([[0, 'Creating'], [1, 'Starting'], [2, 'Running']]);
     // Run again while running: accepted, nothing changes.
     await client.putState('Run');
@@ -154,9 +146,9 @@ describe('simulated Propolis: the VM and the state monitor', () => {
     const { client } = await start({ onChange: (s) => history.push([s.gen, s.state]) });
     await client.ensure(ensureRequest());
     await client.putState('Run');
-    await follow(client, 1, 'Running');
+    await monitorUntil(client, 'Running', 1);
     await client.putState('Stop');
-    expect(await follow(client, 3, 'Destroyed')).toEqual({ gen: 5, state: 'Destroyed' });
+    expect(await monitorUntil(client, 'Destroyed', 3)).toEqual({ gen: 5, state: 'Destroyed' });
     expect(history.slice(3)).toEqual([[3, 'Stopping'], [4, 'Stopped'], [5, 'Destroyed']]);
     const err = await rejection(client.putState('Run'));
     expect(err.status).toBe(500);
@@ -170,11 +162,11 @@ describe('simulated Propolis: the VM and the state monitor', () => {
     const { client } = await start({ onChange: (s) => history.push(s.state) });
     await client.ensure(ensureRequest());
     await client.putState('Run');
-    await follow(client, 1, 'Running');
+    await monitorUntil(client, 'Running', 1);
     await client.putState('Reboot');
-    expect(await follow(client, 3, 'Running')).toEqual({ gen: 5, state: 'Running' });
+    expect(await monitorUntil(client, 'Running', 3)).toEqual({ gen: 5, state: 'Running' });
     await client.putState('MigrateStart');
-    expect(await follow(client, 6, 'Running')).toEqual({ gen: 7, state: 'Running' });
+    expect(await monitorUntil(client, 'Running', 6)).toEqual({ gen: 7, state: 'Running' });
     expect(history).toEqual(['Creating', 'Starting', 'Running', 'Rebooting', 'Starting', 'Running', 'Migrating', 'Running']);
   });
 
@@ -193,7 +185,7 @@ describe('simulated Propolis: the VM and the state monitor', () => {
     await client.putState('Run');
     await client.putState('Stop');
     // Starting (gen 1) was replaced by Stopping (gen 2) without any boot.
-    expect(await follow(client, 2, 'Destroyed')).toEqual({ gen: 4, state: 'Destroyed' });
+    expect(await monitorUntil(client, 'Destroyed', 2)).toEqual({ gen: 4, state: 'Destroyed' });
     expect(server.state).toBe('Destroyed');
   });
 
@@ -243,7 +235,7 @@ describe('simulated Propolis: servers sharing one app', () => {
     const err = await rejection(b.client.stateMonitor(0));
     expect(err.status).toBe(500);
     expect(b.server.hasInstance).toBe(false);
-    await expect(follow(a.client, 0, 'Running')).resolves.toMatchObject({ state: 'Running' });
+    await expect(monitorUntil(a.client, 'Running', 0)).resolves.toMatchObject({ state: 'Running' });
     // Closing one leaves the other answering.
     await b.server.close();
     await expect(a.client.stateMonitor(0)).resolves.toMatchObject({ state: 'Running' });
