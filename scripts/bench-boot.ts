@@ -105,7 +105,7 @@ import { checkAgentConfig, loadAgentConfigFile, type AgentConfig } from '../src/
 import type { Host } from '../src/host/index.js';
 import { observeHost } from '../src/host/observe.js';
 import { openHost } from '../src/host/open.js';
-import { Ledger } from '../src/ledger.js';
+import { Ledger, type Change } from '../src/ledger.js';
 import { REALISTIC_JITTER, REALISTIC_LATENCIES, SimHost, ZERO_LATENCIES, type DrawnLatency, type SimHostOptions, type SimLatencies } from '../src/sim/host.js';
 import { RemoteSimHost } from '../src/sim/host-process.js';
 import { startAgent, type RunningAgent } from '../src/sled-agent.js';
@@ -314,16 +314,17 @@ class Driver {
 
 // ---- instrumentation of the agent process (main thread) ----
 
-/** Every Ledger commit, call to durable (the agent's ledgers: fsynced temp file, rename, directory fsync). */
+/** Every Ledger commit, call to durable (the agent's ledgers: a journal append and fdatasync, or a compaction). */
 const ledgerCommits: Array<{ path: string; ms: number; start: bigint; end: bigint }> = [];
-/** Every FileHandle.sync() on the main thread: only the agent's ledgers unless --durable. */
+/** Every FileHandle.sync() and datasync() on the main thread: only the agent's ledgers unless --durable. */
 const fsyncs: number[] = [];
 
 async function instrument(dir: string): Promise<void> {
   const original = Ledger.prototype.commit;
-  Ledger.prototype.commit = function commit(this: Ledger<unknown>): Promise<void> {
+  Ledger.prototype.commit = function commit(this: Ledger<unknown>, ...changed: Change[]): Promise<void> {
     const t0 = process.hrtime.bigint();
-    const p = original.call(this);
+    // The changes pass through: a commit naming none writes the whole ledger.
+    const p = original.apply(this, changed);
     p.then(() => {
       const end = process.hrtime.bigint();
       ledgerCommits.push({ path: this.path, ms: ms(end - t0), start: t0, end });
@@ -332,16 +333,18 @@ async function instrument(dir: string): Promise<void> {
   };
   const probe = join(dir, 'probe');
   const handle = await open(probe, 'w');
-  const proto = Object.getPrototypeOf(handle) as { sync: () => Promise<void> };
+  const proto = Object.getPrototypeOf(handle) as Record<'sync' | 'datasync', () => Promise<void>>;
   await handle.close();
   rmSync(probe, { force: true });
-  const sync = proto.sync;
-  proto.sync = function timedSync(this: unknown): Promise<void> {
-    const t0 = process.hrtime.bigint();
-    const p = sync.call(this);
-    p.then(() => fsyncs.push(ms(process.hrtime.bigint() - t0)), () => {});
-    return p;
-  };
+  for (const name of ['sync', 'datasync'] as const) {
+    const sync = proto[name];
+    proto[name] = function timedSync(this: unknown): Promise<void> {
+      const t0 = process.hrtime.bigint();
+      const p = sync.call(this);
+      p.then(() => fsyncs.push(ms(process.hrtime.bigint() - t0)), () => {});
+      return p;
+    };
+  }
 }
 
 interface HostCall {

@@ -34,42 +34,6 @@ function checkLedger(path: string) {
   };
 }
 
-/**
- * The instance ledger's text, reusing each record's JSON until that record's instance commits
- * again: every commit wrote every record, O(instances) per commit and O(instances^2) for a sled
- * starting them all (at 1,000 instances, megabytes of JSON per write). A record is written as it
- * was at its instance's last commit, which is all a commit promises; a record the manager puts
- * back (a refused migration's) is written afresh, and one removed is dropped.
- */
-class RecordTexts {
-  readonly #text = new Map<string, string>();
-  readonly #dirty = new Set<string>();
-
-  /** `id`'s record changed: write it afresh next time. */
-  touch(id: string): void {
-    this.#dirty.add(id);
-  }
-
-  serialize(ledger: InstanceLedger): string {
-    const parts: string[] = [];
-    // Each entry is kept as written, `"<id>":<record>`: no per-write string for a record that did not change.
-    for (const id in ledger.instances) {
-      let text = this.#dirty.has(id) ? undefined : this.#text.get(id);
-      if (text === undefined) {
-        text = `${JSON.stringify(id)}:${JSON.stringify(ledger.instances[id])}`;
-        this.#text.set(id, text);
-      }
-      parts.push(text);
-    }
-    this.#dirty.clear();
-    if (this.#text.size > parts.length) {
-      for (const id of this.#text.keys()) if (!(id in ledger.instances)) this.#text.delete(id);
-    }
-    const pool = ledger.pool === undefined ? '' : `,"pool":${JSON.stringify(ledger.pool)}`;
-    return `{"instances":{${parts.join(',')}}${pool}}`;
-  }
-}
-
 /** How many departed instances' last states are kept (a few hundred bytes each). */
 const DEPARTED_KEPT = 4096;
 
@@ -96,21 +60,21 @@ export class InstanceManager {
 
   private constructor(
     private readonly ledger: Ledger<InstanceLedger>,
-    private readonly texts: RecordTexts,
     private readonly ctx: ManagerContext,
     private readonly log: Logger,
     pool: PoolSettings,
   ) {
     ledger.value.pool ??= { zones: {}, template: null };
     this.pool = new WarmPool({
-      host: ctx.host, log: ctx.log, vnics: ctx.vnics, settings: pool, table: ledger.value.pool, commit: () => ledger.commit(),
+      host: ctx.host, log: ctx.log, vnics: ctx.vnics, settings: pool, table: ledger.value.pool,
+      commit: () => ledger.commit(['pool']), touch: () => ledger.touch(['pool']),
     });
   }
 
   static async open(path: string, ctx: ManagerContext, pool: PoolSettings): Promise<InstanceManager> {
-    const texts = new RecordTexts();
-    const ledger = await Ledger.open(path, () => ({ instances: {} }), checkLedger(path), (value) => texts.serialize(value));
-    const manager = new InstanceManager(ledger, texts, ctx, ctx.log.child({ component: 'instance-manager' }), pool);
+    // Journaled: a write costs the records that changed, not every record (about 1 MB at 1,000 instances).
+    const ledger = await Ledger.open(path, () => ({ instances: {} }), checkLedger(path), { journal: true });
+    const manager = new InstanceManager(ledger, ctx, ctx.log.child({ component: 'instance-manager' }), pool);
     for (const record of Object.values(ledger.value.instances) as InstanceRecord[]) {
       // Before the pool, a zone was named by Propolis id, and made once the VNICs were named.
       if (record.zone === undefined) {
@@ -127,10 +91,7 @@ export class InstanceManager {
     return new Instance(record, {
       ...this.ctx,
       pool: this.pool,
-      commit: () => {
-        this.texts.touch(record.id);
-        return this.ledger.commit();
-      },
+      commit: () => this.ledger.commit(['instances', record.id]),
       forget: (id) => {
         const instance = this.#instances.get(id);
         if (instance?.record !== record) return; // replaced meanwhile
@@ -139,7 +100,7 @@ export class InstanceManager {
         this.#departed.set(id, instance.current);
         if (this.#departed.size > DEPARTED_KEPT) this.#departed.delete(this.#departed.keys().next().value as string);
         delete this.ledger.value.instances[id];
-        void this.ledger.commit().catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that an instance left'));
+        void this.ledger.commit(['instances', id]).catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that an instance left'));
         this.log.info({ instance: id }, 'instance no longer on this sled');
         this.#gone.emit('gone', id);
       },
@@ -222,10 +183,7 @@ export class InstanceManager {
     try {
       const state = await instance.ensure(target);
       // A no-op request (to a state it is already in) wrote nothing; the sled now has it.
-      if (state.gen === runtime.gen) {
-        this.texts.touch(id);
-        await this.ledger.commit();
-      }
+      if (state.gen === runtime.gen) await this.ledger.commit(['instances', id]);
       // A migration target must have its Propolis up to receive the VM, whatever the request said.
       if (migrate !== null) instance.converge();
       return state;
@@ -239,8 +197,10 @@ export class InstanceManager {
         if (existing) {
           this.#instances.set(id, existing);
           this.ledger.value.instances[id] = existing.record;
-          this.texts.touch(id);
         }
+        // Not worth a write of its own (what failed was not written, or its failed write makes
+        // the next one write everything), but the next write carries it.
+        this.ledger.touch(['instances', id]);
       }
       throw err;
     }
@@ -277,7 +237,7 @@ export class InstanceManager {
     // An operation already running finishes (its waits were aborted) and may still record
     // something, such as an instance leaving; only then is the ledger settled.
     await Promise.all(all.map((i) => i.idle()));
-    await this.ledger.settled();
+    await this.ledger.close();
   }
 }
 

@@ -62,6 +62,8 @@ export interface PoolContext {
   /** The ledger's pool table (mutated in place) and its group commit. */
   table: PoolTable;
   commit(): Promise<void>;
+  /** The table changed, for the next write to carry: a zone taken is written with the record that took it. */
+  touch(): void;
 }
 
 type ZoneStatus = 'warming' | 'ready' | 'removing';
@@ -217,6 +219,7 @@ export class WarmPool {
       this.#status.delete(name);
       if (record === undefined) continue;
       delete this.#ctx.table.zones[name];
+      this.#ctx.touch();
       claim(record);
       this.#refillSoon();
       return record;

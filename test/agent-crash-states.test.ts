@@ -4,11 +4,12 @@
 // instance the sled had already forgotten.
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../src/instance.js';
+import { readLedgerFile } from '../src/ledger.js';
 import { ensureBody, instancePuts, nexusSees, realRuntime, runInstance, startTestAgent, withZones, zoneOf, type TestAgent } from './support/agent.js';
 
 let t: TestAgent | undefined;
@@ -24,7 +25,13 @@ afterEach(async () => {
 });
 
 const ledgerPath = (agent: TestAgent) => join(agent.dir, 'var-oxide', 'instances.json');
-const ledger = (agent: TestAgent): Record<string, InstanceRecord> => JSON.parse(readFileSync(ledgerPath(agent), 'utf8')).instances;
+const ledger = (agent: TestAgent): Record<string, InstanceRecord> =>
+  (readLedgerFile(ledgerPath(agent)) as { instances: Record<string, InstanceRecord> }).instances;
+/** Replaces the (stopped) agent's instance ledger: the snapshot, with no journal after it. */
+function writeLedger(agent: TestAgent, records: Record<string, InstanceRecord>): void {
+  writeFileSync(ledgerPath(agent), JSON.stringify({ instances: records }));
+  rmSync(`${ledgerPath(agent)}.log`, { force: true });
+}
 const ownedVnics = async (agent: TestAgent) => (await agent.host.links.listVnics()).map((v) => v.name).filter((n) => /^(ox|vopte)/.test(n) && n !== 'underlay0');
 /** The agent's ledger record of `id` as a kill at some moment would leave it: its state and what is desired. */
 function rewriteRecord(agent: TestAgent, id: string, runState: string, desired: string | null): InstanceRecord {
@@ -34,7 +41,7 @@ function rewriteRecord(agent: TestAgent, id: string, runState: string, desired: 
     runtime: { ...records[id]!.runtime, run_state: runState as InstanceRecord['runtime']['run_state'] },
     desired: desired === null ? null : { run_state: desired as 'stopped', migration_params: null },
   };
-  writeFileSync(ledgerPath(agent), JSON.stringify({ instances: records }));
+  writeLedger(agent, records);
   return records[id]!;
 }
 const nic = (slot: number) => ({ name: `net${slot}`, ip: `172.16.0.${5 + slot}`, mac: `a8:40:25:f0:00:0${slot + 1}`, subnet: '172.16.0.0/22', vni: 10, slot });
@@ -75,7 +82,7 @@ describe('restart after a kill', () => {
     const records = ledger(t);
     records[id] = { id, hardware: ensureBody('running', runtime).initial as never, migrate: null, guest_vnics: [], control_vnic: null, zone: null,
       runtime: { ...runtime, run_state: 'stopped', gen: 9 } as never, desired: { run_state: 'stopped', migration_params: null }, reported_gen_limit: 25 };
-    writeFileSync(ledgerPath(t), JSON.stringify({ instances: records }));
+    writeLedger(t, records);
 
     t = await t.restart();
     const report = await nexusSees(t.nexus, id, 'stopped');

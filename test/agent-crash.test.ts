@@ -4,10 +4,11 @@
 // in a process of its own (`[host] simulation = "process"`), which dies with the agent.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readLedgerFile } from '../src/ledger.js';
 import { SimHost } from '../src/sim/host.js';
 import { ensureBody, instancePuts, ledgerZone, realRuntime, testConfig, writeConfigToml } from './support/agent.js';
 import { FakeNexus } from './support/fake-nexus.js';
@@ -161,7 +162,7 @@ describe.each(['in-process', 'process'] as const)('sled-agent run, killed with S
     }
     // Nothing half-written is left beside the ledgers.
     expect(readdirSync(join(run, 'var-oxide')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
-    const ledger = JSON.parse(readFileSync(join(run, 'var-oxide', 'instances.json'), 'utf8'));
+    const ledger = readLedgerFile(join(run, 'var-oxide', 'instances.json')) as { instances: Record<string, any> };
     expect(Object.keys(ledger.instances).sort()).toEqual([...ids].sort());
     for (const id of ids) expect(ledger.instances[id].runtime.run_state).toBe('running');
   }, 90_000);

@@ -2,11 +2,12 @@
 // lifecycle, what reaches the host (zone, VNICs, address, Propolis with the real properties),
 // what reaches Nexus, failures at every phase, Nexus being down, and restarts.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GEN_LEASE } from '../src/instance.js';
-import { Ledger } from '../src/ledger.js';
+import { Ledger, readLedgerFile, type Change } from '../src/ledger.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { expectSchema } from './support/contract.js';
 import { simZoneRecord } from './support/counting-host.js';
@@ -148,19 +149,35 @@ describe('instance lifecycle', () => {
 
   it('answers 500 and leaves nothing on the host when the request cannot be recorded', async () => {
     t = await startTestAgent();
-    // The ledger's place is taken by a non-empty directory: the atomic rename cannot land.
+    // A first write, so the instance ledger has a journal to append to.
+    expect((await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('stopped'))).status).toBe(200);
+    await t.running.agent.instances.idle();
+    // The journal cannot be made durable (its appends use datasync, which nothing else here
+    // does), and the snapshot's place is taken by a non-empty directory, so a compaction's atomic
+    // rename cannot land either.
     const ledger = join(t.config.data_dir, 'instances.json');
     rmSync(ledger, { force: true });
     mkdirSync(join(ledger, 'blocker'), { recursive: true });
-    const id = randomUUID();
-    const res = await t.request('PUT', `/instances/${id}`, ensureBody('running'));
-    expect(res.status).toBe(500);
-    expectSchema('sled-agent.json', 'Error', res.body);
-    await t.running.agent.instances.idle();
-    expect(t.running.agent.instances.get(id)).toBeUndefined();
-    expect((await t.host.zones.list()).filter((z) => z.name.startsWith('oxz_'))).toEqual([]);
-    expect((await t.host.links.listVnics()).filter((v) => /^(ox|vopte)/.test(v.name))).toEqual([]);
-    rmSync(ledger, { recursive: true, force: true });
+    const probePath = join(t.config.data_dir, 'probe');
+    const probe = await open(probePath, 'w');
+    const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    rmSync(probePath);
+    const datasync = proto.datasync;
+    proto.datasync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    try {
+      const id = randomUUID();
+      const res = await t.request('PUT', `/instances/${id}`, ensureBody('running'));
+      expect(res.status).toBe(500);
+      expectSchema('sled-agent.json', 'Error', res.body);
+      await t.running.agent.instances.idle();
+      expect(t.running.agent.instances.get(id)).toBeUndefined();
+      expect((await t.host.zones.list()).filter((z) => z.name.startsWith('oxz_'))).toEqual([]);
+      expect((await t.host.links.listVnics()).filter((v) => /^(ox|vopte)/.test(v.name))).toEqual([]);
+    } finally {
+      proto.datasync = datasync;
+      rmSync(ledger, { recursive: true, force: true });
+    }
   });
 
   it('implements PUT /disks (the original panicked): attach reaches Nexus as attached', async () => {
@@ -291,15 +308,15 @@ describe('failures', () => {
 describe('generations reported ahead of the ledger', () => {
   /** The instance's record as the ledger on disk has it now. */
   const onDisk = (t: TestAgent, id: string) =>
-    JSON.parse(readFileSync(join(t.config.data_dir, 'instances.json'), 'utf8')).instances[id] as
+    (readLedgerFile(join(t.config.data_dir, 'instances.json')) as { instances: Record<string, unknown> }).instances[id] as
       { runtime: { gen: number }; reported_gen_limit?: number } | undefined;
 
   it('reports without waiting for the ledger write, but never past the limit already on disk', async () => {
     // Every ledger write takes 150 ms more here, so reports and writes visibly overlap.
     const original = Ledger.prototype.commit;
-    Ledger.prototype.commit = async function slowCommit(this: Ledger<unknown>) {
+    Ledger.prototype.commit = async function slowCommit(this: Ledger<unknown>, ...changed: Change[]) {
       await new Promise((r) => setTimeout(r, 150));
-      return original.call(this);
+      return original.apply(this, changed);
     };
     try {
       t = await startTestAgent();

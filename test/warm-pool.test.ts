@@ -4,13 +4,13 @@
 // replaced, never handed out; a start that fails after taking one removes it. And the cold path:
 // zones cloned from the template, or installed without one.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Host } from '../src/host/index.js';
 import { ipadmCreateStatic } from '../src/host/commands.js';
 import { GLOBAL_ZONE, isHostError } from '../src/host/index.js';
+import { readLedgerFile } from '../src/ledger.js';
 import type { Phase } from '../src/zone.js';
 import { propolisFmri, TEMPLATE_ZONE } from '../src/zone.js';
 import {
@@ -30,7 +30,7 @@ function pooled(extra: Record<string, unknown> = {}, options: TestAgentOptions =
 }
 
 function ledger(t: TestAgent): { instances: Record<string, any>; pool: { zones: Record<string, { name: string; control_vnic: string }>; template: string | null } } {
-  return JSON.parse(readFileSync(join(t.config.data_dir, 'instances.json'), 'utf8'));
+  return readLedgerFile(join(t.config.data_dir, 'instances.json')) as ReturnType<typeof ledger>;
 }
 
 async function zoneStates(host: Host): Promise<Map<string, string>> {
@@ -123,6 +123,20 @@ describe('warm pool', () => {
     // Refilled behind the start: two ready zones again, none of them the instance's.
     expect(t.running.agent.pool.counts().ready).toBe(2);
     expect(Object.keys(ledger(t).pool.zones)).not.toContain(zone);
+  });
+
+  it('records the take in the write that answers the start: the zone is the instance\'s on disk and no longer the pool\'s', async () => {
+    t = await startTestAgent(pooled());
+    await t.running.agent.pool.ready();
+    const before = Object.keys(ledger(t).pool.zones);
+    const id = randomUUID();
+    const res = await t.request('PUT', `/instances/${id}`, ensureBody('running', realRuntime(), [NIC]));
+    expect(res.status).toBe(200);
+    // As a kill right after the answer would leave it: the pool has not refilled (nor written) yet.
+    const onDisk = ledger(t);
+    const zone = onDisk.instances[id].zone as string;
+    expect(before).toContain(zone);
+    expect(Object.keys(onDisk.pool.zones)).toEqual(before.filter((z) => z !== zone));
   });
 
   it('is adopted after a restart with the instance that took a zone, and shrinks when its target does', async () => {

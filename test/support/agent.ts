@@ -1,13 +1,14 @@
 // The real agent in-process on a simulated host, against a fake Nexus, both on 127.0.0.1 port 0,
 // with its state (ledgers, simulated host) in a temporary directory that outlives a restart.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { checkAgentConfig, type AgentConfig } from '../../src/config.js';
 import type { Host } from '../../src/host/index.js';
 import { openSimHost } from '../../src/host/open.js';
+import { readLedgerFile } from '../../src/ledger.js';
 import type { SimHost } from '../../src/sim/host.js';
 import { startAgent, type RunningAgent, type SledAgentOptions } from '../../src/sled-agent.js';
 import { FakeNexus, type Recorded } from './fake-nexus.js';
@@ -152,7 +153,7 @@ export function zoneOf(t: Pick<TestAgent, 'running'>, id: string): string {
 
 /** The zone the instance ledger under `dataDir` records for `id` (child-process tests); throws if none. */
 export function ledgerZone(dataDir: string, id: string): string {
-  const zone = JSON.parse(readFileSync(join(dataDir, 'instances.json'), 'utf8')).instances?.[id]?.zone;
+  const zone = (readLedgerFile(join(dataDir, 'instances.json')) as { instances?: Record<string, { zone?: unknown }> }).instances?.[id]?.zone;
   if (typeof zone !== 'string') throw new Error(`the ledger in ${dataDir} records no zone for instance ${id}`);
   return zone;
 }

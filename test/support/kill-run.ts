@@ -11,10 +11,11 @@
 // rising generations and no generation naming two states (answers included); no 5xx; nothing in
 // the ledger for instances that left. Seeded: the same seed gives the same plan (timing varies).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Host } from '../../src/host/index.js';
 import { mulberry32 } from '../../src/common/random.js';
+import { readLedgerFile } from '../../src/ledger.js';
 import { IllumosHost } from '../../src/illumos/host.js';
 import { SimHost } from '../../src/sim/host.js';
 import { testConfig, writeConfigToml } from './agent.js';
@@ -413,7 +414,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     if (agent!.child.exitCode !== 0) problems.push(`the agent exited with ${agent!.child.exitCode} on SIGTERM: ${agent!.stderr.slice(-2000)}`);
 
     // The agent's view: its ledger.
-    const ledgerFile = JSON.parse(readFileSync(join(dir, 'var-oxide', 'instances.json'), 'utf8'));
+    const ledgerFile = readLedgerFile(join(dir, 'var-oxide', 'instances.json')) as { instances: Record<string, any>; pool?: unknown };
     const ledger = ledgerFile.instances as Record<string, any>;
     const pool = (ledgerFile.pool ?? { zones: {}, template: null }) as { zones: Record<string, { name: string; control_vnic: string }>; template: string | null };
     if (Object.keys(pool.zones).length !== poolSize) problems.push(`ledger: the pool holds ${Object.keys(pool.zones).length} zones, not ${poolSize}`);
