@@ -11,6 +11,7 @@
 //   npm run bench:scale -- --counts 50,500 --deadline 900
 //   npm run bench:scale -- --counts 1000 --latency small --cpu-prof /tmp/prof   # a .cpuprofile of the agent
 //   npm run bench:scale -- --latency small --floor none                        # without the floor runs
+//   npm run bench:scale -- --counts 1000 --latency small --repeat 5            # verdicts on the median of 5 runs
 //
 // The agent is started as a user would start it: `node --import tsx src/bin/sled-agent.ts run
 // <config.toml>` (by default the working tree compiled into a temp dir, as `npm run build` would; `--entry dist|tsx`), in a temp run directory with its
@@ -106,6 +107,8 @@ interface Options {
   logLevel: string;
   /** Which latency tables get a floor run after each agent run. */
   floor: 'small' | 'all' | 'none';
+  /** Runs of each (table, N); verdicts are on their median. */
+  repeat: number;
 }
 
 function usage(problem?: string): never {
@@ -114,7 +117,7 @@ function usage(problem?: string): never {
                      [--entry head|build|dist|tsx] [--overlay src/FILE,...] [--stall SECONDS]
                      [--simulation process|in-process] [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--heap-snapshot DIR]
                      [--node-args="--max-semi-space-size=4 ..."] [--keep] [--log-level info]
-                     [--floor small|all|none]`);
+                     [--floor small|all|none] [--repeat R]`);
   process.exit(2);
 }
 
@@ -138,6 +141,7 @@ function parseOptions(): Options {
         keep: { type: 'boolean', default: false },
         'log-level': { type: 'string', default: 'info' },
         floor: { type: 'string', default: 'small' },
+        repeat: { type: 'string', default: '1' },
         help: { type: 'boolean', default: false },
       },
       allowPositionals: false,
@@ -162,6 +166,8 @@ function parseOptions(): Options {
   parsed.propolis ??= parsed.simulation === 'process' ? 'in-process' : 'process';
   if (parsed.propolis !== 'process' && parsed.propolis !== 'in-process') usage('--propolis: process or in-process');
   if (parsed.floor !== 'small' && parsed.floor !== 'all' && parsed.floor !== 'none') usage('--floor: small, all or none');
+  const repeat = Number(parsed.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) usage('--repeat: an integer from 1 to 20');
   return {
     counts,
     latencies: latencies as LatencyName[],
@@ -178,6 +184,7 @@ function parseOptions(): Options {
     keep: parsed.keep,
     logLevel: parsed['log-level'],
     floor: parsed.floor,
+    repeat,
   };
 }
 
@@ -591,6 +598,8 @@ interface ProcFigures { pid: number; cpuMs: number; /** of which stime (the kern
 interface RunResult {
   latency: LatencyName;
   n: number;
+  /** Which of the --repeat runs of this (table, N), from 1. */
+  round: number;
   ok: boolean;
   problems: string[];
   wallMs: number | null;
@@ -772,15 +781,15 @@ async function drive(pid: number, address: string, nexus: NexusRecorder, n: numb
   }
 }
 
-async function runOnce(latency: LatencyName, n: number, options: Options): Promise<RunResult> {
-  const label = `${latency}-N${n}`;
+async function runOnce(latency: LatencyName, n: number, round: number, options: Options): Promise<RunResult> {
+  const label = `${latency}-N${n}${options.repeat > 1 ? `-r${round}` : ''}`;
   const say = (s: string) => console.log(`[${label}] ${s}`);
   const dir = mkdtempSync(join(tmpdir(), 'bench-scale-'));
   const problems: string[] = [];
   const nexus = await NexusRecorder.start();
   writeFileSync(join(dir, 'sled-agent.toml'), configToml(dir, nexus.address, latency, options));
   let agent: StartedAgent | null = null;
-  const result: RunResult = { latency, n, ok: false, problems, wallMs: null, acceptedMs: null, agent: null, farm: null, reports: 0, runDir: dir, windowUs: null, idleCpuMsPerS: null, floor: null };
+  const result: RunResult = { latency, n, round, ok: false, problems, wallMs: null, acceptedMs: null, agent: null, farm: null, reports: 0, runDir: dir, windowUs: null, idleCpuMsPerS: null, floor: null };
   try {
     agent = await startAgentProcess(dir, label, options);
     const pid = agent.child.pid!;
@@ -874,15 +883,61 @@ function fixed(v: number | null | undefined, digits: number): string {
 
 interface Verdict { latency: LatencyName; cpu: boolean | null; rss: boolean | null; ratio: number | null; time: boolean | null }
 
-function verdicts(runs: RunResult[], options: Options): Verdict[] {
+/** The middle value (the mean of the two middle ones for an even count); null for none. */
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** A (table, N)'s runs taken together: the median of each figure, and the CPU range. */
+interface Summary {
+  latency: LatencyName;
+  n: number;
+  runs: number;
+  ok: number;
+  cpuMsPerInstance: number | null;
+  cpuMin: number | null;
+  cpuMax: number | null;
+  /** The largest VmHWM of the runs: a peak target is missed by any run above it. */
+  hwmBytes: number | null;
+  wallMs: number | null;
+  floorMsPerInstance: number | null;
+  aboveFloorMsPerInstance: number | null;
+}
+
+function summaries(runs: RunResult[], options: Options): Summary[] {
+  return options.latencies.flatMap((latency) => options.counts.map((n) => {
+    const all = runs.filter((r) => r.latency === latency && r.n === n);
+    const ok = all.filter((r) => r.ok);
+    const cpu = ok.map((r) => r.agent!.cpuMsPerInstance);
+    const floors = ok.map((r) => r.floor).filter((f): f is FloorResult => f !== null && f.ok);
+    return {
+      latency, n, runs: all.length, ok: ok.length,
+      cpuMsPerInstance: median(cpu), cpuMin: cpu.length ? Math.min(...cpu) : null, cpuMax: cpu.length ? Math.max(...cpu) : null,
+      hwmBytes: ok.length ? Math.max(...ok.map((r) => r.agent!.hwmBytes)) : null,
+      wallMs: median(ok.map((r) => r.wallMs!)),
+      floorMsPerInstance: median(floors.filter((f) => f.process !== null).map((f) => f.process!.cpuMsPerInstance)),
+      aboveFloorMsPerInstance: median(floors.filter((f) => f.agentAboveFloorMsPerInstance !== null).map((f) => f.agentAboveFloorMsPerInstance!)),
+    };
+  }));
+}
+
+/**
+ * Per table, on the medians of its runs (one run is its own median): CPU below the target at
+ * every N, the largest VmHWM at the largest N below its target, the median wall times' ratio.
+ * A (table, N) any of whose runs failed is judged on none.
+ */
+function verdicts(sums: Summary[], options: Options): Verdict[] {
   const small = Math.min(...options.counts);
   const large = Math.max(...options.counts);
   return options.latencies.map((latency) => {
-    const mine = runs.filter((r) => r.latency === latency && r.ok);
-    const at = (n: number) => mine.find((r) => r.n === n);
-    const cpu = mine.length === 0 ? null : mine.every((r) => r.agent!.cpuMsPerInstance < TARGET_CPU_MS_PER_INSTANCE);
+    const mine = sums.filter((s) => s.latency === latency && s.ok === s.runs && s.ok > 0);
+    const at = (n: number) => mine.find((s) => s.n === n);
+    const cpu = mine.length === 0 ? null : mine.every((s) => s.cpuMsPerInstance! < TARGET_CPU_MS_PER_INSTANCE);
     const big = at(large);
-    const rss = big ? big.agent!.hwmBytes < TARGET_RSS_BYTES : null;
+    const rss = big ? big.hwmBytes! < TARGET_RSS_BYTES : null;
     const a = at(small)?.wallMs ?? null;
     const b = big?.wallMs ?? null;
     const ratio = a !== null && b !== null && small !== large ? b / a : null;
@@ -921,11 +976,14 @@ async function main(): Promise<number> {
   const runs: RunResult[] = [];
   try {
     for (const latency of options.latencies) {
-      for (const n of options.counts) {
-        const run = await runOnce(latency, n, options);
-        runs.push(run);
-        // Right after the agent's run, on the machine as it is then.
-        if (floorFor(latency)) run.floor = await runFloor(latency, n, options, run);
+      // Rounds outermost: a slow spell of a shared machine then spreads over every N.
+      for (let round = 1; round <= options.repeat; round++) {
+        for (const n of options.counts) {
+          const run = await runOnce(latency, n, round, options);
+          runs.push(run);
+          // Right after the agent's run, on the machine as it is then.
+          if (floorFor(latency)) run.floor = await runFloor(latency, n, options, run);
+        }
       }
     }
   } finally {
@@ -934,9 +992,9 @@ async function main(): Promise<number> {
 
   console.log('');
   printTable(
-    ['latency', 'N', 'ok', 'idle ms/s', 'wall s', 'accepted s', 'agent CPU ms', 'of it sys', 'ms/inst', 'RSS start', 'RSS end', 'VmHWM', 'KB/inst', 'child CPU ms', 'child ms/inst', 'child VmHWM'],
+    ['latency', 'N', 'round', 'ok', 'idle ms/s', 'wall s', 'accepted s', 'agent CPU ms', 'of it sys', 'ms/inst', 'RSS start', 'RSS end', 'VmHWM', 'KB/inst', 'child CPU ms', 'child ms/inst', 'child VmHWM'],
     runs.map((r) => [
-      r.latency, String(r.n), r.ok ? 'yes' : 'NO', fixed(r.idleCpuMsPerS, 0), fixed(r.wallMs === null ? null : r.wallMs / 1000, 2), fixed(r.acceptedMs === null ? null : r.acceptedMs / 1000, 2),
+      r.latency, String(r.n), String(r.round), r.ok ? 'yes' : 'NO', fixed(r.idleCpuMsPerS, 0), fixed(r.wallMs === null ? null : r.wallMs / 1000, 2), fixed(r.acceptedMs === null ? null : r.acceptedMs / 1000, 2),
       fixed(r.agent?.cpuMs, 0), fixed(r.agent?.sysMs, 0), fixed(r.agent?.cpuMsPerInstance, 2), mb(r.agent?.rssStartBytes ?? NaN), mb(r.agent?.rssEndBytes ?? NaN), mb(r.agent?.hwmBytes ?? NaN),
       fixed(r.agent ? (r.agent.rssEndBytes - r.agent.rssStartBytes) / r.n / 1024 : null, 0),
       r.farm ? fixed(r.farm.cpuMs, 0) : '-', r.farm ? fixed(r.farm.cpuMsPerInstance, 2) : '-', r.farm ? mb(r.farm.hwmBytes) : '-',
@@ -946,11 +1004,11 @@ async function main(): Promise<number> {
     console.log('');
     console.log(`CPU floor (scripts/scale-floor.ts: the agent's wire exchanges per start with its libraries, no agent logic; ${b.floor.describe}):`);
     printTable(
-      ['latency', 'N', 'ok', 'agent ms/inst', 'floor ms/inst', 'agent above floor', 'floor of it sys', 'floor wall s', 'floor idle ms/s', 'floor VmHWM', 'floor farm ms/inst', 'reports/inst agent', 'floor'],
+      ['latency', 'N', 'round', 'ok', 'agent ms/inst', 'floor ms/inst', 'agent above floor', 'floor of it sys', 'floor wall s', 'floor idle ms/s', 'floor VmHWM', 'floor farm ms/inst', 'reports/inst agent', 'floor'],
       floors.map((r) => {
         const f = r.floor!;
         return [
-          r.latency, String(r.n), f.ok ? 'yes' : 'NO', fixed(r.agent?.cpuMsPerInstance, 2), fixed(f.process?.cpuMsPerInstance, 2), fixed(f.agentAboveFloorMsPerInstance, 2),
+          r.latency, String(r.n), String(r.round), f.ok ? 'yes' : 'NO', fixed(r.agent?.cpuMsPerInstance, 2), fixed(f.process?.cpuMsPerInstance, 2), fixed(f.agentAboveFloorMsPerInstance, 2),
           fixed(f.process ? f.process.sysMs / r.n : null, 2), fixed(f.wallMs === null ? null : f.wallMs / 1000, 2), fixed(f.idleCpuMsPerS, 0), mb(f.process?.hwmBytes ?? NaN),
           f.farm ? fixed(f.farm.cpuMsPerInstance, 2) : '-', fixed(r.reports / r.n, 2), fixed(f.reports / r.n, 2),
         ];
@@ -958,14 +1016,25 @@ async function main(): Promise<number> {
     for (const r of floors) {
       const f = r.floor!;
       if (f.agentAboveFloorMsPerInstance === null) continue;
-      console.log(`${r.latency} N = ${r.n}: agent ${fixed(r.agent?.cpuMsPerInstance, 2)} ms/instance, floor ${fixed(f.process?.cpuMsPerInstance, 2)} ms/instance: `
+      console.log(`${r.latency} N = ${r.n}${options.repeat > 1 ? ` run ${r.round}` : ''}: agent ${fixed(r.agent?.cpuMsPerInstance, 2)} ms/instance, floor ${fixed(f.process?.cpuMsPerInstance, 2)} ms/instance: `
         + `agent CPU above the floor ${fixed(f.agentAboveFloorMsPerInstance, 2)} ms/instance`
         + `${f.process !== null && f.process.cpuMsPerInstance >= TARGET_CPU_MS_PER_INSTANCE ? ` (the floor alone is at or above the ${TARGET_CPU_MS_PER_INSTANCE} ms target)` : ''}`);
     }
     console.log(`(the agent: ${b.describe}; the floor: ${b.floor.describe}; the floor is information, not judged)`);
   }
+  const sums = summaries(runs, options);
+  if (options.repeat > 1) {
+    console.log('');
+    console.log(`medians of ${options.repeat} runs each (the verdicts below are on these; VmHWM is the largest of the runs):`);
+    printTable(
+      ['latency', 'N', 'ok', 'agent ms/inst', 'min', 'max', 'VmHWM', 'wall s', 'floor ms/inst', 'agent above floor'],
+      sums.map((s) => [
+        s.latency, String(s.n), `${s.ok}/${s.runs}`, fixed(s.cpuMsPerInstance, 2), fixed(s.cpuMin, 2), fixed(s.cpuMax, 2), mb(s.hwmBytes ?? NaN),
+        fixed(s.wallMs === null ? null : s.wallMs / 1000, 2), fixed(s.floorMsPerInstance, 2), fixed(s.aboveFloorMsPerInstance, 2),
+      ]));
+  }
   console.log('');
-  const vs = verdicts(runs, options);
+  const vs = verdicts(sums, options);
   const large = Math.max(...options.counts);
   const small = Math.min(...options.counts);
   for (const v of vs) {
@@ -983,7 +1052,7 @@ async function main(): Promise<number> {
     agentEntry: b.describe, floorEntry: b.floor.describe,
     options: { ...options },
     targets: { cpuMsPerInstance: TARGET_CPU_MS_PER_INSTANCE, rssBytes: TARGET_RSS_BYTES, timeRatio: TARGET_TIME_RATIO },
-    runs, verdicts: vs,
+    runs, summaries: sums, verdicts: vs,
   }, null, 2);
   writeFileSync(join(outDir, `${stamp}.json`), json);
   writeFileSync(join(outDir, 'latest.json'), json);
