@@ -213,7 +213,7 @@ export class Metrics {
     child.observe(seconds);
   }
 
-  /** A ledger write (temp file, fsync, rename, directory fsync) finished. */
+  /** A ledger write finished: an append to a journal and its fdatasync, or a whole file written atomically (src/ledger.ts). */
   ledgerCommit(path: string, seconds: number): void {
     this.#ledger ??= new Histogram({
       name: 'sled_agent_ledger_commit_duration_seconds',
@@ -227,9 +227,9 @@ export class Metrics {
   }
 
   /**
-   * The warm pool of zones booted ahead of requests (docs/architecture.md), when it exists: it does not
-   * yet. Its manager calls this once with a function giving the pool's zones by state ("ready",
-   * "booting", "handed_out"), and sled_agent_warm_pool_zones appears.
+   * The warm pool of zones booted ahead of requests (docs/architecture.md#warm-pool): called once
+   * with a function giving the pool's zones by state ("ready", "warming"), so
+   * sled_agent_warm_pool_zones is read when scraped.
    */
   warmPool(zones: () => Record<string, number>): void {
     new Gauge({
