@@ -52,8 +52,10 @@
 // costs, as against what the wire contract costs any implementation with these libraries. It is
 // information (what stands in the way of the CPU target), not judged.
 //
-// Targets, printed as PASS/FAIL (a missed target does not change the exit status): agent CPU
-// < 2 ms per instance, agent RSS peak (VmHWM) < 250 MB at N = 1000, time(1000) <= 11 x time(100).
+// Targets, printed as PASS/FAIL (a missed target does not change the exit status), as issue 12
+// puts them, for 1,000 instances started at once (the largest N): agent CPU < 2 ms per instance
+// and RSS peak (VmHWM) < 250 MB; and time(1000) <= 11 x time(100). A smaller N's CPU per
+// instance is printed beside it, not judged: it carries the run's fixed costs over fewer instances.
 // Exit status 1 if an instance did not reach running before the deadline or a request failed.
 // Writes results/scale/<timestamp>.json and results/scale/latest.json (each run's `floor`, with
 // `agentAboveFloorMsPerInstance`; `agentEntry` and `floorEntry` say how each ran). A floor run
@@ -925,8 +927,9 @@ function summaries(runs: RunResult[], options: Options): Summary[] {
 }
 
 /**
- * Per table, on the medians of its runs (one run is its own median): CPU below the target at
- * every N, the largest VmHWM at the largest N below its target, the median wall times' ratio.
+ * Per table, on the medians of its runs (one run is its own median): at the largest N (the
+ * issue's 1,000 at once) the CPU below its target and the largest VmHWM below its target; the
+ * median wall times' ratio.
  * A (table, N) any of whose runs failed is judged on none.
  */
 function verdicts(sums: Summary[], options: Options): Verdict[] {
@@ -935,8 +938,8 @@ function verdicts(sums: Summary[], options: Options): Verdict[] {
   return options.latencies.map((latency) => {
     const mine = sums.filter((s) => s.latency === latency && s.ok === s.runs && s.ok > 0);
     const at = (n: number) => mine.find((s) => s.n === n);
-    const cpu = mine.length === 0 ? null : mine.every((s) => s.cpuMsPerInstance! < TARGET_CPU_MS_PER_INSTANCE);
     const big = at(large);
+    const cpu = big ? big.cpuMsPerInstance! < TARGET_CPU_MS_PER_INSTANCE : null;
     const rss = big ? big.hwmBytes! < TARGET_RSS_BYTES : null;
     const a = at(small)?.wallMs ?? null;
     const b = big?.wallMs ?? null;
@@ -1038,7 +1041,8 @@ async function main(): Promise<number> {
   const large = Math.max(...options.counts);
   const small = Math.min(...options.counts);
   for (const v of vs) {
-    console.log(`${v.latency.padEnd(9)} CPU < ${TARGET_CPU_MS_PER_INSTANCE} ms/instance: ${passFail(v.cpu)}; VmHWM < ${mb(TARGET_RSS_BYTES)} at N = ${large}: ${passFail(v.rss)}; `
+    const perN = sums.filter((s) => s.latency === v.latency).map((s) => `${fixed(s.cpuMsPerInstance, 2)} at N = ${s.n}`).join(', ');
+    console.log(`${v.latency.padEnd(9)} CPU < ${TARGET_CPU_MS_PER_INSTANCE} ms/instance at N = ${large} (${perN}): ${passFail(v.cpu)}; VmHWM < ${mb(TARGET_RSS_BYTES)} at N = ${large}: ${passFail(v.rss)}; `
       + `time(${large}) / time(${small}) = ${fixed(v.ratio, 2)} <= ${allowedRatio(options).toFixed(1)}: ${passFail(v.time)}`);
   }
   console.log(`child: the agent's busiest child process, ${options.simulation === 'process' ? 'the simulated host' : 'the Propolis farm'} (simulation = "${options.simulation}", propolis = "${options.propolis}")`);
