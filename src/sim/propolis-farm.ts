@@ -11,9 +11,10 @@
 //   await farm.close();                           // the child exits; so would it if we died
 //
 // The child runs from the same tree as this module: src/ through tsx when this is TypeScript
-// (vitest, `node --import tsx`), dist/ with plain node after `npm run build`. It exits when its
-// IPC channel disconnects, so an agent killed with SIGKILL leaves no server behind; the sim host
-// starts them again (with their persisted VMs) on its next start.
+// (vitest, `node --import tsx`), dist/ with plain node after `npm run build`. Requests, replies
+// and the VMs' changes go over child-channel.ts, in batches. The child exits when its IPC channel
+// disconnects, so an agent killed with SIGKILL leaves no server behind; the sim host starts them
+// again (with their persisted VMs) on its next start.
 //
 // A VM's step latencies are drawn in the child, from a generator seeded per server
 // (FarmServerOptions.seed), and each is reported with the change that scheduled the step
@@ -28,10 +29,9 @@
 // The handles' surface is what the sim host uses of a SimPropolis (address, close, crash) plus
 // pid, closed and snapshot() (the VM as last reported); there is no forceState() or ensured():
 // tests that need those run Propolis in-process.
-import { fork, type ChildProcess } from 'node:child_process';
 import type { LevelWithSilent } from 'pino';
 import type { SocketAddr } from '../common/address.js';
-import { childModule } from '../common/child-module.js';
+import { ChildChannel, ChildGoneError } from './child-channel.js';
 import type { SimPropolisLatencies, SimPropolisSnapshot } from './propolis.js';
 
 /** A server as the child starts it (the part of FarmServerOptions that crosses the channel). */
@@ -66,23 +66,12 @@ export interface PropolisFarmOptions {
   onExit?: (why: string) => void;
 }
 
-// ---- the channel (propolis-farm-main.ts is the other end) ----
-
-/** Parent to child; each is answered by a reply with the same req. */
-export type FarmRequest =
-  | { op: 'start'; req: number; id: number; spec: FarmServerSpec }
-  | { op: 'close' | 'crash'; req: number; id: number };
-
-/** Child to parent. */
-export type FarmMessage =
-  | { op: 'ready' }
-  | { op: 'reply'; req: number; address?: SocketAddr; error?: string }
-  | { op: 'change'; id: number; snapshot?: SimPropolisSnapshot; drawn?: number };
-
-/** How long the child is given to exit after its channel is closed before it is killed. */
-const EXIT_GRACE_MS = 5_000;
-/** How long a forked farm has to say it is ready (it loads its modules, through tsx from sources). */
-const FARM_READY_MS = 60_000;
+/** What the child sends of a server's VM: a change, or the latency its next step drew (after the change that scheduled it). */
+export interface FarmEvent {
+  id: number;
+  snapshot?: SimPropolisSnapshot;
+  drawn?: number;
+}
 
 /** A simulated Propolis server in the farm: what SimSmf uses of a SimPropolis, and its VM as last reported. */
 export class FarmPropolis {
@@ -156,80 +145,45 @@ export class FarmPropolis {
   private stop(op: 'close' | 'crash'): Promise<void> {
     this.stopped = true;
     // Stopped either way: an error from the farm still leaves nothing to serve.
-    this.stopping ??= this.farm.request({ op, id: this.id }).then(() => {}, () => {}).finally(() => this.farm.forget(this.id));
+    this.stopping ??= this.farm.request(op, this.id).then(() => {}, () => {}).finally(() => this.farm.forget(this.id));
     return this.stopping;
   }
 }
 
 export class PropolisFarm {
   private readonly servers = new Map<number, FarmPropolis>();
-  private readonly pending = new Map<number, { op: FarmRequest['op']; resolve: (address: SocketAddr | undefined) => void; reject: (err: Error) => void }>();
+  private readonly channel: ChildChannel<FarmEvent>;
   private nextId = 1;
-  private nextReq = 1;
-  /** Why requests fail from now on; null while the child runs. */
-  private ended: string | null = null;
   private closing: Promise<void> | null = null;
-  private readonly exited: Promise<void>;
 
-  private constructor(
-    private readonly child: ChildProcess,
-    options: PropolisFarmOptions,
-  ) {
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    // Each send reports its own failure (request()), and the child's end comes as 'exit': an
-    // 'error' (a kill of a process already gone) has nothing to add, and unheard it would throw.
-    child.on('error', () => {});
-    child.on('message', (message: FarmMessage) => this.received(message));
-    child.once('exit', (code, signal) => {
-      if (this.closing !== null) {
-        this.end('the Propolis farm was closed');
+  private constructor(options: PropolisFarmOptions) {
+    this.channel = new ChildChannel<FarmEvent>({
+      from: import.meta.url,
+      module: 'propolis-farm-main',
+      name: 'the Propolis farm',
+      args: [options.logLevel ?? 'silent'],
+      // stdout stays the agent's alone (scripts read it); the servers' log lines share stderr.
+      stdout: 'ignore',
+      onEvent: (e) => this.servers.get(e.id)?.changed(e.snapshot, e.drawn),
+      onLost: (err) => {
+        const why = `${err.message}; its servers are gone`;
+        for (const server of this.servers.values()) server.gone();
         this.servers.clear();
-        return;
-      }
-      const why = `the Propolis farm (pid ${this.pid}) exited unexpectedly (${signal ?? `code ${code}`}); its servers are gone`;
-      this.end(why);
-      for (const server of this.servers.values()) server.gone();
-      this.servers.clear();
-      options.onExit?.(why);
+        options.onExit?.(why);
+      },
     });
   }
 
   /** Forks the farm process and waits until it takes requests. */
   static async start(options: PropolisFarmOptions = {}): Promise<PropolisFarm> {
-    const { main, execArgv } = childModule(import.meta.url, 'propolis-farm-main');
-    // stdout stays the agent's alone (scripts read it); the servers' log lines share stderr.
-    const child = fork(main, [options.logLevel ?? 'silent'], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'json' });
-    await new Promise<void>((resolve, reject) => {
-      const fail = (why: string): void => {
-        cleanup();
-        // One that errs or hangs may still run: it would outlive the host otherwise.
-        child.kill('SIGKILL');
-        reject(new Error(`cannot start the Propolis farm (${process.execPath} ${[...execArgv, main].join(' ')}): ${why}`));
-      };
-      const onMessage = (message: FarmMessage): void => {
-        if (message.op !== 'ready') return;
-        cleanup();
-        resolve();
-      };
-      const onError = (err: Error): void => fail(err.message);
-      const onExit = (code: number | null, signal: NodeJS.Signals | null): void => fail(`it exited (${signal ?? `code ${code}`}) before it was ready; its stderr says why`);
-      const timer = setTimeout(() => fail(`not ready within ${FARM_READY_MS} ms`), FARM_READY_MS);
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        child.off('message', onMessage);
-        child.off('error', onError);
-        child.off('exit', onExit);
-      };
-      child.on('message', onMessage);
-      child.once('error', onError);
-      child.once('exit', onExit);
-    });
-    return new PropolisFarm(child, options);
+    const farm = new PropolisFarm(options);
+    await farm.channel.ready();
+    return farm;
   }
 
   /** The farm's process id. */
   get pid(): number {
-    return this.child.pid ?? -1;
+    return this.channel.pid ?? -1;
   }
 
   /** Starts a server in the farm; resolves once it listens (and, with warm, has answered once). */
@@ -240,71 +194,34 @@ export class PropolisFarm {
     // Known before the answer: a VM continued from `initial` reports its first draw before it.
     this.servers.set(id, server);
     try {
-      const address = await this.request({ op: 'start', id, spec });
-      if (address === undefined) throw new Error(`the Propolis farm (pid ${this.pid}) started a server but sent no address`);
-      server.listens(address);
+      server.listens(await this.channel.request<SocketAddr>('start', [id, spec satisfies FarmServerSpec]));
       return server;
     } catch (err) {
       this.servers.delete(id);
+      // The child's own errors say which process they come from; a farm gone says so already.
+      if (!(err instanceof ChildGoneError)) (err as Error).message = `the Propolis farm (pid ${this.pid}): ${(err as Error).message}`;
       throw err;
     }
   }
 
   /** Whether the child still runs (false once closed or dead: start a new farm). */
   get alive(): boolean {
-    return this.ended === null;
+    return this.channel.alive;
   }
 
   /** Closes the channel, which ends the child and every server in it; idempotent. */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      if (this.child.exitCode === null && this.child.signalCode === null) {
-        if (this.child.connected) this.child.disconnect();
-        const timer = setTimeout(() => this.child.kill('SIGKILL'), EXIT_GRACE_MS);
-        await this.exited;
-        clearTimeout(timer);
-      }
-    })();
+    this.closing ??= this.channel.close().then(() => this.servers.clear());
     return this.closing;
   }
 
-  /** @internal */
-  request(body: { op: 'start'; id: number; spec: FarmServerSpec } | { op: 'close' | 'crash'; id: number }): Promise<SocketAddr | undefined> {
-    // A server of a farm that is gone is gone too: stopping it has nothing left to do.
-    if (this.ended !== null) return body.op === 'start' ? Promise.reject(new Error(this.ended)) : Promise.resolve(undefined);
-    const req = this.nextReq++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(req, { op: body.op, resolve, reject });
-      this.child.send({ ...body, req } satisfies FarmRequest, (err) => {
-        if (err === null || !this.pending.delete(req)) return;
-        if (body.op === 'start') reject(new Error(`cannot reach the Propolis farm (pid ${this.pid}): ${err.message}`));
-        else resolve(undefined);
-      });
-    });
+  /** @internal FarmPropolis.stop(), which takes any outcome as stopped. */
+  request(op: 'close' | 'crash', id: number): Promise<unknown> {
+    return this.channel.request(op, [id]);
   }
 
   /** @internal */
   forget(id: number): void {
     this.servers.delete(id);
-  }
-
-  private received(message: FarmMessage): void {
-    if (message.op === 'change') {
-      this.servers.get(message.id)?.changed(message.snapshot, message.drawn);
-    } else if (message.op === 'reply') {
-      const waiter = this.pending.get(message.req);
-      this.pending.delete(message.req);
-      if (message.error !== undefined) waiter?.reject(new Error(`the Propolis farm (pid ${this.pid}): ${message.error}`));
-      else waiter?.resolve(message.address);
-    }
-  }
-
-  private end(why: string): void {
-    this.ended = why;
-    for (const { op, resolve, reject } of this.pending.values()) {
-      if (op === 'start') reject(new Error(why));
-      else resolve(undefined);
-    }
-    this.pending.clear();
   }
 }
