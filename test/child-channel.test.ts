@@ -1,13 +1,11 @@
 // The child-process channel (src/sim/child-channel.ts) that the simulated host process and the
 // Propolis farm share, against a tiny child of its own (test/support/echo-child.ts): calls and
 // replies, errors and events across it, batching, and a child that never outlives its channel.
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Batcher, ChildChannel, ChildGoneError, type ChildChannelOptions } from '../src/sim/child-channel.js';
-import { alive, gone } from './support/processes.js';
+import { alive, gone, withParentScript } from './support/processes.js';
 
 const REPO = join(import.meta.dirname, '..');
 /** Generous: a child started through tsx compiles its modules first, on a shared, busy machine. */
@@ -129,22 +127,12 @@ describe('ChildChannel', () => {
       'await c.ready();',
       'console.log(JSON.stringify({ child: c.pid }));',
       'setInterval(() => {}, 60_000);',
-    ].join('\n');
-    const parent = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise<void>((resolve) => parent.once('exit', () => resolve()));
-    try {
-      const line = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: parent.stdout! }).once('line', resolve);
-        void exited.then(() => reject(new Error('the parent script exited before it printed its child')));
-      });
-      const { child } = JSON.parse(line) as { child: number };
+    ];
+    await withParentScript<{ child: number }>(script, async ({ child }, parent) => {
       expect(alive(child)).toBe(true);
-      parent.kill('SIGKILL');
-      await exited;
+      await parent.kill();
       await gone(child, PROCESS_MS);
-    } finally {
-      parent.kill('SIGKILL');
-    }
+    });
   }, PROCESS_MS * 2);
 });
 

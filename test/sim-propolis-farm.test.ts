@@ -5,7 +5,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,7 +13,7 @@ import * as cmd from '../src/host/commands.js';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest } from '../src/propolis-client.js';
 import type { SimHost } from '../src/sim/host.js';
 import { PropolisFarm } from '../src/sim/propolis-farm.js';
-import { alive, gone } from './support/processes.js';
+import { alive, gone, withParentScript } from './support/processes.js';
 import { simHostsPerTest } from './support/sim-hosts.js';
 import { monitorUntil } from './support/propolis-monitor.js';
 
@@ -190,25 +189,15 @@ describe('PropolisFarm without a host', () => {
       'const server = await farm.startServer();',
       'console.log(JSON.stringify({ farm: farm.pid, address: server.address }));',
       'setInterval(() => {}, 60_000);',
-    ].join('\n');
-    const parent = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise<void>((resolve) => parent.once('exit', () => resolve()));
-    try {
-      const line = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: parent.stdout! }).once('line', resolve);
-        void exited.then(() => reject(new Error('the parent script exited before it printed its farm')));
-      });
-      const { farm, address } = JSON.parse(line) as { farm: number; address: SocketAddr };
+    ];
+    await withParentScript<{ farm: number; address: SocketAddr }>(script, async ({ farm, address }, parent) => {
       expect(farm).not.toBe(parent.pid);
       expect(alive(farm)).toBe(true);
       const res = await fetch(`http://${address.host}:${address.port}/instance`);
       expect(res.status).toBe(500); // answered: no instance yet
-      parent.kill('SIGKILL');
-      await exited;
+      await parent.kill();
       await gone(farm, PROCESS_MS);
-    } finally {
-      parent.kill('SIGKILL');
-    }
+    });
   }, PROCESS_MS * 3);
 });
 
