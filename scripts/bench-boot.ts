@@ -17,6 +17,7 @@
 //   npm run bench:boot -- --durable --propolis-on-demand   # the sim host as it is by default
 //   npm run bench:boot -- --cpu-prof /tmp/prof      # a .cpuprofile of each measured run
 //   npm run bench:boot -- --counts 1,2 --rounds 1 --pool 1 --latency zero --no-warmup   # a smoke run (the tests')
+//   npm run bench:boot -- --counts 100 --modes warm,cold --overhead-runs 5             # the N = 100 overhead on 5 runs' median
 //   npm run bench:boot -- --host illumos --config /etc/oxide/sled-agent.toml --counts 1,4
 //
 // Each (mode, N) run gets fresh temp dirs, a fresh host and agent, and a fresh Nexus recorder on
@@ -68,7 +69,8 @@
 //   warm total p50 <= 0.15x the original's p50 and p99 <= 0.2x the original's p99 (N = 1, 10);
 //   cold total p50 <= 0.6x the original's p50 (every N);
 //   at N = 100, warm and cold: the agent's overhead above the HTTP floor, outside host calls,
-//   p99 <= 20 ms.
+//   p99 <= 20 ms; with --overhead-runs R, the median of R runs of each (one run's figure moves
+//   by ±15 ms with a shared machine).
 //
 // What the sim host does that a sled would not put on the agent's clock is kept out (profiled:
 // at N = 100 it was most of the "overhead"), and the output says so:
@@ -487,6 +489,8 @@ interface Options {
   latency: 'realistic' | 'zero';
   /** N = 1: how many instances, each alone, one after another. */
   rounds: number;
+  /** Runs of each event mode at OVERHEAD_TARGET_N for the overhead target, judged on their median. */
+  overheadRuns: number;
   /** Sim host state writes as by default: fsynced, and waited for by each operation. */
   durable: boolean;
   /** Sim host starts each Propolis server on demand (no prestartPropolis). */
@@ -505,7 +509,7 @@ interface Options {
 function usage(problem?: string): never {
   if (problem) process.stderr.write(`bench:boot: ${problem}\n`);
   process.stderr.write(`usage: bench-boot.ts [--counts 1,10,100] [--quick] [--modes original,warm,cold] [--pool K] [--seed N] [--nics N]
-                     [--rounds R] [--latency realistic|zero] [--simulation process|in-process] [--propolis process|in-process]
+                     [--rounds R] [--overhead-runs R] [--latency realistic|zero] [--simulation process|in-process] [--propolis process|in-process]
                      [--durable] [--propolis-on-demand] [--deadline SECONDS] [--out DIR] [--no-warmup] [--log-level info]
                      [--cpu-prof DIR]  (a .cpuprofile of the main thread for each measured run)
                      [--host sim|illumos] [--config FILE.toml] [--subnet fd00:1122:3344:101]
@@ -528,6 +532,7 @@ function parseOptions(): Options {
         simulation: { type: 'string', default: 'in-process' },
         latency: { type: 'string', default: 'realistic' },
         rounds: { type: 'string', default: '5' },
+        'overhead-runs': { type: 'string', default: '1' },
         seed: { type: 'string' },
         durable: { type: 'boolean', default: false },
         'propolis-on-demand': { type: 'boolean', default: false },
@@ -565,6 +570,8 @@ function parseOptions(): Options {
   if (latency !== 'realistic' && latency !== 'zero') usage(`--latency: realistic or zero, got "${latency}"`);
   const rounds = Number(parsed.rounds);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) usage(`--rounds: instances at N = 1, each alone, 1 to 100, got "${parsed.rounds}"`);
+  const overheadRuns = Number(parsed['overhead-runs']);
+  if (!Number.isInteger(overheadRuns) || overheadRuns < 1 || overheadRuns > 20) usage(`--overhead-runs: runs of warm and cold at N = ${OVERHEAD_TARGET_N}, 1 to 20, got "${parsed['overhead-runs']}"`);
   const seedText = parsed.seed ?? process.env.BENCH_SEED ?? '1';
   const seed = Number(seedText);
   if (!Number.isInteger(seed)) usage(`--seed: an integer, got "${seedText}"`);
@@ -586,6 +593,7 @@ function parseOptions(): Options {
     simulation,
     latency,
     rounds,
+    overheadRuns,
     host,
     config: parsed.config ?? null,
     seed,
@@ -1489,7 +1497,25 @@ interface Verdict {
   pass: boolean;
 }
 
-function judge(runs: RunResult[], replays: ReplayFloor[], n: number): Verdict[] {
+/** The middle value (the mean of the two middle ones for an even count). */
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * The overhead figure of each run of a mode at OVERHEAD_TARGET_N (--overhead-runs): the first is
+ * the run printed in full, the others were made only for this figure. A failed run is null.
+ */
+interface OverheadRun {
+  mode: BenchMode;
+  n: number;
+  run: number;
+  outsideHostAboveFloorP99Ms: number | null;
+}
+
+function judge(runs: RunResult[], replays: ReplayFloor[], n: number, overheadRuns: OverheadRun[]): Verdict[] {
   const get = (mode: BenchMode) => runs.find((r) => r.n === n && r.mode === mode);
   const original = get('original');
   const verdicts: Verdict[] = [];
@@ -1510,9 +1536,14 @@ function judge(runs: RunResult[], replays: ReplayFloor[], n: number): Verdict[] 
       const r = get(mode);
       if (r === undefined || r.overhead === null) continue;
       const replay = replays.find((x) => x.n === n && x.mode === mode);
-      const value = r.ok ? replay?.outsideHostAboveFloor?.p99 ?? null : null;
+      const first = r.ok ? replay?.outsideHostAboveFloor?.p99 ?? null : null;
+      const more = overheadRuns.filter((o) => o.mode === mode && o.n === n && o.run > 1).map((o) => o.outsideHostAboveFloorP99Ms);
+      const all = [first, ...more];
+      // Any run without a figure (failed) leaves the target without one: not met.
+      const value = all.some((v) => v === null) ? null : all.length === 1 ? first : median(all as number[]);
+      const of = all.length === 1 ? '' : `, the median of ${all.length} runs (${all.map((v) => (v === null ? 'failed' : fmtMs(v))).join(', ')} ms)`;
       verdicts.push({
-        n, target: `${mode} agent overhead above the HTTP floor, outside host calls, p99 <= ${TARGET_ABOVE_FLOOR_P99_MS} ms`,
+        n, target: `${mode} agent overhead above the HTTP floor, outside host calls, p99 <= ${TARGET_ABOVE_FLOOR_P99_MS} ms${of}`,
         value: value === null ? null : round(value), limit: TARGET_ABOVE_FLOOR_P99_MS, unit: 'ms', pass: value === null ? false : value <= TARGET_ABOVE_FLOOR_P99_MS,
       });
     }
@@ -1721,6 +1752,7 @@ async function main(): Promise<number> {
   const runs: RunResult[] = [];
   let floor: FloorResult | null = null;
   const replays: ReplayFloor[] = [];
+  const overheadRuns: OverheadRun[] = [];
   try {
     if (options.warmup && modelled) {
       // JIT, module and connection warm-up, at zero latency; discarded.
@@ -1748,6 +1780,21 @@ async function main(): Promise<number> {
               + `p99 ${fmtMs(replay.floor?.p99)} ms; overhead above it per instance p50 ${fmtMs(replay.aboveFloor?.p50)} ms, p99 ${fmtMs(replay.aboveFloor?.p99)} ms`
               + ` (outside host calls: p50 ${fmtMs(replay.outsideHostAboveFloor?.p50)} ms, p99 ${fmtMs(replay.outsideHostAboveFloor?.p99)} ms)`
               + (replay.problems.length > 0 ? `; ${replay.problems.join('; ')}` : ''));
+          }
+        }
+        // More runs for the overhead target alone (one run's p99 here moves by ±15 ms with the machine).
+        if (modelled && n === OVERHEAD_TARGET_N && mode !== 'original' && options.overheadRuns > 1) {
+          const figure = (x: RunResult, replay: ReplayFloor | null) => (x.ok ? replay?.outsideHostAboveFloor?.p99 ?? null : null);
+          const first = figure(r, replays.find((x) => x.n === n && x.mode === mode) ?? null);
+          overheadRuns.push({ mode, n, run: 1, outsideHostAboveFloorP99Ms: first === null ? null : round(first) });
+          for (let k = 2; k <= options.overheadRuns; k++) {
+            const again = await run({ mode, n, options, driver, latencies, jitter, propolis: placement.where, rounds: options.rounds, quiet: true });
+            const replay = again.ok ? await floorReplay(again, driver, placement.floor, latencies, options.deadlineMs) : null;
+            const raw = figure(again, replay);
+            const value = raw === null ? null : round(raw);
+            overheadRuns.push({ mode, n, run: k, outsideHostAboveFloorP99Ms: value });
+            console.log(`  ${mode} N=${n} run ${k} of ${options.overheadRuns} (for the overhead target only): `
+              + (value === null ? `no figure (${again.ok ? 'no floor replay' : 'the run failed'})` : `above the HTTP floor, outside host calls, p99 ${fmtMs(value)} ms`));
           }
         }
         console.log();
@@ -1783,7 +1830,7 @@ async function main(): Promise<number> {
       if (!r.ok) parts.push('| FAILED');
       console.log(parts.join(' '));
     }
-    const judged = judge(runs, replays, n);
+    const judged = judge(runs, replays, n, overheadRuns);
     verdicts.push(...judged);
     for (const v of judged) {
       console.log(`    target ${v.target}: ${v.value === null ? 'no figure' : v.unit === 'x' ? fmtX(v.value) : `${fmtMs(v.value)} ms`} ${v.pass ? 'PASS' : 'FAIL'}`);
@@ -1820,6 +1867,7 @@ async function main(): Promise<number> {
     pool: options.pool,
     nics: options.nics,
     rounds: options.rounds,
+    overheadRuns,
     deadlineMs: options.deadlineMs,
     targets: {
       warm: { p50: TARGET_WARM_P50, p99: TARGET_WARM_P99, counts: WARM_TARGET_COUNTS },
