@@ -117,7 +117,7 @@ import { NexusClient } from '../src/nexus-client.js';
 import { PropolisClient } from '../src/propolis-client.js';
 import { PropolisFarm } from '../src/sim/propolis-farm.js';
 import { SimPropolis } from '../src/sim/propolis.js';
-import { printTable } from './table.js';
+import { median, printTable } from './table.js';
 import { defaultVpcRules } from '../test/support/vpc-rules.js';
 
 // ---- targets and shape ----
@@ -1495,13 +1495,6 @@ interface Verdict {
   unit: 'x' | 'ms';
   /** A target with no figure (its run missing or failed) is not met. */
   pass: boolean;
-}
-
-/** The middle value (the mean of the two middle ones for an even count). */
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /**

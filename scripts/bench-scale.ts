@@ -69,7 +69,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { printTable } from './table.js';
+import { median, printTable } from './table.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SLED_ID = 'fb0f7546-4d46-40ca-9d56-cbb810684ca7';
@@ -884,14 +884,6 @@ function fixed(v: number | null | undefined, digits: number): string {
 }
 
 interface Verdict { latency: LatencyName; cpu: boolean | null; rss: boolean | null; ratio: number | null; time: boolean | null }
-
-/** The middle value (the mean of the two middle ones for an even count); null for none. */
-function median(values: number[]): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 /** A (table, N)'s runs taken together: the median of each figure, and the CPU range. */
 interface Summary {
