@@ -71,11 +71,6 @@ export class Metrics {
   readonly #nexusUpdates: Counter<'kind' | 'outcome'>;
   readonly #nexusRetries: Counter<'kind'>;
   #hostCalls: Histogram<'op' | 'result'> | null = null;
-  /**
-   * Its children by op and result: observe() with labels hashes them on every call (sorted keys,
-   * a string built), ~16 host calls per instance start.
-   */
-  readonly #hostCallsBy = new Map<string, { observe(value: number): void }>();
   #phases: Histogram<'phase'> | null = null;
   #starts: Histogram | null = null;
   #ledger: Histogram<'ledger'> | null = null;
@@ -207,10 +202,8 @@ export class Metrics {
       buckets: HOST_BUCKETS,
       registers: [this.registry],
     });
-    const key = `${op}\u0000${result}`;
-    let child = this.#hostCallsBy.get(key);
-    if (child === undefined) this.#hostCallsBy.set(key, (child = this.#hostCalls.labels({ op, result })));
-    child.observe(seconds);
+    // Not a cached labels() child: prom-client's child validates and hashes its labels on every observe() too.
+    this.#hostCalls.observe({ op, result }, seconds);
   }
 
   /** A ledger write finished: an append to a journal and its fdatasync, or a whole file written atomically (src/ledger.ts). */

@@ -8,9 +8,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DirectoryInUseError, lockDirectory } from '../src/common/dir-lock.js';
-import { DEFAULT_SIM_POOLS } from '../src/sim/host.js';
 import { RemoteSimHost, SimHostProcess } from '../src/sim/host-process.js';
-import { hostSuite } from './support/host-suite.js';
+import { hostSuite, simHostFixture } from './support/host-suite.js';
 
 let proc: SimHostProcess;
 beforeAll(async () => {
@@ -20,22 +19,7 @@ afterAll(async () => {
   await proc?.end();
 });
 
-hostSuite('sim in its own process', async () => {
-  const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
-  const host = await proc.open({ stateDir, links: ['stub0', 'net0'], logLevel: 'silent' });
-  return {
-    host,
-    link: 'stub0',
-    pool: DEFAULT_SIM_POOLS[1]!.name,
-    async cleanup(): Promise<void> {
-      try {
-        await host.close();
-      } finally {
-        rmSync(stateDir, { recursive: true, force: true });
-      }
-    },
-  };
-});
+hostSuite('sim in its own process', simHostFixture('host-sim-process-', (stateDir, links) => proc.open({ stateDir, links, logLevel: 'silent' })));
 
 describe('RemoteSimHost', () => {
   it('tells its owner when the process dies under it, and every call after fails with ECANCELED', async () => {

@@ -4,6 +4,9 @@
 // fresh, empty host for each test: `link` is a physical link or etherstub VNICs can go over and
 // `pool` an imported pool. Nothing here sleeps or polls: every wait is on an event or a promise,
 // with a deadline that only bounds a failing test.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ADDROBJ_LINKLOCAL,
@@ -26,6 +29,7 @@ import {
   zoneImage,
 } from '../../src/host/commands.js';
 import { GLOBAL_ZONE, type Host, type ZoneSpec, type ZoneStateEvent } from '../../src/host/index.js';
+import { DEFAULT_SIM_POOLS } from '../../src/sim/host.js';
 
 export interface HostFixture {
   host: Host;
@@ -34,6 +38,29 @@ export interface HostFixture {
   /** An imported pool. */
   pool: string;
   cleanup(): Promise<void>;
+}
+
+/**
+ * A fixture for a simulated host (in this process or in its own): a fresh state directory per
+ * test, with links stub0 (VNICs go over it) and net0 and the default pools, removed after.
+ */
+export function simHostFixture(prefix: string, open: (stateDir: string, links: string[]) => Promise<Host>): () => Promise<HostFixture> {
+  return async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), prefix));
+    const host = await open(stateDir, ['stub0', 'net0']);
+    return {
+      host,
+      link: 'stub0',
+      pool: DEFAULT_SIM_POOLS[1]!.name,
+      async cleanup(): Promise<void> {
+        try {
+          await host.close();
+        } finally {
+          rmSync(stateDir, { recursive: true, force: true });
+        }
+      },
+    };
+  };
 }
 
 /** The zone image every zone here is installed from. */
