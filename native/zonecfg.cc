@@ -1,4 +1,4 @@
-// libzonecfg bindings: zoneConfigure, zoneConfig, zoneList, zoneDelete (see modules.h and
+// libzonecfg bindings: zoneConfigure, zoneConfig, zoneList, zoneState, zoneDelete (see modules.h and
 // native/README.md). libzonecfg is not thread-safe (process-global libxml2 settings, a lock
 // counter, putenv), so every call into it runs on the one SerialThread below; handles never
 // leave that thread. Arguments are checked on the JS thread; strings are bounded against the
@@ -588,6 +588,20 @@ std::vector<ZoneInfo> ListWork() {
   return out;
 }
 
+// One zone's state: zone_get_state finds that zone in the index (and asks the kernel about it),
+// where ListWork also reads every zone's brand from its XML configuration, so a per-zone check
+// costs one zone, not all of them. "" when there is no such zone.
+std::string StateWork(const std::string& name) {
+  lib.Require();
+  std::vector<char> n = Mutable(name);
+  zone_state_t state = 0;
+  int err = api.zone_get_state(n.data(), &state);
+  if (err == Z_NO_ZONE) return "";
+  ZCheck(err);
+  const char* s = api.zone_state_str(state);
+  return s != nullptr ? s : "unknown";
+}
+
 // ---- exported functions (JS thread) -----------------------------------------------------------
 
 Napi::Value ZoneConfigure(const Napi::CallbackInfo& info) {
@@ -623,6 +637,16 @@ Napi::Value ZoneList(const Napi::CallbackInfo& info) {
       });
 }
 
+Napi::Value ZoneState(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1) ThrowArgError(info.Env(), "name must be a string");
+  std::string name = CheckedString(info.Env(), info[0], "name");
+  return Schedule<std::string>(
+      info.Env(), thread, [name]() { return StateWork(name); },
+      [](Napi::Env env, std::string& state) -> Napi::Value {
+        return state.empty() ? env.Null() : Napi::String::New(env, state);
+      });
+}
+
 Napi::Value ZoneDelete(const Napi::CallbackInfo& info) {
   if (info.Length() < 1) ThrowArgError(info.Env(), "name must be a string");
   std::string name = CheckedString(info.Env(), info[0], "name");
@@ -648,6 +672,7 @@ void InitZonecfg(Napi::Env env, Napi::Object exports) {
   exports.Set("zoneConfigure", Napi::Function::New(env, ZoneConfigure, "zoneConfigure"));
   exports.Set("zoneConfig", Napi::Function::New(env, ZoneConfig, "zoneConfig"));
   exports.Set("zoneList", Napi::Function::New(env, ZoneList, "zoneList"));
+  exports.Set("zoneState", Napi::Function::New(env, ZoneState, "zoneState"));
   exports.Set("zoneDelete", Napi::Function::New(env, ZoneDelete, "zoneDelete"));
   // Finish queued libzonecfg calls and join the thread when this environment goes away.
   napi_add_env_cleanup_hook(env, [](void*) { thread.Stop(); }, nullptr);

@@ -24,6 +24,9 @@ const SPAWNS = Number(process.env.BENCH_SPAWNS ?? 300);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 10));
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 100);
 const TARGET = 50;
+/** Zones in the index for the one-zone state comparison, and its samples per side. */
+const INDEX_ZONES = Number(process.env.BENCH_INDEX_ZONES ?? 200);
+const STATE_SAMPLES = Number(process.env.BENCH_STATE_SAMPLES ?? 200);
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 execFileSync('make', ['-s', '-C', join(root, 'test', 'fake-illumos')], { stdio: 'inherit' });
@@ -134,6 +137,22 @@ try {
   process.stdout.write(
     `slowest addon operation (${worstOp}) is ${worst.toFixed(1)}x faster than spawning /bin/true by the worse of mean and p50 ` +
       `(target >= ${TARGET}x: ${worst >= TARGET ? 'met' : 'NOT met'})\n`,
+  );
+
+  // One zone's state on a sled with many zones, as every start asks it: the list (which also reads
+  // each zone's brand from its configuration) then a find, against zone_get_state for that zone.
+  // Not part of the target: it shows what a by-name call saves as the index grows.
+  const configured = Array.from({ length: INDEX_ZONES }, (_, i) => `oxz_bench_${i}`);
+  for (const name of configured) await zones.configureZone({ name, zonepath: `/zones/${name}`, brand: 'omicron1' });
+  const wanted = configured[configured.length - 1]!;
+  const byList = op(`state via zone list`, STATE_SAMPLES, async () => (await zones.listZones()).find((z) => z.name === wanted)?.state);
+  const byName = op(`state by name`, STATE_SAMPLES, () => zones.zoneState(wanted));
+  for (const o of [byList, byName]) await warmUp(o, 5);
+  for (let r = 0; r < ROUNDS; r++) for (const o of [byList, byName]) await sample(o, Math.ceil(o.n / ROUNDS));
+  const [listP50, nameP50] = [pct(byList.samples, 50), pct(byName.samples, 50)];
+  process.stdout.write(
+    `\none zone's state with ${INDEX_ZONES} zones configured: via the list p50 ${listP50.toFixed(1)} µs, by name (zoneState) p50 ${nameP50.toFixed(1)} µs, `
+      + `${(listP50 / nameP50).toFixed(1)}x (${byName.samples.length} samples each)\n`,
   );
 } finally {
   rmSync(state, { recursive: true, force: true });

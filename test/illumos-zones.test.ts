@@ -98,8 +98,9 @@ async function until(what: string, check: () => boolean, ms = 5000): Promise<voi
   }
 }
 
+/** A zone's state read by name (zoneState, one zone), as the agent's Host reads it. */
 async function stateOf(name: string): Promise<string | undefined> {
-  return (await zones.getZone(name))?.state;
+  return zones.zoneState(name);
 }
 
 /** Runs a CommonJS script in a fresh node process (a "restarted agent"), returning its JSON output. */
@@ -176,6 +177,22 @@ describe('zone configuration (libzonecfg)', () => {
       expect(await rejection(p)).toMatchObject({ code: 'Z_NO_ZONE', message: 'No such zone configured' });
     }
     expect(await zones.getZone('oxz_missing')).toBeUndefined();
+    expect(await zones.zoneState('oxz_missing')).toBeUndefined();
+    expect(await addon.zoneState('oxz_missing')).toBeNull();
+  });
+
+  it('reads one zone\'s state by name as the list has it, the global zone running', async () => {
+    expect(await addon.zoneState('global')).toBe('running');
+    await zones.configureZone(small('oxz_by_name'));
+    await zones.configureZone(small('oxz_other'));
+    expect(await addon.zoneState('oxz_by_name')).toBe('configured');
+    await zones.installZone('oxz_by_name', [image]);
+    expect(await addon.zoneState('oxz_by_name')).toBe('installed');
+    expect(await addon.zoneState('oxz_other')).toBe('configured');
+    for (const z of await zones.listZones({ includeGlobal: true })) expect(await addon.zoneState(z.name), z.name).toBe(z.state);
+    await zones.uninstallZone('oxz_by_name');
+    await zones.deleteZone('oxz_by_name');
+    expect(await addon.zoneState('oxz_by_name')).toBeNull();
   });
 
   it('deletes a configured zone, refuses an installed one without force', async () => {
@@ -231,6 +248,7 @@ describe('zone configuration (libzonecfg)', () => {
     });
     expect(await rejection(addon.zoneConfig('../../../etc/passwd'))).toMatchObject({ code: 'Z_NO_ZONE' });
     expect(await rejection(addon.zoneDelete('../x', true))).toMatchObject({ code: 'Z_NO_ZONE' });
+    expect(await addon.zoneState('../../../etc/passwd')).toBeNull();
     expect(await zones.listZones()).toEqual([]);
   });
 
@@ -248,6 +266,8 @@ describe('zone configuration (libzonecfg)', () => {
       ['option not a string', () => addon.zoneConfigure({ ...small('x'), fs: [{ special: '/a', dir: '/b', type: 'lofs', options: [1] }] } as never)],
       ['zoneConfig name', () => addon.zoneConfig(7 as never)],
       ['zoneDelete force', () => addon.zoneDelete('x', 'yes' as never)],
+      ['zoneState name', () => addon.zoneState(7 as never)],
+      ['zoneState no name', () => (addon.zoneState as (...a: unknown[]) => unknown)()],
     ];
     const thrown = (call: () => unknown): unknown => {
       try {
@@ -267,6 +287,7 @@ describe('zone configuration (libzonecfg)', () => {
       () => addon.zoneConfigure({ ...small('x'), nets: [{ physical: 'a\0' }] }),
       () => addon.zoneConfig('a\0b'),
       () => addon.zoneDelete('a\0b'),
+      () => addon.zoneState('a\0b'),
     ]) {
       const err = thrown(call);
       expect(err).toBeInstanceOf(TypeError);
@@ -300,6 +321,7 @@ describe('zone names are checked before anything runs', () => {
         () => z.configureZone({ ...small('x'), name: name as string }),
         () => z.getZoneConfig(name as string),
         () => z.getZone(name as string),
+        () => z.zoneState(name as string),
         () => z.deleteZone(name as string, { force: true }),
         () => z.installZone(name as string, [image]),
         () => z.bootZone(name as string),
@@ -333,6 +355,7 @@ describe('zone lifecycle through zoneadm and zlogin', () => {
 
     await zones.bootZone(name);
     expect(await stateOf(name)).toBe('running');
+    expect((await zones.getZone(name))?.state).toBe('running');
     const [boot] = events(name).map((e) => e.split(' ')[0]);
     expect(events(name)).toEqual([
       `${boot} uninitialized->initialized`,

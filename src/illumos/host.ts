@@ -413,9 +413,9 @@ export class IllumosHost implements Host {
       async delete(name: string): Promise<void> {
         // As `zonecfg delete -F` (omicron's call): the CLI refuses a zone that is installed or
         // above, and passes force to zonecfg_destroy so that an incomplete one goes too.
-        const zone = await zones.getZone(name);
-        if (zone !== undefined && zone.state !== 'configured' && zone.state !== 'incomplete') {
-          throw hostError('Z_BAD_ZONE_STATE', `zone ${name} is ${zone.state}: only a configured or incomplete zone may be deleted`);
+        const state = await zones.zoneState(name);
+        if (state !== undefined && state !== 'configured' && state !== 'incomplete') {
+          throw hostError('Z_BAD_ZONE_STATE', `zone ${name} is ${state}: only a configured or incomplete zone may be deleted`);
         }
         await zones.deleteZone(name, { force: true });
       },
@@ -431,8 +431,8 @@ export class IllumosHost implements Host {
         return out;
       },
       async state(name: string): Promise<ZoneState | null> {
-        const zone = await zones.getZone(name);
-        return zone === undefined || zone.state === 'unknown' ? null : zone.state;
+        const state = await zones.zoneState(name);
+        return state === undefined || state === 'unknown' ? null : state;
       },
       async exec(zone: string, argv: readonly string[], options: { timeoutMs?: number } = {}): Promise<ExecResult> {
         const { stdout, stderr } = zone === GLOBAL_ZONE ? await zones.global(argv, options) : await zones.zlogin(zone, argv, options);
@@ -483,10 +483,10 @@ export class IllumosHost implements Host {
 
   /** Resolves once the zone runs: at once if it does, else on its "running" event (the scope's subscription predates the check). */
   async #untilRunning(scope: WaitScope): Promise<void> {
-    const zone = await scope.race(this.zoneTool.getZone(scope.zone));
-    if (zone === undefined) throw hostError('ZONE_GONE', `zone ${scope.zone} does not exist`);
-    if (zone.state === 'running') return;
-    if (GOING.has(zone.state)) throw hostError('ZONE_GONE', `zone ${scope.zone} is ${zone.state}`);
+    const state = await scope.race(this.zoneTool.zoneState(scope.zone));
+    if (state === undefined) throw hostError('ZONE_GONE', `zone ${scope.zone} does not exist`);
+    if (state === 'running') return;
+    if (GOING.has(state)) throw hostError('ZONE_GONE', `zone ${scope.zone} is ${state}`);
     await scope.race(scope.running);
   }
 
@@ -509,10 +509,10 @@ export class IllumosHost implements Host {
   async #runningNow(zone: string, options: WaitOptions): Promise<void> {
     if (this.#closing !== null) throw hostError('ECLOSED', 'the host was closed');
     if (options.signal?.aborted) throw abortError(options.signal.reason);
-    const found = await this.zoneTool.getZone(zone);
-    if (found === undefined) throw hostError('ZONE_GONE', `zone ${zone} does not exist`);
-    if (GOING.has(found.state)) throw hostError('ZONE_GONE', `zone ${zone} is ${found.state}`);
-    if (found.state !== 'running') throw hostError('ETIMEDOUT', `zone ${zone} is ${found.state}, not running (checked once: a zero deadline)`);
+    const state = await this.zoneTool.zoneState(zone);
+    if (state === undefined) throw hostError('ZONE_GONE', `zone ${zone} does not exist`);
+    if (GOING.has(state)) throw hostError('ZONE_GONE', `zone ${zone} is ${state}`);
+    if (state !== 'running') throw hostError('ETIMEDOUT', `zone ${zone} is ${state}, not running (checked once: a zero deadline)`);
   }
 
   /**

@@ -141,6 +141,12 @@ export class Zones {
     return (await this.#native.zoneList()).find((z) => z.name === name);
   }
 
+  /** One zone's state, or undefined if there is no such zone: that zone alone is read, not the list. */
+  async zoneState(name: string): Promise<ZoneState | undefined> {
+    validateZoneName(name);
+    return (await this.#native.zoneState(name)) ?? undefined;
+  }
+
   /** Deletes a configuration: refused (Z_BAD_ZONE_STATE) while the zone is installed, unless force, or active. */
   async deleteZone(name: string, options: { force?: boolean } = {}): Promise<void> {
     validateZoneName(name);
@@ -274,15 +280,15 @@ export class RunningZone implements AsyncDisposable {
   }
 
   async #takeDown(): Promise<void> {
-    let zone = await this.zones.getZone(this.name);
-    if (zone !== undefined && ACTIVE.has(zone.state)) {
+    let state = await this.zones.zoneState(this.name);
+    if (state !== undefined && ACTIVE.has(state)) {
       await this.zones.haltZone(this.name);
-      zone = await this.zones.getZone(this.name);
+      state = await this.zones.zoneState(this.name);
     }
-    if (zone !== undefined && (zone.state === 'installed' || zone.state === 'incomplete')) {
+    if (state === 'installed' || state === 'incomplete') {
       await this.zones.uninstallZone(this.name);
-      zone = await this.zones.getZone(this.name);
+      state = await this.zones.zoneState(this.name);
     }
-    if (zone !== undefined) await this.zones.deleteZone(this.name, { force: true });
+    if (state !== undefined) await this.zones.deleteZone(this.name, { force: true });
   }
 }

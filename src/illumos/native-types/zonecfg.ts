@@ -94,6 +94,12 @@ export interface ZonecfgNative {
   /** Every zone in the index, with its state. */
   zoneList(): Promise<NativeZoneListEntry[]>;
   /**
+   * zone_get_state(name) for one zone (the kernel's view if it exists there, else the index's);
+   * null if there is no such zone. Reads that zone alone, where zoneList reads each zone's
+   * configuration for its brand.
+   */
+  zoneState(name: string): Promise<ZoneState | null>;
+  /**
    * zonecfg_destroy(name, force): Z_NO_ZONE if unknown; Z_BAD_ZONE_STATE if the zone is above
    * installed, or above configured without `force`.
    */
