@@ -63,6 +63,31 @@ describe('RemoteSimHost', () => {
     rmSync(stateDir, { recursive: true, force: true });
   });
 
+  it('the process runs only the Host interfaces\' methods, whatever a call names', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
+    const host = await proc.open({ stateDir, logLevel: 'silent' });
+    try {
+      const refused: Array<[string, string, RegExp]> = [
+        ['zones', 'toString', /no host method zones\.toString/],
+        ['zones', 'constructor', /no host method zones\.constructor/],
+        ['links', '__proto__', /no host method links\.__proto__/],
+        ['events', 'subscribe', /no host method events\.subscribe/],
+        // The host's own close is the parent's to decide (close()), not a call's.
+        ['host', 'close', /no host method host\.close/],
+        ['kernel', 'list', /no host part kernel/],
+      ];
+      for (const [part, method, message] of refused) {
+        await expect(proc.call(part as never, method, []), `${part}.${method}`).rejects.toThrow(message);
+      }
+      await expect((host.zones as unknown as { toString(): Promise<unknown> }).toString()).rejects.toThrow(/no host method zones\.toString/);
+      // Still open and answering.
+      await expect(host.zones.list()).resolves.toEqual([]);
+    } finally {
+      await host.close();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('a wait aborted here rejects with ABORT_ERR at once and is cancelled in the process', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
     const host = await proc.open({ stateDir, logLevel: 'silent' });

@@ -8,14 +8,10 @@ import type { Host } from '../host/index.js';
 import { createLogger, effectiveLevel } from '../logger.js';
 import { serveParent } from './child-channel.js';
 import { SimHost } from './host.js';
-import type { HostPart, WireSimHostOptions, WireZoneEvent } from './host-process.js';
-
-const PARTS: readonly HostPart[] = ['links', 'zones', 'datasets', 'network', 'events', 'host'];
+import { PART_METHODS, type HostPart, type WireSimHostOptions, type WireZoneEvent } from './host-process.js';
 
 let host: SimHost | null = null;
 
-/** The host's own methods a call may name: reachable, and the boot benchmark's hooks. */
-const HOST_METHODS = new Set(['reachable', 'modelled', 'prestartPropolis']);
 
 /** bigints as strings: pools' sizes and drawn latencies' `at` are the results with any (events are converted where they are sent). */
 function resultToWire(part: HostPart, method: string, value: unknown): unknown {
@@ -39,12 +35,10 @@ async function open(options: WireSimHostOptions): Promise<void> {
 /** `signal`: a wait's, which the parent aborts when its own signal does. */
 async function call(part: HostPart, method: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
   if (host === null) throw new Error('the simulated host is not open');
-  if (!PARTS.includes(part)) throw new Error(`no host part ${String(part)}`);
+  if (!Object.hasOwn(PART_METHODS, part)) throw new Error(`no host part ${String(part)}`);
   const target = (part === 'host' ? host : host[part as Exclude<HostPart, 'host'>]) as unknown as Record<string, unknown>;
   const fn = target[method];
-  if (typeof fn !== 'function' || method === 'subscribe' || method === 'constructor' || (part === 'host' && !HOST_METHODS.has(method))) {
-    throw new Error(`no host method ${part}.${method}`);
-  }
+  if (!PART_METHODS[part].has(method) || typeof fn !== 'function') throw new Error(`no host method ${part}.${method}`);
   if (signal !== undefined) {
     const last = args.length - 1;
     args[last] = { ...(args[last] as object), signal };

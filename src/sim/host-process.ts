@@ -41,6 +41,26 @@ export type WireSimHostOptions = Omit<SimHostOptions, 'logger' | 'pools'> & {
 /** The parts of a Host a call can go to; `host` is the host itself (reachable). */
 export type HostPart = 'links' | 'zones' | 'datasets' | 'network' | 'events' | 'host';
 
+/**
+ * The methods a call may name, per part: every method of the Host interfaces (the compiler
+ * checks the lists are exactly those), the host's own reachable and the boot benchmark's hooks.
+ * subscribe is not a call: events come back on their own.
+ */
+const methods = <T>(all: Record<T extends object ? Exclude<keyof T, symbol> : never, true>): ReadonlySet<string> => new Set(Object.keys(all));
+export const PART_METHODS: Readonly<Record<HostPart, ReadonlySet<string>>> = {
+  links: methods<HostLinks>({ createVnic: true, deleteVnic: true, listVnics: true, linkExists: true, setZone: true }),
+  zones: methods<HostZones>({
+    configure: true, config: true, install: true, clone: true, boot: true, halt: true, uninstall: true, delete: true, list: true, state: true, exec: true,
+  }),
+  datasets: methods<HostDatasets>({ create: true, get: true, set: true, exists: true, listChildren: true, destroy: true, listPools: true }),
+  network: methods<HostNetwork>({
+    available: true, setUnderlay: true, createPort: true, deletePort: true, listPorts: true, addRouterEntry: true, delRouterEntry: true,
+    setFirewallRules: true, setExternalIps: true, setV2P: true, clearV2P: true, dumpV2P: true, trace: true,
+  }),
+  events: methods<Omit<HostEvents, 'subscribe'>>({ waitForZoneRunning: true, waitForService: true }),
+  host: new Set(['reachable', 'modelled', 'prestartPropolis']),
+};
+
 /** A zone event as the child sends it. */
 export type WireZoneEvent = Omit<ZoneStateEvent, 'when'> & { when: string };
 
