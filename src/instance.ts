@@ -132,6 +132,14 @@ export class Instance {
   #startEnded: (() => void) | null = null;
   /** The zone was taken from the pool for this start and its health not checked yet (not persisted: adoption repairs). */
   #poolZoneUnchecked = false;
+  /**
+   * Names this process chose for the next provisioning and nothing has used yet, so it need not
+   * ask the host whether they exist: no zone has a new UUID's name, and VnicNames skips every
+   * link and port name found at start-up (one made since by someone else fails the create,
+   * rather than being taken over). `zone`: the zone and its control VNIC; `links`: the guest
+   * VNICs and their ports. Cleared as a provisioning begins (a retry asks again).
+   */
+  #unusedNames = { zone: false, links: false };
 
   #endStart(): void {
     this.#startEnded?.();
@@ -284,7 +292,10 @@ export class Instance {
    */
   #nameLinks(): void {
     if (this.record.zone !== null) return;
-    if (this.record.guest_vnics.length === 0) this.record.guest_vnics = this.record.hardware.nics.map(() => this.ctx.vnics.guest());
+    if (this.record.guest_vnics.length === 0) {
+      this.record.guest_vnics = this.record.hardware.nics.map(() => this.ctx.vnics.guest());
+      this.#unusedNames.links = true;
+    }
     if (!this.#takeFromPool()) this.#nameZone();
   }
 
@@ -293,6 +304,7 @@ export class Instance {
     this.record.zone = newPropolisZoneName();
     this.record.control_vnic = this.ctx.vnics.control('Instance');
     this.record.pooled = false;
+    this.#unusedNames.zone = true;
     this.log = this.#logger();
   }
 
@@ -534,6 +546,8 @@ export class Instance {
       if (this.record.zone === null) await this.#chooseZone();
       // Taken from the pool for this start and healthy: its Propolis listens, it has no address yet.
       const warm = await this.#checkPoolZone(phase);
+      const unused = this.#unusedNames;
+      this.#unusedNames = { zone: false, links: false };
       abort.signal.throwIfAborted();
       const zone = this.record.zone as string;
       const control = this.record.control_vnic as string;
@@ -548,9 +562,9 @@ export class Instance {
       // Each guest NIC's port, route, rules and external IPs, then the VNIC over it.
       const links = async () => {
         if (nics.length > 0) phase('ports');
-        await ctx.ports.ensurePorts(this.id, nics, this.record.hardware, this.record.hardware.firewall_rules ?? [], run);
+        await ctx.ports.ensurePorts(this.id, nics, this.record.hardware, this.record.hardware.firewall_rules ?? [], run, unused.links);
         abort.signal.throwIfAborted();
-        await ensureGuestVnics(host, guests, phase);
+        await ensureGuestVnics(host, guests, phase, unused.links);
       };
       const spec: OwnedZoneSpec = {
         name: zone,
@@ -562,11 +576,14 @@ export class Instance {
         devices: PROPOLIS_DEVICES,
         // A pool zone was configured without them: they are given to it running (handover).
         guestNics: this.record.pooled ? [] : guests,
+        unused: unused.zone,
       };
-      // Made while the zone is configured and installed; only the boot needs them.
-      const booted = serial
-        ? await links().then(() => ensureZoneRunning(host, spec, wait, phase))
-        : await ensureZoneRunning(host, spec, wait, phase, links());
+      // Made while the zone is configured and installed; only the boot needs them. A checked
+      // pool zone runs with its milestone online (what ensureZoneRunning would ask again).
+      let booted = false;
+      if (warm) await links();
+      else if (serial) booted = await links().then(() => ensureZoneRunning(host, spec, wait, phase));
+      else booted = await ensureZoneRunning(host, spec, wait, phase, links());
       abort.signal.throwIfAborted();
 
       const handover = async () => {

@@ -100,10 +100,12 @@ export class PortManager {
    * port (with the external IPs, on the primary NIC only), then its subnet route, then the rules.
    * The NICs' ports are independent, so they are made at once. `rules`: the instance's firewall
    * rules as Nexus sent them, which are its VPCs' current ones when `fresh` (a request); after a
-   * restart the VPC's rules as last recorded win (a rules PUT may have come since).
+   * restart the VPC's rules as last recorded win (a rules PUT may have come since). `unused`: the
+   * ports' names are new to the host (see Instance), so it is not asked which ports it has
+   * (on illumos an `opteadm list-ports` of every port on the sled).
    */
   async ensurePorts(instance: string, nics: ReadonlyArray<{ port: string; nic: GuestNic; primary: boolean }>,
-    external: InstanceExternal, rules: readonly WireFirewallRule[], fresh: boolean): Promise<void> {
+    external: InstanceExternal, rules: readonly WireFirewallRule[], fresh: boolean, unused = false): Promise<void> {
     if (nics.length === 0) return;
     const status = await this.network.available();
     if (!status.available) {
@@ -126,7 +128,7 @@ export class PortManager {
       }
     }
     if (changed) await this.ledger.commit();
-    const present = new Set((await this.network.listPorts()).map((p) => p.name));
+    const present = new Set(unused ? [] : (await this.network.listPorts()).map((p) => p.name));
     await Promise.all(nics.map(async ({ port, nic, primary }) => {
       this.#live.set(port, { instance, vni: nic.vni, mac: nic.mac });
       const spec: PortSpec = {

@@ -294,7 +294,7 @@ export class WarmPool {
       }
       // Named in the ledger before anything is made, so a kill leaves nothing unclaimed.
       await this.#ctx.commit();
-      await Promise.all(names.map((name) => this.#warm(name)));
+      await Promise.all(names.map((name) => this.#warm(name, true)));
     })().catch((err: unknown) => this.#log.error({ err }, 'warm pool refill failed')).finally(() => {
       this.#refilling = null;
       // Zones that failed to warm were removed: try again, unless starting is what fails.
@@ -307,8 +307,12 @@ export class WarmPool {
     return { readiness: settings.readiness, timeoutMs: settings.readyTimeoutMs, signal: this.#abort.signal, log: this.#log };
   }
 
-  /** Brings a recorded zone to ready: running, link-local address, Propolis online. */
-  async #warm(name: string): Promise<void> {
+  /**
+   * Brings a recorded zone to ready: running, link-local address, Propolis online. `unused`: its
+   * names were just made up by the refill, so the host is not asked whether the zone or its
+   * control VNIC exist (see OwnedZoneSpec.unused).
+   */
+  async #warm(name: string, unused = false): Promise<void> {
     const { host, settings, table } = this.#ctx;
     const record = table.zones[name];
     if (record === undefined) return;
@@ -317,7 +321,7 @@ export class WarmPool {
     const wait = this.#wait();
     const spec: OwnedZoneSpec = {
       name, image: zoneImage(PROPOLIS_BRAND_SERVICE), cloneFrom: this.template(), controlVnic: record.control_vnic,
-      controlLink: settings.controlLink, zoneRoot: settings.zoneRoot, devices: PROPOLIS_DEVICES,
+      controlLink: settings.controlLink, zoneRoot: settings.zoneRoot, devices: PROPOLIS_DEVICES, unused,
     };
     try {
       await ensureZoneRunning(host, spec, wait, (phase) => this.#log.debug({ zone: name, phase }, 'warming a pool zone'));

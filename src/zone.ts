@@ -146,6 +146,11 @@ export interface OwnedZoneSpec {
    * configuration before the control VNIC (as the original orders them).
    */
   guestNics?: Array<{ name: string; mac: string; port: string }>;
+  /**
+   * The zone's and the control VNIC's names were chosen by this process for this attempt and
+   * nothing has used them: neither exists, so ensureZoneInstalled does not ask.
+   */
+  unused?: boolean;
 }
 
 export type Phase = 'pool' | 'ports' | 'vnic' | 'configure' | 'install' | 'clone' | 'boot' | 'zone_running' | 'network'
@@ -164,11 +169,13 @@ export async function allDone<T extends readonly unknown[]>(steps: T): Promise<{
   return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
 }
 
-/** Each guest NIC's VNIC over its port, unless it exists already. */
-export async function ensureGuestVnics(host: Host, guests: NonNullable<OwnedZoneSpec['guestNics']>, onPhase: PhaseHook = () => {}): Promise<void> {
+/** Each guest NIC's VNIC over its port, unless it exists already (`unused`: their names are new, none does). */
+export async function ensureGuestVnics(
+  host: Host, guests: NonNullable<OwnedZoneSpec['guestNics']>, onPhase: PhaseHook = () => {}, unused = false,
+): Promise<void> {
   if (guests.length === 0) return;
   const missing: typeof guests = [];
-  for (const guest of guests) if (!(await host.links.linkExists(guest.name))) missing.push(guest);
+  for (const guest of guests) if (unused || !(await host.links.linkExists(guest.name))) missing.push(guest);
   if (missing.length > 0) onPhase('vnic');
   for (const guest of missing) await host.links.createVnic({ name: guest.name, link: guest.port, mac: guest.mac });
 }
@@ -223,11 +230,11 @@ export async function ensureZoneRunning(
  * (or cloned); resolves with the state the zone is in then: installed, ready or running.
  */
 export async function ensureZoneInstalled(host: Host, spec: OwnedZoneSpec, wait: ReadinessOptions, onPhase: PhaseHook): Promise<ZoneInfo['state']> {
-  if (spec.controlVnic !== null && !(await host.links.linkExists(spec.controlVnic))) {
+  if (spec.controlVnic !== null && (spec.unused === true || !(await host.links.linkExists(spec.controlVnic)))) {
     onPhase('vnic');
     await host.links.createVnic({ name: spec.controlVnic, link: spec.controlLink });
   }
-  let state = await host.zones.state(spec.name);
+  let state = spec.unused === true ? null : await host.zones.state(spec.name);
   if (state === 'shutting_down' || state === 'down') state = await waitForHalt(host, spec.name, wait);
   if (state === 'mounted') {
     throw hostError('Z_BAD_ZONE_STATE', `zone ${spec.name} is mounted (zoneadm mount); unmount it (zoneadm -z ${spec.name} unmount) so it can be booted`);

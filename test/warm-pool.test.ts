@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Host } from '../src/host/index.js';
+import { observeHost, type HostCall } from '../src/host/observe.js';
 import { ipadmCreateStatic } from '../src/host/commands.js';
 import { GLOBAL_ZONE, isHostError } from '../src/host/index.js';
 import { readLedgerFile } from '../src/ledger.js';
@@ -265,5 +266,43 @@ describe('cold path', () => {
     await nexusSees(t.nexus, installed, 'running');
     expect(phases.get(installed)).toContain('install');
     expect(phases.get(installed)).not.toContain('clone');
+  });
+
+  it('asks the host nothing about the names a start or a refill just made up; a restart asks about each', async () => {
+    const calls: HostCall[] = [];
+    const options = pooled({ warm_pool: 1 }, { wrapHost: (sim) => observeHost(sim, (call) => calls.push(call)) });
+    t = await startTestAgent(options);
+    await t.running.agent.pool.ready();
+    const asked = (op: string) => calls.filter((c) => c.op === op).map((c) => c.args[0] as string);
+    // The refill named the pool zone and its control VNIC itself.
+    const [poolZone] = Object.values(ledger(t).pool.zones);
+    expect(asked('zones.state')).not.toContain(poolZone!.name);
+    expect(asked('links.linkExists')).not.toContain(poolZone!.control_vnic);
+    expect(calls.filter((c) => c.op === 'links.createVnic').map((c) => (c.args[0] as { name: string }).name)).toContain(poolZone!.control_vnic);
+
+    // Two starts: one takes the pool zone, one has a zone cloned for it; each has a guest NIC.
+    // (Start-up lists every zone, VNIC and port, to find what it owns: not counted from here.)
+    calls.length = 0;
+    const [warm, cold] = [await runInstance(t, [NIC]), await runInstance(t, [{ ...NIC, ip: '172.16.0.6', mac: 'a8:40:25:f0:00:02' }])];
+    expect(warm.zone).toBe(poolZone!.name);
+    const records = ledger(t).instances;
+    const names = [warm, cold].flatMap(({ id }) => [records[id].zone, records[id].control_vnic, ...records[id].guest_vnics]);
+    expect(names).toHaveLength(6);
+    expect(asked('links.linkExists').filter((n) => names.includes(n))).toEqual([]);
+    expect(asked('zones.state')).not.toContain(cold.zone);
+    expect(calls.some((c) => c.op === 'network.listPorts')).toBe(false);
+    // The taken pool zone is not the start's own making: its health is asked.
+    expect(asked('zones.state')).toContain(warm.zone);
+
+    // After a restart nothing is new: adopting each instance asks about its zone, VNICs and ports.
+    await t.stop();
+    calls.length = 0;
+    t = await startTestAgent({ ...options, dir: t.dir, nexus: t.nexus });
+    await t.running.agent.instances.idle();
+    for (const { zone } of [warm, cold]) expect(asked('zones.state')).toContain(zone);
+    for (const vnic of [records[warm.id].guest_vnics[0], records[cold.id].guest_vnics[0], records[cold.id].control_vnic]) {
+      expect(asked('links.linkExists')).toContain(vnic);
+    }
+    expect(calls.some((c) => c.op === 'network.listPorts')).toBe(true);
   });
 });
