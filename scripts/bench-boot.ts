@@ -634,6 +634,8 @@ interface InstanceResult {
   inHostOverheadMs: number | null;
   /** Of the overhead: outside host calls and the VM's boot (the agent: HTTP, ledger, Propolis and Nexus calls). */
   outsideHostOverheadMs: number | null;
+  /** Its HTTP floor in the run's replay (set by floorReplay), ms; null without one. */
+  floorMs?: number | null;
   /** Critical-path segments: phase starts sorted by time, each lasting until the next. */
   segments: Partial<Record<Segment, number>>;
   modelledBySegment: Partial<Record<Segment, number>> | null;
@@ -889,6 +891,7 @@ async function floorReplay(run: RunResult, driver: Driver, propolisServers: Floo
   // As the run sent them: N at once, or (N = 1) one after another.
   const { floors, problems } = await transportFloor(driver, propolisServers, latencies, deadlineMs, run.n === 1 ? specs.map((spec) => [spec]) : [specs]);
   const flat = floors.flat();
+  done.forEach((i, k) => { i.floorMs = flat[k] ?? null; });
   const pairs = done.map((i, k) => ({ overhead: i.overheadMs!, outside: i.outsideHostOverheadMs, floor: flat[k] ?? null }))
     .filter((p): p is { overhead: number; outside: number | null; floor: number } => p.floor !== null);
   return {
