@@ -26,7 +26,7 @@ import type { Static } from 'typebox';
 import { PropolisClient, PropolisError, type InstanceEnsureRequest, type InstanceProperties } from './propolis-client.js';
 import {
   allDone, ensureAddress, ensureGuestVnics, ensurePropolisService, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES,
-  propolisFmri, ready, removeZone, sleep, waitForOnline, type OwnedZoneSpec,
+  propolisFmri, propolisProfile, ready, removeZone, sleep, waitForOnline, type OwnedZoneSpec,
   type Phase, type Readiness, type VnicNames,
 } from './zone.js';
 import { instanceBundle, type ZoneBundles } from './zone-bundle.js';
@@ -577,13 +577,15 @@ export class Instance {
         // A pool zone was configured without them: they are given to it running (handover).
         guestNics: this.record.pooled ? [] : guests,
         unused: unused.zone,
+        // The original configured Propolis over zlogin, one command after another.
+        ...(serial ? {} : { profile: propolisProfile(zone, settings.propolisPort) }),
       };
       // Made while the zone is configured and installed; only the boot needs them. A checked
       // pool zone runs with its milestone online (what ensureZoneRunning would ask again).
-      let booted = false;
+      let made = { booted: false, profiled: false };
       if (warm) await links();
-      else if (serial) booted = await links().then(() => ensureZoneRunning(host, spec, wait, phase));
-      else booted = await ensureZoneRunning(host, spec, wait, phase, links());
+      else if (serial) made = await links().then(() => ensureZoneRunning(host, spec, wait, phase));
+      else made = await ensureZoneRunning(host, spec, wait, phase, links());
       abort.signal.throwIfAborted();
 
       const handover = async () => {
@@ -593,13 +595,13 @@ export class Instance {
       };
       const address = async () => {
         phase('address');
-        await ensureAddress(host, zone, control, `${addr.host}/64`, { fresh: booted || warm, linkLocal: !warm });
+        await ensureAddress(host, zone, control, `${addr.host}/64`, { fresh: made.booted || warm, linkLocal: !warm });
       };
       // Propolis binds the wildcard (src/warm-pool.ts says why), so it need not wait for the address.
       const service = async () => {
         if (warm) return;
         phase('service');
-        await ensurePropolisService(host, zone, settings.propolisPort);
+        if (!made.profiled) await ensurePropolisService(host, zone, settings.propolisPort);
         await waitForOnline(host, zone, fmri, wait);
       };
       if (serial) {

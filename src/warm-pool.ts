@@ -26,7 +26,7 @@ import { hostError, type Host } from './host/index.js';
 import { NETWORK_MILESTONE, zoneImage } from './host/commands.js';
 import {
   ensureLinkLocal, ensurePropolisService, ensureZoneInstalled, ensureZoneRunning, newPropolisZoneName, PROPOLIS_BRAND_SERVICE, PROPOLIS_DEVICES,
-  propolisFmri, removeZone, TEMPLATE_ZONE, waitForOnline, type OwnedZoneSpec, type Readiness, type ReadinessOptions, type VnicNames,
+  propolisFmri, propolisProfile, removeZone, TEMPLATE_ZONE, waitForOnline, type OwnedZoneSpec, type Readiness, type ReadinessOptions, type VnicNames,
 } from './zone.js';
 
 /** One pool zone in the ledger: named (zone and control VNIC) before anything is made. */
@@ -322,11 +322,12 @@ export class WarmPool {
     const spec: OwnedZoneSpec = {
       name, image: zoneImage(PROPOLIS_BRAND_SERVICE), cloneFrom: this.template(), controlVnic: record.control_vnic,
       controlLink: settings.controlLink, zoneRoot: settings.zoneRoot, devices: PROPOLIS_DEVICES, unused,
+      profile: propolisProfile(name, settings.propolisPort),
     };
     try {
-      await ensureZoneRunning(host, spec, wait, (phase) => this.#log.debug({ zone: name, phase }, 'warming a pool zone'));
+      const { profiled } = await ensureZoneRunning(host, spec, wait, (phase) => this.#log.debug({ zone: name, phase }, 'warming a pool zone'));
       await ensureLinkLocal(host, name, record.control_vnic);
-      await ensurePropolisService(host, name, settings.propolisPort);
+      if (!profiled) await ensurePropolisService(host, name, settings.propolisPort);
       const fmri = propolisFmri(name);
       await waitForOnline(host, name, fmri, wait);
       if (this.#status.get(name) !== 'warming') return; // replaced or closed meanwhile

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { formatSocketAddr } from './common/address.js';
 import type { Logger } from 'pino';
-import type { Host, SmfState, ZoneInfo } from './host/index.js';
+import type { Host, SmfProfileInstance, SmfState, ZoneInfo } from './host/index.js';
 import { hostError, isHostError } from './host/index.js';
 import {
   ADDROBJ_STATIC6, PROPOLIS_SERVICE, svcadmEnable, svccfgAddInstance, svccfgAddPg, svccfgRefresh, svccfgSetProp, ipadmCreateLinkLocal, ipadmCreateStatic, ipadmDeleteAddr, ipadmShowAddr, NETWORK_MILESTONE,
@@ -151,6 +151,11 @@ export interface OwnedZoneSpec {
    * nothing has used them: neither exists, so ensureZoneInstalled does not ask.
    */
   unused?: boolean;
+  /**
+   * The zone's SMF site profile, written before a boot this call makes (not to a zone found
+   * booting or running), so SMF configures and starts those services with no command in the zone.
+   */
+  profile?: readonly SmfProfileInstance[];
 }
 
 export type Phase = 'pool' | 'ports' | 'vnic' | 'configure' | 'install' | 'clone' | 'boot' | 'zone_running' | 'network'
@@ -203,7 +208,7 @@ export async function ensureGuestVnics(
  * waits for the other, so nothing is still being made when the caller cleans up.
  *
  * Returns when the zone's network milestone is online, with whether it booted the zone (a fresh
- * boot has no addresses yet).
+ * boot has no addresses yet) and whether that boot applied spec.profile (written by this call).
  */
 export async function ensureZoneRunning(
   host: Host,
@@ -211,10 +216,15 @@ export async function ensureZoneRunning(
   wait: ReadinessOptions,
   onPhase: PhaseHook = () => {},
   beforeBoot: Promise<void> = Promise.resolve(),
-): Promise<boolean> {
+): Promise<{ booted: boolean; profiled: boolean }> {
   const [state] = await allDone([ensureZoneInstalled(host, spec, wait, onPhase), beforeBoot] as const);
-  const booting = state === 'installed' || state === 'ready';
+  const booted = state === 'installed' || state === 'ready';
+  let profiled = false;
   if (state === 'installed') {
+    if (spec.profile !== undefined) {
+      await host.zones.setProfile(spec.name, spec.profile);
+      profiled = true;
+    }
     onPhase('boot');
     await host.zones.boot(spec.name);
   }
@@ -222,7 +232,7 @@ export async function ensureZoneRunning(
   await ready(wait, (o) => host.events.waitForZoneRunning(spec.name, o));
   onPhase('network');
   await ready(wait, (o) => host.events.waitForService(spec.name, NETWORK_MILESTONE, ['online'], o));
-  return booting;
+  return { booted, profiled };
 }
 
 /**
@@ -357,9 +367,20 @@ export async function ensureLinkLocal(host: Host, zone: string, vnic: string): P
 }
 
 /**
+ * A Propolis zone's site profile: its propolis-server instance, listening on the zone's wildcard
+ * (src/warm-pool.ts says why that is safe), enabled; SMF starts it once the zone's network is up.
+ * What ensurePropolisService does over zlogin, with no command in the zone.
+ */
+export function propolisProfile(zone: string, port: number): SmfProfileInstance[] {
+  return [{ fmri: propolisFmri(zone), enabled: true, properties: { 'config/server_addr': formatSocketAddr({ host: '::', port }) } }];
+}
+
+/**
  * A Propolis zone's propolis-server instance, configured to listen on the zone's wildcard
- * (src/warm-pool.ts says why that is safe) and enabled. `svccfg add` and `addpg` are not
- * idempotent, and after a restart they may have been done: their refusal is taken as done.
+ * (src/warm-pool.ts says why that is safe) and enabled, over zlogin: for a zone whose boot did
+ * not apply propolisProfile (one found booting or running, or with steps = "serial", the
+ * original's way). `svccfg add` and `addpg` are not idempotent, and after a restart they may have
+ * been done: their refusal is taken as done.
  */
 export async function ensurePropolisService(host: Host, zone: string, port: number): Promise<void> {
   const fmri = propolisFmri(zone);

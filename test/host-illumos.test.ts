@@ -67,8 +67,8 @@ async function openHost(extra: Partial<IllumosHostOptions> = {}) {
 }
 
 hostSuite('illumos (fake)', async () => {
-  const { host, cleanup } = await openHost();
-  return { host, link: 'net0', pool: OXP, cleanup };
+  const { host, cleanup, state } = await openHost();
+  return { host, link: 'net0', pool: OXP, zoneRoot: join(state, 'zoneroot'), cleanup };
 });
 
 describe('illumosAvailable', () => {

@@ -279,6 +279,10 @@ describe('cold path', () => {
     expect(asked('zones.state')).not.toContain(poolZone!.name);
     expect(asked('links.linkExists')).not.toContain(poolZone!.control_vnic);
     expect(calls.filter((c) => c.op === 'links.createVnic').map((c) => (c.args[0] as { name: string }).name)).toContain(poolZone!.control_vnic);
+    // Its propolis-server came from the site profile written before its boot: no svccfg, no svcadm.
+    const run = (zone: string) => calls.filter((c) => c.op === 'zones.exec' && c.args[0] === zone).map((c) => (c.args[1] as string[])[0]);
+    expect(calls.some((c) => c.op === 'zones.setProfile' && c.args[0] === poolZone!.name)).toBe(true);
+    expect(run(poolZone!.name)).toEqual(['ipadm']);
 
     // Two starts: one takes the pool zone, one has a zone cloned for it; each has a guest NIC.
     // (Start-up lists every zone, VNIC and port, to find what it owns: not counted from here.)
@@ -291,6 +295,10 @@ describe('cold path', () => {
     expect(asked('links.linkExists').filter((n) => names.includes(n))).toEqual([]);
     expect(asked('zones.state')).not.toContain(cold.zone);
     expect(calls.some((c) => c.op === 'network.listPorts')).toBe(false);
+    // The cold zone's Propolis came from its site profile; ipadm for its addresses is all it ran.
+    expect(asked('zones.setProfile')).toEqual([cold.zone]);
+    expect(new Set(run(cold.zone))).toEqual(new Set(['ipadm']));
+    expect(new Set(run(warm.zone))).toEqual(new Set(['ipadm']));
     // The taken pool zone is not the start's own making: its health is asked.
     expect(asked('zones.state')).toContain(warm.zone);
 

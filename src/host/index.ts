@@ -83,6 +83,19 @@ export interface ZoneInfo {
   state: ZoneState;
 }
 
+/**
+ * One SMF instance in a zone's site profile: created if its service has none of that name, its
+ * properties set (each `pg/prop` an astring in a property group of type application), enabled
+ * or not. A profile is a list of them.
+ */
+export interface SmfProfileInstance {
+  /** `svc:/<service>:<instance>`. */
+  fmri: string;
+  enabled: boolean;
+  /** `pg/prop` -> value. */
+  properties: Record<string, string>;
+}
+
 export interface ExecResult {
   stdout: string;
   stderr: string;
@@ -104,6 +117,14 @@ export interface HostZones {
    * the agent is killed meanwhile, as with install.
    */
   clone(name: string, source: string): Promise<void>;
+  /**
+   * The zone's SMF site profile (`<zonepath>/root/var/svc/profile/site.xml`, which SMF applies as
+   * the zone boots, as omicron writes its zones'): so a service is configured and enabled with
+   * no command run in the zone. Replaces any profile written before. The zone must be installed
+   * and not in the kernel (Z_BAD_ZONE_STATE; Z_NO_ZONE if there is none): it takes effect at the
+   * next boot.
+   */
+  setProfile(name: string, profile: readonly SmfProfileInstance[]): Promise<void>;
   /** `zoneadm boot`: installed -> running. Resolves when zoneadm returns, not when services are up. */
   boot(name: string): Promise<void>;
   /** `zoneadm halt`: -> installed. */

@@ -28,6 +28,7 @@ import {
   type HostLinks,
   type HostZones,
   type PoolInfo,
+  type SmfProfileInstance,
   type SmfState,
   type VnicInfo,
   type VnicSpec,
@@ -56,6 +57,7 @@ import {
 } from './zfs.js';
 import { IllumosNetwork } from './opte.js';
 import { Zones } from './zones.js';
+import { siteProfileXml, writeSiteProfile } from './site-profile.js';
 
 // ---- availability ----
 
@@ -400,6 +402,15 @@ export class IllumosHost implements Host {
           if (refusal !== null) throw refusal;
         }
         await zones.cloneZone(name, source);
+      },
+      async setProfile(name: string, profile: readonly SmfProfileInstance[]): Promise<void> {
+        const xml = siteProfileXml(profile);
+        const state = await zones.zoneState(name);
+        if (state === undefined) throw hostError('Z_NO_ZONE', `zone ${name}: No such zone configured`);
+        if (state !== 'installed') {
+          throw hostError('Z_BAD_ZONE_STATE', `zone ${name} is ${state}: its site profile is written while it is installed and out of the kernel (it is read as it boots)`);
+        }
+        await writeSiteProfile((await zones.getZoneConfig(name)).zonepath, xml);
       },
       async boot(name: string): Promise<void> {
         await zones.bootZone(name);

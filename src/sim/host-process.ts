@@ -50,7 +50,7 @@ const methods = <T>(all: Record<T extends object ? Exclude<keyof T, symbol> : ne
 export const PART_METHODS: Readonly<Record<HostPart, ReadonlySet<string>>> = {
   links: methods<HostLinks>({ createVnic: true, deleteVnic: true, listVnics: true, linkExists: true, setZone: true }),
   zones: methods<HostZones>({
-    configure: true, config: true, install: true, clone: true, boot: true, halt: true, uninstall: true, delete: true, list: true, state: true, exec: true,
+    configure: true, config: true, install: true, clone: true, setProfile: true, boot: true, halt: true, uninstall: true, delete: true, list: true, state: true, exec: true,
   }),
   datasets: methods<HostDatasets>({ create: true, get: true, set: true, exists: true, listChildren: true, destroy: true, listPools: true }),
   network: methods<HostNetwork>({

@@ -331,6 +331,7 @@ export class SimHost implements Host {
       config: (name) => zones.zoneConfig(name),
       install: (name, image) => zones.installZone(name, image),
       clone: (name, source) => zones.cloneZone(name, source),
+      setProfile: (name, profile) => zones.setProfile(name, profile),
       boot: (name) => zones.bootZone(name),
       halt: (name) => zones.haltZone(name),
       uninstall: (name) => zones.uninstallZone(name),

@@ -191,7 +191,9 @@ export class SimSmf {
     const milestone = fmri === NETWORK_MILESTONE;
     const propolis = svc === PROPOLIS_SERVICE;
     const { signal, dispose } = anySignal([rt.ctl.signal, ctl.signal]);
-    const ms = this.m.lat(milestone ? 'network' : propolis ? 'propolisStart' : 'serviceStart', rec.spec.name,
+    // Drawn as the start begins (after the network milestone for a service enabled before it, as
+    // one a site profile enables at boot), so a recorded draw lies where its time is spent.
+    const draw = (): number => this.m.lat(milestone ? 'network' : propolis ? 'propolisStart' : 'serviceStart', rec.spec.name,
       milestone ? 'network milestone' : propolis ? 'propolis start' : `service start ${fmri}`);
     const online = (): void => {
       rt.starting.delete(fmri);
@@ -202,6 +204,7 @@ export class SimSmf {
       this.m.changed(rec.spec.name);
     };
     const go = (): void => {
+      const ms = draw();
       if (propolis) {
         // The server's own start-up counts towards the modelled latency.
         this.m.after(0, signal, async () => {

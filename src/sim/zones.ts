@@ -26,6 +26,7 @@ import {
   hostError,
   type ExecResult,
   type HostError,
+  type SmfProfileInstance,
   type ZoneInfo,
   type ZoneSpec,
   type ZoneState,
@@ -37,7 +38,7 @@ import { kernelEventState, type SimZoneEvents } from './events.js';
 import { CommandFailure, type SimInZone, type ZoneAddress } from './inzone.js';
 import { MAX_TIMER_MS, type SimMachine } from './machine.js';
 import type { SimPropolisSnapshot } from './propolis.js';
-import { imageServices, type RunningPropolis, type SimSmf, type SmfService } from './smf.js';
+import { imageServices, splitFmri, type RunningPropolis, type SimSmf, type SmfService } from './smf.js';
 
 export interface ZoneRecord {
   spec: ZoneSpec;
@@ -50,6 +51,11 @@ export interface ZoneRecord {
   services: Record<string, SmfService>;
   /** The VM of each running propolis-server instance, by instance FMRI. */
   vms: Record<string, SimPropolisSnapshot>;
+  /**
+   * The SMF site profile in the zone's root (setProfile), and whether a boot has applied it
+   * (SMF's manifest-import applies site.xml again only once it has changed). Absent: none.
+   */
+  profile?: { instances: SmfProfileInstance[]; applied: boolean };
 }
 
 /** What exists while a zone is in the kernel (not persisted). */
@@ -248,12 +254,15 @@ export class SimZones {
     // Copied now: zoneadm snapshots SOURCE before the clone, so later changes to it are not seen.
     const image = from!.image;
     const services = structuredClone(from!.services);
+    const profile = from!.profile === undefined ? undefined : structuredClone(from!.profile);
     rec!.state = 'incomplete';
     rec!.image = image;
     await this.m.persist();
     await this.m.sleep(this.m.lat('clone', name, 'zone clone'), this.lifeSignal(name));
     rec!.state = 'installed';
     rec!.services = services;
+    if (profile === undefined) delete rec!.profile;
+    else rec!.profile = profile;
     this.m.notify(name);
     await this.m.persist();
   }
@@ -270,7 +279,23 @@ export class SimZones {
     rec.state = 'configured';
     rec.image = null;
     rec.services = {};
+    delete rec.profile;
     this.m.notify(name);
+    await this.m.persist();
+  }
+
+  /**
+   * The zone's site profile: kept with the zone (it is a file in its root) and applied by its
+   * next boot. A file write in the global zone: not modelled as taking time.
+   */
+  async setProfile(name: string, profile: readonly SmfProfileInstance[]): Promise<void> {
+    validateZoneName(name);
+    const instances = checkProfile(profile);
+    await this.m.opened();
+    const rec = this.requireZone(name);
+    if (rec.zoneid !== null) throw this.badState(name, 'the site profile of a zone in the kernel is not read until its next boot.');
+    if (rec.state !== 'installed') throw this.badState(name, `must be installed to have a root for its site profile (it is ${rec.state}).`);
+    rec.profile = { instances, applied: false };
     await this.m.persist();
   }
 
@@ -323,9 +348,13 @@ export class SimZones {
     await this.m.persist();
   }
 
-  /** ready -> running, and the zone's services start. */
+  /** ready -> running, and the zone's services start (a site profile not yet applied first). */
   private becomeRunning(rec: ZoneRecord, rt: KernelRuntime): void {
     rec.state = 'running';
+    if (rec.profile !== undefined && !rec.profile.applied) {
+      applyProfile(rec.services, rec.profile.instances);
+      rec.profile.applied = true;
+    }
     for (const [svc, service] of Object.entries(rec.services)) {
       for (const [name, inst] of Object.entries(service.instances)) {
         if (inst.temporary ?? inst.enabled) this.smf.startInstance(rec, rt, svc, name);
@@ -437,6 +466,36 @@ export class SimZones {
         throw Object.assign(hostError('ECOMMAND', `${argv.join(' ')}: ${err.stderr.trim()}`), { exitCode: err.exitCode, stdout: '', stderr: err.stderr });
       }
       throw err;
+    }
+  }
+}
+
+/** A profile's instances checked (an FMRI with an instance, `pg/prop` names) and copied. */
+function checkProfile(profile: readonly SmfProfileInstance[]): SmfProfileInstance[] {
+  if (!Array.isArray(profile)) throw new TypeError('the site profile must be an array of instances');
+  return profile.map((inst, i) => {
+    const { service, instance } = splitFmri(String(inst?.fmri));
+    if (!service.startsWith('svc:/') || instance === null) throw new TypeError(`profile[${i}].fmri must be svc:/<service>:<instance>, got ${JSON.stringify(inst?.fmri)}`);
+    if (typeof inst.enabled !== 'boolean') throw new TypeError(`profile[${i}].enabled must be a boolean`);
+    for (const [key, value] of Object.entries(inst.properties ?? {})) {
+      if (!/^[A-Za-z0-9_][-_.,+A-Za-z0-9]*\/[A-Za-z0-9_][-_.,+A-Za-z0-9]*$/.test(key) || typeof value !== 'string') {
+        throw new TypeError(`profile[${i}].properties: "${key}" must be pg/prop with a string value`);
+      }
+    }
+    return { fmri: inst.fmri, enabled: inst.enabled, properties: { ...inst.properties } };
+  });
+}
+
+/** What SMF does with a site profile as the zone boots: instances made if missing, properties set, enabled or not. */
+function applyProfile(services: Record<string, SmfService>, instances: readonly SmfProfileInstance[]): void {
+  for (const inst of instances) {
+    const { service, instance } = splitFmri(inst.fmri);
+    const svc = (services[service] ??= { pgs: {}, instances: {} });
+    const target = (svc.instances[instance!] ??= { enabled: false, temporary: null, state: 'disabled', pgs: {} });
+    target.enabled = inst.enabled;
+    for (const [key, value] of Object.entries(inst.properties)) {
+      const [pg, prop] = key.split('/') as [string, string];
+      (target.pgs[pg] ??= { type: 'application', props: {} }).props[prop] = value;
     }
   }
 }

@@ -19,6 +19,8 @@
  *   svcadm mark [-It] maintenance|degraded <fmri> ...   the instance goes to that state at once
  *                                      (an operator's, or a test's, way to fail a service)
  * -t (temporary) is accepted and implied: the whole fake repository lasts one boot of the zone.
+ * The enable's code (enable_begin, start_target, schedule_start) is in inzone.c: the fake
+ * zoneadm enables a site profile's instances with it too, once the network milestone is online.
  * An FMRI ("svc:/" may be left out) that names no instance of the zone: "svcadm: Pattern '...'
  * doesn't match any instances", and the exit status is 1 once every operand was tried; usage
  * errors exit 2, as svcadm's do.
@@ -45,107 +47,6 @@ static int canon_instance(const char *in, char *out, size_t len) {
   if (*p == '\0' || *p == '/' || strchr(p, ':') == NULL || strchr(p, ' ') != NULL) return -1;
   int n = snprintf(out, len, "svc:/%s", p);
   return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-#define PROPOLIS_SERVICE "svc:/system/illumos/propolis-server"
-
-/* Whether the instance's config/server_addr is a socket address Propolis can listen on. */
-static int usable_server_addr(const struct lines *repo, const char *fmri) {
-  char f0[32], f1[1024], f2[300], f4[8192];
-  for (size_t i = 0; i < repo->n; i++) {
-    if (field(repo->v[i], 0, f0, sizeof(f0)) != 0 || strcmp(f0, "prop") != 0 || field(repo->v[i], 1, f1, sizeof(f1)) != 0 ||
-        strcmp(f1, fmri) != 0 || field(repo->v[i], 2, f2, sizeof(f2)) != 0 || strcmp(f2, "config/server_addr") != 0 ||
-        field(repo->v[i], 4, f4, sizeof(f4)) != 0)
-      continue;
-    char *v = dec_dup(f4, strlen(f4));
-    if (v == NULL) return 0;
-    int ok = 0;
-    char *colon = strrchr(v, ':');
-    if (colon != NULL && colon[1] != '\0') {
-      char *end;
-      long port = strtol(colon + 1, &end, 10);
-      *colon = '\0';
-      unsigned char a[16];
-      size_t n = strlen(v);
-      if (*end == '\0' && port >= 0 && port <= 65535) {
-        if (n > 2 && v[0] == '[' && v[n - 1] == ']') {
-          v[n - 1] = '\0';
-          ok = inet_pton(AF_INET6, v + 1, a) == 1;
-        } else {
-          ok = inet_pton(AF_INET, v, a) == 1;
-        }
-      }
-    }
-    free(v);
-    return ok;
-  }
-  return 0;
-}
-
-static int instance_exists(const struct lines *repo, const char *fmri) {
-  char f0[32], f1[1024];
-  for (size_t i = 0; i < repo->n; i++) {
-    if (field(repo->v[i], 0, f0, sizeof(f0)) == 0 && strcmp(f0, "instance") == 0 && field(repo->v[i], 1, f1, sizeof(f1)) == 0 &&
-        strcmp(f1, fmri) == 0)
-      return 1;
-  }
-  return 0;
-}
-
-/* The instance's restarter state, into buf ("" if it has none). */
-static void read_state(const char *zone, const char *fmri, char *buf, size_t len) {
-  char path[4096];
-  buf[0] = '\0';
-  if (fake_smf_path(path, sizeof(path), zone, fmri) != 0) return;
-  char *text = fake_read_file(path, NULL);
-  if (text == NULL) return;
-  snprintf(buf, len, "%s", text);
-  free(text);
-}
-
-/* After the start-up delay, "offline" -> `target` ("online", or "maintenance" for a start method
- * that fails) for that boot of the zone (zoneadm.c's schedule_network_online, for a service).
- * Called without the lock held. */
-static void schedule_start(const char *zone, int zoneid, const char *fmri, const char *target, long delay) {
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    die(EXIT_SVC_FATAL, "could not start %s: %s", fmri, strerror(errno));
-  }
-  if (pid > 0) {
-    waitpid(pid, NULL, 0);
-    return;
-  }
-  /* child: detach (new session, then a grandchild re-parented to init) and let go of the
-   * caller's stdio, so that nobody waiting for svcadm's output waits for this */
-  setsid();
-  if (fork() != 0) _exit(0);
-  int null = open("/dev/null", O_RDWR);
-  if (null >= 0) {
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(null, 2);
-    if (null > 2) close(null);
-  }
-  inzone_sleep_ms(delay);
-  /* Creates nothing unless that boot of the zone still runs: the test may be removing the whole
-   * state directory by now, so the lock file must already exist (fake_lock would create it). */
-  struct kzone kz;
-  if (!kernel_lookup(zone, &kz) || kz.id != zoneid) _exit(0);
-  char path[4096];
-  if (fake_path(path, sizeof(path), "", ".lock") != 0) _exit(0);
-  int lock = open(path, O_RDWR | O_CLOEXEC);
-  if (lock < 0) _exit(0);
-  while (flock(lock, LOCK_EX) != 0) {
-    if (errno != EINTR) _exit(1);
-  }
-  char state[64];
-  read_state(zone, fmri, state, sizeof(state));
-  if (kernel_lookup(zone, &kz) && kz.id == zoneid && strcmp(kz.status, "running") == 0 && strcmp(state, "offline") == 0)
-    fake_smf_set_state(zone, fmri, target);
-  fake_unlock(lock);
-  _exit(0);
 }
 
 /* svcadm mark [-It] maintenance|degraded <fmri> ... (argv: what follows "mark"). */
@@ -219,14 +120,12 @@ int main(int argc, char **argv) {
       if (fake_smf_set_state(z.zone, fmri, "disabled") != 0) die(EXIT_SVC_FATAL, "could not disable %s: %s", fmri, strerror(errno));
       continue;
     }
-    char state[64];
-    read_state(z.zone, fmri, state, sizeof(state));
-    if (strcmp(state, "online") == 0 || strcmp(state, "degraded") == 0) continue;
-    if (fake_smf_set_state(z.zone, fmri, "offline") != 0) die(EXIT_SVC_FATAL, "could not enable %s: %s", fmri, strerror(errno));
+    int begun = enable_begin(z.zone, fmri);
+    if (begun < 0) die(EXIT_SVC_FATAL, "could not enable %s: %s", fmri, strerror(errno));
+    if (begun == 0) continue;
     starting[nstart] = strdup(fmri);
     if (starting[nstart] == NULL) die(EXIT_SVC_FATAL, "out of memory");
-    int propolis = strncmp(fmri, PROPOLIS_SERVICE ":", strlen(PROPOLIS_SERVICE) + 1) == 0;
-    targets[nstart] = propolis && !usable_server_addr(&repo, fmri) ? "maintenance" : "online";
+    targets[nstart] = start_target(&repo, fmri);
     nstart++;
   }
   lines_free(&repo);
@@ -246,7 +145,10 @@ int main(int argc, char **argv) {
     }
     inzone_leave(&z);
   } else {
-    for (int k = 0; k < nstart; k++) schedule_start(zone, zoneid, starting[k], targets[k], delay);
+    for (int k = 0; k < nstart; k++) {
+      if (schedule_start(zone, zoneid, starting[k], targets[k], delay) != 0)
+        die(EXIT_SVC_FATAL, "could not start %s: %s", starting[k], strerror(errno));
+    }
   }
   for (int k = 0; k < nstart; k++) free(starting[k]);
   free(starting);

@@ -28,7 +28,9 @@
  * starts out with svc:/milestone/network:default (its state kept by the fake zoneadm) and the
  * service svc:/system/illumos/propolis-server without instances: commands.ts says every zone
  * installed from propolis-server's image has it, and the fake zoneadm does not record a zone's
- * image, so in the fake every zone has it. Errors exit 1.
+ * image, so in the fake every zone has it. Errors exit 1. The repository operations (find,
+ * add_record, repo_add_instance, repo_set_prop, the name checks) are in inzone.c, which the fake
+ * zoneadm also uses to apply a zone's site profile at boot.
  */
 #include "inzone.c"
 
@@ -38,76 +40,6 @@ static int usage(void) {
           "\tcommands: import file, add name, addpg name type [flags], setprop pg/name = [type:] value,\n"
           "\t\t  refresh, listprop [pattern]\n");
   return 1;
-}
-
-static const char *const PROP_TYPES[] = {"astring", "ustring", "count", "integer", "boolean", "time", "opaque", "fmri", "host",
-                                         "hostname", "net_address", "net_address_v4", "net_address_v6", "uri", NULL};
-
-static int is_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' ||
-         c == ',' || c == '+';
-}
-
-/* A name of the repository: [A-Za-z0-9_][-_.,+A-Za-z0-9]* (scf_limit's bound is far above 128). */
-static int valid_name(const char *s) {
-  if (s[0] == '\0' || strlen(s) >= 128 || s[0] == '-' || s[0] == '.' || s[0] == ',' || s[0] == '+') return 0;
-  for (const char *p = s; *p != '\0'; p++) {
-    if (!is_name_char(*p)) return 0;
-  }
-  return 1;
-}
-
-/* "svc:/a/b[:i]", "svc://localhost/a/b[:i]" or "a/b[:i]" -> "svc:/a/b[:i]"; 1 if it names an
- * instance, 0 a service, -1 if malformed. */
-static int canon_fmri(const char *in, char *out, size_t len) {
-  const char *p = in;
-  if (strncmp(p, "svc://localhost/", 16) == 0) p += 16;
-  else if (strncmp(p, "svc:/", 5) == 0) p += 5;
-  if (*p == '\0' || *p == '/') return -1;
-  const char *colon = strchr(p, ':');
-  size_t svclen = colon != NULL ? (size_t)(colon - p) : strlen(p);
-  /* service: '/'-separated names */
-  size_t start = 0;
-  for (size_t i = 0; i <= svclen; i++) {
-    if (i == svclen || p[i] == '/') {
-      if (i == start) return -1;
-      start = i + 1;
-    } else if (!is_name_char(p[i])) {
-      return -1;
-    }
-  }
-  if (colon != NULL && !valid_name(colon + 1)) return -1;
-  int n = snprintf(out, len, "svc:/%s", p);
-  if (n < 0 || (size_t)n >= len) return -1;
-  return colon != NULL;
-}
-
-/* The index of the record whose first two fields are `kind` and `fmri` (and, if given, third `pg`), or -1. */
-static long find(const struct lines *repo, const char *kind, const char *fmri, const char *third) {
-  char f0[32], f1[1024], f2[1024];
-  for (size_t i = 0; i < repo->n; i++) {
-    if (field(repo->v[i], 0, f0, sizeof(f0)) != 0 || strcmp(f0, kind) != 0) continue;
-    if (field(repo->v[i], 1, f1, sizeof(f1)) != 0 || strcmp(f1, fmri) != 0) continue;
-    if (third != NULL && (field(repo->v[i], 2, f2, sizeof(f2)) != 0 || strcmp(f2, third) != 0)) continue;
-    return (long)i;
-  }
-  return -1;
-}
-
-static void add_record(struct lines *repo, const char *a, const char *b, const char *c, const char *d, const char *e) {
-  struct sbuf s = {0};
-  const char *parts[] = {a, b, c, d};
-  for (int i = 0; i < 4 && parts[i] != NULL; i++) {
-    if ((i > 0 && sb_str(&s, " ") != 0) || sb_str(&s, parts[i]) != 0) die(1, "out of memory");
-  }
-  if (e != NULL && (sb_str(&s, " ") != 0 || sb_enc(&s, e) != 0)) die(1, "out of memory");
-  lines_add(repo, s.data);
-  free(s.data);
-}
-
-/* Whether the service or instance exists. */
-static int entity_exists(const struct lines *repo, const char *fmri, int is_instance) {
-  return find(repo, is_instance ? "instance" : "service", fmri, NULL) >= 0;
 }
 
 static int do_import(int argc, char **argv) {
@@ -151,10 +83,8 @@ static int do_import(int argc, char **argv) {
   struct lines repo;
   repo_load(&z, &repo);
   if (!entity_exists(&repo, service, 0)) add_record(&repo, "service", service, NULL, NULL, NULL);
-  if (with_default && !entity_exists(&repo, instance, 1)) {
-    add_record(&repo, "instance", instance, NULL, NULL, NULL);
-    if (fake_smf_set_state(z.zone, instance, "disabled") != 0) die(1, "could not set the state of %s: %s", instance, strerror(errno));
-  }
+  if (with_default && !entity_exists(&repo, instance, 1) && repo_add_instance(z.zone, &repo, instance) != 0)
+    die(1, "could not set the state of %s: %s", instance, strerror(errno));
   lines_save(&z, "repository", &repo);
   lines_free(&repo);
   inzone_leave(&z);
@@ -169,8 +99,7 @@ static int do_add(struct inzone *z, struct lines *repo, const char *fmri, int is
   char instance[1200];
   snprintf(instance, sizeof(instance), "%s:%s", fmri, name);
   if (entity_exists(repo, instance, 1)) die(1, "Instance \"%s\" already exists.", name);
-  add_record(repo, "instance", instance, NULL, NULL, NULL);
-  if (fake_smf_set_state(z->zone, instance, "disabled") != 0) die(1, "could not set the state of %s: %s", instance, strerror(errno));
+  if (repo_add_instance(z->zone, repo, instance) != 0) die(1, "could not set the state of %s: %s", instance, strerror(errno));
   return 0;
 }
 
@@ -223,12 +152,7 @@ static int do_setprop(struct lines *repo, const char *fmri, int argc, char **arg
   *slash = '\0';
   const char *pg = name, *prop = slash + 1;
   if (!valid_name(pg) || !valid_name(prop)) die(1, "Invalid name \"%s/%s\".", pg, prop);
-  if (find(repo, "pg", fmri, pg) < 0) die(1, "No such property group \"%s\".", pg);
-  char pgprop[300];
-  snprintf(pgprop, sizeof(pgprop), "%s/%s", pg, prop);
-  long old = find(repo, "prop", fmri, pgprop);
-  if (old >= 0) lines_del(repo, (size_t)old);
-  add_record(repo, "prop", fmri, pgprop, type, value);
+  if (repo_set_prop(repo, fmri, pg, prop, type, value) != 0) die(1, "No such property group \"%s\".", pg);
   free(all.data);
   return 0;
 }

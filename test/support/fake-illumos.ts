@@ -113,7 +113,10 @@ export async function startFakeIllumosAgent(options: FakeIllumosAgentOptions): P
   const propolis = await SimPropolis.start({ host: '127.0.0.1', port: 0 });
   const host = await openFakeIllumosHost(options.addon, options.images, options.host ? options.host(propolis) : { reachable: () => propolis.address });
   options.onHost?.(host);
-  const config = checkAgentConfig(testConfig(options.dir ?? options.images, nexus.address, { host: { backend: 'illumos' }, ...options.config }), 'test');
+  // Zonepaths under the fake host's state: the agent writes each Propolis zone's site profile
+  // into its root, which the fake zoneadm makes where it can (never directly under /).
+  const zones = { root: join(fake.state, 'zone'), ...(options.config.zones as Record<string, unknown> | undefined) };
+  const config = checkAgentConfig(testConfig(options.dir ?? options.images, nexus.address, { host: { backend: 'illumos' }, ...options.config, zones }), 'test');
   const agent = await startAgent(config, host, options.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), options.agent);
   return {
     fake, nexus, propolis, host, agent,

@@ -37,6 +37,8 @@ export interface HostFixture {
   link: string;
   /** An imported pool. */
   pool: string;
+  /** A directory zonepaths can be made under (a zone's root, for its site profile). */
+  zoneRoot: string;
   cleanup(): Promise<void>;
 }
 
@@ -52,6 +54,7 @@ export function simHostFixture(prefix: string, open: (stateDir: string, links: s
       host,
       link: 'stub0',
       pool: DEFAULT_SIM_POOLS[1]!.name,
+      zoneRoot: join(stateDir, 'zones'),
       async cleanup(): Promise<void> {
         try {
           await host.close();
@@ -403,6 +406,62 @@ export function hostSuite(name: string, fixture: () => Promise<HostFixture>): vo
         await host.zones.install(TEMPLATE, SUITE_IMAGE);
         await rejection(host.zones.clone(ZONE, TEMPLATE), 'Z_INVAL', /Zones 'oxz_suite_template' and 'oxz_suite_a' have different brand types/);
         expect(await zoneState(ZONE)).toBe('configured');
+      });
+    });
+
+    describe('site profile (zones.setProfile)', () => {
+      const FMRI = `${PROPOLIS_SERVICE}:vm-p1`;
+      const PROFILE = [{ fmri: FMRI, enabled: true, properties: { 'config/server_addr': '[::]:12400' } }];
+
+      /** Installed, with a zonepath the host can make (its root holds the profile). */
+      async function installedWithRoot(zone = ZONE, vnic = VNIC): Promise<void> {
+        await host.links.createVnic({ name: vnic, link: fx.link });
+        await host.zones.configure(spec(zone, { zonepath: join(fx.zoneRoot, zone), nets: [{ physical: vnic }] }));
+        await host.zones.install(zone, SUITE_IMAGE);
+      }
+
+      it('makes, configures and enables an instance as the zone boots, with no command in the zone', async () => {
+        await installedWithRoot();
+        await host.zones.setProfile(ZONE, PROFILE);
+        await host.zones.boot(ZONE);
+        expect(await host.events.waitForService(ZONE, FMRI, ['online', 'maintenance'], { timeoutMs: DEADLINE_MS })).toBe('online');
+        // Started as a dependent of the network milestone, as propolis-server is.
+        expect(await host.events.waitForService(ZONE, NETWORK_MILESTONE, ['online'], { timeoutMs: 0 })).toBe('online');
+      });
+
+      it('sets the properties it names: Propolis without server_addr goes to maintenance; a disabled instance stays so', async () => {
+        await installedWithRoot();
+        await host.zones.setProfile(ZONE, [
+          { fmri: `${PROPOLIS_SERVICE}:vm-bare`, enabled: true, properties: {} },
+          { fmri: `${PROPOLIS_SERVICE}:vm-off`, enabled: false, properties: { 'config/server_addr': '[::]:12401' } },
+        ]);
+        await host.zones.boot(ZONE);
+        const bare = await host.events.waitForService(ZONE, `${PROPOLIS_SERVICE}:vm-bare`, ['online', 'maintenance'], { timeoutMs: DEADLINE_MS });
+        expect(bare).toBe('maintenance');
+        expect(await host.events.waitForService(ZONE, `${PROPOLIS_SERVICE}:vm-off`, ['disabled'], { timeoutMs: DEADLINE_MS })).toBe('disabled');
+      });
+
+      it('replaces a profile written before; a clone boots with its source\'s', async () => {
+        const TEMPLATE = 'oxz_suite_tmpl';
+        await installedWithRoot(TEMPLATE, 'oxControlSuite7');
+        await host.zones.setProfile(TEMPLATE, [{ fmri: `${PROPOLIS_SERVICE}:vm-old`, enabled: true, properties: { 'config/server_addr': '[::]:12400' } }]);
+        await host.zones.setProfile(TEMPLATE, PROFILE);
+        await host.zones.configure(spec(ZONE, { zonepath: join(fx.zoneRoot, ZONE) }));
+        await host.zones.clone(ZONE, TEMPLATE);
+        await host.zones.boot(ZONE);
+        expect(await host.events.waitForService(ZONE, FMRI, ['online', 'maintenance'], { timeoutMs: DEADLINE_MS })).toBe('online');
+        await rejection(host.events.waitForService(ZONE, `${PROPOLIS_SERVICE}:vm-old`, ['online'], { timeoutMs: 0 }), 'ETIMEDOUT');
+      });
+
+      it('is refused for a zone in the kernel, one not installed and one that does not exist', async () => {
+        await installedWithRoot();
+        await host.zones.configure(spec('oxz_suite_cfg', { zonepath: join(fx.zoneRoot, 'oxz_suite_cfg') }));
+        await rejection(host.zones.setProfile('oxz_suite_cfg', PROFILE), 'Z_BAD_ZONE_STATE');
+        await rejection(host.zones.setProfile('oxz_suite_none', PROFILE), 'Z_NO_ZONE');
+        await host.zones.boot(ZONE);
+        await rejection(host.zones.setProfile(ZONE, PROFILE), 'Z_BAD_ZONE_STATE');
+        // (A TypeError where the host is in this process; its message is what crosses to another.)
+        await expect(host.zones.setProfile(ZONE, [{ fmri: 'propolis-server', enabled: true, properties: {} }])).rejects.toThrow(/svc:\/<service>:<instance>/);
       });
     });
 

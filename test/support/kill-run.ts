@@ -239,7 +239,7 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
     log: { level: 'debug' },
     ...(backend === 'sim'
       ? { host: { backend: 'sim', state_dir: simState, simulation: options.simulation ?? 'in-process', latency: { install: 400, clone: 120, boot: 250, network: 150, propolis_start: 150, vm_step: 50, jitter: 0.3 } } }
-      : { zones: { control_link: 'net0', ready_timeout_ms: 60_000, warm_pool: poolSize, template: poolSize > 0 } }),
+      : { zones: { control_link: 'net0', root: join(fake!.state, 'zone'), ready_timeout_ms: 60_000, warm_pool: poolSize, template: poolSize > 0 } }),
     ...(backend === 'sim' ? { zones: { ready_timeout_ms: 60_000, warm_pool: poolSize, template: poolSize > 0 } } : {}),
     nexus: { timeout_ms: 5_000, backoff_initial_ms: 20, backoff_max_ms: 500 },
   }));

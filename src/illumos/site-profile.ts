@@ -1,0 +1,86 @@
+// A zone's SMF site profile (`<zonepath>/root/var/svc/profile/site.xml`), which the zone's
+// manifest-import applies as it boots: omicron writes one into each zone it boots (sled-agent
+// src/profile.rs, ProfileBuilder::add_to_zone) rather than configuring services over zlogin. The
+// XML is omicron's: one element per line, property groups of type application, single values as
+// <propval>.
+import { lstat, open, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { hostError, type SmfProfileInstance } from '../host/index.js';
+
+/** Where in the zone's root the profile goes. */
+export const SITE_PROFILE = ['var', 'svc', 'profile', 'site.xml'] as const;
+
+const NAME = /^[A-Za-z0-9_][-_.,+A-Za-z0-9]*$/;
+
+function attr(value: string): string {
+  return value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+}
+
+/** The profile's XML; TypeError for an FMRI or property name SMF would not take. */
+export function siteProfileXml(instances: readonly SmfProfileInstance[]): string {
+  const services = new Map<string, string[]>();
+  for (const inst of instances) {
+    const m = /^svc:\/([A-Za-z0-9_][-_.,+A-Za-z0-9/]*):([A-Za-z0-9_][-_.,+A-Za-z0-9]*)$/.exec(inst.fmri);
+    if (m === null) throw new TypeError(`a site profile instance needs an FMRI svc:/<service>:<instance>, got ${JSON.stringify(inst.fmri)}`);
+    const groups = new Map<string, Array<[string, string]>>();
+    for (const [key, value] of Object.entries(inst.properties)) {
+      const [pg, prop, ...rest] = key.split('/');
+      if (pg === undefined || prop === undefined || rest.length > 0 || !NAME.test(pg) || !NAME.test(prop)) {
+        throw new TypeError(`a site profile property is named pg/prop, got ${JSON.stringify(key)}`);
+      }
+      groups.set(pg, [...(groups.get(pg) ?? []), [prop, value]]);
+    }
+    const lines = [`    <instance enabled="${inst.enabled}" name="${attr(m[2]!)}">`];
+    for (const [pg, props] of groups) {
+      lines.push(`      <property_group type="application" name="${attr(pg)}">`);
+      for (const [prop, value] of props) lines.push(`        <propval type="astring" name="${attr(prop)}" value="${attr(value)}"/>`);
+      lines.push('      </property_group>');
+    }
+    lines.push('    </instance>');
+    services.set(m[1]!, [...(services.get(m[1]!) ?? []), ...lines]);
+  }
+  const body = [...services].flatMap(([service, lines]) => [
+    `  <service version="1" type="service" name="${attr(service)}">`, ...lines, '  </service>',
+  ]);
+  return [
+    '<?xml version="1.0"?>',
+    '<!DOCTYPE service_bundle SYSTEM "/usr/share/lib/xml/dtd/service_bundle.dtd.1">',
+    '<service_bundle type="profile" name="sled-agent">',
+    ...body,
+    '</service_bundle>',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Writes the profile into a zone's root, which must not be in the kernel (the caller checks):
+ * nothing in the zone can change its files meanwhile. A zone that ran before may have left
+ * symbolic links in its root, which the global zone must not follow out of it: every directory
+ * from the zonepath down is checked to be a real one, the file is written beside its final name
+ * and renamed over it (rename replaces a link, never follows it). EBADZONEROOT if the root is not
+ * as an installed zone's is.
+ */
+export async function writeSiteProfile(zonepath: string, xml: string): Promise<void> {
+  let dir = zonepath;
+  for (const part of ['root', ...SITE_PROFILE.slice(0, -1)]) {
+    dir = join(dir, part);
+    const st = await lstat(dir).catch((err: NodeJS.ErrnoException) => {
+      throw hostError('EBADZONEROOT', `cannot write the site profile: ${dir}: ${err.code === 'ENOENT' ? 'missing (is the zone installed?)' : err.message}`);
+    });
+    if (!st.isDirectory()) throw hostError('EBADZONEROOT', `cannot write the site profile: ${dir} is not a directory (a ${st.isSymbolicLink() ? 'symbolic link' : 'file'})`);
+  }
+  const path = join(dir, 'site.xml');
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  try {
+    await handle.writeFile(xml);
+  } catch (err) {
+    await handle.close();
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await handle.close();
+  await rename(tmp, path);
+}
