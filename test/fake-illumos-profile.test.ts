@@ -6,12 +6,10 @@
 // under a fresh temporary directory so their roots can be made.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { NativeAddon } from '../src/illumos/addon.js';
-import { FAKE_BIN_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FAKE_BIN_DIR, fakeIllumosFiles, freshFakeHost } from './support/fake-illumos.js';
 
 const run = promisify(execFile);
 const ZONEADM = join(FAKE_BIN_DIR, 'zoneadm');
@@ -19,24 +17,13 @@ const ZLOGIN = join(FAKE_BIN_DIR, 'zlogin');
 const NETWORK = 'svc:/milestone/network:default';
 const PROPOLIS = 'svc:/system/illumos/propolis-server';
 
-let addon: NativeAddon;
+const files = fakeIllumosFiles('profile-test-');
 let host: { state: string; remove(): void };
-let scratch: string;
-let image: string;
 let zoneRoot: string; // the zonepaths' parent, fresh per test
 
-beforeAll(() => {
-  addon = fakeIllumos();
-  scratch = mkdtempSync(join(tmpdir(), 'profile-test-'));
-  image = join(scratch, 'image.tar.gz');
-  writeFileSync(image, 'not really a tarball');
-});
-afterAll(() => {
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
-});
 beforeEach(() => {
   host = freshFakeHost();
-  zoneRoot = mkdtempSync(join(scratch, 'zone-'));
+  zoneRoot = mkdtempSync(join(files.images, 'zone-'));
 });
 afterEach(async () => {
   // halt what runs, so no detached start outlives the test's state directory
@@ -55,8 +42,8 @@ async function zoneadm(name: string, args: string[], env: Record<string, string>
 
 /** A configured, installed zone (not booted). */
 async function installed(name: string, path = zonepath(name)): Promise<void> {
-  await addon.zoneConfigure({ name, brand: 'omicron1', zonepath: path });
-  await zoneadm(name, ['install', image]);
+  await files.addon.zoneConfigure({ name, brand: 'omicron1', zonepath: path });
+  await zoneadm(name, ['install', join(files.images, 'propolis-server.tar.gz')]);
 }
 
 /** The instance's restarter state in the fake SMF ("" when it has none). */
@@ -160,7 +147,7 @@ describe('the zone root made by install and clone', () => {
     await installed('oxz_src');
     const xml = profile([{ name: 'system/illumos/propolis-server', instances: [{ name: VM, enabled: true, props: { server_addr: '[::]:12400' } }] }]);
     writeFileSync(siteXml('oxz_src'), xml);
-    await addon.zoneConfigure({ name: 'oxz_copy', brand: 'omicron1', zonepath: zonepath('oxz_copy') });
+    await files.addon.zoneConfigure({ name: 'oxz_copy', brand: 'omicron1', zonepath: zonepath('oxz_copy') });
     await zoneadm('oxz_copy', ['clone', 'oxz_src']);
     expect(readFileSync(siteXml('oxz_copy'), 'utf8')).toBe(xml);
     expect(statSync(profileDir('oxz_copy')).mode & 0o777).toBe(0o755);
@@ -178,7 +165,7 @@ describe('the zone root made by install and clone', () => {
 
   it('a clone of a source without a profile has none', async () => {
     await installed('oxz_src');
-    await addon.zoneConfigure({ name: 'oxz_copy', brand: 'omicron1', zonepath: zonepath('oxz_copy') });
+    await files.addon.zoneConfigure({ name: 'oxz_copy', brand: 'omicron1', zonepath: zonepath('oxz_copy') });
     await zoneadm('oxz_copy', ['clone', 'oxz_src']);
     expect(statSync(profileDir('oxz_copy')).isDirectory()).toBe(true);
     expect(existsSync(siteXml('oxz_copy'))).toBe(false);

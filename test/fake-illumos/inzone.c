@@ -455,24 +455,26 @@ INZONE_FN void read_state(const char *zone, const char *fmri, char *buf, size_t 
   free(text);
 }
 
-/* After the start-up delay, "offline" -> `target` ("online", or "maintenance" for a start method
- * that fails: start_target) for that boot of the zone, from a detached process (zoneadm.c's
- * schedule_network_online, for a service): only if that boot still runs and the instance is still
- * "offline" then (a disable in between wins). Called without the lock held; 0, or -1 (errno set)
- * if the process could not be started. */
-INZONE_FN int schedule_start(const char *zone, int zoneid, const char *fmri, const char *target, long delay) {
+/* Forks a process detached from the caller (new session, then a grandchild re-parented to
+ * init), as zoneadmd and the zone's own SMF are: returns 0 in it, 1 in the caller (after the
+ * intermediate child exited), -1 if fork failed. */
+INZONE_FN int fork_detached(void) {
   fflush(stdout);
   fflush(stderr);
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid > 0) {
     waitpid(pid, NULL, 0);
-    return 0;
+    return 1;
   }
-  /* child: detach (new session, then a grandchild re-parented to init) and let go of the
-   * caller's stdio, so that nobody waiting for svcadm's output waits for this */
   setsid();
   if (fork() != 0) _exit(0);
+  return 0;
+}
+
+/* In a detached process: lets go of the caller's stdio, so that nobody waiting for the
+ * command's output (svcadm's, zoneadm's) waits for it. */
+INZONE_FN void detach_stdio(void) {
   int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
     dup2(null, 0);
@@ -480,6 +482,18 @@ INZONE_FN int schedule_start(const char *zone, int zoneid, const char *fmri, con
     dup2(null, 2);
     if (null > 2) close(null);
   }
+}
+
+/* After the start-up delay, "offline" -> `target` ("online", or "maintenance" for a start method
+ * that fails: start_target) for that boot of the zone, from a detached process (zoneadm.c's
+ * schedule_network_online, for a service): only if that boot still runs and the instance is still
+ * "offline" then (a disable in between wins). Called without the lock held; 0, or -1 (errno set)
+ * if the process could not be started. */
+INZONE_FN int schedule_start(const char *zone, int zoneid, const char *fmri, const char *target, long delay) {
+  int forked = fork_detached();
+  if (forked < 0) return -1;
+  if (forked > 0) return 0;
+  detach_stdio();
   inzone_sleep_ms(delay);
   /* Creates nothing unless that boot of the zone still runs: the test may be removing the whole
    * state directory by now, so the lock file must already exist (fake_lock would create it). */

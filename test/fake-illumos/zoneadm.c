@@ -750,35 +750,6 @@ static void apply_site_profile_locked(int zoneid, struct lines *starting) {
 
 #define NETWORK_FMRI "svc:/milestone/network:default"
 
-/* Lets go of the caller's stdio, so that nobody waiting for zoneadm's output waits for a
- * detached process. */
-static void detach_stdio(void) {
-  int null = open("/dev/null", O_RDWR);
-  if (null >= 0) {
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(null, 2);
-    if (null > 2) close(null);
-  }
-}
-
-/* Forks a process detached from the caller (new session, then a grandchild re-parented to
- * init), as zoneadmd and the zone's own SMF are: returns 0 in it, 1 in the caller (after the
- * intermediate child exited), -1 if fork failed. */
-static int fork_detached(void) {
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid > 0) {
-    waitpid(pid, NULL, 0);
-    return 1;
-  }
-  setsid();
-  if (fork() != 0) _exit(0);
-  return 0;
-}
-
 /* Takes the state lock from a detached process, but only if the state directory still exists
  * (the test may be removing it by now, and fake_lock would create it): -1 if not. */
 static int relock_existing(void) {
