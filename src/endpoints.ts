@@ -122,7 +122,7 @@ export const inventoryGet = {
 export const healthGet = {
   operationId: 'health',
   summary: 'Whether the agent is serving and its host backend answers',
-  description: `${NOT_IN_CONTRACT}200 when serving and the host answers a zone list within a short deadline (checked at most `
+  description: `${NOT_IN_CONTRACT}200 when serving and the host answers a zone state query within a short deadline (checked at most `
     + 'about once a second, so a supervisor may call it every second); 503 with the reason otherwise.',
   response: { 200: Health, ...errors },
 } as const;

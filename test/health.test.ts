@@ -4,17 +4,19 @@
 // of itself). Deadlines are shortened by options; no test asserts a duration.
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HostHealth } from '../src/health.js';
-import { hostError, type Host, type ZoneInfo } from '../src/host/index.js';
+import { HEALTH_PROBE_ZONE, HostHealth } from '../src/health.js';
+import { hostError, type Host, type ZoneState } from '../src/host/index.js';
 import type { SimHost } from '../src/sim/host.js';
 import { expectSchema } from './support/contract.js';
 import { startTestAgent, type TestAgent } from './support/agent.js';
 import { startTestSim, type TestSim } from './support/sim.js';
 
-/** The simulated host with a zone list the test can break or hold. */
+/** The simulated host with a zone state query (what the check asks) the test can break or hold. */
 function controllable(sim: SimHost) {
   const control = {
     calls: 0,
+    /** The zones asked about. */
+    asked: [] as string[],
     fail: null as Error | null,
     hold: null as Promise<void> | null,
     host: undefined as unknown as Host,
@@ -30,11 +32,12 @@ function controllable(sim: SimHost) {
     close: () => sim.close(),
     zones: {
       ...sim.zones,
-      list: async (): Promise<ZoneInfo[]> => {
+      state: async (name: string): Promise<ZoneState | null> => {
         control.calls += 1;
+        control.asked.push(name);
         if (control.hold) await control.hold;
         if (control.fail) throw control.fail;
-        return sim.zones.list();
+        return sim.zones.state(name);
       },
     },
   };
@@ -68,7 +71,7 @@ describe('sled agent', () => {
     expect(res.status).toBe(503);
     expectSchema('sled-agent.json', 'Error', res.body);
     expect(res.body.error_code).toBe('ServiceUnavailable');
-    expect(res.body.message).toBe('the sim host backend failed a zone list: libzonecfg.so.1 is gone');
+    expect(res.body.message).toBe('the sim host backend failed a zone state query: libzonecfg.so.1 is gone');
     control.fail = null;
     expect((await t.request('GET', '/health')).status).toBe(200);
   });
@@ -79,7 +82,8 @@ describe('sled agent', () => {
       agent: { health: { cacheMs: 0, deadlineMs: 200 } },
       wrapHost: (sim) => (control = controllable(sim)).host,
     });
-    // Start-up's own zone lists are done, so every call from here on is the health check's.
+    // Start-up's own zone calls are done (and it has no instance), so every state query from here
+    // on is the health check's.
     await t.running.registered;
     await t.running.agent.instances.idle();
     let release!: () => void;
@@ -87,11 +91,13 @@ describe('sled agent', () => {
     const before = control.calls;
     const late = await t.request('GET', '/health');
     expect(late.status).toBe(503);
-    expect(late.body.message).toBe('the sim host backend did not answer a zone list within 200 ms');
+    expect(late.body.message).toBe('the sim host backend did not answer a zone state query within 200 ms');
     const stuck = await t.request('GET', '/health');
     expect(stuck.status).toBe(503);
-    expect(stuck.body.message).toMatch(/^the sim host backend has not answered a zone list for \d+ ms$/);
+    expect(stuck.body.message).toMatch(/^the sim host backend has not answered a zone state query for \d+ ms$/);
     expect(control.calls - before).toBe(1);
+    // One zone's state, a zone no one makes: not a list of every zone on the sled.
+    expect(control.asked.at(-1)).toBe(HEALTH_PROBE_ZONE);
     control.hold = null;
     release();
     // The held call settles; later checks ask the host again (retried: a loaded machine may
@@ -105,7 +111,7 @@ describe('sled agent', () => {
 describe('HostHealth', () => {
   it('asks the host once for any number of checks within the cache time', async () => {
     let calls = 0;
-    const host = { kind: 'sim', zones: { list: async () => { calls += 1; return []; } } } as unknown as Host;
+    const host = { kind: 'sim', zones: { state: async () => { calls += 1; return null; } } } as unknown as Host;
     const health = new HostHealth(host, pino({ level: 'silent' }), { cacheMs: 60_000 });
     const results = await Promise.all(Array.from({ length: 10 }, () => health.check()));
     expect(results.every((r) => r.ok)).toBe(true);
@@ -117,13 +123,13 @@ describe('HostHealth', () => {
     const lines: any[] = [];
     const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
     let fail = true;
-    const host = { kind: 'sim', zones: { list: async () => { if (fail) throw new Error('down'); return []; } } } as unknown as Host;
+    const host = { kind: 'sim', zones: { state: async () => { if (fail) throw new Error('down'); return null; } } } as unknown as Host;
     const health = new HostHealth(host, log, { cacheMs: 0 });
     for (let i = 0; i < 3; i++) expect((await health.check()).ok).toBe(false);
     fail = false;
     for (let i = 0; i < 3; i++) expect((await health.check()).ok).toBe(true);
     expect(lines.map((l) => l.msg)).toEqual([
-      'health: unhealthy: the sim host backend failed a zone list: down',
+      'health: unhealthy: the sim host backend failed a zone state query: down',
       'health: the host backend answers again',
     ]);
   });
