@@ -154,6 +154,8 @@ export interface OwnedZoneSpec {
   /**
    * The zone's SMF site profile, written before a boot this call makes (not to a zone found
    * booting or running), so SMF configures and starts those services with no command in the zone.
+   * If the zone's root will not take it (EBADZONEROOT), the boot goes on without it (and the
+   * result says so).
    */
   profile?: readonly SmfProfileInstance[];
 }
@@ -222,8 +224,16 @@ export async function ensureZoneRunning(
   let profiled = false;
   if (state === 'installed') {
     if (spec.profile !== undefined) {
-      await host.zones.setProfile(spec.name, spec.profile);
-      profiled = true;
+      try {
+        await host.zones.setProfile(spec.name, spec.profile);
+        profiled = true;
+      } catch (err) {
+        // A speed-up, not a dependency (as the template is): a root that will not take the file
+        // (not where an installed zone's is, or with a link on the way) leaves the services to
+        // the caller's commands in the zone.
+        if (!isHostError(err, 'EBADZONEROOT')) throw err;
+        wait.log?.warn({ err, zone: spec.name }, 'cannot write the zone\'s site profile; its services will be configured in the zone instead');
+      }
     }
     onPhase('boot');
     await host.zones.boot(spec.name);

@@ -6,6 +6,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { propolisFmri } from '../src/zone.js';
 import { ensureBody, instancePuts, nexusSees, realRuntime, zoneOf } from './support/agent.js';
 import { expectSchema } from './support/contract.js';
 import { FAKE_BIN_DIR, fakeIllumosFiles, freshFakeHost, startFakeIllumosAgent } from './support/fake-illumos.js';
@@ -173,6 +174,37 @@ describe('sled agent on the illumos host (fake illumos)', () => {
       expect(lines.some((l) => l.includes(withNic) && /OPTE is missing on this sled/.test(l))).toBe(true);
       expect((await put(plain, [])).status).toBe(200);
       await nexusSees(nexus, plain, 'running', 30_000);
+    } finally {
+      await close();
+    }
+  }, 60_000);
+
+  it('configures Propolis in the zone when its root will not take a site profile, and says so', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
+    const { agent, host, nexus, close } = await startFakeIllumosAgent({
+      addon: files.addon, images: files.images, log,
+      config: {
+        data_dir: join(files.images, 'var-oxide-no-root'),
+        // The fake zoneadm makes no directory right under /: these zones have no root.
+        zones: { root: '/zone', control_link: 'net0', ready_timeout_ms: 20_000, warm_pool: 0, template: false },
+      },
+    });
+    try {
+      const id = randomUUID();
+      const put = await fetch(`http://${agent.address}/instances/${id}`, {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(ensureBody('running', realRuntime())),
+      });
+      expect(put.status).toBe(200);
+      await nexusSees(nexus, id, 'running', 30_000);
+      const zone = zoneOf({ running: agent }, id);
+      const warned = lines.map((l) => JSON.parse(l)).find((l) => l.zone === zone && /site profile/.test(l.msg));
+      expect(warned?.err?.code).toBe('EBADZONEROOT');
+      // The instance svccfg made in the zone, with its address, online.
+      const fmri = propolisFmri(zone);
+      const listed = await host.zones.exec(zone, ['svccfg', '-s', fmri, 'listprop', 'config/server_addr']);
+      expect(listed.stdout).toMatch(/config\/server_addr\s+astring\s+\[::\]:12400/);
+      expect(await host.events.waitForService(zone, fmri, ['online'], { timeoutMs: 0 })).toBe('online');
     } finally {
       await close();
     }
