@@ -382,7 +382,12 @@ export async function ensureLinkLocal(host: Host, zone: string, vnic: string): P
  * What ensurePropolisService does over zlogin, with no command in the zone.
  */
 export function propolisProfile(zone: string, port: number): SmfProfileInstance[] {
-  return [{ fmri: propolisFmri(zone), enabled: true, properties: { 'config/server_addr': formatSocketAddr({ host: '::', port }) } }];
+  return [{ fmri: propolisFmri(zone), enabled: true, properties: { 'config/server_addr': propolisServerAddr(port) } }];
+}
+
+/** propolis-server's config/server_addr: the zone's wildcard (src/warm-pool.ts says why that is safe). */
+function propolisServerAddr(port: number): string {
+  return formatSocketAddr({ host: '::', port });
 }
 
 /**
@@ -403,7 +408,7 @@ export async function ensurePropolisService(host: Host, zone: string, port: numb
   };
   await tolerate(svccfgAddInstance(PROPOLIS_SERVICE, fmri.slice(PROPOLIS_SERVICE.length + 1)));
   await tolerate(svccfgAddPg(fmri, 'config', 'astring'));
-  await host.zones.exec(zone, svccfgSetProp(fmri, 'config/server_addr', formatSocketAddr({ host: '::', port })));
+  await host.zones.exec(zone, svccfgSetProp(fmri, 'config/server_addr', propolisServerAddr(port)));
   await host.zones.exec(zone, svccfgRefresh(fmri));
   await host.zones.exec(zone, svcadmEnable(fmri));
 }

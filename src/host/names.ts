@@ -4,6 +4,7 @@
 // here rather than in src/illumos/ because the simulated host must refuse exactly what a sled
 // would; and the names the agent claims as its own (the "ox"/"vopte" VNIC prefixes, oxide:uuid),
 // which the managers need without naming a backend.
+import type { SmfProfileInstance } from './index.js';
 
 /** How a refused value appears in these errors: strings quoted, anything else as best it prints. */
 export function describeValue(value: unknown): string {
@@ -296,4 +297,28 @@ export function assertInstanceFmri(fmri: unknown): asserts fmri is string {
   if (typeof fmri !== 'string' || fmri.length > FMRI_MAX || !FMRI_RE.test(fmri)) {
     throw invalidArgument(`invalid service instance FMRI ${JSON.stringify(fmri)}: expected svc:/<service>:<instance>`);
   }
+}
+
+/** A property group's or a property's name, as svccfg takes them. */
+const SMF_NAME_RE = /^[A-Za-z0-9_][-_.,+A-Za-z0-9]*$/;
+
+/**
+ * A zone's site profile checked (each instance's FMRI, `enabled`, and properties named `pg/prop`
+ * with string values) and copied: what every backend's zones.setProfile takes. TypeError (code
+ * ERR_INVALID_ARG_VALUE) otherwise.
+ */
+export function validateSmfProfile(profile: unknown): SmfProfileInstance[] {
+  if (!Array.isArray(profile)) throw invalidArgument('the site profile must be an array of instances');
+  return profile.map((inst: Partial<SmfProfileInstance> | null, i) => {
+    assertInstanceFmri(inst?.fmri);
+    if (typeof inst!.enabled !== 'boolean') throw invalidArgument(`profile[${i}].enabled must be a boolean`);
+    const properties = inst!.properties ?? {};
+    for (const [key, value] of Object.entries(properties)) {
+      const [pg, prop, ...rest] = key.split('/');
+      if (rest.length > 0 || !SMF_NAME_RE.test(pg ?? '') || !SMF_NAME_RE.test(prop ?? '') || typeof value !== 'string') {
+        throw invalidArgument(`profile[${i}].properties: ${JSON.stringify(key)} must be named pg/prop, with a string value`);
+      }
+    }
+    return { fmri: inst!.fmri, enabled: inst!.enabled, properties: { ...properties } };
+  });
 }

@@ -8,38 +8,34 @@ import { constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { hostError, type SmfProfileInstance } from '../host/index.js';
+import { validateSmfProfile } from '../host/names.js';
 
-/** Where in the zone's root the profile goes. */
-export const SITE_PROFILE = ['var', 'svc', 'profile', 'site.xml'] as const;
-
-const NAME = /^[A-Za-z0-9_][-_.,+A-Za-z0-9]*$/;
+/** Where in a zonepath the profile goes. */
+const PROFILE_DIR = ['root', 'var', 'svc', 'profile'] as const;
 
 function attr(value: string): string {
   return value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
 }
 
-/** The profile's XML; TypeError for an FMRI or property name SMF would not take. */
-export function siteProfileXml(instances: readonly SmfProfileInstance[]): string {
+/** The profile's XML (TypeError for a profile validateSmfProfile refuses). */
+export function siteProfileXml(profile: readonly SmfProfileInstance[]): string {
   const services = new Map<string, string[]>();
-  for (const inst of instances) {
-    const m = /^svc:\/([A-Za-z0-9_][-_.,+A-Za-z0-9/]*):([A-Za-z0-9_][-_.,+A-Za-z0-9]*)$/.exec(inst.fmri);
-    if (m === null) throw new TypeError(`a site profile instance needs an FMRI svc:/<service>:<instance>, got ${JSON.stringify(inst.fmri)}`);
+  for (const inst of validateSmfProfile(profile)) {
+    const colon = inst.fmri.lastIndexOf(':');
+    const service = inst.fmri.slice('svc:/'.length, colon);
     const groups = new Map<string, Array<[string, string]>>();
     for (const [key, value] of Object.entries(inst.properties)) {
-      const [pg, prop, ...rest] = key.split('/');
-      if (pg === undefined || prop === undefined || rest.length > 0 || !NAME.test(pg) || !NAME.test(prop)) {
-        throw new TypeError(`a site profile property is named pg/prop, got ${JSON.stringify(key)}`);
-      }
+      const [pg, prop] = key.split('/') as [string, string];
       groups.set(pg, [...(groups.get(pg) ?? []), [prop, value]]);
     }
-    const lines = [`    <instance enabled="${inst.enabled}" name="${attr(m[2]!)}">`];
+    const lines = [`    <instance enabled="${inst.enabled}" name="${attr(inst.fmri.slice(colon + 1))}">`];
     for (const [pg, props] of groups) {
       lines.push(`      <property_group type="application" name="${attr(pg)}">`);
       for (const [prop, value] of props) lines.push(`        <propval type="astring" name="${attr(prop)}" value="${attr(value)}"/>`);
       lines.push('      </property_group>');
     }
     lines.push('    </instance>');
-    services.set(m[1]!, [...(services.get(m[1]!) ?? []), ...lines]);
+    services.set(service, [...(services.get(service) ?? []), ...lines]);
   }
   const body = [...services].flatMap(([service, lines]) => [
     `  <service version="1" type="service" name="${attr(service)}">`, ...lines, '  </service>',
@@ -64,7 +60,7 @@ export function siteProfileXml(instances: readonly SmfProfileInstance[]): string
  */
 export async function writeSiteProfile(zonepath: string, xml: string): Promise<void> {
   let dir = zonepath;
-  for (const part of ['root', ...SITE_PROFILE.slice(0, -1)]) {
+  for (const part of PROFILE_DIR) {
     dir = join(dir, part);
     const st = await lstat(dir).catch((err: NodeJS.ErrnoException) => {
       throw hostError('EBADZONEROOT', `cannot write the site profile: ${dir}: ${err.code === 'ENOENT' ? 'missing (is the zone installed?)' : err.message}`);

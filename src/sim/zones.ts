@@ -32,7 +32,7 @@ import {
   type ZoneState,
 } from '../host/index.js';
 import { cloneRefusal } from '../host/clone.js';
-import { validateDatasetName, validateLinkName, validateZoneName } from '../host/names.js';
+import { validateDatasetName, validateLinkName, validateSmfProfile, validateZoneName } from '../host/names.js';
 import { anySignal } from '../common/signals.js';
 import { kernelEventState, type SimZoneEvents } from './events.js';
 import { CommandFailure, type SimInZone, type ZoneAddress } from './inzone.js';
@@ -290,7 +290,7 @@ export class SimZones {
    */
   async setProfile(name: string, profile: readonly SmfProfileInstance[]): Promise<void> {
     validateZoneName(name);
-    const instances = checkProfile(profile);
+    const instances = validateSmfProfile(profile);
     await this.m.opened();
     const rec = this.requireZone(name);
     if (rec.zoneid !== null) throw this.badState(name, 'the site profile of a zone in the kernel is not read until its next boot.');
@@ -468,22 +468,6 @@ export class SimZones {
       throw err;
     }
   }
-}
-
-/** A profile's instances checked (an FMRI with an instance, `pg/prop` names) and copied. */
-function checkProfile(profile: readonly SmfProfileInstance[]): SmfProfileInstance[] {
-  if (!Array.isArray(profile)) throw new TypeError('the site profile must be an array of instances');
-  return profile.map((inst, i) => {
-    const { service, instance } = splitFmri(String(inst?.fmri));
-    if (!service.startsWith('svc:/') || instance === null) throw new TypeError(`profile[${i}].fmri must be svc:/<service>:<instance>, got ${JSON.stringify(inst?.fmri)}`);
-    if (typeof inst.enabled !== 'boolean') throw new TypeError(`profile[${i}].enabled must be a boolean`);
-    for (const [key, value] of Object.entries(inst.properties ?? {})) {
-      if (!/^[A-Za-z0-9_][-_.,+A-Za-z0-9]*\/[A-Za-z0-9_][-_.,+A-Za-z0-9]*$/.test(key) || typeof value !== 'string') {
-        throw new TypeError(`profile[${i}].properties: "${key}" must be pg/prop with a string value`);
-      }
-    }
-    return { fmri: inst.fmri, enabled: inst.enabled, properties: { ...inst.properties } };
-  });
 }
 
 /** What SMF does with a site profile as the zone boots: instances made if missing, properties set, enabled or not. */
