@@ -72,7 +72,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -568,7 +568,8 @@ async function startProcess(args: string[], dir: string, name: string, label: st
       rej(new Error(`the ${name} exited (${code}) before listening; see ${log}:\n${tail(log)}`));
     });
   });
-  child.stdout!.resume();
+  // The rest of its stdout (what --node-args="--trace-opt --trace-deopt" prints) is kept beside its log.
+  child.stdout!.pipe(createWriteStream(join(dir, `${name}.stdout`)));
   return { child, address, exited };
 }
 
