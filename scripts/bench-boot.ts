@@ -399,9 +399,13 @@ interface Stats {
   max: number;
 }
 
-/** Nearest rank (as bench-native): with fewer than 100 samples p99 is the maximum. */
+/**
+ * Nearest rank (as bench-native): the value at rank ceil(p/100 * n), 1-based. With 100 samples
+ * p99 is the 99th (rank floor(p/100 * n) + 1, used until 2026-12-07, made it the maximum); with
+ * fewer than 100 it is the maximum.
+ */
 function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1))]!;
 }
 
 function stats(values: number[]): Stats | null {

@@ -66,7 +66,8 @@ async function sample(o: Op, n: number): Promise<void> {
   }
 }
 
-const pct = (s: number[], p: number) => [...s].sort((a, b) => a - b)[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+// Nearest rank: the value at rank ceil(p/100 * n), 1-based.
+const pct = (s: number[], p: number) => [...s].sort((a, b) => a - b)[Math.min(s.length - 1, Math.max(0, Math.ceil((p * s.length) / 100) - 1))]!;
 const mean = (s: number[]) => s.reduce((a, b) => a + b, 0) / s.length;
 
 const zones = new Zones({ addon });
