@@ -11,11 +11,16 @@
 // has grown past max(256 KiB, twice the snapshot), so reading it back stays cheap.
 //
 // The log is JSON lines:
-//   {"ledger":1,"snapshot":"<hex sha256>"}   header: the exact text of the snapshot it continues
+//   {"ledger":2,"snapshot":"<hex sha256>"}   header: the exact text of the snapshot it continues
 //   {"t":"instances","k":"<id>","v":<rec>}   one key of a top-level object, as it was when the write began
 //   {"t":"instances","k":"<id>"}             ... deleted
+//   {"t":"instances","k":"<id>","f":"runtime","v":<value>}   one field of that key's object (no "v": deleted)
 //   {"t":"pool","v":<value>}, {"t":"pool"}   a whole top-level entry, or its deletion
 //   {"c":<n>}                                the end of one write, which had n entries
+// Field entries keep a record's frequent small changes (an instance's observed state) from
+// rewriting what does not change (its hardware, which may carry 32 KiB of cloud-init). Headers
+// say 2 since field entries exist: an older agent refuses such a log rather than read a field's
+// value as a whole record. Logs with header 1 are read as before.
 // A write appends its entries and its end line with one write(2), then fdatasync.
 //
 // What a crash can leave, and why open() is right about each:
@@ -71,8 +76,11 @@ export function observeLedgerCommits(dir: string, observer: CommitObserver): () 
   };
 }
 
-/** What a commit changed in the ledger's top-level object: a whole entry, or one key of an entry that is an object. */
-export type Change = readonly [table: string] | readonly [table: string, key: string];
+/**
+ * What a commit changed in the ledger's top-level object: a whole entry, one key of an entry that
+ * is an object, or one field of such a key's object.
+ */
+export type Change = readonly [table: string] | readonly [table: string, key: string] | readonly [table: string, key: string, field: string];
 
 export interface LedgerOptions {
   /** Append what changed to `<path>.log` rather than rewriting the whole value on every write. */
@@ -84,8 +92,12 @@ const LOG_COMPACT_MIN = 256 * 1024;
 
 type JsonObject = Record<string, unknown>;
 
-/** Dirty entries: a table's changed keys, or null for the whole entry. */
-type Dirty = Map<string, Set<string> | null>;
+/** Dirty entries: per table, its changed keys (each with its changed fields, or null: the whole key), or null for the whole entry. */
+type Dirty = Map<string, Map<string, Set<string> | null> | null>;
+
+/** The header's version this code writes, and those it reads. */
+const LOG_VERSION = 2;
+const LOG_VERSIONS_READ: readonly unknown[] = [1, 2];
 
 export class Ledger<T> {
   #value: T;
@@ -152,8 +164,10 @@ export class Ledger<T> {
     const ledger = new Ledger(path, check(raw), true, journal);
     ledger.#snapHash = snapHash;
     ledger.#snapSize = bytes.length;
-    if (logText !== null) ledger.#logHash = parseHeader(logPath, logText).snapshot;
-    if (journal && log !== null && log.matched && !log.extra) {
+    const header = logText === null ? null : parseHeader(logPath, logText);
+    if (header !== null) ledger.#logHash = header.snapshot;
+    // A log of an older version is compacted too: appends go to a log whose header says what they may hold.
+    if (journal && log !== null && log.matched && !log.extra && header?.version === LOG_VERSION) {
       ledger.#logSize = Buffer.byteLength(logText as string);
       ledger.#all = false;
     } else if (journal || logText !== null) {
@@ -192,11 +206,19 @@ export class Ledger<T> {
   /** Names changes for the next write to carry, without asking for one (nothing waits for them). */
   touch(...changed: Change[]): void {
     if (!this.#journal || this.#all) return;
-    for (const [table, key] of changed) {
+    for (const [table, key, field] of changed) {
       const keys = this.#dirty.get(table);
-      if (key === undefined) this.#dirty.set(table, null);
-      else if (keys === undefined) this.#dirty.set(table, new Set([key]));
-      else keys?.add(key);
+      if (key === undefined) {
+        this.#dirty.set(table, null);
+        continue;
+      }
+      if (keys === null) continue; // the whole entry goes anyway
+      const map = keys ?? new Map<string, Set<string> | null>();
+      if (keys === undefined) this.#dirty.set(table, map);
+      const fields = map.get(key);
+      if (field === undefined) map.set(key, null);
+      else if (fields === undefined) map.set(key, new Set([field]));
+      else fields?.add(field);
     }
   }
 
@@ -265,7 +287,7 @@ export class Ledger<T> {
   async #compact(text: string): Promise<void> {
     const dir = dirname(this.path);
     const hash = sha256(text);
-    const header = `${JSON.stringify({ ledger: 1, snapshot: hash })}\n`;
+    const header = `${JSON.stringify({ ledger: LOG_VERSION, snapshot: hash })}\n`;
     const tmp = join(dir, `.${basename(this.logPath)}.${randomBytes(6).toString('hex')}.tmp`);
     try {
       const handle = await open(tmp, 'wx', 0o644);
@@ -391,17 +413,25 @@ function parseSnapshot(path: string, bytes: Buffer): unknown {
 function journalLines(value: JsonObject, changed: Dirty): string {
   let text = '';
   let count = 0;
-  const line = (t: string, k: string | undefined, v: unknown) => {
+  const line = (t: string, k: string | undefined, f: string | undefined, v: unknown) => {
     // Absent and undefined alike are a deletion: JSON.stringify leaves both out of a snapshot.
-    const entry: { t: string; k?: string; v?: unknown } = k === undefined ? { t } : { t, k };
+    const entry: Entry = k === undefined ? { t } : f === undefined ? { t, k } : { t, k, f };
     if (v !== undefined) entry.v = v;
     text += `${JSON.stringify(entry)}\n`;
     count += 1;
   };
   for (const [t, keys] of changed) {
     const table = own(value, t);
-    if (keys === null || !isObject(table)) line(t, undefined, table);
-    else for (const k of keys) line(t, k, own(table, k));
+    if (keys === null || !isObject(table)) {
+      line(t, undefined, undefined, table);
+      continue;
+    }
+    for (const [k, fields] of keys) {
+      const record = own(table, k);
+      // A key that is gone, or not an object, is written whole whatever was named of it.
+      if (fields === null || !isObject(record)) line(t, k, undefined, record);
+      else for (const f of fields) line(t, k, f, own(record, f));
+    }
   }
   return count === 0 ? '' : `${text}{"c":${count}}\n`;
 }
@@ -418,10 +448,11 @@ function setOwn(object: JsonObject, key: string, value: unknown): void {
 interface Entry {
   t: string;
   k?: string;
+  f?: string;
   v?: unknown;
 }
 
-function parseHeader(logPath: string, text: string): { snapshot: string } {
+function parseHeader(logPath: string, text: string): { snapshot: string; version: unknown } {
   const end = text.indexOf('\n');
   let header: unknown;
   try {
@@ -429,10 +460,11 @@ function parseHeader(logPath: string, text: string): { snapshot: string } {
   } catch {
     header = undefined;
   }
-  if (!isObject(header) || header.ledger !== 1 || typeof header.snapshot !== 'string') {
-    throw new Error(`${logPath}: line 1 is not a ledger journal header ({"ledger":1,"snapshot":"<sha256>"}); the ledger is corrupt`);
+  if (!isObject(header) || !LOG_VERSIONS_READ.includes(header.ledger) || typeof header.snapshot !== 'string') {
+    throw new Error(`${logPath}: line 1 is not a ledger journal header this agent reads ({"ledger":${LOG_VERSIONS_READ.join(' or ')},"snapshot":"<sha256>"}); `
+      + 'the ledger is corrupt, or written by a newer agent');
   }
-  return { snapshot: header.snapshot };
+  return { snapshot: header.snapshot, version: header.ledger };
 }
 
 /**
@@ -445,7 +477,7 @@ function replayLog(logPath: string, text: string, snapHash: string, raw: unknown
   const lines = text.split('\n');
   // After the last newline: '' for a log that ends with one, else a line whose write was cut short.
   const tail = lines.pop();
-  let pending: Entry[] = [];
+  let pending: Array<{ entry: Entry; line: number }> = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] as string;
     const parsed = parseLine(line);
@@ -459,10 +491,13 @@ function replayLog(logPath: string, text: string, snapHash: string, raw: unknown
         throw new Error(`${logPath}:${i + 1}: the end of a write of ${parsed.c} entries follows ${pending.length}; the ledger is corrupt`);
       }
       if (pending.length > 0 && !isObject(raw)) throw new Error(`${logPath}: entries for a snapshot that is not a JSON object`);
-      for (const entry of pending) apply(raw as JsonObject, entry);
+      for (const p of pending) {
+        const problem = apply(raw as JsonObject, p.entry);
+        if (problem !== null) throw new Error(`${logPath}:${p.line}: ${problem}; the ledger is corrupt`);
+      }
       pending = [];
     } else {
-      pending.push(parsed);
+      pending.push({ entry: parsed, line: i + 1 });
     }
   }
   // Entries with no end line after them, or a line cut short, were a write never acknowledged.
@@ -479,22 +514,33 @@ function parseLine(line: string): Entry | { c: number } | null {
   if (!isObject(value)) return null;
   if (typeof value.c === 'number' && Number.isInteger(value.c) && Object.keys(value).length === 1) return { c: value.c };
   if (typeof value.t !== 'string' || (value.k !== undefined && typeof value.k !== 'string')) return null;
+  if (value.f !== undefined && (typeof value.f !== 'string' || value.k === undefined)) return null;
   return value as unknown as Entry;
 }
 
-function apply(value: JsonObject, entry: Entry): void {
+/** Applies one entry; a field entry for a key that is not an object is refused (null: applied). */
+function apply(value: JsonObject, entry: Entry): string | null {
   const set = Object.hasOwn(entry, 'v');
   if (entry.k === undefined) {
     if (set) setOwn(value, entry.t, entry.v);
     else delete value[entry.t];
-    return;
+    return null;
   }
   let table = own(value, entry.t);
+  if (entry.f !== undefined) {
+    // The writer names a field only of a key whose object it has: anything else is not its doing.
+    const record = isObject(table) ? own(table, entry.k) : undefined;
+    if (!isObject(record)) return `field "${entry.f}" of ${entry.t}["${entry.k}"], which is not an object`;
+    if (set) setOwn(record, entry.f, entry.v);
+    else delete record[entry.f];
+    return null;
+  }
   if (!isObject(table)) {
-    if (!set) return;
+    if (!set) return null;
     table = {};
     setOwn(value, entry.t, table);
   }
   if (set) setOwn(table as JsonObject, entry.k, entry.v);
   else delete (table as JsonObject)[entry.k];
+  return null;
 }

@@ -84,7 +84,7 @@ describe('a journaled ledger', () => {
     await ledger.commit();
     const snapshot = read(path);
     expect(JSON.parse(snapshot)).toEqual({ instances: { a: { n: 1 }, gone: { n: 0 } } });
-    expect(lines(`${path}.log`)).toEqual([{ ledger: 1, snapshot: sha256(snapshot) }]);
+    expect(lines(`${path}.log`)).toEqual([{ ledger: 2, snapshot: sha256(snapshot) }]);
 
     ledger.value.instances.a = { n: 2 };
     await ledger.commit(['instances', 'a']);
@@ -108,7 +108,7 @@ describe('a journaled ledger', () => {
     expect(again.loaded).toBe(true);
     // Opened on a log with entries: compacted at once, so appends start on a log of none.
     expect(JSON.parse(read(path))).toEqual(expected);
-    expect(lines(`${path}.log`)).toEqual([{ ledger: 1, snapshot: sha256(read(path)) }]);
+    expect(lines(`${path}.log`)).toEqual([{ ledger: 2, snapshot: sha256(read(path)) }]);
   });
 
   it('writes the whole entry when a table is deleted or replaced', async () => {
@@ -142,7 +142,7 @@ describe('a journaled ledger', () => {
     expect(compacted).toBeGreaterThan(10);
     expect(compacted).toBeLessThan(20);
     expect(JSON.parse(read(path))).toEqual(ledger.value);
-    expect(lines(`${path}.log`)).toEqual([{ ledger: 1, snapshot: sha256(read(path)) }]);
+    expect(lines(`${path}.log`)).toEqual([{ ledger: 2, snapshot: sha256(read(path)) }]);
     // And it appends again afterwards.
     ledger.value.instances.after = { ok: true };
     await ledger.commit(['instances', 'after']);
@@ -160,7 +160,7 @@ describe('a journaled ledger', () => {
     await ledger.commit();
     expect(read(path)).not.toBe(before);
     expect(JSON.parse(read(path))).toEqual({ ...expected, instances: { ...expected.instances, c: { n: 4 } } });
-    expect(lines(`${path}.log`)).toEqual([{ ledger: 1, snapshot: sha256(read(path)) }]);
+    expect(lines(`${path}.log`)).toEqual([{ ledger: 2, snapshot: sha256(read(path)) }]);
   });
 
   it.each([
@@ -174,7 +174,82 @@ describe('a journaled ledger', () => {
     const ledger = await openLedger(path);
     expect(ledger.value).toEqual(expected);
     expect(JSON.parse(read(path))).toEqual(expected);
-    expect(read(`${path}.log`)).toBe(`${JSON.stringify({ ledger: 1, snapshot: sha256(read(path)) })}\n`);
+    expect(read(`${path}.log`)).toBe(`${JSON.stringify({ ledger: 2, snapshot: sha256(read(path)) })}\n`);
+  });
+
+  it('writes only the fields named of a key, and the key whole when it is also named whole or is gone', async () => {
+    const path = join(tempDir(), 'instances.json');
+    const ledger = await openLedger(path);
+    const big = 'x'.repeat(10_000);
+    ledger.value.instances = { a: { hw: big, state: 'starting', gen: 1, limit: 5 }, b: { hw: big, state: 'starting' }, c: { hw: big } };
+    await ledger.commit();
+    const before = statSync(`${path}.log`).size;
+    const a = ledger.value.instances.a as Record<string, unknown>;
+    a.state = 'running';
+    a.gen = 2;
+    delete a.limit;
+    await ledger.commit(['instances', 'a', 'state'], ['instances', 'a', 'gen'], ['instances', 'a', 'limit']);
+    // Fields, not the 10 kB the record carries.
+    expect(statSync(`${path}.log`).size - before).toBeLessThan(200);
+    expect(lines(`${path}.log`).slice(1)).toEqual([
+      { t: 'instances', k: 'a', f: 'state', v: 'running' }, { t: 'instances', k: 'a', f: 'gen', v: 2 }, { t: 'instances', k: 'a', f: 'limit' }, { c: 3 },
+    ]);
+
+    // One write: a key named whole and by a field, in either order, goes whole; a key deleted goes as a deletion.
+    (ledger.value.instances.b as Record<string, unknown>).state = 'running';
+    ledger.value.instances.b = { ...(ledger.value.instances.b as object), zone: 'z' };
+    (ledger.value.instances.a as Record<string, unknown>).gen = 3;
+    delete ledger.value.instances.c;
+    ledger.touch(['instances', 'b', 'state']);
+    ledger.touch(['instances', 'b']);
+    ledger.touch(['instances', 'a']);
+    ledger.touch(['instances', 'a', 'gen']);
+    await ledger.commit(['instances', 'c', 'state']);
+    const last = lines(`${path}.log`).slice(5);
+    expect(last).toEqual([
+      { t: 'instances', k: 'b', v: { hw: big, state: 'running', zone: 'z' } }, { t: 'instances', k: 'a', v: { hw: big, state: 'running', gen: 3 } },
+      { t: 'instances', k: 'c' }, { c: 3 },
+    ]);
+
+    const want = { instances: { a: { hw: big, state: 'running', gen: 3 }, b: { hw: big, state: 'running', zone: 'z' } } };
+    expect(readLedgerFile(path)).toEqual(want);
+    await ledger.close();
+    expect((await openLedger(path)).value).toEqual(want);
+  });
+
+  it('refuses a field entry for a key that is not an object, naming the line', async () => {
+    const path = join(tempDir(), 'instances.json');
+    await (await withAppends(path)).close();
+    appendFileSync(`${path}.log`, '{"t":"instances","k":"nobody","f":"state","v":1}\n{"c":1}\n');
+    await expect(openLedger(path)).rejects.toThrow(`${path}.log:9: field "state" of instances["nobody"], which is not an object; the ledger is corrupt`);
+    expect(() => readLedgerFile(path)).toThrow(`${path}.log:9`);
+  });
+
+  it('reads a log of version 1, and compacts one into version 2 before appending', async () => {
+    const path = join(tempDir(), 'instances.json');
+    await (await withAppends(path)).close();
+    // As an agent before field entries left it: the same entries under a version 1 header.
+    writeFileSync(`${path}.log`, read(`${path}.log`).replace('"ledger":2', '"ledger":1'));
+    expect(readLedgerFile(path)).toEqual(expected);
+    const ledger = await openLedger(path);
+    expect(ledger.value).toEqual(expected);
+    expect(lines(`${path}.log`)).toEqual([{ ledger: 2, snapshot: sha256(read(path)) }]);
+
+    // A version 1 log with no entries is replaced too, rather than appended to.
+    await ledger.close();
+    writeFileSync(`${path}.log`, `${JSON.stringify({ ledger: 1, snapshot: sha256(read(path)) })}\n`);
+    const again = await openLedger(path);
+    expect(lines(`${path}.log`)).toEqual([{ ledger: 2, snapshot: sha256(read(path)) }]);
+    (again.value.instances.a as Record<string, unknown>).n = 7;
+    await again.commit(['instances', 'a', 'n']);
+    expect(readLedgerFile(path)).toEqual({ ...expected, instances: { ...expected.instances, a: { n: 7 } } });
+  });
+
+  it('refuses a log of a version it does not know, saying it may be a newer agent\'s', async () => {
+    const path = join(tempDir(), 'instances.json');
+    await (await withAppends(path)).close();
+    writeFileSync(`${path}.log`, read(`${path}.log`).replace('"ledger":2', '"ledger":3'));
+    await expect(openLedger(path)).rejects.toThrow('written by a newer agent');
   });
 
   it('drops the entries of a write whose end line is missing: a write lands whole or not at all', async () => {
@@ -218,7 +293,7 @@ describe('a journaled ledger', () => {
     const ledger = await openLedger(path);
     expect(ledger.value).toEqual(newer);
     // Replaced at open by a log that continues the snapshot on disk.
-    expect(lines(`${path}.log`)).toEqual([{ ledger: 1, snapshot: sha256(read(path)) }]);
+    expect(lines(`${path}.log`)).toEqual([{ ledger: 2, snapshot: sha256(read(path)) }]);
     ledger.value.instances.d = 1;
     await ledger.commit(['instances', 'd']);
     expect(readLedgerFile(path)).toEqual({ ...newer, instances: { ...newer.instances, d: 1 } });
@@ -250,7 +325,7 @@ describe('a journaled ledger', () => {
     const text = read(path);
     const again = await openLedger(path);
     expect(read(path)).toBe(text);
-    expect(lines(`${path}.log`)).toEqual([{ ledger: 1, snapshot: sha256(text) }]);
+    expect(lines(`${path}.log`)).toEqual([{ ledger: 2, snapshot: sha256(text) }]);
     again.value.instances.b = 2;
     await again.commit(['instances', 'b']);
     expect(read(path)).toBe(text);
