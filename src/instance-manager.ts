@@ -91,7 +91,9 @@ export class InstanceManager {
     return new Instance(record, {
       ...this.ctx,
       pool: this.pool,
-      commit: () => this.ledger.commit(['instances', record.id]),
+      commit: (fields) => (fields === undefined
+        ? this.ledger.commit(['instances', record.id])
+        : this.ledger.commit(...fields.map((f) => ['instances', record.id, f] as const))),
       forget: (id) => {
         const instance = this.#instances.get(id);
         if (instance?.record !== record) return; // replaced meanwhile

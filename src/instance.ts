@@ -64,6 +64,10 @@ export interface InstanceRecord {
 /** How far reports may run ahead of the generation the ledger holds (see InstanceRecord). */
 export const GEN_LEASE = 16;
 
+/** The fields of a record that #record() sets from the state machine, and an observed state changes. */
+export type StateField = 'runtime' | 'desired' | 'reported_gen_limit';
+const STATE_FIELDS: readonly StateField[] = ['runtime', 'desired', 'reported_gen_limit'];
+
 export interface InstanceSettings {
   zoneRoot: string;
   controlLink: string;
@@ -87,8 +91,12 @@ export interface InstanceContext {
   /** Warm zones to take, and the template to clone; null: every zone is installed. */
   pool: WarmPool | null;
   settings: InstanceSettings;
-  /** Makes the ledger (with this instance's record as it is now) durable. */
-  commit(): Promise<void>;
+  /**
+   * Makes the ledger (with this instance's record as it is now) durable. `fields`: only these of
+   * the record changed since it was last committed, and only they are written (the journal then
+   * appends them, not the record with its hardware); none: the whole record.
+   */
+  commit(fields?: readonly StateField[]): Promise<void>;
   /** The instance is gone from this sled (destroyed, or stopped and torn down). */
   forget(id: string): void;
   /** Optional: each provisioning phase as it starts (the boot benchmark times them). */
@@ -356,9 +364,9 @@ export class Instance {
   }
 
   /** A ledger write of the record as it is now; once durable, its reported_gen_limit is too. */
-  #write(): Promise<void> {
+  #write(fields?: readonly StateField[]): Promise<void> {
     const limit = this.record.reported_gen_limit ?? 0;
-    return this.ctx.commit().then(() => {
+    return this.ctx.commit(fields).then(() => {
       this.#durableGenLimit = Math.max(this.#durableGenLimit, limit);
     });
   }
@@ -400,10 +408,10 @@ export class Instance {
     });
   }
 
-  /** Makes the record durable, unless the agent is shutting down (the ledger stays as it was). */
-  async #commit(): Promise<void> {
+  /** Makes the record (or only `fields` of it) durable, unless the agent is shutting down (the ledger stays as it was). */
+  async #commit(fields?: readonly StateField[]): Promise<void> {
     if (this.#closed) return;
-    await this.#write();
+    await this.#write(fields);
   }
 
   /** Tells Nexus the current state (ordered, coalesced, retried by the notifier). */
@@ -427,7 +435,8 @@ export class Instance {
     if (this.#closed) return null;
     const action = this.states.observeTransition(observed);
     this.#record();
-    const written = this.#commit().catch((err: unknown) => this.log.error({ err }, 'cannot record an observed state'));
+    // Only what #record() sets: every other change to the record is committed whole where it is made.
+    const written = this.#commit(STATE_FIELDS).catch((err: unknown) => this.log.error({ err }, 'cannot record an observed state'));
     if (this.states.current.gen > this.#durableGenLimit) await written;
     this.#report();
     return action;

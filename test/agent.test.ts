@@ -2,7 +2,7 @@
 // lifecycle, what reaches the host (zone, VNICs, address, Propolis with the real properties),
 // what reaches Nexus, failures at every phase, Nexus being down, and restarts.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -360,6 +360,44 @@ describe('generations reported ahead of the ledger', () => {
     const again = await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.filter(instancePuts(id)).indexOf(r) >= count);
     expect(again.body.run_state).toBe('running');
     expect(again.body.gen).toBeGreaterThan(limit);
+  });
+});
+
+describe('the instance ledger', () => {
+  it('journals an observed state as the record\'s state fields, not the record with its cloud-init again', async () => {
+    t = await startTestAgent();
+    const id = randomUUID();
+    const cloudInit = Buffer.alloc(24 * 1024, 7).toString('base64');
+    const body = ensureBody('running');
+    await t.request('PUT', `/instances/${id}`, { ...body, initial: { ...body.initial, cloud_init_bytes: cloudInit } });
+    const running = await nexusSees(t.nexus, id, 'running');
+    // A graceful stop lets the writes in flight land, and leaves the journal as it is (an open compacts it).
+    const count = t.nexus.matching('PUT', `/instances/${id}`).length;
+    await t.stop();
+
+    const path = join(t.config.data_dir, 'instances.json');
+    const entries = readFileSync(`${path}.log`, 'utf8').split('\n').filter((l) => l !== '').slice(1)
+      .map((l) => JSON.parse(l) as { t?: string; k?: string; f?: string; v?: any });
+    const mine = entries.filter((e) => e.k === id);
+    // The request's write carried the record whole (into the snapshot, the ledger's first write,
+    // or the log); every observation after it only its state fields.
+    const firstField = mine.findIndex((e) => e.f !== undefined);
+    expect(firstField).toBeGreaterThanOrEqual(0);
+    expect(mine.slice(firstField).filter((e) => e.f === undefined)).toEqual([]);
+    expect(mine.filter((e) => JSON.stringify(e).includes(cloudInit)).length).toBeLessThanOrEqual(1);
+    const fields = mine.filter((e) => e.f !== undefined);
+    expect(fields.length).toBeGreaterThan(0);
+    expect(new Set(fields.map((e) => e.f))).toEqual(new Set(['runtime', 'desired', 'reported_gen_limit']));
+    expect(fields.filter((e) => e.f === 'runtime').at(-1)?.v).toMatchObject({ run_state: 'running', gen: running.body.gen });
+
+    // Read back as a restart reads it: the latest state, with the hardware as it was requested.
+    const record = (readLedgerFile(path) as { instances: Record<string, any> }).instances[id];
+    expect(record.runtime).toMatchObject({ run_state: 'running', gen: running.body.gen });
+    expect(record.hardware.cloud_init_bytes).toBe(cloudInit);
+    t = await startTestAgent({ dir: t.dir, nexus: t.nexus });
+    const again = await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.filter(instancePuts(id)).indexOf(r) >= count);
+    expect(again.body).toMatchObject({ run_state: 'running' });
+    expect(again.body.gen).toBeGreaterThan(running.body.gen);
   });
 });
 
