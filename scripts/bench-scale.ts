@@ -13,6 +13,7 @@
 //   npm run bench:scale -- --latency small --floor none                        # without the floor runs
 //   npm run bench:scale -- --counts 1000 --latency small --repeat 5            # verdicts on the median of 5 runs
 //   npm run bench:scale -- --waves 1                                            # a fresh agent only (quicker)
+//   npm run bench:scale -- --cloud-init 24576                                   # each instance with 24 KiB of user data
 //
 // The agent is started as a user would start it: `node --import tsx src/bin/sled-agent.ts run
 // <config.toml>` (by default the working tree compiled into a temp dir, as `npm run build` would; `--entry dist|tsx`), in a temp run directory with its
@@ -70,7 +71,7 @@
 // `agentAboveFloorMsPerInstance`; `agentEntry` and `floorEntry` say how each ran). A floor run
 // that fails is reported and kept out of the comparison; it does not change the exit status.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingMessage, type Server } from 'node:http';
@@ -122,6 +123,8 @@ interface Options {
   repeat: number;
   /** 2: after the N instances are running, N more on the same agent (and floor), measured apart. */
   waves: 1 | 2;
+  /** Bytes of cloud-init user data per instance (base64 in the request); 0: none. */
+  cloudInitBytes: number;
 }
 
 function usage(problem?: string): never {
@@ -130,7 +133,7 @@ function usage(problem?: string): never {
                      [--entry head|build|dist|tsx] [--overlay src/FILE,...] [--stall SECONDS]
                      [--simulation process|in-process] [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--heap-snapshot DIR]
                      [--node-args="--max-semi-space-size=4 ..."] [--keep] [--log-level info]
-                     [--floor small|all|none] [--repeat R] [--waves 1|2]`);
+                     [--floor small|all|none] [--repeat R] [--waves 1|2] [--cloud-init BYTES]`);
   process.exit(2);
 }
 
@@ -156,6 +159,7 @@ function parseOptions(): Options {
         floor: { type: 'string', default: 'small' },
         repeat: { type: 'string', default: '1' },
         waves: { type: 'string', default: '2' },
+        'cloud-init': { type: 'string', default: '0' },
         help: { type: 'boolean', default: false },
       },
       allowPositionals: false,
@@ -183,6 +187,9 @@ function parseOptions(): Options {
   const repeat = Number(parsed.repeat);
   if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) usage('--repeat: an integer from 1 to 20');
   if (parsed.waves !== '1' && parsed.waves !== '2') usage('--waves: 1 or 2');
+  const cloudInitBytes = Number(parsed['cloud-init']);
+  // Nexus's limit on an instance's user data: 32 KiB.
+  if (!Number.isInteger(cloudInitBytes) || cloudInitBytes < 0 || cloudInitBytes > 32 * 1024) usage('--cloud-init: bytes of user data per instance, 0 to 32768');
   return {
     counts,
     latencies: latencies as LatencyName[],
@@ -201,6 +208,7 @@ function parseOptions(): Options {
     floor: parsed.floor,
     repeat,
     waves: parsed.waves === '1' ? 1 : 2,
+    cloudInitBytes,
   };
 }
 
@@ -353,7 +361,7 @@ function readBody(req: IncomingMessage): Promise<string> {
 
 // ---- the agent ----
 
-function instanceBody(i: number): { id: string; body: string } {
+function instanceBody(i: number, cloudInitBytes: number): { id: string; body: string } {
   const runtime = {
     run_state: 'creating',
     sled_id: SLED_ID,
@@ -368,7 +376,7 @@ function instanceBody(i: number): { id: string; body: string } {
     time_updated: new Date().toISOString(),
   };
   const body = {
-    initial: { runtime, nics: [], firewall_rules: [], disks: [], cloud_init_bytes: null },
+    initial: { runtime, nics: [], firewall_rules: [], disks: [], cloud_init_bytes: cloudInitBytes === 0 ? null : randomBytes(cloudInitBytes).toString('base64') },
     target: { run_state: 'running', migration_params: null },
     migrate: null,
   };
@@ -701,7 +709,7 @@ async function drive(pid: number, address: string, nexus: NexusRecorder, n: numb
       req.end(body);
     });
     // Instances first .. first + n - 1: a second wave's Propolis addresses are its own.
-    const puts = Array.from({ length: n }, (_, i) => instanceBody(first + i));
+    const puts = Array.from({ length: n }, (_, i) => instanceBody(first + i, options.cloudInitBytes));
     for (const p of puts) nexus.tracked.set(p.id, { putAt: 0, putStatus: null, putError: null, runningAt: null, failedState: null });
     // Nexus keeps its connections to a sled agent: open them before the clock starts.
     await Promise.all(Array.from({ length: 256 }, () => send('GET', '/').catch(() => undefined)));
@@ -1037,6 +1045,7 @@ async function main(): Promise<number> {
   const floorFor = (latency: LatencyName) => options.floor === 'all' || (options.floor === 'small' && latency === 'small');
   const loadStart = loadavg();
   console.log(`bench:scale: counts ${options.counts.join(', ')}; latency ${options.latencies.join(', ')}; [host] simulation = "${options.simulation}", propolis = "${options.propolis}"; `
+    + `${options.cloudInitBytes > 0 ? `${options.cloudInitBytes} bytes of cloud-init per instance; ` : ''}`
     + `agent: ${b.describe}${options.nodeArgs.length > 0 ? ` with node ${options.nodeArgs.join(' ')}` : ''}; `
     + `floor: ${options.latencies.some(floorFor) ? `${b.floor.describe}, after each ${options.floor === 'all' ? '' : 'small-table '}run` : 'none'}; `
     + `${cpus().length} CPUs, load ${loadStart.map((l) => l.toFixed(2)).join(' ')}; CLK_TCK ${CLK_TCK}; commit ${head}`);

@@ -88,7 +88,7 @@ const started = new Map<string, Promise<void>>();
  * One instance's start on the wire, after its PUT was answered. Resolves once its `running`
  * report was delivered; the monitor goes on (its next long poll pending) until close().
  */
-async function start(id: string, runtime: InstanceRuntimeState, server: FarmPropolis): Promise<void> {
+async function start(id: string, runtime: InstanceRuntimeState, cloudInit: string | null, server: FarmPropolis): Promise<void> {
   const propolis = new PropolisClient(formatSocketAddr(server.address));
   clients.push(propolis);
   const request: InstanceEnsureRequest = {
@@ -96,7 +96,7 @@ async function start(id: string, runtime: InstanceRuntimeState, server: FarmProp
       id, name: runtime.hostname, description: `instance ${id} (${runtime.hostname})`,
       image_id: NIL_UUID, bootrom_id: NIL_UUID, memory: Math.floor(runtime.memory / MIB), vcpus: runtime.ncpus,
     },
-    nics: [], disks: [], migrate: null, cloud_init_bytes: null,
+    nics: [], disks: [], migrate: null, cloud_init_bytes: cloudInit,
   };
   await propolis.ensure(request);
   await propolis.putState('Run');
@@ -133,7 +133,7 @@ app.put('/instances/:instance_id', { schema: endpoints.instancePut }, async (req
   const server = servers[next++];
   if (server === undefined) throw new Error(`more PUTs than the ${count} Propolis servers started`);
   const answer: InstanceRuntimeState = { ...runtime, run_state: 'starting', gen: runtime.gen + 1, time_updated: new Date().toISOString() };
-  started.set(id, start(id, answer, server).catch((err: unknown) => {
+  started.set(id, start(id, answer, request.body.initial.cloud_init_bytes ?? null, server).catch((err: unknown) => {
     if (closing) return;
     failures += 1;
     log.error({ err, instance: id }, 'floor start failed');
