@@ -118,7 +118,7 @@ import { NexusClient } from '../src/nexus-client.js';
 import { PropolisClient } from '../src/propolis-client.js';
 import { PropolisFarm } from '../src/sim/propolis-farm.js';
 import { SimPropolis } from '../src/sim/propolis.js';
-import { median, printTable } from './table.js';
+import { median, nearestRank, printTable } from './table.js';
 import { defaultVpcRules } from '../test/support/vpc-rules.js';
 
 // ---- targets and shape ----
@@ -399,19 +399,10 @@ interface Stats {
   max: number;
 }
 
-/**
- * Nearest rank (as bench-native): the value at rank ceil(p/100 * n), 1-based. With 100 samples
- * p99 is the 99th (rank floor(p/100 * n) + 1, used until 2026-12-07, made it the maximum); with
- * fewer than 100 it is the maximum.
- */
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1))]!;
-}
-
 function stats(values: number[]): Stats | null {
   if (values.length === 0) return null;
   const s = [...values].sort((a, b) => a - b);
-  return { n: s.length, mean: s.reduce((a, b) => a + b, 0) / s.length, p50: pct(s, 50), p99: pct(s, 99), min: s[0]!, max: s[s.length - 1]! };
+  return { n: s.length, mean: s.reduce((a, b) => a + b, 0) / s.length, p50: nearestRank(s, 50), p99: nearestRank(s, 99), min: s[0]!, max: s[s.length - 1]! };
 }
 
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;

@@ -15,6 +15,7 @@ import { loadNative } from '../src/illumos/addon.js';
 import { createVnic, deleteVnic } from '../src/illumos/vnic.js';
 import { createDataset, destroyDataset } from '../src/illumos/zfs.js';
 import { Zones } from '../src/illumos/zones.js';
+import { nearestRank } from './table.js';
 
 // Samples per addon operation and per spawn, taken in BENCH_ROUNDS rounds that alternate the two
 // sides (each round: every addon operation, then the spawns), so a busy spell on a shared machine
@@ -66,8 +67,7 @@ async function sample(o: Op, n: number): Promise<void> {
   }
 }
 
-// Nearest rank: the value at rank ceil(p/100 * n), 1-based.
-const pct = (s: number[], p: number) => [...s].sort((a, b) => a - b)[Math.min(s.length - 1, Math.max(0, Math.ceil((p * s.length) / 100) - 1))]!;
+const pct = (s: number[], p: number) => nearestRank([...s].sort((a, b) => a - b), p);
 const mean = (s: number[]) => s.reduce((a, b) => a + b, 0) / s.length;
 
 const zones = new Zones({ addon });

@@ -1,5 +1,5 @@
-// What the benchmarks' outputs share: a plain-text table, and the median their verdicts take over
-// repeated runs.
+// What the benchmarks' outputs share: a plain-text table, the median their verdicts take over
+// repeated runs, and their percentiles.
 
 /** A plain-text table: the first column left-aligned, the rest right. */
 export function printTable(header: string[], rows: string[][]): void {
@@ -16,4 +16,13 @@ export function median(values: number[]): number | null {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * The p-th percentile of `sorted` (ascending) by nearest rank: the value at rank ceil(p/100 * n),
+ * 1-based. With 100 samples p99 is the 99th; with fewer it is the maximum. Until 2026-12-07 the
+ * benchmarks took rank floor(p/100 * n) + 1, which made p99 of 100 the maximum.
+ */
+export function nearestRank(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1))]!;
 }
