@@ -135,12 +135,6 @@ export class Zones {
     return options.includeGlobal ? zones : zones.filter((z) => z.name !== 'global');
   }
 
-  /** One zone, or undefined. */
-  async getZone(name: string): Promise<ZoneInfo | undefined> {
-    validateZoneName(name);
-    return (await this.#native.zoneList()).find((z) => z.name === name);
-  }
-
   /** One zone's state, or undefined if there is no such zone: that zone alone is read, not the list. */
   async zoneState(name: string): Promise<ZoneState | undefined> {
     validateZoneName(name);
