@@ -8,11 +8,11 @@
 import type { Logger } from 'pino';
 import { healthGet } from './endpoints.js';
 import type { Host } from './host/index.js';
+import type { Health } from './operator-params.js';
+import type { App } from './server.js';
 
 /** The zone whose state the check asks: a valid name no one gives a zone (the answer is "none"). */
 export const HEALTH_PROBE_ZONE = 'sled-agent-health-probe';
-import type { Health } from './operator-params.js';
-import type { App } from './server.js';
 
 export type HealthResult = { ok: true } | { ok: false; reason: string };
 

@@ -12,7 +12,6 @@ import { PART_METHODS, type HostPart, type WireSimHostOptions, type WireZoneEven
 
 let host: SimHost | null = null;
 
-
 /** bigints as strings: pools' sizes and drawn latencies' `at` are the results with any (events are converted where they are sent). */
 function resultToWire(part: HostPart, method: string, value: unknown): unknown {
   const bigints = (part === 'datasets' && method === 'listPools') || (part === 'host' && method === 'modelled');
