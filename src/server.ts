@@ -5,6 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { AjvCompiler } from '@fastify/ajv-compiler';
+import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import type { Logger } from 'pino';
 import { ApiError } from './common/errors.js';
 
@@ -28,6 +30,31 @@ export const CONTRACT_FORMATS = {
   int64: intFormat(Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
   ip: (s: string) => isIP(s) !== 0,
   ipv6: (s: string) => isIP(s) === 6,
+};
+
+/**
+ * One pool of compiled validators and serializers for every app in the process. Fastify builds
+ * its compilers per app, and the route schemas are module constants, so each app (every agent a
+ * test or a benchmark starts, the sim's and the Propolis servers beside it) compiled them again,
+ * and its first requests ran code V8 had never seen. The ajv compiler already keeps one ajv per
+ * set of options and shared schemas, which compiles a schema object once; serializers are kept
+ * here by the same key and the schema object.
+ */
+const buildValidator = AjvCompiler();
+const serializerFactory = SerializerSelector();
+const serializers = new Map<string, WeakMap<object, unknown>>();
+const buildSerializer: typeof serializerFactory = (externalSchemas, serializerOpts) => {
+  const build = serializerFactory(externalSchemas, serializerOpts);
+  const key = JSON.stringify([externalSchemas, serializerOpts]);
+  let built = serializers.get(key);
+  if (built === undefined) serializers.set(key, built = new WeakMap());
+  const cache = built;
+  return (route) => {
+    const schema = route.schema as object;
+    let serialize = cache.get(schema) as ReturnType<typeof build> | undefined;
+    if (serialize === undefined) cache.set(schema, serialize = build(route));
+    return serialize;
+  };
 };
 
 export interface ServerOptions {
@@ -64,6 +91,7 @@ export function createServer(options: ServerOptions): App {
     requestIdHeader: false,
     logController: new OneLinePerRequest({ requestIdLogLabel: 'req_id' }),
     return503OnClosing: true,
+    schemaController: { compilersFactory: { buildValidator, buildSerializer } },
     ajv: {
       customOptions: {
         // The wire is typed: "5" is not a generation. Unknown fields are ignored, as serde does.

@@ -1,7 +1,7 @@
 // The fastify app factory shared by every API: what each app gets regardless of its routes.
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { DiskRuntimeState } from '../src/params.js';
+import { DiskRuntimeState, InstanceEnsureBody, InstanceRuntimeState, VolumeConstructionRequestSchema } from '../src/params.js';
 import { createServer } from '../src/server.js';
 
 describe('createServer', () => {
@@ -24,5 +24,44 @@ describe('createServer', () => {
       await app.close();
     }
     expect(warn.mock.calls.map((args) => String(args[0])).filter((m) => m.includes('unknown format'))).toEqual([]);
+  });
+
+  it('compiles a route schema once per process: a second app validates and serializes with the same functions', async () => {
+    const apps = [0, 1].map(() => createServer({ logger: pino({ level: 'silent' }), sharedSchemas: [VolumeConstructionRequestSchema] }));
+    const seen: Array<{ validate: unknown; serialize: unknown }> = [];
+    for (const app of apps) {
+      app.put('/instances/:id', { schema: { body: InstanceEnsureBody, response: { 200: InstanceRuntimeState } } }, async (request, reply) => {
+        seen.push({ validate: request.getValidationFunction('body'), serialize: reply.getSerializationFunction('200') });
+        return request.body.initial.runtime;
+      });
+    }
+    const runtime = {
+      run_state: 'creating', sled_id: '11111111-2222-3333-4444-555555555555', propolis_id: '11111111-2222-3333-4444-666666666666',
+      dst_propolis_id: null, propolis_addr: '[fd00:1122:3344:101::1]:12400', migration_id: null, ncpus: 2, memory: 1 << 30,
+      hostname: 'one', gen: 1, time_updated: '2022-06-08T00:00:00Z',
+    };
+    const body = {
+      initial: { runtime, nics: [], source_nat: { ip: '10.0.0.1', first_port: 0, last_port: 16383 }, external_ips: [], firewall_rules: [], disks: [], cloud_init_bytes: null },
+      target: { run_state: 'running', migration_params: null },
+      migrate: null,
+    };
+    try {
+      for (const app of apps) {
+        const ok = await app.inject({ method: 'PUT', url: '/instances/1', payload: body });
+        expect(ok.statusCode).toBe(200);
+        expect(ok.json()).toEqual(runtime);
+        // Shared, the validator still refuses in every app, with its own message.
+        const bad = await app.inject({ method: 'PUT', url: '/instances/1', payload: { ...body, target: { run_state: 'flying' } } });
+        expect(bad.statusCode).toBe(400);
+        expect(bad.json().message).toMatch(/run_state/);
+      }
+      expect(seen).toHaveLength(2);
+      expect(seen[0]!.validate).toBeTypeOf('function');
+      expect(seen[1]!.validate).toBe(seen[0]!.validate);
+      expect(seen[0]!.serialize).toBeTypeOf('function');
+      expect(seen[1]!.serialize).toBe(seen[0]!.serialize);
+    } finally {
+      await Promise.all(apps.map((app) => app.close()));
+    }
   });
 });
