@@ -61,10 +61,10 @@
 // VM's boot.
 //
 // HTTP floor: the wire contract's exchanges (Nexus's PUT, Propolis ensure and Run, the
-// state-monitor answer, the PUT to Nexus) with the same clients and simulated Propolis but no
-// agent logic, once per instance alone and replayed after each event-mode run under its timing;
-// its Propolis servers run where the agent's did (a farm process, or in-process). The agent's
-// overhead above it, outside host calls, is the last target.
+// state-monitor answers, a PUT to Nexus of each state they bring) with the same clients and
+// simulated Propolis but no agent logic, once per instance alone and replayed after each
+// event-mode run under its timing; its Propolis servers run where the agent's did (a farm
+// process, or in-process). The agent's overhead above it, outside host calls, is the last target.
 //
 // Targets, PASS/FAIL per N (reported; they do not set the exit status):
 //   warm total p50 <= 0.15x the original's p50 and p99 <= 0.2x the original's p99 (N = 1, 10);
@@ -632,6 +632,8 @@ interface InstanceResult {
   outsideHostOverheadMs: number | null;
   /** Its HTTP floor in the run's replay (set by floorReplay), ms; null without one. */
   floorMs?: number | null;
+  /** The states Nexus received for it in the replay, in order (set by floorReplay; ReplayFloor.sameReports counts those equal to the run's). */
+  floorNexusStates?: string[] | null;
   /** Critical-path segments: phase starts sorted by time, each lasting until the next. */
   segments: Partial<Record<Segment, number>>;
   modelledBySegment: Partial<Record<Segment, number>> | null;
@@ -783,13 +785,16 @@ const POOL_SAMPLE_MS = 20;
  * once, waits the spec's gapMs (the host steps), then does what the agent does on the wire and
  * no more: a new PropolisClient to a prestarted simulated Propolis (whose VM boots in the spec's
  * vmBootMs; in the same process as the agent's were, or in a farm process), PUT /instance, PUT
- * /instance/state Run, the state-monitor long poll until Running, and NexusClient's PUT to the
- * same Nexus recorder. No ledger, state machine, host or logging.
+ * /instance/state Run, the state-monitor long polls until Running (and the next one, left
+ * pending), and NexusClient's PUT to the same Nexus recorder of each state they saw but
+ * Creating, in order: `starting`, then `running`, as the agent reports every state Propolis
+ * reports (until 2026-12-07 11:25 UTC the floor sent `running` alone). No ledger, state
+ * machine, host or logging.
  * floor = (Nexus receives running - PUT sent) - the gap as it really lasted - the VM's boot.
  * Each batch's instances go at once (the driver's concurrent PUTs); batches one after another.
  * Returns the floors in the order of the specs.
  */
-async function transportFloor(driver: Driver, propolisServers: FloorPropolis, latencies: SimLatencies, deadlineMs: number, batches: FloorSpec[][]): Promise<{ floors: Array<Array<number | null>>; problems: string[] }> {
+async function transportFloor(driver: Driver, propolisServers: FloorPropolis, latencies: SimLatencies, deadlineMs: number, batches: FloorSpec[][]): Promise<{ floors: Array<Array<number | null>>; nexusStates: Array<Array<string[] | null>>; problems: string[] }> {
   const problems: string[] = [];
   const nexus = await driver.startNexus();
   const nexusClient = new NexusClient(nexus);
@@ -801,6 +806,7 @@ async function transportFloor(driver: Driver, propolisServers: FloorPropolis, la
     await new Promise((r) => setTimeout(r, w.spec.gapMs));
     w.gap = ms(process.hrtime.bigint() - acceptedAt);
     const propolis = new PropolisClient(formatSocketAddr(w.server.address));
+    const pending = new AbortController();
     try {
       const runtime = body.initial.runtime;
       await propolis.ensure({
@@ -808,13 +814,26 @@ async function transportFloor(driver: Driver, propolisServers: FloorPropolis, la
         nics: [], disks: [], migrate: null, cloud_init_bytes: null,
       });
       await propolis.putState('Run');
-      for (let gen = 0; ;) {
-        const observed = await propolis.stateMonitor(gen);
+      // Each state the monitor sees but Creating goes to Nexus, in order, without holding up the
+      // monitor (the agent's notifier lane); the next long poll goes out once Running is seen
+      // and stays pending, as the agent's monitor's does. scripts/scale-floor.ts does the same.
+      let current: InstanceRuntimeState = { ...runtime, run_state: 'starting', gen: runtime.gen + 1 };
+      let lane: Promise<void> = Promise.resolve();
+      let gen = 0;
+      for (;;) {
+        const observed = await propolis.stateMonitor(gen, pending.signal);
         gen = observed.gen + 1;
+        if (observed.state === 'Creating') continue;
+        if (observed.state !== 'Starting' && observed.state !== 'Running') throw new Error(`Propolis reported ${observed.state}`);
+        const state: InstanceRuntimeState = { ...current, run_state: observed.state === 'Starting' ? 'starting' : 'running', gen: current.gen + 1 };
+        current = state;
+        lane = lane.then(() => nexusClient.instancePut(id, state));
         if (observed.state === 'Running') break;
       }
-      await nexusClient.instancePut(id, { ...runtime, run_state: 'running', gen: runtime.gen + 1 });
+      propolis.stateMonitor(gen, pending.signal).catch(() => {});
+      await lane;
     } finally {
+      pending.abort();
       await propolis.close();
     }
   };
@@ -836,6 +855,7 @@ async function transportFloor(driver: Driver, propolisServers: FloorPropolis, la
   const servers: FloorServer[] = [];
   try {
     const floors: Array<Array<number | null>> = [];
+    const nexusStates: Array<Array<string[] | null>> = [];
     for (const batch of batches) {
       const bodies = batch.map((_, i) => instanceBody(i, 'fd00:1122:3344:101', config));
       await Promise.all(batch.map(async (spec, i) => {
@@ -854,8 +874,12 @@ async function transportFloor(driver: Driver, propolisServers: FloorPropolis, la
         const gap = work.get(id)!.gap;
         return r?.states.running === undefined || gap === null ? null : ms(r.states.running - r.putAt) - gap - batch[i]!.vmBootMs;
       }));
+      nexusStates.push(bodies.map(({ id }) => {
+        const r = results.find((x) => x.id === id);
+        return r === undefined ? null : Object.entries(r.states).sort(([, a], [, b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([state]) => state);
+      }));
     }
-    return { floors, problems };
+    return { floors, nexusStates, problems };
   } finally {
     await app.close();
     await nexusClient.close();
@@ -885,9 +909,16 @@ async function floorReplay(run: RunResult, driver: Driver, propolisServers: Floo
     vmBootMs: i.vmBootMs ?? latencies.vmBoot,
   }));
   // As the run sent them: N at once, or (N = 1) one after another.
-  const { floors, problems } = await transportFloor(driver, propolisServers, latencies, deadlineMs, run.n === 1 ? specs.map((spec) => [spec]) : [specs]);
+  const { floors, nexusStates, problems } = await transportFloor(driver, propolisServers, latencies, deadlineMs, run.n === 1 ? specs.map((spec) => [spec]) : [specs]);
   const flat = floors.flat();
-  done.forEach((i, k) => { i.floorMs = flat[k] ?? null; });
+  const flatStates = nexusStates.flat();
+  done.forEach((i, k) => {
+    i.floorMs = flat[k] ?? null;
+    i.floorNexusStates = flatStates[k] ?? null;
+  });
+  // The floor stands for the agent's exchanges. Which states a monitor sees is a race at zero
+  // latency (a VM may be Running by the first long poll), so a difference is counted, not refused.
+  const sameReports = done.filter((i) => nexusStatesOf(i).join() === (i.floorNexusStates ?? []).join()).length;
   const pairs = done.map((i, k) => ({ overhead: i.overheadMs!, outside: i.outsideHostOverheadMs, floor: flat[k] ?? null }))
     .filter((p): p is { overhead: number; outside: number | null; floor: number } => p.floor !== null);
   return {
@@ -896,8 +927,15 @@ async function floorReplay(run: RunResult, driver: Driver, propolisServers: Floo
     floor: stats(pairs.map((p) => p.floor)),
     aboveFloor: stats(pairs.map((p) => p.overhead - p.floor)),
     outsideHostAboveFloor: stats(pairs.filter((p) => p.outside !== null).map((p) => p.outside! - p.floor)),
+    sameReports,
+    replayed: done.length,
     problems,
   };
+}
+
+/** The states Nexus received for an instance in the run, in order. */
+function nexusStatesOf(i: InstanceResult): string[] {
+  return Object.entries(i.marks).filter(([m]) => m.startsWith('nexus:')).sort(([, a], [, b]) => a - b).map(([m]) => m.slice('nexus:'.length));
 }
 
 interface ReplayFloor {
@@ -914,6 +952,9 @@ interface ReplayFloor {
    * the busy event loop, part of which is the agent's.
    */
   outsideHostAboveFloor: Stats | null;
+  /** Of the `replayed` instances, those for which Nexus got the same states, in order, from the floor as from the agent. */
+  sameReports: number;
+  replayed: number;
   problems: string[];
 }
 
@@ -1771,6 +1812,7 @@ async function main(): Promise<number> {
             console.log(`  HTTP floor under this run's timing (the same instances, PUTs, gaps and VM boots, no agent): p50 ${fmtMs(replay.floor?.p50)} ms, `
               + `p99 ${fmtMs(replay.floor?.p99)} ms; overhead above it per instance p50 ${fmtMs(replay.aboveFloor?.p50)} ms, p99 ${fmtMs(replay.aboveFloor?.p99)} ms`
               + ` (outside host calls: p50 ${fmtMs(replay.outsideHostAboveFloor?.p50)} ms, p99 ${fmtMs(replay.outsideHostAboveFloor?.p99)} ms)`
+              + `; Nexus got the same states from the floor as from the agent for ${replay.sameReports} of ${replay.replayed}`
               + (replay.problems.length > 0 ? `; ${replay.problems.join('; ')}` : ''));
           }
         }

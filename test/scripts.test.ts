@@ -141,6 +141,26 @@ describe('npm run bench:boot', () => {
     expect(verdict.pass).toBe(verdict.value! <= 20);
   }, 180_000);
 
+  it('replays the floor with the agent\'s exchanges: each state Propolis reports goes to Nexus, as the agent sends it', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bench-boot-test-'));
+    // Realistic latencies, where Propolis reports Starting and, a VM boot later, Running, and
+    // the agent reports both (at zero latency which of them a monitor sees is a race).
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
+      '--counts', '1', '--rounds', '1', '--modes', 'cold', '--no-warmup', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+    expect(stdout).toContain('Nexus got the same states from the floor as from the agent for 1 of 1');
+    const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as {
+      runs: Array<BootRun & { instances: Array<{ floorNexusStates?: string[] | null }> }>;
+      httpFloor: { replayed: Array<{ sameReports: number; replayed: number }> };
+    };
+    expect(doc.httpFloor.replayed).toMatchObject([{ sameReports: 1, replayed: 1 }]);
+    expect(doc.runs[0]!.instances).toHaveLength(1);
+    for (const i of doc.runs[0]!.instances) {
+      const agent = Object.entries(i.marks).filter(([m]) => m.startsWith('nexus:')).sort(([, x], [, y]) => x - y).map(([m]) => m.slice('nexus:'.length));
+      expect(agent).toEqual(['starting', 'running']);
+      expect(i.floorNexusStates).toEqual(agent);
+    }
+  }, 180_000);
+
   it('runs with the simulated host in a process of its own (--simulation process), its modelled latencies read from there', async () => {
     dir = mkdtempSync(join(tmpdir(), 'bench-boot-test-'));
     await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
