@@ -788,8 +788,7 @@ const POOL_SAMPLE_MS = 20;
  * /instance/state Run, the state-monitor long polls until Running (and the next one, left
  * pending), and NexusClient's PUT to the same Nexus recorder of each state they saw but
  * Creating, in order: `starting`, then `running`, as the agent reports every state Propolis
- * reports (until 2026-12-07 11:25 UTC the floor sent `running` alone). No ledger, state
- * machine, host or logging.
+ * reports. No ledger, state machine, host or logging.
  * floor = (Nexus receives running - PUT sent) - the gap as it really lasted - the VM's boot.
  * Each batch's instances go at once (the driver's concurrent PUTs); batches one after another.
  * Returns the floors in the order of the specs.
