@@ -119,6 +119,7 @@ import { PropolisClient } from '../src/propolis-client.js';
 import { PropolisFarm } from '../src/sim/propolis-farm.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { median, nearestRank, printTable } from './table.js';
+import { monitorAndReport } from './wire-floor.js';
 import { defaultVpcRules } from '../test/support/vpc-rules.js';
 
 // ---- targets and shape ----
@@ -813,24 +814,7 @@ async function transportFloor(driver: Driver, propolisServers: FloorPropolis, la
         nics: [], disks: [], migrate: null, cloud_init_bytes: null,
       });
       await propolis.putState('Run');
-      // Each state the monitor sees but Creating goes to Nexus, in order, without holding up the
-      // monitor (the agent's notifier lane); the next long poll goes out once Running is seen
-      // and stays pending, as the agent's monitor's does. scripts/scale-floor.ts does the same.
-      let current: InstanceRuntimeState = { ...runtime, run_state: 'starting', gen: runtime.gen + 1 };
-      let lane: Promise<void> = Promise.resolve();
-      let gen = 0;
-      for (;;) {
-        const observed = await propolis.stateMonitor(gen, pending.signal);
-        gen = observed.gen + 1;
-        if (observed.state === 'Creating') continue;
-        if (observed.state !== 'Starting' && observed.state !== 'Running') throw new Error(`Propolis reported ${observed.state}`);
-        const state: InstanceRuntimeState = { ...current, run_state: observed.state === 'Starting' ? 'starting' : 'running', gen: current.gen + 1 };
-        current = state;
-        lane = lane.then(() => nexusClient.instancePut(id, state));
-        if (observed.state === 'Running') break;
-      }
-      propolis.stateMonitor(gen, pending.signal).catch(() => {});
-      await lane;
+      await monitorAndReport(propolis, { ...runtime, run_state: 'starting', gen: runtime.gen + 1 }, (state) => nexusClient.instancePut(id, state), pending.signal);
     } finally {
       pending.abort();
       await propolis.close();

@@ -493,14 +493,15 @@ function agentEntry(options: Options, head: string): Built {
 
 /**
  * The floor compiled beside the agent, with the same compiler options, from the same src/ (HEAD
- * plus overlays, or the working tree) and the working tree's scripts/scale-floor.ts: into
+ * plus overlays, or the working tree) and the working tree's scripts/scale-floor.ts (with
+ * scripts/wire-floor.ts, which it shares with bench:boot's floor): into
  * <out>/floor/{scripts,src}, with the farm's child (src/sim/propolis-farm-main.ts), which nothing
  * imports, compiled too. So neither side pays tsx.
  */
 function buildFloor(out: string, project: string, options: Options): Built['floor'] {
   if (project !== ROOT) {
     mkdirSync(join(out, 'scripts'), { recursive: true });
-    copyFileSync(join(ROOT, 'scripts/scale-floor.ts'), join(out, 'scripts/scale-floor.ts'));
+    for (const file of ['scale-floor.ts', 'wire-floor.ts']) copyFileSync(join(ROOT, 'scripts', file), join(out, 'scripts', file));
   }
   const tsconfig = join(out, 'tsconfig.floor.json');
   writeFileSync(tsconfig, JSON.stringify({

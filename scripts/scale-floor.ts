@@ -38,6 +38,7 @@ import { NexusClient } from '../src/nexus-client.js';
 import { VolumeConstructionRequestSchema, type InstanceRuntimeState } from '../src/params.js';
 import { PropolisClient, type InstanceEnsureRequest } from '../src/propolis-client.js';
 import { createServer } from '../src/server.js';
+import { monitorAndReport } from './wire-floor.js';
 import { PropolisFarm, type FarmPropolis } from '../src/sim/propolis-farm.js';
 
 const MIB = 1024 * 1024;
@@ -100,30 +101,13 @@ async function start(id: string, runtime: InstanceRuntimeState, cloudInit: strin
   };
   await propolis.ensure(request);
   await propolis.putState('Run');
-  // Reports in order per instance, each without waiting in the monitor (the notifier's lane).
-  let current = runtime;
-  let lane: Promise<void> = Promise.resolve();
-  let reportedRunning: Promise<void> | null = null;
   const abort = new AbortController();
   monitors.push(abort);
-  let gen = 0;
-  while (reportedRunning === null) {
-    const observed = await propolis.stateMonitor(gen, abort.signal);
-    gen = observed.gen + 1;
-    if (observed.state === 'Creating') continue;
-    const runState = observed.state === 'Starting' ? 'starting' : observed.state === 'Running' ? 'running' : null;
-    if (runState === null) throw new Error(`Propolis reported ${observed.state}`);
-    current = { ...current, run_state: runState, gen: current.gen + 1, time_updated: new Date().toISOString() };
-    const state = current;
-    lane = lane.then(() => nexus.instancePut(id, state)).catch((err: unknown) => {
-      failures += 1;
-      log.error({ err, instance: id }, 'cannot report to Nexus');
-    });
-    if (runState === 'running') reportedRunning = lane;
-  }
-  // The next long poll goes out now, as the agent's monitor's does, and stays pending.
-  propolis.stateMonitor(gen, abort.signal).catch(() => {});
-  await reportedRunning;
+  // A report that fails is counted and the next one still goes, as the notifier retries its lane.
+  await monitorAndReport(propolis, runtime, (state) => nexus.instancePut(id, state).catch((err: unknown) => {
+    failures += 1;
+    log.error({ err, instance: id }, 'cannot report to Nexus');
+  }), abort.signal);
 }
 
 const app = createServer({ logger: log, sharedSchemas: [VolumeConstructionRequestSchema] });

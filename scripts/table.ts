@@ -20,8 +20,7 @@ export function median(values: number[]): number | null {
 
 /**
  * The p-th percentile of `sorted` (ascending) by nearest rank: the value at rank ceil(p/100 * n),
- * 1-based. With 100 samples p99 is the 99th; with fewer it is the maximum. Until 2026-12-07 the
- * benchmarks took rank floor(p/100 * n) + 1, which made p99 of 100 the maximum.
+ * 1-based. With 100 samples p99 is the 99th; with fewer it is the maximum.
  */
 export function nearestRank(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p * sorted.length) / 100) - 1))]!;

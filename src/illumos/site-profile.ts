@@ -26,7 +26,9 @@ export function siteProfileXml(profile: readonly SmfProfileInstance[]): string {
     const groups = new Map<string, Array<[string, string]>>();
     for (const [key, value] of Object.entries(inst.properties)) {
       const [pg, prop] = key.split('/') as [string, string];
-      groups.set(pg, [...(groups.get(pg) ?? []), [prop, value]]);
+      let props = groups.get(pg);
+      if (props === undefined) groups.set(pg, props = []);
+      props.push([prop, value]);
     }
     const lines = [`    <instance enabled="${inst.enabled}" name="${attr(inst.fmri.slice(colon + 1))}">`];
     for (const [pg, props] of groups) {
@@ -35,7 +37,9 @@ export function siteProfileXml(profile: readonly SmfProfileInstance[]): string {
       lines.push('      </property_group>');
     }
     lines.push('    </instance>');
-    services.set(service, [...(services.get(service) ?? []), ...lines]);
+    const known = services.get(service);
+    if (known === undefined) services.set(service, lines);
+    else known.push(...lines);
   }
   const body = [...services].flatMap(([service, lines]) => [
     `  <service version="1" type="service" name="${attr(service)}">`, ...lines, '  </service>',
@@ -71,12 +75,15 @@ export async function writeSiteProfile(zonepath: string, xml: string): Promise<v
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   const handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
   try {
-    await handle.writeFile(xml);
+    try {
+      await handle.writeFile(xml);
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
   } catch (err) {
-    await handle.close();
+    // Nothing of a failed write is left beside the profile (a rename that failed left the file).
     await rm(tmp, { force: true });
     throw err;
   }
-  await handle.close();
-  await rename(tmp, path);
 }
