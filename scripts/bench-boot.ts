@@ -10,7 +10,7 @@
 //   cold      readiness = "event", steps = "parallel", warm_pool = 0, template = true: every
 //             zone cloned from the template
 //
-//   npm run bench:boot                              # N = 1, 10, 100; the three modes; ~3 min
+//   npm run bench:boot                              # N = 1, 10, 100; the three modes; ~4 min
 //   npm run bench:boot -- --quick                   # N = 1, 10 (also BENCH_QUICK=1)
 //   npm run bench:boot -- --counts 5,50 --seed 7 --modes warm,cold --pool 4
 //   npm run bench:boot -- --nics 2                  # what the guest NICs' OPTE ports add
@@ -40,12 +40,16 @@
 // running: time along the critical path, charged to the phase that started last. "accept" is PUT
 // sent -> the first phase.
 //
-// What runs where: the agent and its host live on the main thread (as in production, one event
-// loop); the HTTP client that sends the PUTs and the Nexus recorder run in a worker thread, so
-// their cost is not counted as the agent's; the simulated Propolis servers run, by default, in a
-// process of their own (`[host] propolis = "process"`, --propolis; src/sim/propolis-farm.ts), as
-// on a sled, so their HTTP work is not on the agent's loop either. All times are process.hrtime
-// (CLOCK_MONOTONIC, the same clock on every thread).
+// What runs where: the agent lives on the main thread (as in production, one event loop); the
+// HTTP client that sends the PUTs and the Nexus recorder run in a worker thread, so their cost is
+// not counted as the agent's; the simulated host runs, by default, in a process of its own with
+// its Propolis servers (`[host] simulation = "process"`, --simulation; src/sim/host-process.ts),
+// as on a sled the work behind a host call is the kernel's, zoneadmd's and each Propolis's, not
+// the agent's: the agent pays an IPC round trip per host call instead, more than a call into the
+// addon costs it. `--simulation in-process` puts the sim host's model on the agent's loop (the
+// sim agent's default), with its Propolis servers in a farm process (`--propolis`;
+// src/sim/propolis-farm.ts) or in-process. All times are process.hrtime (CLOCK_MONOTONIC, the
+// same clock on every thread).
 //
 // Agent overhead = measured total - the host's modelled latency for that instance. On the sim
 // host (REALISTIC_LATENCIES with REALISTIC_JITTER, seeded) the host records every latency it
@@ -78,10 +82,11 @@
 // - its state file is written without fsync and behind the operations (SimHost durable: false,
 //   writeBehindMs; the atomic rename stays): zoneadm's own bookkeeping is inside the modelled
 //   latencies, the sim's fsyncs and JSON are not;
-// - its Propolis servers are started before the run (SimHost.prestartPropolis), or run in their
-//   own process: on a sled each is its own process;
+// - it runs in a process of its own (above), its Propolis servers started before the run
+//   (SimHost.prestartPropolis): on a sled each is its own process;
 // - it logs warnings only (the agent logs at info to a file, as in production).
-// `--durable --propolis-on-demand --propolis in-process` runs the sim as it is by default.
+// `--simulation in-process --durable --propolis-on-demand --propolis in-process` runs the sim as
+// the sim agent runs it by default.
 //
 // Against the illumos backend (`--host illumos --config <toml>`, on a real sled with no agent
 // running and no oxz_ zones or ox/vopte VNICs: the benchmark's agent would remove those as
@@ -526,7 +531,7 @@ function parseOptions(): Options {
         modes: { type: 'string', default: ALL_MODES.join(',') },
         pool: { type: 'string', default: '10' },
         propolis: { type: 'string', default: 'process' },
-        simulation: { type: 'string', default: 'in-process' },
+        simulation: { type: 'string', default: 'process' },
         latency: { type: 'string', default: 'realistic' },
         rounds: { type: 'string', default: '5' },
         'overhead-runs': { type: 'string', default: '5' },
@@ -1451,7 +1456,8 @@ function rankedTotals(r: RunResult): string {
   return ranks.map((x) => `#${x} ${fmtMs(done[x - 1]!.totalMs)}${done[x - 1]!.start === 'pool' ? ' (pool)' : ''}`).join(', ');
 }
 
-function printRun(r: RunResult, modelled: boolean): void {
+/** `hostApart`: the sim host runs in a process of its own, so the main thread is the agent's alone. */
+function printRun(r: RunResult, modelled: boolean, hostApart: boolean): void {
   console.log();
   console.log(`${r.mode}: ${describeMode(r.mode, r.settings.warmPool)}, N=${r.n}: ${r.total?.n ?? 0}/${r.instances.length} running at Nexus, wall ${(r.wallMs / 1000).toFixed(2)} s`);
   const header = ['segment (critical path)', 'n', 'p50 ms', 'p99 ms', ...(modelled ? ['modelled p50', 'overhead p50', 'overhead p99'] : [])];
@@ -1500,7 +1506,7 @@ function printRun(r: RunResult, modelled: boolean): void {
   console.log(`  ledger writes in progress during "accept" p50 ${fmtMs(l.inAccept?.p50)} ms, p99 ${fmtMs(l.inAccept?.p99)} ms`
     + (l.overheadWithoutAcceptLedger ? `; overhead less that: p50 ${fmtMs(l.overheadWithoutAcceptLedger.p50)} ms, p99 ${fmtMs(l.overheadWithoutAcceptLedger.p99)} ms` : ''));
   const m = r.mainThread;
-  console.log(`  main thread (agent + host${r.settings.warmPool > 0 ? ' + pool refill' : ''}): CPU ${m.cpuMs ?? '?'} ms (${m.cpuMsPerInstance ?? '?'} ms/instance), `
+  console.log(`  main thread (agent${hostApart ? '' : ' + host'}${r.settings.warmPool > 0 ? ' + pool refill' : ''}): CPU ${m.cpuMs ?? '?'} ms (${m.cpuMsPerInstance ?? '?'} ms/instance), `
     + `event-loop utilisation ${(m.eventLoopUtilization * 100).toFixed(1)}%, event-loop delay p99 ${fmtMs(m.eventLoopDelayP99Ms)} ms, max ${fmtMs(m.eventLoopDelayMaxMs)} ms`);
   for (const note of r.notes) console.log(`  note: ${note}`);
   for (const pr of r.problems) console.log(`  FAILED: ${pr}`);
@@ -1787,7 +1793,7 @@ async function main(): Promise<number> {
       for (const mode of options.modes) {
         const r = await run({ mode, n, options, driver, latencies, jitter, propolis: placement.where, rounds: options.rounds });
         runs.push(r);
-        printRun(r, modelled);
+        printRun(r, modelled, options.host === 'sim' && options.simulation === 'process');
         if (modelled && r.settings.readiness === 'event' && r.ok) {
           const replay = await floorReplay(r, driver, placement.floor, latencies, options.deadlineMs);
           if (replay !== null) {

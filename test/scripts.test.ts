@@ -74,7 +74,8 @@ describe('npm run bench:boot', () => {
   it('runs the original, warm and cold modes side by side, the pool running out at N > K, and judges the targets', async () => {
     dir = mkdtempSync(join(tmpdir(), 'bench-boot-test-'));
     // Zero latency, one instance at N = 1, a pool of one: the modes' code paths, not their speed.
-    // Propolis in its farm process (the default), the agent's and the floor's.
+    // The sim host in a process of its own with its Propolis servers, the floor's in a farm
+    // process (the defaults).
     const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
       '--counts', '1,2', '--rounds', '1', '--pool', '1', '--latency', 'zero', '--no-warmup', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
     expect(stdout).toContain('side by side');
@@ -83,7 +84,12 @@ describe('npm run bench:boot', () => {
     expect(readdirSync(dir).sort()).toEqual(expect.arrayContaining(['latest.json', 'latest.svg']));
     expect(readdirSync(dir)).toHaveLength(4);
 
-    const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as { runs: BootRun[]; verdicts: Array<{ n: number; target: string; pass: boolean | null }>; httpFloor: { propolis: string } };
+    const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as {
+      runs: BootRun[]; verdicts: Array<{ n: number; target: string; pass: boolean | null }>; httpFloor: { propolis: string }; sim: { simulation: string };
+    };
+    expect(doc.sim.simulation).toBe('process');
+    expect(stdout).toMatch(/main thread \(agent\): CPU/);
+    expect(stdout).not.toMatch(/main thread \(agent \+ host/);
     expect(doc.runs.map((r) => `${r.mode} ${r.n}`)).toEqual(['original 1', 'warm 1', 'cold 1', 'original 2', 'warm 2', 'cold 2']);
     for (const r of doc.runs) {
       expect(r.ok, `${r.mode} N=${r.n}`).toBe(true);
@@ -107,6 +113,9 @@ describe('npm run bench:boot', () => {
     expect(Object.keys(runOf('warm', 1).instances[0]!.segments)).toContain('pool');
     // N = 2 with one warm zone: one start takes it, the other has a zone made for it.
     expect(runOf('warm', 2).instances.map((i) => i.start).sort()).toEqual(['own', 'pool']);
+    // The latencies drawn in the sim host's process came back for both instances (zero here,
+    // but measured): a missing field, not only a null, fails.
+    expect((runOf('warm', 2) as BootRun & { modelled: unknown }).modelled).toMatchObject({ n: 2 });
     // The warm targets at N = 1, the cold one at each N; nothing at N = 100 here.
     expect(doc.verdicts.map((v) => `${v.n} ${v.target}`)).toEqual([
       "1 warm total p50 <= 0.15x original's", "1 warm total p99 <= 0.2x original's", "1 cold total p50 <= 0.6x original's",
@@ -161,16 +170,17 @@ describe('npm run bench:boot', () => {
     }
   }, 180_000);
 
-  it('runs with the simulated host in a process of its own (--simulation process), its modelled latencies read from there', async () => {
+  it('runs with the simulated host on the agent\'s event loop (--simulation in-process), its Propolis servers in a farm process', async () => {
     dir = mkdtempSync(join(tmpdir(), 'bench-boot-test-'));
-    await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
-      '--counts', '2', '--modes', 'warm', '--pool', '1', '--latency', 'zero', '--no-warmup', '--simulation', 'process', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
-    const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as { sim: { simulation: string }; runs: Array<BootRun & { modelled: unknown }> };
-    expect(doc.sim.simulation).toBe('process');
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
+      '--counts', '2', '--modes', 'warm', '--pool', '1', '--latency', 'zero', '--no-warmup', '--simulation', 'in-process', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+    const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as { sim: { simulation: string; propolis: string }; runs: Array<BootRun & { modelled: unknown }> };
+    expect(doc.sim).toMatchObject({ simulation: 'in-process', propolis: 'farm process' });
+    expect(stdout).toMatch(/main thread \(agent \+ host \+ pool refill\): CPU/);
     expect(doc.runs.map((r) => `${r.mode} ${r.n} ${r.ok}`)).toEqual(['warm 2 true']);
     expect(doc.runs[0]!.instances.map((i) => i.start).sort()).toEqual(['own', 'pool']);
-    // The latencies drawn in the other process came back for both instances (zero here, but
-    // measured): a missing field, not only a null, fails.
+    // The latencies the sim drew came back for both instances (zero here, but measured): a
+    // missing field, not only a null, fails.
     expect(doc.runs[0]!.modelled).toMatchObject({ n: 2 });
   }, 180_000);
 });
