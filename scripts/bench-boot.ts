@@ -153,6 +153,8 @@ const POOL = 'oxp_d462a7f7-b628-40fe-80ff-4e4189e2d62b';
 const SIM_WRITE_BEHIND_MS = 500;
 const DRAWS_KEPT = 3;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** After Nexus's connections are opened, before a run's clock: the agent's loop finishes with them. */
+const SETTLE_MS = 50;
 
 // ---- the worker: PUT client and Nexus recorder ----
 
@@ -163,7 +165,9 @@ interface InstancePut {
 
 type ToDriver =
   | { type: 'nexus' }
+  | { type: 'connect'; agent: string; count: number }
   | { type: 'go'; agent: string; instances: InstancePut[]; deadlineMs: number }
+  | { type: 'disconnect' }
   | { type: 'stop-nexus' };
 
 interface DriverResult {
@@ -178,7 +182,9 @@ interface DriverResult {
 
 type FromDriver =
   | { type: 'nexus'; address: string }
+  | { type: 'connected' }
   | { type: 'done'; results: DriverResult[]; timedOut: boolean }
+  | { type: 'disconnected' }
   | { type: 'stopped' };
 
 /**
@@ -197,6 +203,28 @@ const readBody = (req) => new Promise((res) => {
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => res(Buffer.concat(chunks).toString('utf8')));
 });
+// Nexus keeps its connections to a sled agent: 'connect' opens them (GET / is a 404 that
+// touches no state) and they stay open until 'disconnect', so a run's PUTs go on connections a
+// long-running Nexus would have had, and the agent's handling of the opening requests (their
+// replies, log lines and metrics) is over before the run's clock and its CPU window open.
+// node:http rather than fetch: fetch's own per-request cost (~1-3 ms here, streams and Request
+// objects) would land on the clock before the agent sees a byte.
+let agent = null;
+let target = null;
+const send = (method, path, body, onSent) => new Promise((resolve, reject) => {
+  const req = request({ host: target.host, port: target.port, method, path, agent, headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+    readBody(res).then((text) => resolve({ status: res.statusCode, text }), reject);
+  });
+  req.on('error', reject);
+  if (onSent) onSent();
+  req.end(body);
+});
+const connect = async (address, count) => {
+  if (agent !== null) agent.destroy();
+  agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+  target = { host: address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, ''), port: Number(address.slice(address.lastIndexOf(':') + 1)), address };
+  await Promise.all(Array.from({ length: count }, () => send('GET', '/').catch(() => {})));
+};
 parentPort.on('message', async (msg) => {
   if (msg.type === 'nexus') {
     byId = new Map();
@@ -221,6 +249,14 @@ parentPort.on('message', async (msg) => {
     server.listen(0, '127.0.0.1', () => {
       parentPort.postMessage({ type: 'nexus', address: '127.0.0.1:' + server.address().port });
     });
+  } else if (msg.type === 'connect') {
+    await connect(msg.agent, msg.count);
+    parentPort.postMessage({ type: 'connected' });
+  } else if (msg.type === 'disconnect') {
+    if (agent !== null) agent.destroy();
+    agent = null;
+    target = null;
+    parentPort.postMessage({ type: 'disconnected' });
   } else if (msg.type === 'go') {
     for (const inst of msg.instances) {
       byId.set(inst.id, { id: inst.id, putAt: 0n, putDoneAt: null, putStatus: null, putError: null, states: {} });
@@ -232,7 +268,6 @@ parentPort.on('message', async (msg) => {
       finished = true;
       clearTimeout(timer);
       onRunning = null;
-      agent.destroy();
       parentPort.postMessage({ type: 'done', results: [...byId.values()], timedOut });
     };
     timer = setTimeout(() => finish(true), msg.deadlineMs);
@@ -241,21 +276,8 @@ parentPort.on('message', async (msg) => {
       if (all.every((r) => r.states.running !== undefined || r.putError !== null)) finish(false);
     };
     onRunning = check;
-    // Nexus keeps its connections to a sled agent; open them before the clock starts, as a
-    // long-running Nexus would have them (GET / is a 404 that touches no state). node:http
-    // rather than fetch: fetch's own per-request cost (~1-3 ms here, streams and Request
-    // objects) would land on the clock before the agent sees a byte.
-    const [host, port] = [msg.agent.slice(0, msg.agent.lastIndexOf(':')).replace(/^\[|\]$/g, ''), Number(msg.agent.slice(msg.agent.lastIndexOf(':') + 1))];
-    const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
-    const send = (method, path, body, onSent) => new Promise((resolve, reject) => {
-      const req = request({ host, port, method, path, agent, headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        readBody(res).then((text) => resolve({ status: res.statusCode, text }), reject);
-      });
-      req.on('error', reject);
-      if (onSent) onSent();
-      req.end(body);
-    });
-    await Promise.all(msg.instances.map(() => send('GET', '/').catch(() => {})));
+    // Without a 'connect' to this agent first, its connections are opened here, on the clock.
+    if (target === null || target.address !== msg.agent) await connect(msg.agent, msg.instances.length);
     for (const inst of msg.instances) {
       const r = byId.get(inst.id);
       send('PUT', '/instances/' + inst.id, inst.body, () => { r.putAt = process.hrtime.bigint(); })
@@ -308,8 +330,20 @@ class Driver {
     return (await this.ask({ type: 'nexus' }, 'nexus')).address;
   }
 
+  /**
+   * Opens `count` keep-alive connections to the agent at `agent`, kept for the go()s that
+   * follow until disconnect(), as a long-running Nexus keeps its own.
+   */
+  async connect(agent: string, count: number): Promise<void> {
+    await this.ask({ type: 'connect', agent, count }, 'connected');
+  }
+
   go(agent: string, instances: InstancePut[], deadlineMs: number): Promise<{ results: DriverResult[]; timedOut: boolean }> {
     return this.ask({ type: 'go', agent, instances, deadlineMs }, 'done');
+  }
+
+  async disconnect(): Promise<void> {
+    await this.ask({ type: 'disconnect' }, 'disconnected');
   }
 
   async stopNexus(): Promise<void> {
@@ -853,7 +887,11 @@ async function transportFloor(driver: Driver, propolisServers: FloorPropolis, la
         await fetch(`http://${formatSocketAddr(server.address)}/instance`).then((r) => r.arrayBuffer(), () => {});
         work.set(bodies[i]!.id, { spec, server, gap: null, done: null });
       }));
+      // As in a run: Nexus's connections open, and the stand-in done with them, before the PUTs.
+      await driver.connect(`127.0.0.1:${address.port}`, batch.length);
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
       const { results, timedOut } = await driver.go(`127.0.0.1:${address.port}`, bodies.map(({ id, body }) => ({ id, body })), deadlineMs);
+      await driver.disconnect();
       await Promise.all(bodies.map(({ id }) => work.get(id)!.done));
       if (timedOut) problems.push(`floor: not every instance reached Nexus within ${deadlineMs / 1000} s`);
       floors.push(bodies.map(({ id }, i) => {
@@ -1133,6 +1171,10 @@ async function run(setup: RunSetup): Promise<RunResult> {
       + `${rounds > 1 ? `, ${rounds} times one after another${pool !== null && settings.warmPool > 0 ? ' (the pool refilled before each)' : ''}` : ''}`);
 
     const bodies = Array.from({ length: total }, (_, i) => instanceBody(i, options.subnet, config, options.nics));
+    // Nexus's connections, open before the clock and the CPU window, and the agent done with
+    // their opening requests (their replies' hooks and log lines, which follow the replies).
+    await driver.connect(dialable(running.address), n);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
     const commitsBefore = ledgerCommits.length;
     const fsyncsBefore = fsyncs.length;
     const cpu0 = mainThreadCpuMs();
@@ -1186,6 +1228,7 @@ async function run(setup: RunSetup): Promise<RunResult> {
       timing = false;
     }
     const tEnd = process.hrtime.bigint();
+    await driver.disconnect();
     const wallMs = ms(tEnd - t0) - waitedMs;
     clearInterval(progress);
     progress = null;
