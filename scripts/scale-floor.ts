@@ -38,8 +38,8 @@ import { NexusClient } from '../src/nexus-client.js';
 import { VolumeConstructionRequestSchema, type InstanceRuntimeState } from '../src/params.js';
 import { PropolisClient, type InstanceEnsureRequest } from '../src/propolis-client.js';
 import { createServer } from '../src/server.js';
-import { monitorAndReport } from './wire-floor.js';
 import { PropolisFarm, type FarmPropolis } from '../src/sim/propolis-farm.js';
+import { monitorAndReport } from './wire-floor.js';
 
 const MIB = 1024 * 1024;
 /** The agent's default [instances] image_id and bootrom_id (src/config.ts). */
