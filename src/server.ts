@@ -126,15 +126,40 @@ export function createServer(options: ServerOptions): App {
     void reply.status(status).send({ request_id: request.id, error_code: code, message });
   });
 
+  // As dropshot's router: a path served with other methods is a 405 naming them, not a 404.
+  const routes: Array<{ path: RegExp; method: string }> = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ path: routePattern(route.url), method });
+  });
   app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] as string;
+    const allowed = [...new Set(routes.filter((r) => r.path.test(path)).map((r) => r.method))].sort();
+    if (allowed.length > 0) {
+      void reply.status(405).header('allow', allowed.join(', ')).send({
+        request_id: request.id,
+        error_code: 'MethodNotAllowed',
+        message: `${request.method} is not allowed on ${path}; it takes ${allowed.join(', ')}`,
+      });
+      return;
+    }
     void reply.status(404).send({
       request_id: request.id,
       error_code: 'NotFound',
-      message: `no route for ${request.method} ${request.url.split('?')[0]}`,
+      message: `no route for ${request.method} ${path}`,
     });
   });
 
   return app;
+}
+
+/** A fastify route's URL as a pattern for a request's path: `:name` is one segment, `*` the rest. */
+function routePattern(url: string): RegExp {
+  const segments = url.split('/').map((segment) => {
+    if (segment.startsWith(':')) return '[^/]+';
+    if (segment === '*') return '.*';
+    return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  });
+  return new RegExp(`^${segments.join('/')}$`);
 }
 
 function describeError(error: FastifyError | ApiError, bodyLimit: number): { status: number; code: string; message: string } {

@@ -64,4 +64,32 @@ describe('createServer', () => {
       await Promise.all(apps.map((app) => app.close()));
     }
   });
+
+  it('answers a path it serves with another method 405, naming the methods it takes, and an unknown path 404', async () => {
+    const app = createServer({ logger: pino({ level: 'silent' }) });
+    app.put('/instances/:id', async () => ({}));
+    app.get('/instances/:id', async () => ({}));
+    app.register(async (child) => {
+      child.delete('/v2p/:id', async () => ({}));
+    });
+    try {
+      const wrong = await app.inject({ method: 'DELETE', url: '/instances/11111111-2222-3333-4444-555555555555?x=1' });
+      expect(wrong.statusCode).toBe(405);
+      expect(wrong.headers.allow).toBe('GET, HEAD, PUT');
+      expect(wrong.json()).toMatchObject({
+        error_code: 'MethodNotAllowed',
+        message: 'DELETE is not allowed on /instances/11111111-2222-3333-4444-555555555555; it takes GET, HEAD, PUT',
+      });
+      expect(wrong.json().request_id).toBe(wrong.headers['x-request-id']);
+      // A route a plugin registered counts too.
+      expect((await app.inject({ method: 'GET', url: '/v2p/1' })).statusCode).toBe(405);
+      // One segment is one parameter: a deeper path is not the route's.
+      const deeper = await app.inject({ method: 'DELETE', url: '/instances/1/state' });
+      expect(deeper.statusCode).toBe(404);
+      expect(deeper.json()).toMatchObject({ error_code: 'NotFound', message: 'no route for DELETE /instances/1/state' });
+      expect((await app.inject({ method: 'GET', url: '/nope' })).statusCode).toBe(404);
+    } finally {
+      await app.close();
+    }
+  });
 });
