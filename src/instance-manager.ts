@@ -10,9 +10,8 @@ import { Instance, type InstanceContext, type InstanceRecord } from './instance.
 import { WarmPool, type PoolSettings, type PoolTable } from './warm-pool.js';
 import { PROPOLIS_BRAND_SERVICE, zoneName } from './zone.js';
 import type {
-  InstanceHardware, InstanceRuntimeState, InstanceRuntimeStateRequested,
+  InstanceHardware, InstanceMigrateParams, InstanceRuntimeState, InstanceRuntimeStateRequested, InstanceState,
 } from './params.js';
-import type { InstanceMigrateParams } from './params.js';
 import type { Static } from 'typebox';
 
 interface InstanceLedger {
@@ -164,9 +163,10 @@ export class InstanceManager {
     // Nexus's view may predate the state the instance left in: continue from the newer, so no
     // generation goes out twice (a report of the older one would also be one Nexus ignores).
     const departed = this.#departed.get(id);
-    const runtime = departed !== undefined && departed.gen > initial.runtime.gen && migrate === null
+    const known = departed !== undefined && departed.gen > initial.runtime.gen && migrate === null
       ? { ...initial.runtime, run_state: departed.run_state, gen: departed.gen, time_updated: departed.time_updated }
       : initial.runtime;
+    const runtime = migrate === null ? withoutVm(id, known, target) : known;
     const record: InstanceRecord = {
       id,
       hardware: { ...initial, runtime },
@@ -241,6 +241,25 @@ export class InstanceManager {
     await Promise.all(all.map((i) => i.idle()));
     await this.ledger.close();
   }
+}
+
+/** Run states that say the instance's VM is up or on its way, on whichever sled Nexus placed it. */
+const VM_UP: ReadonlySet<InstanceState> = new Set(['starting', 'running', 'stopping', 'rebooting', 'migrating']);
+
+/**
+ * The state an instance new to this sled (not migrating in) starts from here: it has no VM on
+ * this sled, whatever Nexus last heard. Asked to stop or destroy one Nexus believes up, there is
+ * nothing to stop: it goes on from "creating" (no VM yet), so the answer is the state asked for,
+ * one generation on. Asked to run or reboot it, the sled refuses: taken as up, it would be
+ * reported up with no VM behind it for good (no step would ever start one), and started here, it
+ * could be a second VM of an instance still running elsewhere.
+ */
+function withoutVm(id: string, runtime: InstanceRuntimeState, target: InstanceRuntimeStateRequested): InstanceRuntimeState {
+  if (!VM_UP.has(runtime.run_state)) return runtime;
+  if (target.run_state === 'stopped' || target.run_state === 'destroyed') return { ...runtime, run_state: 'creating' };
+  throw invalidRequest(`initial.runtime.run_state is "${runtime.run_state}", but instance ${id} has no VM on this sled: `
+    + `it cannot be ${target.run_state === 'reboot' ? 'rebooted' : `taken to "${target.run_state}"`} here. A new instance starts from "creating" `
+    + 'or "stopped", and one that runs elsewhere comes here by migration (with "migrate"); asked to stop or destroy it, this sled answers at once');
 }
 
 /** What the original panicked on, as a 400 a person can act on. */

@@ -147,6 +147,34 @@ describe('instance lifecycle', () => {
     expect(ok.status).toBe(200);
   });
 
+  it('refuses to run a new instance Nexus believes up (it has no VM here), and stops or destroys one at once', async () => {
+    t = await startTestAgent();
+    for (const [initial, target] of [['running', 'running'], ['starting', 'running'], ['rebooting', 'reboot'], ['stopping', 'running']] as const) {
+      const id = randomUUID();
+      const res = await t.request('PUT', `/instances/${id}`, ensureBody(target, realRuntime({ run_state: initial, gen: 5 })));
+      expect(res.status, `${initial} -> ${target}`).toBe(400);
+      expectSchema('sled-agent.json', 'Error', res.body);
+      expect(res.body.message).toContain(`initial.runtime.run_state is "${initial}", but instance ${id} has no VM on this sled`);
+      expect(t.running.agent.instances.get(id)).toBeUndefined();
+    }
+    for (const [initial, target] of [['stopping', 'stopped'], ['running', 'stopped'], ['migrating', 'destroyed']] as const) {
+      const id = randomUUID();
+      const res = await t.request('PUT', `/instances/${id}`, ensureBody(target, realRuntime({ run_state: initial, gen: 5 })));
+      expect(res.status, `${initial} -> ${target}`).toBe(200);
+      expect(res.body).toMatchObject({ run_state: target, gen: 6 });
+      await t.running.agent.instances.whenGone(id);
+    }
+    // Nothing was made for any of them: no zone beyond the warm pool's, no instance left.
+    expect(t.running.agent.instances.size).toBe(0);
+    const claimed = t.running.agent.instances.claimedZones();
+    expect((await t.host.zones.list()).map((z) => z.name).filter((n) => !claimed.has(n))).toEqual([]);
+    // A new instance from "stopped" (Nexus starting one it stopped before) still runs.
+    const id = randomUUID();
+    const runtime = realRuntime({ run_state: 'stopped', gen: 5 });
+    expect((await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime))).body).toMatchObject({ run_state: 'starting', gen: 6 });
+    await nexusSees(t.nexus, id, 'running');
+  });
+
   it('answers 500 and leaves nothing on the host when the request cannot be recorded', async () => {
     t = await startTestAgent();
     // A first write, so the instance ledger has a journal to append to.
