@@ -2,9 +2,11 @@
 // id, the ledger that keeps them across restarts, and the start-up adoption of what the ledger
 // lists.
 import { EventEmitter } from 'node:events';
+import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { parseSocketAddr } from './common/address.js';
 import { invalidRequest } from './common/errors.js';
+import { formatIpv6, networkOf, parseIpv6 } from './common/ipv6.js';
 import { Ledger } from './ledger.js';
 import { Instance, type InstanceContext, type InstanceRecord } from './instance.js';
 import { WarmPool, type PoolSettings, type PoolTable } from './warm-pool.js';
@@ -154,7 +156,7 @@ export class InstanceManager {
     if (existing && (migrate === null || existing.record.runtime.propolis_id === initial.runtime.propolis_id)) {
       return existing.ensure(target);
     }
-    checkInitial(initial);
+    checkInitial(initial, this.ctx.settings.underlayAddress);
     if (existing) {
       // An intra-sled migration: the old Propolis keeps running until its own monitor sees it go.
       this.log.warn({ instance: id, from: existing.record.runtime.propolis_id, to: initial.runtime.propolis_id },
@@ -262,16 +264,30 @@ function withoutVm(id: string, runtime: InstanceRuntimeState, target: InstanceRu
     + 'or "stopped", and one that runs elsewhere comes here by migration (with "migrate"); asked to stop or destroy it, this sled answers at once');
 }
 
-/** What the original panicked on, as a 400 a person can act on. */
-function checkInitial(initial: InstanceHardware): void {
+/**
+ * What the original panicked on, or took and failed on later, as a 400 a person can act on. The
+ * Propolis address goes on the zone's control VNIC as `<ip>/64` and the agent reaches Propolis
+ * there from the global zone, so it is an IPv6 address in the sled's /64 (Nexus allocates it
+ * from there); an IPv4 one failed at `ipadm create-addr`, and one outside the /64 left the start
+ * to time out waiting for a Propolis no route leads to.
+ */
+function checkInitial(initial: InstanceHardware, underlay: string | undefined): void {
   const addr = initial.runtime.propolis_addr;
   if (addr === undefined || addr === null) {
     throw invalidRequest('initial.runtime.propolis_addr is required: the address (in this sled\'s subnet) Propolis will serve on, "[ipv6]:port"');
   }
+  let host: string;
   try {
-    parseSocketAddr(addr);
+    ({ host } = parseSocketAddr(addr));
   } catch (err) {
     throw invalidRequest(`initial.runtime.propolis_addr: ${(err as Error).message}`);
+  }
+  if (!isIPv6(host)) {
+    throw invalidRequest(`initial.runtime.propolis_addr "${addr}" is IPv4: Propolis serves on an IPv6 address in this sled's subnet, "[ipv6]:port"`);
+  }
+  if (underlay !== undefined && networkOf(parseIpv6(host), 64) !== networkOf(parseIpv6(underlay), 64)) {
+    const subnet = `${formatIpv6(networkOf(parseIpv6(underlay), 64))}/64`;
+    throw invalidRequest(`initial.runtime.propolis_addr "${addr}" is not in this sled's subnet ${subnet}: Propolis must be reachable from the sled`);
   }
   const memory = initial.runtime.memory;
   if (memory < 1024 * 1024) throw invalidRequest(`initial.runtime.memory is ${memory} bytes: a VM needs at least 1 MiB`);

@@ -78,6 +78,8 @@ export interface InstanceSettings {
   propolisPort: number;
   /** "serial": the original's order, one step after another (the benchmark's baseline). */
   steps: 'parallel' | 'serial';
+  /** The sled's underlay address ([config] underlay_address): Propolis addresses are in its /64. */
+  underlayAddress?: string;
 }
 
 export interface InstanceContext {

@@ -119,6 +119,7 @@ export class SledAgent {
         bootromId: config.instances.bootrom_id,
         propolisPort: config.instances.propolis_port,
         steps: config.instances.steps,
+        ...(config.underlay_address === undefined ? {} : { underlayAddress: config.underlay_address }),
       },
       onPhase: (id, phase) => {
         metrics.phase(id, phase);
