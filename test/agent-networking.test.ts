@@ -31,11 +31,12 @@ interface Guest {
   nic: Record<string, unknown>;
 }
 
-function guest(vpc: typeof VPC1, host: number, mac: string): Guest {
+/** A guest for the sled whose underlay address is `sled`: its Propolis address is in that sled's /64. */
+function guest(vpc: typeof VPC1, host: number, mac: string, sled = SLED_A): Guest {
   const [a, b, c] = vpc.subnet.split('.');
   return {
     id: randomUUID(),
-    runtime: realRuntime(),
+    runtime: realRuntime({ propolis_addr: `[${sled.replace(/::1$/, '::10')}]:12400` }),
     nic: { name: 'net0', ip: `${a}.${b}.${c}.${host}`, mac, subnet: vpc.subnet, vni: vpc.vni, primary: true, slot: 0 },
   };
 }
@@ -72,7 +73,7 @@ describe('guest networking on two sleds', () => {
     const [a, b] = await sleds();
     const a1 = guest(VPC1, 5, 'A8:40:25:F0:00:01');
     const a2 = guest(VPC2, 5, 'A8:40:25:F0:00:02');
-    const b1 = guest(VPC1, 6, 'A8:40:25:F0:00:03');
+    const b1 = guest(VPC1, 6, 'A8:40:25:F0:00:03', SLED_B);
     for (const [sled, g, vpc] of [[a, a1, VPC1], [a, a2, VPC2], [b, b1, VPC1]] as const) {
       expect((await sled.request('PUT', `/instances/${g.id}`, body(g, 'running', vpc))).status).toBe(200);
     }
