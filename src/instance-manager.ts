@@ -2,9 +2,8 @@
 // id, the ledger that keeps them across restarts, and the start-up adoption of what the ledger
 // lists.
 import { EventEmitter } from 'node:events';
-import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
-import { parseSocketAddr } from './common/address.js';
+import { requestSocketAddrV6 } from './common/address.js';
 import { invalidRequest } from './common/errors.js';
 import { formatIpv6, networkOf, parseIpv6 } from './common/ipv6.js';
 import { Ledger } from './ledger.js';
@@ -276,15 +275,7 @@ function checkInitial(initial: InstanceHardware, underlay: string | undefined): 
   if (addr === undefined || addr === null) {
     throw invalidRequest('initial.runtime.propolis_addr is required: the address (in this sled\'s subnet) Propolis will serve on, "[ipv6]:port"');
   }
-  let host: string;
-  try {
-    ({ host } = parseSocketAddr(addr));
-  } catch (err) {
-    throw invalidRequest(`initial.runtime.propolis_addr: ${(err as Error).message}`);
-  }
-  if (!isIPv6(host)) {
-    throw invalidRequest(`initial.runtime.propolis_addr "${addr}" is IPv4: Propolis serves on an IPv6 address in this sled's subnet, "[ipv6]:port"`);
-  }
+  const { host } = requestSocketAddrV6(addr, 'initial.runtime.propolis_addr');
   if (underlay !== undefined && networkOf(parseIpv6(host), 64) !== networkOf(parseIpv6(underlay), 64)) {
     const subnet = `${formatIpv6(networkOf(parseIpv6(underlay), 64))}/64`;
     throw invalidRequest(`initial.runtime.propolis_addr "${addr}" is not in this sled's subnet ${subnet}: Propolis must be reachable from the sled`);

@@ -21,10 +21,9 @@
 //   made a new random one each time the zone was set up).
 import { randomUUID } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
-import { isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { parseSocketAddr } from './common/address.js';
+import { datasetAddress, parseSocketAddr } from './common/address.js';
 import { invalidRequest, conflict, objectNotFound, serviceUnavailable } from './common/errors.js';
 import type { NexusNotifier } from './common/nexus-notifier.js';
 import { readJsonIfExists, writeJsonAtomic } from './common/persist.js';
@@ -301,13 +300,7 @@ export class StorageManager {
     const kind = body.dataset_kind;
     const child = DATASET_NAME[kind?.type];
     if (child === undefined) throw invalidRequest(`unknown dataset kind ${JSON.stringify(kind?.type)}`);
-    let ip: string;
-    try {
-      ip = parseSocketAddr(body.address).host;
-    } catch (err) {
-      throw invalidRequest(`address: ${errMessage(err)}`);
-    }
-    if (!isIPv6(ip)) throw invalidRequest(`address "${body.address}" must be an IPv6 socket address ([ip]:port)`);
+    const ip = datasetAddress(body).host;
 
     if (this.#discovered === null) throw serviceUnavailable('storage is not started yet');
     await this.#discovered;

@@ -143,7 +143,7 @@ describe('instance lifecycle', () => {
     // It goes on the zone's control VNIC as <ip>/64, and the sled reaches Propolis there.
     const v4 = await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('running', realRuntime({ propolis_addr: '127.0.0.1:12400' })));
     expect(v4.status).toBe(400);
-    expect(v4.body.message).toBe('initial.runtime.propolis_addr "127.0.0.1:12400" is IPv4: Propolis serves on an IPv6 address in this sled\'s subnet, "[ipv6]:port"');
+    expect(v4.body.message).toBe('initial.runtime.propolis_addr "127.0.0.1:12400" must be an IPv6 socket address ([ip]:port)');
     const elsewhere = await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('running', realRuntime({ propolis_addr: '[fd00:1122:3344:102::10]:12400' })));
     expect(elsewhere.status).toBe(400);
     expect(elsewhere.body.message).toBe('initial.runtime.propolis_addr "[fd00:1122:3344:102::10]:12400" is not in this sled\'s subnet fd00:1122:3344:101::/64: Propolis must be reachable from the sled');

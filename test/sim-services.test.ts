@@ -62,4 +62,19 @@ describe('PUT /filesystem', () => {
     expect(kind.status).toBe(400);
     expect(kind.body.message).toMatch(/body\/dataset_kind\/type has an unknown value/);
   });
+
+  it('refuses an address, or a CockroachDB peer, that is not an IPv6 socket address, as the original\'s serde did', async () => {
+    t = await startTestSim({ zpools: [{ id: POOL, size: 1 << 30 }] });
+    const bad = [
+      [{ type: 'clickhouse' }, 'x', /^address: "x" is not a socket address/],
+      [{ type: 'clickhouse' }, '10.0.0.1:8123', /^address "10.0.0.1:8123" must be an IPv6 socket address/],
+      [{ type: 'cockroach_db', all_addresses: ['nope'] }, '[fd00:1122:3344:101::2]:32221', /^dataset_kind\.all_addresses: "nope" is not a socket address/],
+    ] as const;
+    for (const [dataset_kind, address, message] of bad) {
+      const res = await t.request('PUT', '/filesystem', { zpool_id: POOL, dataset_kind, address });
+      expect(res.status).toBe(400);
+      expect(res.body.message).toMatch(message);
+    }
+    expect(t.sim.agent.storage.requested).toEqual([]);
+  });
 });

@@ -144,6 +144,13 @@ describe('StorageManager start and reporting', () => {
       const err = await rejection(env.manager.filesystemEnsure(crdb(POOL_ID, address)));
       expect(err.statusCode).toBe(400);
     }
+    // CockroachDB's peers are socket addresses too, as the original's serde took them.
+    for (const peer of ['nope', '', '10.0.0.1:32221']) {
+      const err = await rejection(env.manager.filesystemEnsure({ ...crdb(), dataset_kind: { type: 'cockroach_db', all_addresses: [CRDB_ADDR, peer] } }));
+      expect(err.statusCode).toBe(400);
+      expect(err.message).toMatch(/^dataset_kind\.all_addresses/);
+      expect(err.message).toContain(`"${peer}"`);
+    }
     expect(await env.sim.datasets.listChildren(POOL)).toEqual([]);
   });
 });

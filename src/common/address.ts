@@ -1,5 +1,7 @@
 // Socket addresses as omicron writes them: "a.b.c.d:port" or "[v6]:port".
 import { isIPv4, isIPv6 } from 'node:net';
+import { invalidRequest } from './errors.js';
+import type { DatasetEnsureBody } from '../params.js';
 
 export interface SocketAddr {
   host: string;
@@ -24,4 +26,28 @@ export function parseSocketAddr(text: string): SocketAddr {
 
 export function formatSocketAddr({ host, port }: SocketAddr): string {
   return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A request's SocketAddrV6 field, "[ipv6]:port"; anything else is a 400 naming the field (`where`). */
+export function requestSocketAddrV6(text: string, where: string): SocketAddr {
+  let addr: SocketAddr;
+  try {
+    addr = parseSocketAddr(text);
+  } catch (err) {
+    throw invalidRequest(`${where}: ${(err as Error).message}`);
+  }
+  if (!isIPv6(addr.host)) throw invalidRequest(`${where} "${text}" must be an IPv6 socket address ([ip]:port)`);
+  return addr;
+}
+
+/**
+ * PUT /filesystem's addresses, for the sled agent and the simulated one: the dataset's own, and
+ * CockroachDB's peers, SocketAddrV6 all as the original's serde took them (it used no peer yet,
+ * and neither does this agent, which is no reason to keep what it refused). Returns the dataset's.
+ */
+export function datasetAddress(body: DatasetEnsureBody): SocketAddr {
+  const addr = requestSocketAddrV6(body.address, 'address');
+  const kind = body.dataset_kind;
+  if (kind.type === 'cockroach_db') for (const peer of kind.all_addresses) requestSocketAddrV6(peer, 'dataset_kind.all_addresses');
+  return addr;
 }

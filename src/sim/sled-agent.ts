@@ -2,6 +2,7 @@
 // over the shared state machines, simulated storage, update downloads, the firewall rules and
 // V2P mappings Nexus sends, and every simulated state change pushed to Nexus through the notifier.
 import type { Logger } from 'pino';
+import { datasetAddress } from '../common/address.js';
 import { objectNotFound } from '../common/errors.js';
 import type { NexusNotifier } from '../common/nexus-notifier.js';
 import type { NexusClient } from '../nexus-client.js';
@@ -82,6 +83,7 @@ export class SimSledAgent {
   }
 
   filesystemEnsure(body: DatasetEnsureBody): void {
+    datasetAddress(body);
     this.storage.ensureDataset(body.zpool_id, body.dataset_kind, body.address, this.options.nexus, this.options.notifier);
   }
 
