@@ -86,7 +86,9 @@ describe('checkInstanceHardware', () => {
     ['a MAC outside the guest range', { nics: [nic({ mac: 'A8:40:25:FF:00:01' })] }, /^body\/initial\/nics\/0\/mac A8:40:25:FF:00:01 is outside the guest MAC range A8:40:25:F0:00:00-A8:40:25:FE:FF:FF$/],
     ['a VNI above 2^24-1', { nics: [nic({ vni: 0x100_0000 })] }, /^body\/initial\/nics\/0\/vni is 16777216: a VNI has 24 bits, so at most 16777215$/],
     ['a NIC IP outside its subnet', { nics: [nic({ ip: '172.30.4.1' })] }, /^body\/initial\/nics\/0\/ip 172.30.4.1 is outside its subnet 172.30.0.0\/22$/],
-    ['a NIC IP of the other family', { nics: [nic({ ip: 'fd00::5' })] }, /^body\/initial\/nics\/0\/ip fd00::5 is outside its subnet/],
+    ['a NIC IP of the other family', { nics: [nic({ ip: 'fd00::5' })] }, /^body\/initial\/nics\/0\/ip fd00::5 is not IPv4: guest NICs are IPv4 only/],
+    ['an IPv6 NIC', { nics: [nic({ ip: 'fd00:aaaa::5', subnet: 'fd00:aaaa::/64' })] }, /^body\/initial\/nics\/0\/ip fd00:aaaa::5 is not IPv4/],
+    ['a subnet with no room for a gateway', { nics: [nic({ ip: '172.30.0.5', subnet: '172.30.0.4/31' })] }, /^body\/initial\/nics\/0\/subnet 172.30.0.4\/31 is not an IPv4 subnet of \/30 or larger/],
     ['two NICs with one slot', { nics: [nic(), nic({ ...second, slot: 0 })] }, /^body\/initial\/nics\/1\/slot 0 is also the slot of nics\/0/],
     ['two NICs with one MAC', { nics: [nic(), nic({ ...second, mac: 'a8:40:25:f0:00:01' })] }, /^body\/initial\/nics\/1\/mac a8:40:25:f0:00:01 is also the MAC of nics\/0$/],
     ['two primary NICs', { nics: [nic(), nic({ ...second, primary: true })] }, /^body\/initial\/nics\/1\/primary: nics\/0 is primary too/],
@@ -129,5 +131,6 @@ describe('V2P bodies', () => {
     expect(() => checkV2P(v2pBody())).not.toThrow();
     expect(refusal(() => checkV2P(v2pBody({ virtual_mac: 'A8:40:25:FF:00:02' })))).toMatch(/^body\/virtual_mac A8:40:25:FF:00:02 is outside/);
     expect(refusal(() => checkV2P(v2pBody({ vni: 0x100_0000 })))).toMatch(/^body\/vni is 16777216/);
+    expect(refusal(() => checkV2P(v2pBody({ virtual_ip: 'fd00::5' })))).toMatch(/^body\/virtual_ip fd00::5 is not IPv4: guests' addresses are IPv4 only$/);
   });
 });

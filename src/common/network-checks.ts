@@ -94,6 +94,13 @@ function checkGuestMac(mac: string, where: string): void {
 export function checkNetworkInterface(nic: NetworkInterface, where: string): void {
   checkGuestMac(nic.mac, `${where}/mac`);
   checkVni(nic.vni, `${where}/vni`);
+  // OPTE's ports take IPv4 guests only (its create-xde refused IPv6 as "not yet supported"), and
+  // the port's gateway is the subnet's first host: found out here, not after a zone was made.
+  if (ipv4Value(nic.ip) === null) throw invalidRequest(`${where}/ip ${nic.ip} is not IPv4: guest NICs are IPv4 only (OPTE takes no IPv6 guest address)`);
+  const prefix = Number(nic.subnet.slice(nic.subnet.lastIndexOf('/') + 1));
+  if (ipv4Value(nic.subnet.slice(0, nic.subnet.lastIndexOf('/'))) === null || !(prefix <= 30)) {
+    throw invalidRequest(`${where}/subnet ${nic.subnet} is not an IPv4 subnet of /30 or larger: a guest's subnet holds its gateway (the first host) and the guest`);
+  }
   if (!ipInSubnet(nic.ip, nic.subnet)) throw invalidRequest(`${where}/ip ${nic.ip} is outside its subnet ${nic.subnet}`);
 }
 
@@ -186,6 +193,7 @@ export function vniOfRules(vni: number | undefined, rules: VpcFirewallRule[]): n
 export function checkV2P(body: SetVirtualNetworkInterfaceHost, where = 'body'): void {
   checkGuestMac(body.virtual_mac, `${where}/virtual_mac`);
   checkVni(body.vni, `${where}/vni`);
+  if (ipv4Value(body.virtual_ip) === null) throw invalidRequest(`${where}/virtual_ip ${body.virtual_ip} is not IPv4: guests' addresses are IPv4 only`);
 }
 
 /** Spellings that mean the same mapping compare equal ("A8:40:25:F0:00:01" and lower case, "fd00::0:1" and "fd00::1"). */
