@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { invalidRequest, objectNotFound, serviceUnavailable } from './common/errors.js';
+import { fsyncDir } from './common/persist.js';
 import { unencodableText } from './common/unicode.js';
 import { NexusError, type NexusClient } from './nexus-client.js';
 import type { UpdateArtifact } from './params.js';
@@ -61,12 +62,17 @@ export async function downloadArtifact(
   let bytes = 0;
   body.on('data', (chunk: Buffer) => { bytes += chunk.length; });
   try {
-    await pipeline(body, createWriteStream(tmpPath, { flags: 'wx', mode: 0o644 }));
+    // Flushed before the rename and the rename made durable before the answer: Nexus is told the
+    // artifact is in place, so a crash must not leave an empty file under its name.
+    await pipeline(body, createWriteStream(tmpPath, { flags: 'wx', mode: 0o644, flush: true }));
+    // A 204, or a 200 with no body, is no zone image; whatever was in place stays.
+    if (bytes === 0) throw new Error('Nexus sent no bytes');
     await rename(tmpPath, finalPath);
   } catch (err) {
     await rm(tmpPath, { force: true });
     throw serviceUnavailable(`download of artifact ${label} failed after ${bytes} bytes: ${(err as Error).message}`);
   }
+  await fsyncDir(artifactDir);
   log.info({ artifact: label, path: finalPath, bytes, ms: Math.round(performance.now() - started) }, 'artifact downloaded');
   return { path: finalPath, bytes };
 }

@@ -98,13 +98,6 @@ describe('POST /update', () => {
     expect(tempFiles()).toEqual([]);
   });
 
-  it('an empty artifact is stored as an empty file', async () => {
-    const name = uniqueName('empty');
-    artifacts.set(artifactUrl(name, 1), { status: 200, body: Buffer.alloc(0) });
-    expect((await update(name, 1)).status).toBe(204);
-    expect(readFileSync(join(sim.artifactDir, name)).length).toBe(0);
-  });
-
   it('answers 404 ObjectNotFound when Nexus has no such artifact, and writes nothing', async () => {
     const name = uniqueName('missing');
     const res = await update(name, 7);
@@ -144,6 +137,26 @@ describe('POST /update', () => {
     expect((await update(name, 1)).status).toBe(204);
     expectEnvelope(await update(name, 2), 404, 'ObjectNotFound');
     expect(readFileSync(join(sim.artifactDir, name)).equals(good)).toBe(true);
+  });
+
+  it('stores no empty artifact when Nexus answers 204 or 200 with no body, and keeps the one in place', async () => {
+    const name = uniqueName('empty');
+    const good = Buffer.from('kept bytes');
+    artifacts.set(artifactUrl(name, 1), { status: 200, body: good });
+    expect((await update(name, 1)).status).toBe(204);
+    artifacts.set(artifactUrl(name, 2), { status: 204, body: '' });
+    artifacts.set(artifactUrl(name, 3), { status: 200, body: Buffer.alloc(0) });
+    for (const version of [2, 3]) {
+      const res = await update(name, version);
+      expectEnvelope(res, 503);
+      expect(res.body.message).toBe(`download of artifact zone/${name} version ${version} failed after 0 bytes: Nexus sent no bytes`);
+    }
+    expect(readFileSync(join(sim.artifactDir, name)).equals(good)).toBe(true);
+    const fresh = uniqueName('never');
+    artifacts.set(artifactUrl(fresh, 1), { status: 204, body: '' });
+    expectEnvelope(await update(fresh, 1), 503);
+    expect(existsSync(join(sim.artifactDir, fresh))).toBe(false);
+    expect(tempFiles()).toEqual([]);
   });
 
   it('keeps the good file when the download breaks off part way', async () => {
