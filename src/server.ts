@@ -111,6 +111,18 @@ export function createServer(options: ServerOptions): App {
 
   // Every body on these APIs is JSON; anything else is a 415 rather than a string to validate.
   app.removeContentTypeParser('text/plain');
+  // fastify's own parser (with its prototype-poisoning checks), then serde_json's nesting limit:
+  // the original refused a body nested deeper with a 400, and here ajv's recursive validators ran
+  // out of stack on one (a Crucible volume of 3,000 nested sub-volumes was a 500).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    parseJson(request, body as string, (err, value) => {
+      if (err) done(err, undefined);
+      else if (nestedDeeperThan(value, JSON_MAX_DEPTH)) done(recursionLimitExceeded(), undefined);
+      else done(null, value);
+    });
+  });
   for (const schema of options.sharedSchemas ?? []) app.addSchema(schema);
 
   // Callback style: an async hook costs a promise per request on the hot path.
@@ -150,6 +162,28 @@ export function createServer(options: ServerOptions): App {
   });
 
   return app;
+}
+
+/** serde_json's recursion limit: it refuses the 128th level of arrays and objects. */
+const JSON_MAX_DEPTH = 127;
+
+/** Whether `value` nests arrays and objects more than `max` deep; iterative, as the value can be deeper than the stack. */
+function nestedDeeperThan(value: unknown, max: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const stack: Array<{ node: object; depth: number }> = [{ node: value, depth: 1 }];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    if (next.depth > max) return true;
+    for (const child of Array.isArray(next.node) ? next.node : Object.values(next.node)) {
+      if (typeof child === 'object' && child !== null) stack.push({ node: child, depth: next.depth + 1 });
+    }
+  }
+  return false;
+}
+
+function recursionLimitExceeded(): FastifyError {
+  return Object.assign(new Error(`recursion limit exceeded: arrays and objects nested more than ${JSON_MAX_DEPTH} deep`), {
+    code: 'FST_ERR_CTP_INVALID_JSON_BODY', statusCode: 400, name: 'FastifyError',
+  }) as FastifyError;
 }
 
 /** A fastify route's URL as a pattern for a request's path: `:name` is one segment, `*` the rest. */

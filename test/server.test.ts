@@ -92,4 +92,29 @@ describe('createServer', () => {
       await app.close();
     }
   });
+
+  it('refuses JSON nested deeper than serde_json takes (127 levels) with a 400, however deep, and still refuses prototype poisoning', async () => {
+    const app = createServer({ logger: pino({ level: 'silent' }) });
+    app.put('/echo', async (request) => ({ ok: request.body !== undefined }));
+    const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
+    const put = (payload: string) => app.inject({ method: 'PUT', url: '/echo', payload, headers: { 'content-type': 'application/json; charset=utf-8' } });
+    try {
+      expect((await put(nested(127))).statusCode).toBe(200);
+      expect((await put(`{"a":${nested(126)}}`)).statusCode).toBe(200);
+      for (const payload of [nested(128), `{"a":${nested(127)}}`, nested(200_000)]) {
+        const res = await put(payload);
+        expect(res.statusCode).toBe(400);
+        expect(res.json()).toMatchObject({
+          error_code: 'InvalidRequest',
+          message: 'unable to parse JSON body: recursion limit exceeded: arrays and objects nested more than 127 deep',
+        });
+      }
+      const poisoned = await put('{"__proto__":{"admin":true}}');
+      expect(poisoned.statusCode).toBe(400);
+      expect(poisoned.json().message).toMatch(/^unable to parse JSON body/);
+      expect((await put('{"a":')).statusCode).toBe(400);
+    } finally {
+      await app.close();
+    }
+  });
 });
