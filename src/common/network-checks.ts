@@ -94,8 +94,9 @@ function checkGuestMac(mac: string, where: string): void {
 export function checkNetworkInterface(nic: NetworkInterface, where: string): void {
   checkGuestMac(nic.mac, `${where}/mac`);
   checkVni(nic.vni, `${where}/vni`);
-  // OPTE's ports take IPv4 guests only (its create-xde refused IPv6 as "not yet supported"), and
-  // the port's gateway is the subnet's first host: found out here, not after a zone was made.
+  // Guest ports are IPv4 only (the original's port allocator refused IPv6 as "not yet
+  // supported"), and a port's gateway is its subnet's first host: found out here, not after the
+  // instance's zone was made.
   if (ipv4Value(nic.ip) === null) throw invalidRequest(`${where}/ip ${nic.ip} is not IPv4: guest NICs are IPv4 only (OPTE takes no IPv6 guest address)`);
   const prefix = Number(nic.subnet.slice(nic.subnet.lastIndexOf('/') + 1));
   if (ipv4Value(nic.subnet.slice(0, nic.subnet.lastIndexOf('/'))) === null || !(prefix <= 30)) {
