@@ -33,6 +33,10 @@ export function isGuestMac(mac: string): boolean {
   return value >= macValue(GUEST_MAC_FIRST) && value <= macValue(GUEST_MAC_LAST);
 }
 
+function ipv4Text(value: number): string {
+  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
+}
+
 function ipv4Value(text: string): number | null {
   const parts = text.split('.');
   if (parts.length !== 4 || !parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255)) return null;
@@ -99,13 +103,19 @@ export function checkNetworkInterface(nic: NetworkInterface, where: string): voi
   // instance's zone was made.
   if (ipv4Value(nic.ip) === null) throw invalidRequest(`${where}/ip ${nic.ip} is not IPv4: guest NICs are IPv4 only (OPTE takes no IPv6 guest address)`);
   const prefix = Number(nic.subnet.slice(nic.subnet.lastIndexOf('/') + 1));
-  if (ipv4Value(nic.subnet.slice(0, nic.subnet.lastIndexOf('/'))) === null || !(prefix <= 30)) {
+  const net = ipv4Value(nic.subnet.slice(0, nic.subnet.lastIndexOf('/')));
+  if (net === null || !(prefix <= 30)) {
     throw invalidRequest(`${where}/subnet ${nic.subnet} is not an IPv4 subnet of /30 or larger: a guest's subnet holds its gateway (the first host) and the guest`);
+  }
+  const size = 2 ** (32 - prefix);
+  if (net % size !== 0) {
+    throw invalidRequest(`${where}/subnet ${nic.subnet} has host bits set: the subnet is ${ipv4Text(net - (net % size))}/${prefix}`);
   }
   if (!ipInSubnet(nic.ip, nic.subnet)) throw invalidRequest(`${where}/ip ${nic.ip} is outside its subnet ${nic.subnet}`);
 }
 
 export function checkSourceNat(snat: SourceNatConfig, where: string): void {
+  if (ipv4Value(snat.ip) === null) throw invalidRequest(`${where}/ip ${snat.ip} is not IPv4: a guest's external addresses are IPv4 only`);
   const { first_port: first, last_port: last } = snat;
   if (first % SOURCE_NAT_PORTS !== 0 || last !== first + SOURCE_NAT_PORTS - 1) {
     throw invalidRequest(`${where} ports ${first}-${last} are not a block of ${SOURCE_NAT_PORTS} ports starting at a multiple of ${SOURCE_NAT_PORTS} (e.g. ${SOURCE_NAT_PORTS}-${2 * SOURCE_NAT_PORTS - 1})`);
@@ -156,6 +166,10 @@ export function checkInstanceHardware(hardware: InstanceHardware, where = 'body/
 
   if (hardware.source_nat !== undefined) checkSourceNat(hardware.source_nat, `${where}/source_nat`);
   const externalIps = hardware.external_ips ?? [];
+  // They go on the primary NIC's port, which, like the guest behind it, is IPv4 only.
+  externalIps.forEach((ip, i) => {
+    if (ipv4Value(ip) === null) throw invalidRequest(`${where}/external_ips/${i} ${ip} is not IPv4: a guest's external addresses are IPv4 only`);
+  });
   // External addresses live on the primary NIC's port; with NICs but none primary they would be dropped silently.
   if (nics.length > 0 && primaries.length === 0 && (externalIps.length > 0 || hardware.source_nat !== undefined)) {
     throw invalidRequest(`${where}/nics: no NIC is primary, so source_nat and external_ips have no port to go on`);
