@@ -276,9 +276,9 @@ function checkInitial(initial: InstanceHardware, underlay: string | undefined): 
     throw invalidRequest('initial.runtime.propolis_addr is required: the address (in this sled\'s subnet) Propolis will serve on, "[ipv6]:port"');
   }
   const { host } = requestSocketAddrV6(addr, 'initial.runtime.propolis_addr');
-  if (underlay !== undefined && networkOf(parseIpv6(host), 64) !== networkOf(parseIpv6(underlay), 64)) {
-    const subnet = `${formatIpv6(networkOf(parseIpv6(underlay), 64))}/64`;
-    throw invalidRequest(`initial.runtime.propolis_addr "${addr}" is not in this sled's subnet ${subnet}: Propolis must be reachable from the sled`);
+  const sled = underlay === undefined ? null : networkOf(parseIpv6(underlay), 64);
+  if (sled !== null && networkOf(parseIpv6(host), 64) !== sled) {
+    throw invalidRequest(`initial.runtime.propolis_addr "${addr}" is not in this sled's subnet ${formatIpv6(sled)}/64: Propolis must be reachable from the sled`);
   }
   const memory = initial.runtime.memory;
   if (memory < 1024 * 1024) throw invalidRequest(`initial.runtime.memory is ${memory} bytes: a VM needs at least 1 MiB`);

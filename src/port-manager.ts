@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { FirewallRule, HostNetwork, PortSpec, RouterEntry, V2PMapping } from './host/index.js';
 import { isHostError, OPTE_GATEWAY_MAC } from './host/index.js';
 import { opteFirewallRules, type VpcFirewallRule as WireFirewallRule } from './host/firewall.js';
-import { sameIp, sameMapping, vniOfRules } from './common/network-checks.js';
+import { ipv4Text, ipv4Value, sameIp, sameMapping, vniOfRules } from './common/network-checks.js';
 import { Ledger } from './ledger.js';
 
 /** A guest NIC as the instance ensure body gives it (NetworkInterface). */
@@ -311,14 +311,12 @@ function mappingOf(body: V2PBody): V2PMapping {
 
 /** The subnet's first host, the guest's gateway (RFD 21): 172.30.0.0/22 -> 172.30.0.1. */
 export function firstHost(subnet: string): string {
-  const [net = '', prefix = ''] = subnet.split('/');
-  const octets = net.split('.').map(Number);
-  const bits = Number(prefix);
-  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255) || !(bits >= 0 && bits <= 30)) {
+  const slash = subnet.lastIndexOf('/');
+  const net = ipv4Value(subnet.slice(0, slash));
+  const bits = Number(subnet.slice(slash + 1));
+  if (slash < 0 || net === null || !(bits >= 0 && bits <= 30)) {
     throw Object.assign(new Error(`${subnet} is not an IPv4 subnet with room for a gateway`), { code: 'EINVAL' });
   }
-  const value = octets.reduce((v, o) => v * 256 + o, 0);
   const size = 2 ** (32 - bits);
-  const first = value - (value % size) + 1;
-  return [24, 16, 8, 0].map((shift) => Math.floor(first / 2 ** shift) % 256).join('.');
+  return ipv4Text(net - (net % size) + 1);
 }

@@ -33,11 +33,13 @@ export function isGuestMac(mac: string): boolean {
   return value >= macValue(GUEST_MAC_FIRST) && value <= macValue(GUEST_MAC_LAST);
 }
 
-function ipv4Text(value: number): string {
+/** An IPv4 address as its 32-bit value, dotted. */
+export function ipv4Text(value: number): string {
   return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
 }
 
-function ipv4Value(text: string): number | null {
+/** A dotted IPv4 address as its 32-bit value; null if it is not one. */
+export function ipv4Value(text: string): number | null {
   const parts = text.split('.');
   if (parts.length !== 4 || !parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255)) return null;
   return parts.reduce((acc, p) => acc * 256 + Number(p), 0);
@@ -102,8 +104,9 @@ export function checkNetworkInterface(nic: NetworkInterface, where: string): voi
   // supported"), and a port's gateway is its subnet's first host: found out here, not after the
   // instance's zone was made.
   if (ipv4Value(nic.ip) === null) throw invalidRequest(`${where}/ip ${nic.ip} is not IPv4: guest NICs are IPv4 only (OPTE takes no IPv6 guest address)`);
-  const prefix = Number(nic.subnet.slice(nic.subnet.lastIndexOf('/') + 1));
-  const net = ipv4Value(nic.subnet.slice(0, nic.subnet.lastIndexOf('/')));
+  const slash = nic.subnet.lastIndexOf('/');
+  const prefix = Number(nic.subnet.slice(slash + 1));
+  const net = ipv4Value(nic.subnet.slice(0, slash));
   if (net === null || !(prefix <= 30)) {
     throw invalidRequest(`${where}/subnet ${nic.subnet} is not an IPv4 subnet of /30 or larger: a guest's subnet holds its gateway (the first host) and the guest`);
   }

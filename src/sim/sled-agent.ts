@@ -83,7 +83,7 @@ export class SimSledAgent {
   }
 
   filesystemEnsure(body: DatasetEnsureBody): void {
-    datasetAddress(body);
+    datasetAddress(body); // its addresses checked as the original's serde did; the sim keeps the text
     this.storage.ensureDataset(body.zpool_id, body.dataset_kind, body.address, this.options.nexus, this.options.notifier);
   }
 
