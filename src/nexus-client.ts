@@ -2,6 +2,7 @@
 // sled agent makes, each one HTTP request and no policy. Retrying and ordering belong to
 // common/nexus-notifier.ts; this file only says what a response means.
 import { Pool, type Dispatcher } from 'undici';
+import { httpCall, type HttpAnswer } from './common/http-call.js';
 import type {
   DatasetPutRequest, DiskRuntimeState, InstanceRuntimeState, SledAgentStartupInfo, ZpoolPutRequest,
 } from './params.js';
@@ -41,11 +42,14 @@ export class NexusClient {
   }
 
   private async send(method: Dispatcher.HttpMethod, path: string, body: unknown): Promise<void> {
-    const res = await this.request(method, path, body);
-    // Drain so the connection returns to the pool.
-    const text = await res.body.text();
-    if (res.statusCode < 200 || res.statusCode >= 300) {
-      throw new NexusError(`Nexus answered ${method} ${path} with ${res.statusCode}: ${truncate(text)}`, res.statusCode);
+    let res: HttpAnswer;
+    try {
+      res = await httpCall(this.pool, { method, path, body, timeoutMs: this.timeoutMs });
+    } catch (err) {
+      throw this.unreachable(method, path, err);
+    }
+    if (res.status < 200 || res.status >= 300) {
+      throw new NexusError(`Nexus answered ${method} ${path} with ${res.status}: ${truncate(res.text)}`, res.status);
     }
   }
 
@@ -60,9 +64,13 @@ export class NexusClient {
         bodyTimeout: this.timeoutMs,
       });
     } catch (err) {
-      const cause = err instanceof Error ? err.message : String(err);
-      throw new NexusError(`cannot reach Nexus at ${this.origin} for ${method} ${path}: ${cause}`, null);
+      throw this.unreachable(method, path, err);
     }
+  }
+
+  private unreachable(method: string, path: string, err: unknown): NexusError {
+    const cause = err instanceof Error ? err.message : String(err);
+    return new NexusError(`cannot reach Nexus at ${this.origin} for ${method} ${path}: ${cause}`, null);
   }
 
   sledAgentPost(sledId: string, info: SledAgentStartupInfo): Promise<void> {

@@ -1,0 +1,132 @@
+// src/common/http-call.ts: one exchange over undici's dispatch(), as the Propolis and Nexus
+// clients make them, against a real HTTP server on loopback.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Client } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { httpCall } from '../src/common/http-call.js';
+
+interface Seen {
+  method: string;
+  url: string;
+  contentType: string | undefined;
+  body: string;
+}
+
+let server: Server | null = null;
+let client: Client | null = null;
+
+afterEach(async () => {
+  await client?.destroy();
+  client = null;
+  server?.closeAllConnections();
+  await new Promise<void>((resolve) => (server === null ? resolve() : server.close(() => resolve())));
+  server = null;
+});
+
+/** A server whose `answer` is called once each request's body is in; `seen` lists them. */
+async function serve(answer: (req: IncomingMessage, res: ServerResponse, seen: Seen) => void): Promise<{ seen: Seen[]; origin: string }> {
+  const seen: Seen[] = [];
+  server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      const s = { method: req.method!, url: req.url!, contentType: req.headers['content-type'], body };
+      seen.push(s);
+      answer(req, res, s);
+    });
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  client = new Client(origin, { pipelining: 1 });
+  return { seen, origin };
+}
+
+describe('httpCall', () => {
+  it('sends the body as JSON and gives back the status and the whole answer, however it was split', async () => {
+    const { seen } = await serve((_req, res) => {
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.write('{"migrate":');
+      setTimeout(() => res.end('null,"é":1}'), 20);
+    });
+    const answer = await httpCall(client!, { method: 'PUT', path: '/instance', body: { a: [1, 'ü'] }, timeoutMs: 5_000 });
+    expect(answer).toEqual({ status: 201, text: '{"migrate":null,"é":1}' });
+    expect(seen).toEqual([{ method: 'PUT', url: '/instance', contentType: 'application/json', body: '{"a":[1,"ü"]}' }]);
+  });
+
+  it('sends no body and no content type without one, and gives back an empty answer as ""', async () => {
+    const { seen } = await serve((_req, res) => {
+      res.writeHead(204);
+      res.end();
+    });
+    expect(await httpCall(client!, { method: 'GET', path: '/x', timeoutMs: 5_000 })).toEqual({ status: 204, text: '' });
+    expect(seen[0]).toMatchObject({ method: 'GET', contentType: undefined, body: '' });
+  });
+
+  it('an abort in flight rejects with the reason and drops the connection', async () => {
+    let closed!: () => void;
+    let arrived!: () => void;
+    const gone = new Promise<void>((resolve) => (closed = resolve));
+    const there = new Promise<void>((resolve) => (arrived = resolve));
+    await serve((req) => {
+      req.socket.once('close', closed);
+      arrived();
+    });
+    const ctl = new AbortController();
+    const call = httpCall(client!, { method: 'GET', path: '/hang', timeoutMs: 0, signal: ctl.signal });
+    await there;
+    const reason = new Error('not wanted any more');
+    ctl.abort(reason);
+    await expect(call).rejects.toBe(reason);
+    await gone;
+  });
+
+  it('an abort while queued behind another call rejects at once; the call before it still answers', async () => {
+    let release!: () => void;
+    let arrived!: () => void;
+    const there = new Promise<void>((resolve) => (arrived = resolve));
+    const { seen } = await serve((req, res) => {
+      if (req.url === '/first') {
+        release = () => res.end('first');
+        arrived();
+      } else {
+        res.end('later');
+      }
+    });
+    const first = httpCall(client!, { method: 'GET', path: '/first', timeoutMs: 0 });
+    const ctl = new AbortController();
+    const second = httpCall(client!, { method: 'GET', path: '/second', timeoutMs: 0, signal: ctl.signal });
+    await there;
+    ctl.abort(new Error('gave up waiting'));
+    await expect(second).rejects.toThrow('gave up waiting');
+    release();
+    expect(await first).toEqual({ status: 200, text: 'first' });
+    // One connection, in order: had the aborted call been sent after all, it would be before this one.
+    await httpCall(client!, { method: 'GET', path: '/third', timeoutMs: 5_000 });
+    expect(seen.map((s) => s.url)).toEqual(['/first', '/third']);
+  });
+
+  it('an aborted signal rejects before anything is sent', async () => {
+    const { seen } = await serve((_req, res) => res.end());
+    const ctl = new AbortController();
+    ctl.abort(new Error('already'));
+    await expect(httpCall(client!, { method: 'GET', path: '/', timeoutMs: 0, signal: ctl.signal })).rejects.toThrow('already');
+    await httpCall(client!, { method: 'GET', path: '/after', timeoutMs: 5_000 });
+    expect(seen.map((s) => s.url)).toEqual(['/after']);
+  });
+
+  it("rejects with undici's error when no answer comes: nothing listening, or no headers in time", async () => {
+    const { origin } = await serve(() => {});
+    await expect(httpCall(client!, { method: 'GET', path: '/slow', timeoutMs: 100 })).rejects.toMatchObject({ code: 'UND_ERR_HEADERS_TIMEOUT' });
+    server!.closeAllConnections();
+    await new Promise<void>((resolve) => server!.close(() => resolve()));
+    server = null;
+    const fresh = new Client(origin);
+    try {
+      await expect(httpCall(fresh, { method: 'GET', path: '/', timeoutMs: 1_000 })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    } finally {
+      await fresh.destroy();
+    }
+  });
+});
