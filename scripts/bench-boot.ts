@@ -126,6 +126,10 @@ import { SimPropolis } from '../src/sim/propolis.js';
 import { median, nearestRank, printTable } from './table.js';
 import { monitorAndReport } from './wire-floor.js';
 import { defaultVpcRules } from '../test/support/vpc-rules.js';
+import { tuneV8 } from '../src/common/v8-tuning.js';
+
+// The agent runs in this process (or its floor does): V8 as the sled-agent command sets it.
+tuneV8();
 
 // ---- targets and shape ----
 

@@ -40,6 +40,10 @@ import { PropolisClient, type InstanceEnsureRequest } from '../src/propolis-clie
 import { createServer } from '../src/server.js';
 import { PropolisFarm, type FarmPropolis } from '../src/sim/propolis-farm.js';
 import { monitorAndReport } from './wire-floor.js';
+import { tuneV8 } from '../src/common/v8-tuning.js';
+
+// The agent runs in this process (or its floor does): V8 as the sled-agent command sets it.
+tuneV8();
 
 const MIB = 1024 * 1024;
 /** The agent's default [instances] image_id and bootrom_id (src/config.ts). */

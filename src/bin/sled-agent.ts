@@ -4,10 +4,10 @@
 // Usage errors print the command's usage to stderr and exit 2 (EXIT_USAGE, as the original
 // does); a bad configuration exits 2 too, with only its own message (every bad field named).
 import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { Command, CommanderError, Option } from 'commander';
 import { parseSocketAddr } from '../common/address.js';
 import { lockAgentDirectories, simHostLock } from '../common/dir-lock.js';
+import { tuneV8 } from '../common/v8-tuning.js';
 import { createLogger, effectiveLevel } from '../logger.js';
 import {
   ConfigError, DEFAULT_SLED_ID, checkSimConfig, defaultSimConfig, loadSimConfigFile, type SimConfig,
@@ -19,14 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 
-// V8 optimizes a function once it has run enough bytecode, and asks a large function for only a
-// little more than a small one (3 + size/150 profiler ticks). An agent's large functions are the
-// per-request async ones (#provisionAndRun, #monitorLoop: each runs once or a few times per
-// instance), and a burst of starts made V8 compile them, 45 ms a time, before their optimized
-// code could pay that back. With size/30 they are optimized later, small hot ones as before.
-// bench:scale, realistic N = 1,000, alternating runs: a fresh agent 2.24 against 2.40 ms of CPU
-// per instance, the next 1,000 on it 1.64 against 1.79 (docs/benchmarks.md). Set before any work.
-setFlagsFromString('--bytecode-size-allowance-per-tick=30');
+// Before any work: see v8-tuning.ts.
+tuneV8();
 
 const EXIT_USAGE = 2;
 const EXIT_FAILURE = 1;
