@@ -3,7 +3,7 @@
 // the instance monitor decides what to retry, and PropolisError.code tells it which failures are
 // transient (UNREACHABLE: no answer at all) and which are answers (HTTP: a non-2xx status).
 import { Client, errors, type Dispatcher } from 'undici';
-import { httpCall, type HttpAnswer } from './common/http-call.js';
+import { AnswerTooLargeError, httpCall, MAX_ANSWER_BYTES, type HttpAnswer } from './common/http-call.js';
 import type { Static } from 'typebox';
 import { formatSocketAddr, type SocketAddr } from './common/address.js';
 import type { PropolisInstanceState } from './common/instance.js';
@@ -69,7 +69,7 @@ export type PropolisStateRequested = 'Run' | 'Stop' | 'Reboot' | 'MigrateStart';
  * - UNREACHABLE: no HTTP answer (connection refused or reset, timeout, the server went away
  *   mid-answer). Transient: the same call may succeed later.
  * - HTTP: Propolis answered with a non-2xx status (`status`); the message carries its own.
- * - PROTOCOL: a 2xx answer whose body is not what the API says.
+ * - PROTOCOL: a 2xx answer whose body is not what the API says, or any answer too long to be one.
  * - ABORTED: the caller's AbortSignal fired.
  */
 export type PropolisErrorCode = 'UNREACHABLE' | 'HTTP' | 'PROTOCOL' | 'ABORTED';
@@ -250,6 +250,10 @@ export class PropolisClient {
 
   private transport(what: string, err: unknown, signal: AbortSignal | undefined): PropolisError {
     if (signal?.aborted) return this.aborted(what, signal.reason);
+    // An answer, not an absence of one: asking again would get the same.
+    if (err instanceof AnswerTooLargeError) {
+      return new PropolisError('PROTOCOL', `Propolis at ${this.origin} answered ${what} with more than ${MAX_ANSWER_BYTES} bytes`, null, { cause: err });
+    }
     const code = (err as { code?: unknown } | null)?.code;
     const detail = err instanceof Error ? err.message : String(err);
     return new PropolisError(

@@ -4,7 +4,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Client } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { httpCall } from '../src/common/http-call.js';
+import { AnswerTooLargeError, httpCall } from '../src/common/http-call.js';
+import { PropolisClient } from '../src/propolis-client.js';
 
 interface Seen {
   method: string;
@@ -127,6 +128,49 @@ describe('httpCall', () => {
       await expect(httpCall(fresh, { method: 'GET', path: '/', timeoutMs: 1_000 })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     } finally {
       await fresh.destroy();
+    }
+  });
+
+  it('an answer that runs past the limit fails the call and drops the connection; the next call gets a new one', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    let stopped = false;
+    const { seen } = await serve((req, res) => {
+      if (req.url !== '/endless') {
+        res.end('small');
+        return;
+      }
+      res.writeHead(200);
+      const more = (): void => {
+        if (stopped || res.destroyed) return;
+        res.write(chunk, more);
+      };
+      res.on('close', () => (stopped = true));
+      more();
+    });
+    const err = await httpCall(client!, { method: 'GET', path: '/endless', timeoutMs: 5_000, maxAnswerBytes: 1024 * 1024 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AnswerTooLargeError);
+    expect((err as Error).message).toBe('the answer is longer than 1048576 bytes');
+    await new Promise<void>((resolve) => { const check = (): void => { if (stopped) resolve(); else setTimeout(check, 5); }; check(); });
+    expect(await httpCall(client!, { method: 'GET', path: '/after', timeoutMs: 5_000 })).toEqual({ status: 200, text: 'small' });
+    expect(seen.map((s) => s.url)).toEqual(['/endless', '/after']);
+  });
+
+  it('PropolisClient: an answer past the limit is PROTOCOL (not worth asking again), not UNREACHABLE', async () => {
+    const chunk = Buffer.alloc(256 * 1024, ' ');
+    const { origin } = await serve((_req, res) => {
+      res.writeHead(201, { 'content-type': 'application/json' });
+      const more = (): void => {
+        if (!res.destroyed) res.write(chunk, more);
+      };
+      more();
+    });
+    const propolis = new PropolisClient(origin.slice('http://'.length));
+    try {
+      const err = await propolis.get().catch((e: unknown) => e);
+      expect(err).toMatchObject({ name: 'PropolisError', code: 'PROTOCOL', status: null });
+      expect((err as Error).message).toContain('answered GET /instance with more than 8388608 bytes');
+    } finally {
+      await propolis.destroy();
     }
   });
 });

@@ -15,6 +15,8 @@ export interface HttpCall {
   signal?: AbortSignal;
   /** undici's `reset`: false keeps the connection after a GET with a body (see propolis-client.ts). */
   reset?: boolean;
+  /** Default MAX_ANSWER_BYTES. */
+  maxAnswerBytes?: number;
 }
 
 export interface HttpAnswer {
@@ -26,6 +28,22 @@ export interface HttpAnswer {
 const JSON_HEADERS = ['content-type', 'application/json'];
 
 /**
+ * The most an answer may carry. Propolis's and Nexus's answers here are a few KiB; one that runs
+ * on (a server gone wrong) would otherwise grow the agent's heap until it dies, and every instance
+ * with it. Past this the call fails as unanswered, and the connection is dropped.
+ */
+export const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
+
+/** An answer longer than MAX_ANSWER_BYTES (or than the call's own limit). */
+export class AnswerTooLargeError extends Error {
+  readonly code = 'ANSWER_TOO_LARGE';
+  constructor(limit: number) {
+    super(`the answer is longer than ${limit} bytes`);
+    this.name = 'AnswerTooLargeError';
+  }
+}
+
+/**
  * Sends `call` on `dispatcher` and resolves with the whole answer. Rejects with undici's error
  * when no answer came, and with the signal's reason (or undici's RequestAbortedError) once the
  * signal fires; the caller tells these apart as it did with request().
@@ -34,7 +52,9 @@ export function httpCall(dispatcher: Dispatcher, call: HttpCall): Promise<HttpAn
   const { signal } = call;
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<HttpAnswer>((resolve, reject) => {
+    const limit = call.maxAnswerBytes ?? MAX_ANSWER_BYTES;
     let status = 0;
+    let size = 0;
     let chunks: Buffer[] = [];
     let abort: ((reason?: Error) => void) | null = null;
     let done = false;
@@ -69,6 +89,14 @@ export function httpCall(dispatcher: Dispatcher, call: HttpCall): Promise<HttpAn
         return true;
       },
       onData(chunk) {
+        size += chunk.length;
+        if (size > limit) {
+          chunks = [];
+          const err = new AnswerTooLargeError(limit);
+          finish(err);
+          abort?.(err);
+          return false;
+        }
         chunks.push(chunk);
         return true;
       },
