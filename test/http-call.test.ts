@@ -134,6 +134,8 @@ describe('httpCall', () => {
   it('an answer that runs past the limit fails the call and drops the connection; the next call gets a new one', async () => {
     const chunk = Buffer.alloc(64 * 1024, 'x');
     let stopped = false;
+    let closed!: () => void;
+    const gone = new Promise<void>((resolve) => (closed = resolve));
     const { seen } = await serve((req, res) => {
       if (req.url !== '/endless') {
         res.end('small');
@@ -144,13 +146,16 @@ describe('httpCall', () => {
         if (stopped || res.destroyed) return;
         res.write(chunk, more);
       };
-      res.on('close', () => (stopped = true));
+      res.on('close', () => {
+        stopped = true;
+        closed();
+      });
       more();
     });
     const err = await httpCall(client!, { method: 'GET', path: '/endless', timeoutMs: 5_000, maxAnswerBytes: 1024 * 1024 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AnswerTooLargeError);
     expect((err as Error).message).toBe('the answer is longer than 1048576 bytes');
-    await new Promise<void>((resolve) => { const check = (): void => { if (stopped) resolve(); else setTimeout(check, 5); }; check(); });
+    await gone;
     expect(await httpCall(client!, { method: 'GET', path: '/after', timeoutMs: 5_000 })).toEqual({ status: 200, text: 'small' });
     expect(seen.map((s) => s.url)).toEqual(['/endless', '/after']);
   });

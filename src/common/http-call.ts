@@ -1,8 +1,8 @@
 // One HTTP exchange with a small JSON body each way, as the Propolis and Nexus clients make them,
 // through undici's dispatch() rather than its request(): request() wraps every answer in a
 // Readable stream, an AsyncResource and a parsed header object that these callers never use, and
-// on a sled that starts 1,000 instances at once they make ~7,000 such exchanges (bench:scale:
-// ~40 µs of CPU saved per exchange on a fresh process, `docs/benchmarks.md`).
+// a start makes ~7 such exchanges (measured outside the agent: ~40 µs of CPU saved per exchange
+// in a fresh process; bench:scale's figures in docs/benchmarks.md).
 import type { Dispatcher } from 'undici';
 
 export interface HttpCall {
