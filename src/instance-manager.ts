@@ -58,12 +58,17 @@ export class InstanceManager {
   /** The warm pool; it shares the ledger, so taking a zone from it is one write. */
   readonly pool: WarmPool;
 
+  /** The sled's /64 (from [config] underlay_address), where Propolis addresses must be; null when not configured. */
+  readonly #sledNet: bigint | null;
+
   private constructor(
     private readonly ledger: Ledger<InstanceLedger>,
     private readonly ctx: ManagerContext,
     private readonly log: Logger,
     pool: PoolSettings,
   ) {
+    const underlay = ctx.settings.underlayAddress;
+    this.#sledNet = underlay === undefined ? null : networkOf(parseIpv6(underlay), 64);
     ledger.value.pool ??= { zones: {}, template: null };
     this.pool = new WarmPool({
       host: ctx.host, log: ctx.log, vnics: ctx.vnics, settings: pool, table: ledger.value.pool,
@@ -155,7 +160,7 @@ export class InstanceManager {
     if (existing && (migrate === null || existing.record.runtime.propolis_id === initial.runtime.propolis_id)) {
       return existing.ensure(target);
     }
-    checkInitial(initial, this.ctx.settings.underlayAddress);
+    checkInitial(initial, this.#sledNet);
     if (existing) {
       // An intra-sled migration: the old Propolis keeps running until its own monitor sees it go.
       this.log.warn({ instance: id, from: existing.record.runtime.propolis_id, to: initial.runtime.propolis_id },
@@ -270,13 +275,12 @@ function withoutVm(id: string, runtime: InstanceRuntimeState, target: InstanceRu
  * from there); an IPv4 one failed at `ipadm create-addr`, and one outside the /64 left the start
  * to time out waiting for a Propolis no route leads to.
  */
-function checkInitial(initial: InstanceHardware, underlay: string | undefined): void {
+function checkInitial(initial: InstanceHardware, sled: bigint | null): void {
   const addr = initial.runtime.propolis_addr;
   if (addr === undefined || addr === null) {
     throw invalidRequest('initial.runtime.propolis_addr is required: the address (in this sled\'s subnet) Propolis will serve on, "[ipv6]:port"');
   }
   const { host } = requestSocketAddrV6(addr, 'initial.runtime.propolis_addr');
-  const sled = underlay === undefined ? null : networkOf(parseIpv6(underlay), 64);
   if (sled !== null && networkOf(parseIpv6(host), 64) !== sled) {
     throw invalidRequest(`initial.runtime.propolis_addr "${addr}" is not in this sled's subnet ${formatIpv6(sled)}/64: Propolis must be reachable from the sled`);
   }

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { FirewallRule, HostNetwork, PortSpec, RouterEntry, V2PMapping } from './host/index.js';
 import { isHostError, OPTE_GATEWAY_MAC } from './host/index.js';
 import { opteFirewallRules, type VpcFirewallRule as WireFirewallRule } from './host/firewall.js';
-import { ipv4Text, ipv4Value, sameIp, sameMapping, vniOfRules } from './common/network-checks.js';
+import { ipv4Subnet, ipv4Text, sameIp, sameMapping, vniOfRules } from './common/network-checks.js';
 import { Ledger } from './ledger.js';
 
 /** A guest NIC as the instance ensure body gives it (NetworkInterface). */
@@ -311,12 +311,10 @@ function mappingOf(body: V2PBody): V2PMapping {
 
 /** The subnet's first host, the guest's gateway (RFD 21): 172.30.0.0/22 -> 172.30.0.1. */
 export function firstHost(subnet: string): string {
-  const slash = subnet.lastIndexOf('/');
-  const net = ipv4Value(subnet.slice(0, slash));
-  const bits = Number(subnet.slice(slash + 1));
-  if (slash < 0 || net === null || !(bits >= 0 && bits <= 30)) {
+  const parsed = ipv4Subnet(subnet);
+  if (parsed === null || parsed.prefix > 30) {
     throw Object.assign(new Error(`${subnet} is not an IPv4 subnet with room for a gateway`), { code: 'EINVAL' });
   }
-  const size = 2 ** (32 - bits);
-  return ipv4Text(net - (net % size) + 1);
+  const size = 2 ** (32 - parsed.prefix);
+  return ipv4Text(parsed.net - (parsed.net % size) + 1);
 }

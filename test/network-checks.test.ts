@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../src/common/errors.js';
 import {
-  checkFirewallRulesEnsure, checkInstanceHardware, checkV2P, ipInSubnet, isGuestMac, parsePortRange, vniOfRules,
+  checkFirewallRulesEnsure, checkInstanceHardware, checkV2P, ipv4Subnet, isGuestMac, parsePortRange, vniOfRules,
 } from '../src/common/network-checks.js';
 import { instanceRuntime } from './support/sim.js';
 import { nic, networkedHardware, rule, v2pBody, VNI_1, VNI_2 } from './support/networking.js';
@@ -33,15 +33,18 @@ describe('guest MACs, subnets, port ranges', () => {
     expect(isGuestMac('A8:40:26:F0:00:00')).toBe(false);
   });
 
-  it('tells whether an address is in a subnet, for both families', () => {
-    expect(ipInSubnet('172.30.3.255', '172.30.0.0/22')).toBe(true);
-    expect(ipInSubnet('172.30.4.0', '172.30.0.0/22')).toBe(false);
-    expect(ipInSubnet('10.1.2.3', '10.0.0.0/8')).toBe(true);
-    expect(ipInSubnet('192.168.1.9', '192.168.1.9/32')).toBe(true);
-    expect(ipInSubnet('fd00:1:2::5', 'fd00:1:2::/64')).toBe(true);
-    expect(ipInSubnet('fd00:1:3::5', 'fd00:1:2::/64')).toBe(false);
-    expect(ipInSubnet('172.30.0.5', 'fd00:1:2::/64')).toBe(false);
-    expect(ipInSubnet('fd00:1:2::5', '172.30.0.0/22')).toBe(false);
+  it('reads an IPv4 subnet as its network and prefix, and nothing else as one', () => {
+    expect(ipv4Subnet('172.30.0.0/22')).toEqual({ net: (172 * 256 + 30) * 65536, prefix: 22 });
+    expect(ipv4Subnet('192.168.1.9/32')).toEqual({ net: ((192 * 256 + 168) * 256 + 1) * 256 + 9, prefix: 32 });
+    expect(ipv4Subnet('0.0.0.0/0')).toEqual({ net: 0, prefix: 0 });
+    for (const bad of ['fd00:1:2::/64', '172.30.0.0', '172.30.0.0/33', '172.30.0.0/x', '172.30.0.0/', '172.30.0/22', '/22']) {
+      expect(ipv4Subnet(bad)).toBeNull();
+    }
+  });
+
+  it('takes a NIC address anywhere in its subnet, up to the last address', () => {
+    expect(() => checkInstanceHardware(hardware({ nics: [nic({ ip: '172.30.3.255' })] }))).not.toThrow();
+    expect(refusal(() => checkInstanceHardware(hardware({ nics: [nic({ ip: '172.30.4.0' })] })))).toMatch(/is outside its subnet 172\.30\.0\.0\/22$/);
   });
 
   it('parses port ranges and says what is wrong with a bad one', () => {

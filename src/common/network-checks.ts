@@ -3,7 +3,7 @@
 // with the field, spelled as the schema errors spell it ("body/initial/nics/1/mac ..."), so a
 // person can find it in the body they sent.
 import { invalidRequest } from './errors.js';
-import { canonicalIpv6, parseIpv6, prefixMask } from './ipv6.js';
+import { canonicalIpv6 } from './ipv6.js';
 import type {
   InstanceHardware, NetworkInterface, SetVirtualNetworkInterfaceHost, SourceNatConfig, VpcFirewallRule,
   VpcFirewallRulesEnsureBody,
@@ -38,39 +38,21 @@ export function ipv4Text(value: number): string {
   return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
 }
 
+/** "a.b.c.d/prefix" as its network's 32-bit value and prefix length; null if it is not an IPv4 subnet. */
+export function ipv4Subnet(text: string): { net: number; prefix: number } | null {
+  const slash = text.lastIndexOf('/');
+  const digits = text.slice(slash + 1);
+  const net = slash < 0 ? null : ipv4Value(text.slice(0, slash));
+  const prefix = Number(digits);
+  if (net === null || !/^[0-9]{1,2}$/.test(digits) || prefix > 32) return null;
+  return { net, prefix };
+}
+
 /** A dotted IPv4 address as its 32-bit value; null if it is not one. */
 export function ipv4Value(text: string): number | null {
   const parts = text.split('.');
   if (parts.length !== 4 || !parts.every((p) => /^[0-9]{1,3}$/.test(p) && Number(p) <= 255)) return null;
   return parts.reduce((acc, p) => acc * 256 + Number(p), 0);
-}
-
-function ipv6Value(text: string): bigint | null {
-  try {
-    return parseIpv6(text);
-  } catch {
-    return null;
-  }
-}
-
-/** Whether `ip` lies in `subnet` ("a.b.c.d/n" or "fdxx::/n"); an address of the other family never does. */
-export function ipInSubnet(ip: string, subnet: string): boolean {
-  const slash = subnet.lastIndexOf('/');
-  const prefix = Number(subnet.slice(slash + 1));
-  const net = subnet.slice(0, slash);
-  if (slash < 0 || !Number.isInteger(prefix)) return false;
-  const ip4 = ipv4Value(ip);
-  const net4 = ipv4Value(net);
-  if (ip4 !== null && net4 !== null) {
-    if (prefix > 32) return false;
-    const size = 2 ** (32 - prefix);
-    return Math.floor(ip4 / size) === Math.floor(net4 / size);
-  }
-  const ip6 = ipv6Value(ip);
-  const net6 = ipv6Value(net);
-  if (ip6 === null || net6 === null || prefix > 128) return false;
-  const mask = prefixMask(prefix);
-  return (ip6 & mask) === (net6 & mask);
 }
 
 /** An L4PortRange ("22", "8000-8080") as numbers, or why it is not one. */
@@ -103,18 +85,18 @@ export function checkNetworkInterface(nic: NetworkInterface, where: string): voi
   // Guest ports are IPv4 only (the original's port allocator refused IPv6 as "not yet
   // supported"), and a port's gateway is its subnet's first host: found out here, not after the
   // instance's zone was made.
-  if (ipv4Value(nic.ip) === null) throw invalidRequest(`${where}/ip ${nic.ip} is not IPv4: guest NICs are IPv4 only (OPTE takes no IPv6 guest address)`);
-  const slash = nic.subnet.lastIndexOf('/');
-  const prefix = Number(nic.subnet.slice(slash + 1));
-  const net = ipv4Value(nic.subnet.slice(0, slash));
-  if (net === null || !(prefix <= 30)) {
+  const ip = ipv4Value(nic.ip);
+  if (ip === null) throw invalidRequest(`${where}/ip ${nic.ip} is not IPv4: guest NICs are IPv4 only (OPTE takes no IPv6 guest address)`);
+  const subnet = ipv4Subnet(nic.subnet);
+  if (subnet === null || subnet.prefix > 30) {
     throw invalidRequest(`${where}/subnet ${nic.subnet} is not an IPv4 subnet of /30 or larger: a guest's subnet holds its gateway (the first host) and the guest`);
   }
+  const { net, prefix } = subnet;
   const size = 2 ** (32 - prefix);
   if (net % size !== 0) {
     throw invalidRequest(`${where}/subnet ${nic.subnet} has host bits set: the subnet is ${ipv4Text(net - (net % size))}/${prefix}`);
   }
-  if (!ipInSubnet(nic.ip, nic.subnet)) throw invalidRequest(`${where}/ip ${nic.ip} is outside its subnet ${nic.subnet}`);
+  if (Math.floor(ip / size) !== net / size) throw invalidRequest(`${where}/ip ${nic.ip} is outside its subnet ${nic.subnet}`);
 }
 
 export function checkSourceNat(snat: SourceNatConfig, where: string): void {
