@@ -53,21 +53,6 @@ export class NexusClient {
     }
   }
 
-  private async request(method: Dispatcher.HttpMethod, path: string, body?: unknown) {
-    try {
-      return await this.pool.request({
-        method,
-        path,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-      });
-    } catch (err) {
-      throw this.unreachable(method, path, err);
-    }
-  }
-
   private unreachable(method: string, path: string, err: unknown): NexusError {
     const cause = err instanceof Error ? err.message : String(err);
     return new NexusError(`cannot reach Nexus at ${this.origin} for ${method} ${path}: ${cause}`, null);
@@ -100,10 +85,14 @@ export class NexusClient {
    */
   async artifactDownload(kind: string, name: string, version: number) {
     const path = `/artifacts/${encodeURIComponent(kind)}/${encodeURIComponent(name)}/${version}`;
-    const res = await this.request('GET', path);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({ method: 'GET', path, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs });
+    } catch (err) {
+      throw this.unreachable('GET', path, err);
+    }
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      const text = await res.body.text().catch(() => '');
-      throw new NexusError(`Nexus answered GET ${path} with ${res.statusCode}: ${truncate(text)}`, res.statusCode);
+      throw new NexusError(`Nexus answered GET ${path} with ${res.statusCode}: ${truncate(await opening(res.body))}`, res.statusCode);
     }
     return res.body;
   }
@@ -113,6 +102,27 @@ export class NexusClient {
   }
 }
 
-function truncate(text: string, max = 200): string {
+/**
+ * The first few hundred characters of an error answer, for its message; the rest is not read and
+ * the connection is dropped, so an error page that runs on costs nothing (the reports' answers
+ * are capped in http-call.ts, and this is the one answer read through a stream).
+ */
+async function opening(body: Dispatcher.ResponseData['body']): Promise<string> {
+  let text = '';
+  body.setEncoding('utf8');
+  try {
+    for await (const chunk of body) {
+      text += chunk as string;
+      if (text.length > TRUNCATE_AT) break;
+    }
+  } catch {
+    // cut short: what came is enough for a message
+  }
+  return text;
+}
+
+const TRUNCATE_AT = 200;
+
+function truncate(text: string, max = TRUNCATE_AT): string {
   return text.length > max ? `${text.slice(0, max)}...` : text;
 }

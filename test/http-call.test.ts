@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { Client } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AnswerTooLargeError, httpCall } from '../src/common/http-call.js';
+import { NexusClient } from '../src/nexus-client.js';
 import { PropolisClient } from '../src/propolis-client.js';
 
 interface Seen {
@@ -176,6 +177,29 @@ describe('httpCall', () => {
       expect((err as Error).message).toContain('answered GET /instance with more than 8388608 bytes');
     } finally {
       await propolis.destroy();
+    }
+  });
+
+  it('NexusClient: an artifact download answered with an error page that runs on fails with its opening, and the connection is dropped', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 'e');
+    let closed!: () => void;
+    const gone = new Promise<void>((resolve) => (closed = resolve));
+    const { origin } = await serve((_req, res) => {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.on('close', () => closed());
+      const more = (): void => {
+        if (!res.destroyed) res.write(chunk, more);
+      };
+      more();
+    });
+    const nexus = new NexusClient(origin.slice('http://'.length));
+    try {
+      const err = await nexus.artifactDownload('zone', 'propolis', 1).catch((e: unknown) => e);
+      expect(err).toMatchObject({ name: 'NexusError', status: 500 });
+      expect((err as Error).message).toBe(`Nexus answered GET /artifacts/zone/propolis/1 with 500: ${'e'.repeat(200)}...`);
+      await gone;
+    } finally {
+      await nexus.close();
     }
   });
 });
