@@ -28,9 +28,13 @@ import { defaultVpcRules } from './vpc-rules.js';
 export type KillKind = 'take' | 'boot' | 'burst' | 'stopped-report' | 'report' | 'random';
 export type Backend = 'sim' | 'illumos';
 
+/** Each instance's NICs get a /24 of 172.16.0.0/12 of their own: 4,096 of them. */
+export const MAX_INSTANCES = 4096;
+
 export interface KillRunOptions {
   backend: Backend;
   seed: number;
+  /** 1 to MAX_INSTANCES. */
   instances: number;
   /** Kill rounds; the first four are the issue's windows, in order: boot, burst, stopped-report, report. */
   kills: number;
@@ -148,6 +152,9 @@ class AgentProcess {
 
 export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
   const { backend, seed, dir } = options;
+  if (!Number.isInteger(options.instances) || options.instances < 1 || options.instances > MAX_INSTANCES) {
+    throw new Error(`instances must be an integer from 1 to ${MAX_INSTANCES}, not ${options.instances}`);
+  }
   const poolSize = options.pool ?? 2;
   const say = options.log ?? (() => {});
   const random = mulberry32(seed);
@@ -171,8 +178,9 @@ export async function killRun(options: KillRunOptions): Promise<KillRunResult> {
       id: randomUUIDFrom(random),
       propolisId,
       nics: Array.from({ length: count }, (_, slot) => ({
-        name: `net${slot}`, ip: `172.16.${i}.${5 + slot}`, mac: `a8:40:25:f${slot}:${hex2(i >> 8)}:${hex2(i & 0xff)}`,
-        subnet: `172.16.${i}.0/24`, vni: 1024 + i, slot,
+        // A /24 of its own in 172.16.0.0/12: valid up to MAX_INSTANCES (at 256 and more, "172.16.${i}" was not an address).
+        name: `net${slot}`, ip: `172.${16 + (i >> 8)}.${i & 0xff}.${5 + slot}`, mac: `a8:40:25:f${slot}:${hex2(i >> 8)}:${hex2(i & 0xff)}`,
+        subnet: `172.${16 + (i >> 8)}.${i & 0xff}.0/24`, vni: 1024 + i, slot,
       })),
       target: 'stopped',
       answered: true,
