@@ -24,14 +24,17 @@ hostSuite('sim in its own process', simHostFixture('host-sim-process-', (stateDi
 describe('RemoteSimHost', () => {
   it('tells its owner when the process dies under it, and every call after fails with ECANCELED', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
-    let lost: string | null = null;
-    const host = await RemoteSimHost.start({ stateDir, links: ['stub0'], logLevel: 'silent' }, pino({ level: 'silent' }), { onLost: (why) => { lost = why; } });
+    // Told when the child's exit is seen, which may come after the pending call has failed: a
+    // call sent after the kill fails as soon as its write does.
+    let told!: (why: string) => void;
+    const lost = new Promise<string>((resolve) => { told = resolve; });
+    const host = await RemoteSimHost.start({ stateDir, links: ['stub0'], logLevel: 'silent' }, pino({ level: 'silent' }), { onLost: (why) => told(why) });
     try {
       await host.links.createVnic({ name: 'oxControlTest0', link: 'stub0' });
       const wait = host.events.waitForZoneRunning('oxz_never', { timeoutMs: 60_000 });
       process.kill(host.pid!, 'SIGKILL');
       await expect(wait).rejects.toMatchObject({ code: 'ECANCELED' });
-      expect(lost).toMatch(/exited \(SIGKILL\)/);
+      expect(await lost).toMatch(/exited \(SIGKILL\)/);
       await expect(host.links.listVnics()).rejects.toMatchObject({ code: 'ECANCELED' });
       await host.close();
       // What it had made is on disk: the next host finds it, as after an agent crash.
