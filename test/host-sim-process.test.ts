@@ -24,8 +24,9 @@ hostSuite('sim in its own process', simHostFixture('host-sim-process-', (stateDi
 describe('RemoteSimHost', () => {
   it('tells its owner when the process dies under it, and every call after fails with ECANCELED', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'host-sim-process-'));
-    // Told when the child's exit is seen, which may come after the pending call has failed: a
-    // call sent after the kill fails as soon as its write does.
+    // Told when the child's exit is seen, which may come after the wait below has failed: its
+    // message is still queued when the kill lands (sent on the next turn), and fails as soon as
+    // its write does.
     let told!: (why: string) => void;
     const lost = new Promise<string>((resolve) => { told = resolve; });
     const host = await RemoteSimHost.start({ stateDir, links: ['stub0'], logLevel: 'silent' }, pino({ level: 'silent' }), { onLost: (why) => told(why) });
