@@ -5,16 +5,15 @@
 // library stand-in. "addon round trip" is the binding's floor (a promise settled from the
 // library's thread, no library work): each addon call in the other rows pays it once.
 import { execFile } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadNative } from '../src/illumos/addon.js';
 import { createVnic, deleteVnic } from '../src/illumos/vnic.js';
 import { createDataset, destroyDataset } from '../src/illumos/zfs.js';
 import { Zones } from '../src/illumos/zones.js';
+import { buildFakeIllumos, fakeIllumosRoot } from '../test/support/fake-illumos-build.js';
 import { nearestRank } from './table.js';
 
 // Samples per addon operation and per spawn, taken in BENCH_ROUNDS rounds that alternate the two
@@ -29,12 +28,12 @@ const TARGET = 50;
 const INDEX_ZONES = Number(process.env.BENCH_INDEX_ZONES ?? 200);
 const STATE_SAMPLES = Number(process.env.BENCH_STATE_SAMPLES ?? 200);
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-execFileSync('make', ['-s', '-C', join(root, 'test', 'fake-illumos')], { stdio: 'inherit' });
+// The plain build whatever SLED_AGENT_ASAN says: this node process has no sanitizer runtime to load it with.
+buildFakeIllumos(false);
 const state = mkdtempSync(join(tmpdir(), 'bench-native-'));
 process.env.FAKE_ILLUMOS_STATE = state;
 const addon = loadNative();
-const report = addon.load(join(root, 'build', 'fake-illumos', 'lib'));
+const report = addon.load(join(fakeIllumosRoot(false), 'lib'));
 const missing = Object.entries(report.libraries).filter(([, l]) => !l.loaded).map(([k, l]) => `${k}: ${l.error ?? l.missing.join(', ')}`);
 if (missing.length > 0) {
   process.stderr.write(`bench:native: libraries not usable: ${missing.join('; ')}\n`);

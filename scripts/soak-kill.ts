@@ -4,13 +4,12 @@
 // template); --simulation the sim backend's [host] simulation (the simulated host in its own process, killed with the agent's group). Each run prints its seed, what each kill interrupted and any problem; a failed
 // run is replayed (as closely as timing allows) with its seed and --runs 1. With --backend
 // illumos the fake illumos is built first (make, as `npm test` and bench:native do: nothing to do
-// once built).
-import { execFileSync } from 'node:child_process';
+// once built; the sanitizer build under SLED_AGENT_ASAN=1, as the tests).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { buildFakeIllumos } from '../test/support/fake-illumos-build.js';
 import { killRun, type Backend } from '../test/support/kill-run.js';
 
 const { values } = parseArgs({
@@ -32,11 +31,8 @@ if (simulation !== 'in-process' && simulation !== 'process') throw new Error(`--
 const pool = Number(values.pool);
 if (!Number.isInteger(pool) || pool < 0) throw new Error(`--pool must be an integer >= 0, not ${values.pool}`);
 const runs = Number(values.runs);
-if (backend === 'illumos') {
-  // Without it the first agent dies at start-up on a missing fake library, with a stack trace.
-  const fake = join(dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fake-illumos');
-  execFileSync('make', ['-s', '-C', fake], { stdio: 'inherit' });
-}
+// Without it the first agent dies at start-up on a missing fake library, with a stack trace.
+if (backend === 'illumos') buildFakeIllumos();
 let failed = 0;
 for (let run = 0; run < runs; run += 1) {
   const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed) + run;

@@ -2,8 +2,7 @@
 // programs are, and a fresh state directory per test.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
 import { checkAgentConfig } from '../../src/config.js';
@@ -12,11 +11,11 @@ import { IllumosHost, type IllumosHostOptions } from '../../src/illumos/host.js'
 import { SimPropolis } from '../../src/sim/propolis.js';
 import { startAgent, type RunningAgent, type SledAgentOptions } from '../../src/sled-agent.js';
 import { testConfig } from './agent.js';
+import { fakeIllumosRoot } from './fake-illumos-build.js';
 import { FakeNexus } from './fake-nexus.js';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** SLED_AGENT_ASAN=1 selects the sanitizer build (npm run test:asan). */
-export const FAKE_ROOT = join(repo, 'build', process.env.SLED_AGENT_ASAN === '1' ? 'fake-illumos-asan' : 'fake-illumos');
+export const FAKE_ROOT = fakeIllumosRoot();
 export const FAKE_LIB_DIR = join(FAKE_ROOT, 'lib');
 export const FAKE_BIN_DIR = join(FAKE_ROOT, 'bin');
 

@@ -6,16 +6,12 @@ import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildFakeIllumos } from './fake-illumos-build.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export default function setup(): void {
-  const make = ['-s', '-C', join(root, 'test', 'fake-illumos'), ...(process.env.SLED_AGENT_ASAN === '1' ? ['SANITIZE=1'] : [])];
-  try {
-    execFileSync('make', make, { stdio: ['ignore', 'inherit', 'inherit'] });
-  } catch (err) {
-    throw new Error(`building the fake illumos (make ${make.join(' ')}) failed: ${(err as Error).message}`);
-  }
+  buildFakeIllumos();
   // --noCheck: emit only; type errors are for `tsc --noEmit` (npm test runs it first). An error
   // tsc still reports (syntax) is a warning: tsc emits what it can, and only the tests that load
   // the broken module should fail, as they did when every child ran the sources through tsx.
