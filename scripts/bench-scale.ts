@@ -11,6 +11,7 @@
 //   npm run bench:scale -- --latency small               # one latency table only
 //   npm run bench:scale -- --counts 50,500 --deadline 900
 //   npm run bench:scale -- --counts 1000 --latency small --cpu-prof /tmp/prof   # a .cpuprofile of the agent
+//   npm run bench:scale -- --counts 1000 --latency realistic --floor none --alloc-prof /tmp/alloc   # what each wave allocates
 //   npm run bench:scale -- --latency small --floor none                        # without the floor runs
 //   npm run bench:scale -- --counts 1000 --latency small --repeat 5            # verdicts on the median of 5 runs
 //   npm run bench:scale -- --waves 1                                            # a fresh agent only (quicker)
@@ -71,6 +72,12 @@
 // Writes results/scale/<timestamp>.json and results/scale/latest.json (each run's `floor`, with
 // `agentAboveFloorMsPerInstance`; `agentEntry` and `floorEntry` say how each ran). A floor run
 // that fails is reported and kept out of the comparison; it does not change the exit status.
+//
+// --alloc-prof DIR (scripts/alloc-prof.ts): the agent's allocations over each wave, the garbage
+// included, from V8's sampling heap profiler (SIGUSR2 starts and stops it, so not with
+// --heap-snapshot): <DIR>/<run>.wave<k>.heapprofile, and per instance the KiB allocated and the
+// agent's functions that allocated most (innermost on the stack), printed and in the JSON.
+// The profiler costs the agent CPU: read that run's CPU figures as disturbed.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -80,6 +87,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { allocProfPreload, startAllocSampling, stopAllocSampling, type AllocSummary } from './alloc-prof.js';
 import { median, printTable } from './table.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -115,6 +123,8 @@ interface Options {
   cpuProf: string | null;
   heapProf: string | null;
   heapSnapshot: string | null;
+  /** scripts/alloc-prof.ts: the agent's allocations over each wave, garbage included. */
+  allocProf: string | null;
   nodeArgs: string[];
   keep: boolean;
   logLevel: string;
@@ -133,7 +143,7 @@ function usage(problem?: string): never {
   console.error(`usage: npm run bench:scale -- [--counts 100,1000] [--latency small,realistic] [--deadline SECONDS]
                      [--entry head|build|dist|tsx] [--overlay src/FILE,...] [--stall SECONDS]
                      [--simulation process|in-process] [--propolis process|in-process] [--cpu-prof DIR] [--heap-prof DIR] [--heap-snapshot DIR]
-                     [--node-args="--max-semi-space-size=4 ..."] [--keep] [--log-level info]
+                     [--alloc-prof DIR] [--node-args="--max-semi-space-size=4 ..."] [--keep] [--log-level info]
                      [--floor small|all|none] [--repeat R] [--waves 1|2] [--cloud-init BYTES]`);
   process.exit(2);
 }
@@ -154,6 +164,7 @@ function parseOptions(): Options {
         'cpu-prof': { type: 'string' },
         'heap-prof': { type: 'string' },
         'heap-snapshot': { type: 'string' },
+        'alloc-prof': { type: 'string' },
         'node-args': { type: 'string', default: '' },
         keep: { type: 'boolean', default: false },
         'log-level': { type: 'string', default: 'info' },
@@ -188,6 +199,8 @@ function parseOptions(): Options {
   const repeat = Number(parsed.repeat);
   if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) usage('--repeat: an integer from 1 to 20');
   if (parsed.waves !== '1' && parsed.waves !== '2') usage('--waves: 1 or 2');
+  // Both are asked for with SIGUSR2.
+  if (parsed['heap-snapshot'] && parsed['alloc-prof']) usage('--heap-snapshot and --alloc-prof: one at a time (both are taken on SIGUSR2)');
   const cloudInitBytes = Number(parsed['cloud-init']);
   // Nexus's limit on an instance's user data: 32 KiB.
   if (!Number.isInteger(cloudInitBytes) || cloudInitBytes < 0 || cloudInitBytes > 32 * 1024) usage('--cloud-init: bytes of user data per instance, 0 to 32768');
@@ -203,6 +216,7 @@ function parseOptions(): Options {
     cpuProf: parsed['cpu-prof'] ? resolve(parsed['cpu-prof']) : null,
     heapProf: parsed['heap-prof'] ? resolve(parsed['heap-prof']) : null,
     heapSnapshot: parsed['heap-snapshot'] ? resolve(parsed['heap-snapshot']) : null,
+    allocProf: parsed['alloc-prof'] ? resolve(parsed['alloc-prof']) : null,
     nodeArgs: parsed['node-args'].split(/\s+/).filter(Boolean),
     keep: parsed.keep,
     logLevel: parsed['log-level'],
@@ -544,6 +558,12 @@ async function startAgentProcess(dir: string, label: string, options: Options): 
 
   if (options.heapSnapshot !== null) nodeArgs.push('--heapsnapshot-signal=SIGUSR2', '--diagnostic-dir', options.heapSnapshot);
   if (options.heapProf !== null) nodeArgs.push('--heap-prof', '--heap-prof-dir', options.heapProf, '--heap-prof-name', `${label}.heapprofile`);
+  if (options.allocProf !== null) {
+    // On the agent's argv, not NODE_OPTIONS: its children are not profiled (nor signalled).
+    const preload = join(dir, 'alloc-prof.cjs');
+    writeFileSync(preload, allocProfPreload(dir));
+    nodeArgs.push('--require', preload);
+  }
   return startProcess([...nodeArgs, ...built!.args, 'run', configPath], dir, 'agent', label, options, 60_000);
 }
 
@@ -652,6 +672,8 @@ interface RunResult {
   floor: FloorResult | null;
   /** With --waves 2: N more instances on the same agent once the first N run (null: not run, or the first failed). */
   second: Wave | null;
+  /** With --alloc-prof: each wave's allocation profile, summarized. */
+  allocProfiles: Array<AllocSummary & { wave: 1 | 2 }>;
 }
 
 /** A second wave: N more PUTs at once to a process that has served the first N (still running). */
@@ -698,6 +720,12 @@ interface Driven {
   idleCpuMsPerS: number;
 }
 
+/** Work around a measured window, outside it: `before` just before the first PUT, `after` once all run (not after a failure). */
+interface WindowHooks {
+  before?: () => Promise<void>;
+  after?: () => Promise<void>;
+}
+
 /**
  * Sends the N PUTs at once to the process `pid` listening on `address` and waits until the fake
  * Nexus has `running` for all (or a failure, the deadline, a stall); measures `pid`'s CPU and
@@ -705,7 +733,7 @@ interface Driven {
  * Problems are pushed on `problems`; `log` is named in them.
  */
 async function drive(pid: number, address: string, nexus: NexusRecorder, n: number, first: number, options: Options, say: (s: string) => void, problems: string[], log: string,
-  afterWindow?: () => Promise<void>): Promise<Driven> {
+  hooks: WindowHooks = {}): Promise<Driven> {
   const [host, portText] = [address.slice(0, address.lastIndexOf(':')), address.slice(address.lastIndexOf(':') + 1)];
   const httpAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   let sampler: NodeJS.Timeout | null = null;
@@ -747,6 +775,7 @@ async function drive(pid: number, address: string, nexus: NexusRecorder, n: numb
     const idle0 = procStat(pid)!.cpuMs;
     await new Promise((r) => setTimeout(r, IDLE_SAMPLE_MS));
     const idleCpuMsPerS = ((procStat(pid)!.cpuMs - idle0) * 1000) / IDLE_SAMPLE_MS;
+    await hooks.before?.();
     const mem0 = procMem(pid)!;
     const stat0 = procStat(pid)!;
     const cpu0 = stat0.cpuMs;
@@ -800,7 +829,7 @@ async function drive(pid: number, address: string, nexus: NexusRecorder, n: numb
     clearInterval(sampler);
     sampler = null;
     findFarm();
-    if (afterWindow !== undefined && problems.length === 0) await afterWindow();
+    if (hooks.after !== undefined && problems.length === 0) await hooks.after();
 
     const missing = tracked.filter((t) => t.runningAt === null);
     const putErrors = tracked.filter((t) => t.putError !== null);
@@ -844,14 +873,18 @@ async function runOnce(latency: LatencyName, n: number, round: number, options: 
   const nexus = await NexusRecorder.start();
   writeFileSync(join(dir, 'sled-agent.toml'), configToml(dir, nexus.address, latency, options));
   let agent: StartedAgent | null = null;
-  const result: RunResult = { latency, n, round, ok: false, problems, wallMs: null, acceptedMs: null, agent: null, farm: null, reports: 0, runDir: dir, windowUs: null, idleCpuMsPerS: null, floor: null, second: null };
+  const result: RunResult = { latency, n, round, ok: false, problems, wallMs: null, acceptedMs: null, agent: null, farm: null, reports: 0, runDir: dir, windowUs: null, idleCpuMsPerS: null, floor: null, second: null, allocProfiles: [] };
   try {
     agent = await startAgentProcess(dir, label, options);
     const pid = agent.child.pid!;
     await nexus.until(() => nexus.registered && nexus.zpools >= 1, 60_000, 'the agent\'s registration and its zpool');
     say(`agent pid ${pid} on ${agent.address}, Nexus on ${nexus.address}; sending ${n} PUTs at once`);
     const snapshot = options.heapSnapshot === null ? undefined : () => heapSnapshot(pid, options.heapSnapshot!, say);
-    const d = await drive(pid, agent.address, nexus, n, 0, options, say, problems, join(dir, 'agent.log'), options.waves === 1 ? snapshot : undefined);
+    // A heap snapshot once the last wave runs; or each wave's allocations (both are asked for with SIGUSR2).
+    const hooks = (wave: 1 | 2): WindowHooks => (options.allocProf === null
+      ? { after: wave === options.waves ? snapshot : undefined }
+      : allocHooks(pid, dir, options.allocProf, `${label}.wave${wave}`, n, (summary) => result.allocProfiles.push({ wave, ...summary }), say));
+    const d = await drive(pid, agent.address, nexus, n, 0, options, say, problems, join(dir, 'agent.log'), hooks(1));
     Object.assign(result, driven(d, problems), { agent: d.proc, windowUs: d.windowUs });
     const best = d.farm;
     say(`${ranIn(result.ok, d.wallMs)}; `
@@ -859,7 +892,7 @@ async function runOnce(latency: LatencyName, n: number, round: number, options: 
       + `${best ? `; ${options.simulation === 'process' ? 'sim host' : 'farm'} pid ${best.pid} CPU ${best.cpuMs.toFixed(0)} ms, VmHWM ${mb(best.hwmBytes)}` : '; no child process (host and Propolis in the agent)'}`);
     if (options.waves === 2 && result.ok) {
       say(`second wave: ${n} more PUTs at once to the same agent, the first ${n} still running`);
-      result.second = await secondWave(pid, agent.address, nexus, n, options, say, problems, join(dir, 'agent.log'), snapshot);
+      result.second = await secondWave(pid, agent.address, nexus, n, options, say, problems, join(dir, 'agent.log'), hooks(2));
       result.ok = problems.length === 0;
       say(`second wave ${ranIn(result.second.ok, result.second.wallMs)}; agent CPU ${result.second.proc.cpuMs.toFixed(0)} ms (${result.second.proc.cpuMsPerInstance.toFixed(2)} ms/instance), VmHWM ${mb(result.second.proc.hwmBytes)}`);
     }
@@ -875,10 +908,23 @@ async function runOnce(latency: LatencyName, n: number, round: number, options: 
 
 /** The second wave on a process that served the first (instances n .. 2n - 1). */
 async function secondWave(pid: number, address: string, nexus: NexusRecorder, n: number, options: Options, say: (s: string) => void, problems: string[], log: string,
-  afterWindow?: () => Promise<void>): Promise<Wave> {
+  hooks: WindowHooks = {}): Promise<Wave> {
   const before = problems.length;
-  const d = await drive(pid, address, nexus, n, n, options, say, problems, log, afterWindow);
+  const d = await drive(pid, address, nexus, n, n, options, say, problems, log, hooks);
   return { ok: problems.length === before, wallMs: d.wallMs, acceptedMs: d.acceptedMs, proc: d.proc, reports: d.reports, windowUs: d.windowUs, idleCpuMsPerS: d.idleCpuMsPerS };
+}
+
+/** --alloc-prof around one wave: sampling from just before its PUTs until all run, then <outDir>/<name>.heapprofile, summarized. */
+function allocHooks(pid: number, runDir: string, outDir: string, name: string, n: number, keep: (summary: AllocSummary) => void, say: (s: string) => void): WindowHooks {
+  return {
+    before: () => startAllocSampling(pid, runDir),
+    after: async () => {
+      const summary = await stopAllocSampling(pid, runDir, join(outDir, `${name}.heapprofile`), n);
+      keep(summary);
+      say(`allocated ${summary.kibPerInstance.toFixed(1)} KiB per instance (sampled, garbage included): ${summary.file}; by the agent's innermost frame, KiB per instance:`);
+      for (const { frame, kibPerInstance } of summary.top) say(`  ${kibPerInstance.toFixed(2).padStart(7)}  ${frame}`);
+    },
+  };
 }
 
 /** What runOnce and runFloor keep alike of drive()'s figures. */
@@ -1051,6 +1097,7 @@ async function main(): Promise<number> {
   if (options.cpuProf !== null) mkdirSync(options.cpuProf, { recursive: true });
   if (options.heapProf !== null) mkdirSync(options.heapProf, { recursive: true });
   if (options.heapSnapshot !== null) mkdirSync(options.heapSnapshot, { recursive: true });
+  if (options.allocProf !== null) mkdirSync(options.allocProf, { recursive: true });
   if (options.entry === 'dist' && !existsSync(join(ROOT, 'dist/bin/sled-agent.js'))) usage('--entry dist: no dist/bin/sled-agent.js (npm run build)');
   const head = gitHead();
   const b = agentEntry(options, head);
@@ -1175,6 +1222,7 @@ async function main(): Promise<number> {
   console.log(`results: results/scale/${stamp}.json (and latest.json)`);
   if (options.cpuProf !== null) console.log(`CPU profiles: ${options.cpuProf} (<run>.<pid>.cpuprofile, the agent's and its farm's pids as printed above; windowUs in the JSON is each run's measured window on the profiles' clock)`);
   if (options.heapProf !== null) console.log(`heap profiles: ${options.heapProf}`);
+  if (options.allocProf !== null) console.log(`allocation profiles: ${options.allocProf} (<run>.wave<1|2>.heapprofile: Chrome DevTools, Memory, "Allocation sampling"; allocProfiles in the JSON)`);
   return runs.every((r) => r.ok) ? 0 : 1;
 }
 
