@@ -6,7 +6,7 @@
 // the first just before its PUTs and the second once all are running. The files are
 // .heapprofile (Chrome DevTools: Memory, "Allocation sampling"). Each is summarized here by the
 // innermost frame of the agent's own code on each sample's stack.
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** CommonJS, on the agent's argv with --require: it needs nothing but Node. */
@@ -84,7 +84,9 @@ export async function stopAllocSampling(pid: number, dir: string, file: string, 
   rmSync(written, { force: true });
   process.kill(pid, 'SIGUSR2');
   await waitFor(pid, written, 'the agent did not write its profile');
-  renameSync(written, file);
+  // Not a rename: `file` may be on another filesystem than the run directory.
+  copyFileSync(written, file);
+  rmSync(written, { force: true });
   return summarize(file, instances);
 }
 
