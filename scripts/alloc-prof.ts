@@ -1,6 +1,6 @@
 // bench:scale --alloc-prof DIR: what the agent allocates over one wave, garbage included. node's
 // own --heap-prof keeps only the objects still alive when it stops, which for a wave of starts is
-// ~17 KB per instance of the ~230 KB each allocates; what costs a fresh agent its collections is
+// ~17 KB per instance of the ~200 KB each allocates; what costs a fresh agent its collections is
 // the rest. So a preload in the agent starts V8's sampling heap profiler on SIGUSR2 with
 // collected objects included, and writes the profile on the next SIGUSR2. The benchmark sends
 // the first just before its PUTs and the second once all are running. The files are
