@@ -74,11 +74,11 @@ export interface AllocSummary {
   file: string;
   /** Sampled bytes allocated in the window per instance started, KiB. */
   kibPerInstance: number;
-  /** The agent's own functions (innermost on each sample's stack), and "(no agent frame)". */
+  /** The agent's own functions (innermost on each sample's stack), and what had none of them on its stack. */
   top: Array<{ frame: string; kibPerInstance: number }>;
 }
 
-/** Asks the agent to write the profile, moves it to `file`, and summarizes it per instance. */
+/** Asks the agent to write the profile, copies it to `file`, and summarizes it per instance. */
 export async function stopAllocSampling(pid: number, dir: string, file: string, instances: number): Promise<AllocSummary> {
   const written = join(dir, `.profile-${pid}`);
   rmSync(written, { force: true });
