@@ -7,7 +7,9 @@
 // .heapprofile (Chrome DevTools: Memory, "Allocation sampling"). Each is summarized here by the
 // innermost frame of the agent's own code on each sample's stack.
 import { copyFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { watch } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 
 /** CommonJS, on the agent's argv with --require: it needs nothing but Node. */
 export function allocProfPreload(dir: string): string {
@@ -42,31 +44,46 @@ process.on('SIGUSR2', () => {
 /** How long the agent is given to start or write a profile; a busy machine may be slow. */
 const WAIT_MS = 60_000;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/** The profiled process: its pid, and a promise that settles when it exits. */
+export interface Profiled {
+  pid: number;
+  exited: Promise<unknown>;
 }
 
-async function waitFor(pid: number, path: string, what: string): Promise<void> {
-  const until = performance.now() + WAIT_MS;
-  while (!existsSync(path)) {
-    // Without the preload, SIGUSR2's default action ends the process.
-    if (!alive(pid)) throw new Error(`--alloc-prof: process ${pid} is gone (was it started with the preload?): ${what}`);
-    if (performance.now() > until) throw new Error(`--alloc-prof: ${what} within ${WAIT_MS / 1000} s (no ${path})`);
-    await new Promise((r) => setTimeout(r, 50));
+/**
+ * Signals `target` and waits for the preload's answer, `path` (made whole by a create or a
+ * rename), watching its directory rather than polling; fails at once if the process exits
+ * (without the preload, SIGUSR2's default action ends it), and after WAIT_MS.
+ */
+async function signalAndWait(target: Profiled, path: string, what: string): Promise<void> {
+  rmSync(path, { force: true });
+  const stop = new AbortController();
+  const name = basename(path);
+  const appeared = (async () => {
+    for await (const event of watch(dirname(path), { signal: stop.signal })) if (event.filename === name && existsSync(path)) return;
+  })();
+  // Settles after the abort below whichever way the wait ended: nobody needs its error.
+  appeared.catch(() => {});
+  try {
+    process.kill(target.pid, 'SIGUSR2');
+    await Promise.race([
+      appeared,
+      target.exited.then(() => {
+        throw new Error(`--alloc-prof: process ${target.pid} exited (was it started with the preload?): ${what}`);
+      }),
+      delay(WAIT_MS, undefined, { signal: stop.signal }).then(() => {
+        throw new Error(`--alloc-prof: ${what} within ${WAIT_MS / 1000} s (no ${path})`);
+      }),
+    ]);
+  } finally {
+    stop.abort();
   }
 }
 
 /** Asks the agent (started with the preload) to start sampling, and waits until it has. */
-export async function startAllocSampling(pid: number, dir: string): Promise<void> {
-  const marker = join(dir, `.sampling-${pid}`);
-  rmSync(marker, { force: true });
-  process.kill(pid, 'SIGUSR2');
-  await waitFor(pid, marker, 'the agent did not start sampling');
+export async function startAllocSampling(target: Profiled, dir: string): Promise<void> {
+  const marker = join(dir, `.sampling-${target.pid}`);
+  await signalAndWait(target, marker, 'the agent did not start sampling');
   rmSync(marker, { force: true });
 }
 
@@ -79,11 +96,9 @@ export interface AllocSummary {
 }
 
 /** Asks the agent to write the profile, copies it to `file`, and summarizes it per instance. */
-export async function stopAllocSampling(pid: number, dir: string, file: string, instances: number): Promise<AllocSummary> {
-  const written = join(dir, `.profile-${pid}`);
-  rmSync(written, { force: true });
-  process.kill(pid, 'SIGUSR2');
-  await waitFor(pid, written, 'the agent did not write its profile');
+export async function stopAllocSampling(target: Profiled, dir: string, file: string, instances: number): Promise<AllocSummary> {
+  const written = join(dir, `.profile-${target.pid}`);
+  await signalAndWait(target, written, 'the agent did not write its profile');
   // Not a rename: `file` may be on another filesystem than the run directory.
   copyFileSync(written, file);
   rmSync(written, { force: true });

@@ -87,7 +87,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { allocProfPreload, startAllocSampling, stopAllocSampling, type AllocSummary } from './alloc-prof.js';
+import { allocProfPreload, startAllocSampling, stopAllocSampling, type AllocSummary, type Profiled } from './alloc-prof.js';
 import { median, printTable } from './table.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -883,7 +883,7 @@ async function runOnce(latency: LatencyName, n: number, round: number, options: 
     // A heap snapshot once the last wave runs; or each wave's allocations (both are asked for with SIGUSR2).
     const hooks = (wave: 1 | 2): WindowHooks => (options.allocProf === null
       ? { after: wave === options.waves ? snapshot : undefined }
-      : allocHooks(pid, dir, options.allocProf, `${label}.wave${wave}`, n, (summary) => result.allocProfiles.push({ wave, ...summary }), say));
+      : allocHooks({ pid, exited: agent!.exited }, dir, options.allocProf, `${label}.wave${wave}`, n, (summary) => result.allocProfiles.push({ wave, ...summary }), say));
     const d = await drive(pid, agent.address, nexus, n, 0, options, say, problems, join(dir, 'agent.log'), hooks(1));
     Object.assign(result, driven(d, problems), { agent: d.proc, windowUs: d.windowUs });
     const best = d.farm;
@@ -915,11 +915,11 @@ async function secondWave(pid: number, address: string, nexus: NexusRecorder, n:
 }
 
 /** --alloc-prof around one wave: sampling from just before its PUTs until all run, then <outDir>/<name>.heapprofile, summarized. */
-function allocHooks(pid: number, runDir: string, outDir: string, name: string, n: number, keep: (summary: AllocSummary) => void, say: (s: string) => void): WindowHooks {
+function allocHooks(agent: Profiled, runDir: string, outDir: string, name: string, n: number, keep: (summary: AllocSummary) => void, say: (s: string) => void): WindowHooks {
   return {
-    before: () => startAllocSampling(pid, runDir),
+    before: () => startAllocSampling(agent, runDir),
     after: async () => {
-      const summary = await stopAllocSampling(pid, runDir, join(outDir, `${name}.heapprofile`), n);
+      const summary = await stopAllocSampling(agent, runDir, join(outDir, `${name}.heapprofile`), n);
       keep(summary);
       say(`allocated ${summary.kibPerInstance.toFixed(1)} KiB per instance (sampled, garbage included): ${summary.file}; by the agent's innermost frame, KiB per instance:`);
       for (const { frame, kibPerInstance } of summary.top) say(`  ${kibPerInstance.toFixed(2).padStart(7)}  ${frame}`);

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { allocProfPreload, startAllocSampling, stopAllocSampling, summarize } from '../scripts/alloc-prof.js';
+import { allocProfPreload, startAllocSampling, stopAllocSampling, summarize, type Profiled } from '../scripts/alloc-prof.js';
 
 let dir: string | undefined;
 let child: ChildProcess | undefined;
@@ -28,6 +28,11 @@ setInterval(makeGarbage, 5);
 process.stdout.write('ready\\n');
 `;
 
+/** What the profiler needs of a child: its pid, and its exit. */
+function profiled(proc: ChildProcess): Profiled {
+  return { pid: proc.pid!, exited: new Promise((resolve) => proc.once('exit', resolve)) };
+}
+
 async function startAgent(root: string): Promise<ChildProcess> {
   mkdirSync(join(root, 'src'));
   const main = join(root, 'src', 'agent.cjs');
@@ -46,10 +51,11 @@ describe('--alloc-prof', () => {
   it('profiles between two signals and charges the garbage to the agent function that made it', async () => {
     dir = mkdtempSync(join(tmpdir(), 'alloc-prof-'));
     child = await startAgent(dir);
-    await startAllocSampling(child.pid!, dir);
+    const target = profiled(child);
+    await startAllocSampling(target, dir);
     await new Promise((r) => setTimeout(r, 300));
     const file = join(dir, 'run.wave1.heapprofile');
-    const summary = await stopAllocSampling(child.pid!, dir, file, 10);
+    const summary = await stopAllocSampling(target, dir, file, 10);
 
     expect(summary.file).toBe(file);
     // Collected objects count: the strings die at once, so a profile of live objects would be near empty.
@@ -67,9 +73,9 @@ describe('--alloc-prof', () => {
     dir = mkdtempSync(join(tmpdir(), 'alloc-prof-'));
     child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000); process.stdout.write("ready\\n")'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise((resolve) => child!.stdout!.once('data', resolve));
-    const exited = new Promise((resolve) => child!.once('exit', resolve));
-    await expect(startAllocSampling(child.pid!, dir)).rejects.toThrow(/is gone \(was it started with the preload\?\)/);
-    await exited;
+    const target = profiled(child);
+    await expect(startAllocSampling(target, dir)).rejects.toThrow(/exited \(was it started with the preload\?\)/);
+    await target.exited;
   });
 
   it('reports a profile the agent could not take', () => {
