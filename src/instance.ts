@@ -135,6 +135,11 @@ export class Instance {
   /** Provisionings queued and not started yet. */
   #runsQueued = 0;
   /**
+   * Propolis was asked to stop and its monitor has not yet seen it Destroyed: the teardown is
+   * still to come, and a run asked meanwhile waits for it (#afterTeardown queues it).
+   */
+  #stopSent = false;
+  /**
    * Ends this start for the warm pool, which refills only when no start is under way: called
    * once Propolis reports the VM running (its report to Nexus is part of the start), or when the
    * provisioning ends without that.
@@ -540,6 +545,9 @@ export class Instance {
     // Queued before a stop or destroy that has come since: nothing to make.
     const desired = this.states.desired?.run_state;
     if (desired === 'stopped' || desired === 'destroyed' || this.states.current.run_state === 'destroyed') return;
+    // The old VM is still going down in this zone: provisioning now would ask its Propolis to run
+    // again, which it refuses. The run comes after the teardown instead.
+    if (this.#stopSent) return;
     const ctx = this.ctx;
     const { host, settings } = ctx;
     const abort = new AbortController();
@@ -826,6 +834,7 @@ export class Instance {
   async #stop(): Promise<void> {
     if (this.#propolis && this.#monitor) {
       // The monitor sees Stopping, Stopped, Destroyed and tears the zone down.
+      this.#stopSent = true;
       await this.#propolis.putState('Stop');
       return;
     }
@@ -910,6 +919,7 @@ export class Instance {
   /** Removes the zone and VNICs; what is gone already is skipped. */
   async #teardown(): Promise<void> {
     this.#tearingDown = true;
+    this.#stopSent = false;
     this.#endStart();
     this.#stopMonitor();
     this.#unwatch?.();

@@ -2,8 +2,9 @@
 // lifecycle, what reaches the host (zone, VNICs, address, Propolis with the real properties),
 // what reaches Nexus, failures at every phase, Nexus being down, and restarts.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GEN_LEASE } from '../src/instance.js';
@@ -88,6 +89,29 @@ describe('instance lifecycle', () => {
     const gens = t.nexus.matching('PUT', `/instances/${id}`).map((r) => r.body.gen);
     expect(gens).toEqual([...gens].sort((a, b) => a - b));
     expect(new Set(gens).size).toBe(gens.length);
+  });
+
+  it('a run asked while the stop is under way waits for the teardown, then runs in a new zone', async () => {
+    // Propolis takes 300 ms per VM step, so the run arrives while the old VM is still going down.
+    const dir = mkdtempSync(join(tmpdir(), 'sled-agent-real-'));
+    t = await startTestAgent({ dir, config: { host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: { vm_step: 300 } } } });
+    const { id, runtime, zone } = await runInstance(t);
+    const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
+    expect(stop.body.run_state).toBe('stopping');
+    const run = await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));
+    expect(run.status).toBe(200);
+    expect(run.body.run_state).toBe('starting');
+    const running = await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.run_state === 'running' && r.body.gen > run.body.gen, 20_000);
+    const states = t.nexus.matching('PUT', `/instances/${id}`).map((r) => r.body.run_state);
+    expect(states).not.toContain('failed');
+    // The old VM went down first: Nexus heard it stopped before it heard the new one run.
+    expect(states.lastIndexOf('stopped')).toBeGreaterThan(states.indexOf('starting'));
+    expect(states.lastIndexOf('stopped')).toBeLessThan(states.lastIndexOf('running'));
+    const now = zoneOf(t, id);
+    expect(now).not.toBe(zone);
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
+    expect((await t.host.propolisFor(now)!.snapshot()).state).toBe('Running');
+    expect(running.body.gen).toBe(Math.max(...t.nexus.matching('PUT', `/instances/${id}`).map((r) => r.body.gen)));
   });
 
   it('reboots a running instance and comes back to running', async () => {
