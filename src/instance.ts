@@ -63,6 +63,8 @@ export interface InstanceRecord {
 
 /** How far reports may run ahead of the generation the ledger holds (see InstanceRecord). */
 export const GEN_LEASE = 16;
+/** The longest wait between attempts to record a state whose report needs it. */
+const REPORT_RETRY_MAX_MS = 5_000;
 
 /** The fields of a record that #record() sets from the state machine, and an observed state changes. */
 export type StateField = 'runtime' | 'desired' | 'reported_gen_limit';
@@ -139,6 +141,10 @@ export class Instance {
    * still to come, and a run asked meanwhile waits for it (#afterTeardown queues it).
    */
   #stopSent = false;
+  /** The latest ledger write of this record while it is in flight; null once it settled. */
+  #pendingWrite: Promise<void> | null = null;
+  /** The record is on disk (read from the ledger, or written once since): a failed write no longer means the sled never had it. */
+  #recorded: boolean;
   /**
    * Ends this start for the warm pool, which refills only when no start is under way: called
    * once Propolis reports the VM running (its report to Nexus is part of the start), or when the
@@ -170,6 +176,7 @@ export class Instance {
     this.states = new InstanceStates(record.runtime);
     this.states.desired = record.desired;
     this.#durableGenLimit = onDisk ? record.reported_gen_limit ?? record.runtime.gen + 1 : 0;
+    this.#recorded = onDisk;
     this.log = this.#logger();
   }
 
@@ -205,7 +212,11 @@ export class Instance {
     if (action === null && this.states.current === this.record.runtime) {
       // Already stopped (Nexus asking again, or about an instance this sled had forgotten).
       if (this.#done()) this.#enqueue('leave', () => this.#leave(false));
-      return this.states.current;
+      // Nexus repeating a request whose write is still in flight: answered once it is durable,
+      // as the first is (and refused if it fails, as the first is).
+      const answer = this.states.current;
+      await this.#written();
+      return answer;
     }
     this.#record();
     // Names go into the same ledger write as the request, so provisioning needs no write of its own.
@@ -217,9 +228,17 @@ export class Instance {
     const durable = this.#write();
     if (action !== null) this.#act(action);
     else if (this.#done()) this.#enqueue('leave', () => this.#leave(false));
+    const wasRecorded = this.#recorded;
     try {
       await durable;
     } catch (err) {
+      if (wasRecorded) {
+        // The sled has this instance on disk, perhaps running: undoing would end a VM for a
+        // failed write. The request fails; what it started goes on, and the next write that
+        // succeeds records it (a restart before that converges to the record on disk).
+        this.log.error({ err }, 'cannot record the request; it is refused, and what it started goes on');
+        throw err;
+      }
       this.log.error({ err }, 'cannot record the request; undoing what it started');
       this.#abandoned = true;
       this.#provisioning?.abort(new Error('the request could not be recorded'));
@@ -373,9 +392,24 @@ export class Instance {
   /** A ledger write of the record as it is now; once durable, its reported_gen_limit is too. */
   #write(fields?: readonly StateField[]): Promise<void> {
     const limit = this.record.reported_gen_limit ?? 0;
-    return this.ctx.commit(fields).then(() => {
+    const written = this.ctx.commit(fields).then(() => {
       this.#durableGenLimit = Math.max(this.#durableGenLimit, limit);
+      this.#recorded = true;
     });
+    this.#pendingWrite = written;
+    const settled = (): void => {
+      if (this.#pendingWrite === written) this.#pendingWrite = null;
+    };
+    written.then(settled, settled);
+    return written;
+  }
+
+  /**
+   * Settles once this record's ledger write in flight, if any, is durable; rejects if it failed.
+   * Writes are durable in the order they were made, so the latest covers the ones before it.
+   */
+  #written(): Promise<void> {
+    return this.#pendingWrite ?? Promise.resolve();
   }
 
   #act(action: InstanceAction): void {
@@ -421,6 +455,29 @@ export class Instance {
     await this.#write(fields);
   }
 
+  /**
+   * Waits until the ledger on disk covers the current generation (`first` is the write that
+   * should), writing the record again after each failure: a report past reported_gen_limit on
+   * disk could, after a crash, be followed by the same generation for another state. False if
+   * the agent shuts down first (nothing more is reported then).
+   */
+  async #coverReport(first: Promise<void>): Promise<boolean> {
+    let write = first;
+    for (let attempt = 1; ; attempt++) {
+      const ok = await write.then(() => true, (err: unknown) => {
+        if (!this.#closed) this.log.error({ err, gen: this.states.current.gen }, 'cannot record the state; its report to Nexus waits until it is recorded');
+        return false;
+      });
+      if (this.#closed) return false;
+      // Abandoned: the sled never had it on disk and never will, so no restart can repeat a generation.
+      if (this.states.current.gen <= this.#durableGenLimit || this.#abandoned) return true;
+      if (!ok) await sleep(Math.min(REPORT_RETRY_MAX_MS, 100 * 2 ** Math.min(attempt - 1, 6)));
+      // The record as it is now, with a limit that covers the current generation.
+      this.#record();
+      write = this.#commit();
+    }
+  }
+
   /** Tells Nexus the current state (ordered, coalesced, retried by the notifier). */
   #report(): void {
     const state = this.states.current;
@@ -443,8 +500,12 @@ export class Instance {
     const action = this.states.observeTransition(observed);
     this.#record();
     // Only what #record() sets: every other change to the record is committed whole where it is made.
-    const written = this.#commit(STATE_FIELDS).catch((err: unknown) => this.log.error({ err }, 'cannot record an observed state'));
-    if (this.states.current.gen > this.#durableGenLimit) await written;
+    const written = this.#commit(STATE_FIELDS);
+    if (this.states.current.gen <= this.#durableGenLimit) {
+      written.catch((err: unknown) => this.log.error({ err }, 'cannot record an observed state'));
+    } else if (!await this.#coverReport(written)) {
+      return action;
+    }
     this.#report();
     return action;
   }
@@ -754,8 +815,15 @@ export class Instance {
    */
   async #watchPropolisService(fmri: string, signal: AbortSignal): Promise<void> {
     try {
-      const state = await this.ctx.host.events.waitForService(this.zone as string, fmri, ['maintenance', 'disabled'],
-        { timeoutMs: 2 ** 31 - 1, signal });
+      let state: string | undefined;
+      while (state === undefined) {
+        // A wait's deadline is a timer, at most 2^31 - 1 ms (24.8 days): a VM runs longer.
+        state = await this.ctx.host.events.waitForService(this.zone as string, fmri, ['maintenance', 'disabled'],
+          { timeoutMs: 2 ** 31 - 1, signal }).catch((err: unknown) => {
+          if (isHostError(err, 'ETIMEDOUT') && !signal.aborted) return undefined;
+          throw err;
+        });
+      }
       if (signal.aborted || this.#tearingDown) return;
       this.log.error({ fmri, state }, 'Propolis service is no longer running');
       this.#stopMonitor();
@@ -906,7 +974,7 @@ export class Instance {
       if (this.#reportedGen !== gen && !this.#closed) {
         // Not reported by this process (it reached this state before a restart, or only
         // answered it): Nexus may never have heard it. Within the limit on disk first.
-        if (gen > this.#durableGenLimit) await this.#commit().catch(() => {});
+        if (gen > this.#durableGenLimit && !await this.#coverReport(this.#commit())) return;
         this.#report();
       }
       const outcome = await this.#lastReport;

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GEN_LEASE } from '../src/instance.js';
 import { Ledger, readLedgerFile, type Change } from '../src/ledger.js';
 import { SimPropolis } from '../src/sim/propolis.js';
@@ -240,6 +240,59 @@ describe('instance lifecycle', () => {
     }
   });
 
+  it('answers a repeated PUT only once the first one is recorded, and refuses both when it is not', async () => {
+    t = await startTestAgent();
+    const original = Ledger.prototype.commit;
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    Ledger.prototype.commit = async () => {
+      await held;
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    };
+    try {
+      const id = randomUUID();
+      const first = t.request('PUT', `/instances/${id}`, ensureBody('running'));
+      await vi.waitFor(() => expect(t!.running.agent.instances.get(id)).toBeDefined());
+      const instance = t.running.agent.instances.get(id)!;
+      const ensure = instance.ensure.bind(instance);
+      let entered!: () => void;
+      const repeated = new Promise<void>((r) => { entered = r; });
+      instance.ensure = (target) => {
+        const answer = ensure(target);
+        entered();
+        return answer;
+      };
+      const repeat = t.request('PUT', `/instances/${id}`, ensureBody('running'));
+      await repeated;
+      release();
+      expect((await first).status).toBe(500);
+      expect((await repeat).status).toBe(500);
+    } finally {
+      Ledger.prototype.commit = original;
+    }
+  });
+
+  it('refuses a request on a running instance it cannot record, and leaves the VM running', async () => {
+    t = await startTestAgent();
+    const { id, runtime, zone } = await runInstance(t);
+    const original = Ledger.prototype.commit;
+    Ledger.prototype.commit = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    try {
+      const res = await t.request('PUT', `/instances/${id}`, ensureBody('reboot', runtime));
+      expect(res.status).toBe(500);
+      expectSchema('sled-agent.json', 'Error', res.body);
+      await t.running.agent.instances.idle();
+    } finally {
+      Ledger.prototype.commit = original;
+    }
+    expect((await t.host.zones.list()).find((z) => z.name === zone)?.state).toBe('running');
+    // Not left stuck: the next request is carried out.
+    expect((await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime))).status).toBe(200);
+    await nexusSees(t.nexus, id, 'stopped');
+    await t.running.agent.instances.whenGone(id);
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
+  });
+
   it('implements PUT /disks (the original panicked): attach reaches Nexus as attached', async () => {
     t = await startTestAgent();
     const disk = randomUUID();
@@ -347,6 +400,33 @@ describe('failures', () => {
     expect(failed.body.gen).toBeGreaterThan(2);
   });
 
+  it('still notices Propolis dying after its watch reached its deadline (a timer lasts at most 24.8 days)', async () => {
+    let expired = 0;
+    t = await startTestAgent({
+      wrapHost: (host) => ({
+        ...host, kind: host.kind, links: host.links, datasets: host.datasets, zones: host.zones, network: host.network,
+        reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
+        events: {
+          ...host.events,
+          subscribe: (listener, zone) => host.events.subscribe(listener, zone),
+          waitForZoneRunning: (zone, options) => host.events.waitForZoneRunning(zone, options),
+          // The first wait for Propolis to leave online reaches its deadline at once, as one
+          // armed for 2^31 - 1 ms does after 24.8 days.
+          waitForService: (zone, fmri, states, options) => {
+            if (states.includes('maintenance') && expired++ === 0) {
+              return Promise.reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+            }
+            return host.events.waitForService(zone, fmri, states, options);
+          },
+        },
+      }),
+    });
+    const { id } = await runInstance(t);
+    await vi.waitFor(() => expect(expired).toBe(2), { timeout: 10_000 });
+    await t.host.crashPropolis(zoneOf(t, id));
+    await nexusSees(t.nexus, id, 'failed');
+  });
+
   it('delivers the latest state once Nexus comes back after being down', async () => {
     t = await startTestAgent();
     const id = randomUUID();
@@ -406,6 +486,38 @@ describe('generations reported ahead of the ledger', () => {
     } finally {
       Ledger.prototype.commit = original;
     }
+  });
+
+  it('holds a report past the limit on disk while its write fails, and sends it once a write succeeds', async () => {
+    t = await startTestAgent();
+    const { id, report: first } = await runInstance(t);
+    const instance = t.running.agent.instances.get(id)!;
+    await instance.idle();
+    const limit = onDisk(t, id)!.reported_gen_limit!;
+    const seen: Array<{ gen: number; diskLimit: number }> = [];
+    t.nexus.respond = (rec) => {
+      if (instancePuts(id)(rec)) seen.push({ gen: rec.body.gen, diskLimit: onDisk(t!, id)!.reported_gen_limit! });
+      return { status: 204 };
+    };
+    const original = Ledger.prototype.commit;
+    Ledger.prototype.commit = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    try {
+      // Reboots until the instance's generation passes the limit on disk; each request is
+      // refused (it cannot be recorded), and each reboot goes on.
+      while (instance.current.gen <= limit) {
+        if (instance.current.run_state === 'running') {
+          expect((await t.request('PUT', `/instances/${id}`, ensureBody('reboot', realRuntime({ gen: first.body.gen })))).status).toBe(500);
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    } finally {
+      Ledger.prototype.commit = original;
+    }
+    const past = await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.gen > limit, 20_000);
+    expect(past.body.gen).toBeGreaterThan(limit);
+    // Nexus never heard a generation the ledger on disk did not cover.
+    expect(seen.filter((r) => r.gen > r.diskLimit)).toEqual([]);
+    await nexusSees(t.nexus, id, 'running');
   });
 
   it('continues above the limit on disk after a restart, so Nexus never sees an old generation again', async () => {
