@@ -153,6 +153,10 @@ export class Instance {
   #startEnded: (() => void) | null = null;
   /** The zone was taken from the pool for this start and its health not checked yet (not persisted: adoption repairs). */
   #poolZoneUnchecked = false;
+  /** A zone was taken from the pool and no ledger write carrying that has been made yet. */
+  #takeUnwritten = false;
+  /** Whether the write that carried the take from the pool landed; null once a provisioning has seen it. */
+  #takeWritten: Promise<boolean> | null = null;
   /**
    * Names this process chose for the next provisioning and nothing has used yet, so it need not
    * ask the host whether they exist: no zone has a new UUID's name, and VnicNames skips every
@@ -349,6 +353,7 @@ export class Instance {
       this.record.control_vnic = zone.control_vnic;
       this.record.pooled = true;
       this.#poolZoneUnchecked = true;
+      this.#takeUnwritten = true;
       this.log = this.#logger();
     }) ?? null;
     if (taken !== null) this.log.info({ control_vnic: taken.control_vnic, pool: this.ctx.pool?.counts() }, 'instance zone taken from the warm pool');
@@ -397,6 +402,10 @@ export class Instance {
       this.#recorded = true;
     });
     this.#pendingWrite = written;
+    if (this.#takeUnwritten) {
+      this.#takeUnwritten = false;
+      this.#takeWritten = written.then(() => true, () => false);
+    }
     const settled = (): void => {
       if (this.#pendingWrite === written) this.#pendingWrite = null;
     };
@@ -667,6 +676,15 @@ export class Instance {
       else if (serial) made = await links().then(() => ensureZoneRunning(host, spec, wait, phase));
       else made = await ensureZoneRunning(host, spec, wait, phase, links());
       abort.signal.throwIfAborted();
+      if (this.#takeWritten !== null) {
+        // On disk the zone is the pool's until the write that took it lands: changed before
+        // that, a crash would leave the pool a zone with this VM's links, address and Propolis
+        // in it, which the restart would adopt as warm and hand to another instance.
+        const written = await this.#takeWritten;
+        this.#takeWritten = null;
+        abort.signal.throwIfAborted();
+        if (!written) throw new Error(`the ledger write that took zone ${zone} from the warm pool failed`);
+      }
 
       const handover = async () => {
         if (!this.record.pooled || guests.length === 0) return;

@@ -11,7 +11,7 @@ import type { Host } from '../src/host/index.js';
 import { observeHost, type HostCall } from '../src/host/observe.js';
 import { ipadmCreateStatic } from '../src/host/commands.js';
 import { GLOBAL_ZONE, isHostError } from '../src/host/index.js';
-import { readLedgerFile } from '../src/ledger.js';
+import { Ledger, readLedgerFile, type Change } from '../src/ledger.js';
 import type { Phase } from '../src/zone.js';
 import { propolisFmri, TEMPLATE_ZONE } from '../src/zone.js';
 import {
@@ -138,6 +138,49 @@ describe('warm pool', () => {
     const zone = onDisk.instances[id].zone as string;
     expect(before).toContain(zone);
     expect(Object.keys(onDisk.pool.zones)).toEqual(before.filter((z) => z !== zone));
+  });
+
+  it('changes a zone taken from the pool only once the write that took it has landed', async () => {
+    const events: string[] = [];
+    let handedOver!: () => void;
+    const handover = new Promise<void>((r) => { handedOver = r; });
+    t = await startTestAgent(pooled({}, {
+      wrapHost: (host) => ({
+        ...host, kind: host.kind, zones: host.zones, datasets: host.datasets, events: host.events, network: host.network,
+        reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close(),
+        links: {
+          ...host.links,
+          setZone: (link, zone) => {
+            events.push(`setZone ${zone}`);
+            handedOver();
+            return host.links.setZone(link, zone);
+          },
+        },
+      }),
+    }));
+    await t.running.agent.pool.ready();
+    const original = Ledger.prototype.commit;
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    Ledger.prototype.commit = async function heldCommit(this: Ledger<unknown>, ...changed: Change[]) {
+      await held;
+      await original.apply(this, changed);
+      events.push('landed');
+    };
+    let answer;
+    try {
+      const id = randomUUID();
+      answer = t.request('PUT', `/instances/${id}`, ensureBody('running', realRuntime(), [NIC]));
+      // Without the wait, the handover comes within milliseconds; half a second is plenty to see it.
+      await Promise.race([handover, new Promise((r) => setTimeout(r, 500))]);
+    } finally {
+      release();
+      Ledger.prototype.commit = original;
+    }
+    expect((await answer).status).toBe(200);
+    await handover;
+    expect(events.indexOf('landed')).toBeGreaterThanOrEqual(0);
+    expect(events.indexOf('landed')).toBeLessThan(events.findIndex((e) => e.startsWith('setZone')));
   });
 
   it('is adopted after a restart with the instance that took a zone, and shrinks when its target does', async () => {
