@@ -54,9 +54,9 @@
 // this ledger always knows which snapshot and which log are on disk.
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, sep } from 'node:path';
-import { fsyncDir, writeFileAtomic } from './common/persist.js';
+import { fsyncDir, mkdirDurable, writeFileAtomic } from './common/persist.js';
 
 type CommitObserver = (path: string, seconds: number) => void;
 
@@ -142,7 +142,7 @@ export class Ledger<T> {
     const journal = options.journal === true;
     const dir = dirname(path);
     const logPath = `${path}.log`;
-    await mkdir(dir, { recursive: true });
+    await mkdirDurable(dir);
     // Writes a kill interrupted (`.<name>.<random>.tmp`, and `.<name>.log.<random>.tmp`): the
     // ledger itself is still the version before them.
     const prefix = `.${basename(path)}.`;

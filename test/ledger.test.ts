@@ -1,12 +1,13 @@
-// Ledgers (src/ledger.ts): group commit, and the journaled ledger's appends, compactions and
-// what open makes of each thing a crash can leave (a torn append, a compaction cut short) or of
-// a journal that is corrupt.
+// Ledgers (src/ledger.ts): group commit, the journaled ledger's appends, compactions and what
+// open makes of each thing a crash can leave (a torn append, a compaction cut short) or of a
+// journal that is corrupt, and the directory fsyncs a commit depends on.
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Ledger, observeLedgerCommits, readLedgerFile } from '../src/ledger.js';
+import { spyOnDirSyncs } from './support/dir-syncs.js';
 
 interface Value {
   instances: Record<string, unknown>;
@@ -16,6 +17,7 @@ interface Value {
 const dirs: string[] = [];
 const ledgers: Array<Ledger<Value>> = [];
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const l of ledgers.splice(0)) await l.close();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -386,5 +388,32 @@ describe('a plain ledger', () => {
     expect(ledger.value).toEqual(expected);
     expect(readdirSync(dir)).toEqual(['instances.json']);
     expect(JSON.parse(read(path))).toEqual(expected);
+  });
+});
+
+describe('directory fsyncs', () => {
+  it('makes the directories open creates (a first boot\'s data_dir) durable in their parents', async () => {
+    const root = tempDir();
+    const syncs = await spyOnDirSyncs();
+    const ledger = await openLedger(join(root, 'data', 'ledgers', 'instances.json'));
+    expect(await syncs.synced(root)).toBe(true);
+    expect(await syncs.synced(join(root, 'data'))).toBe(true);
+    ledger.value.instances.a = 1;
+    await ledger.commit(['instances', 'a']);
+    expect(await syncs.synced(join(root, 'data', 'ledgers'))).toBe(true);
+  });
+
+  it.each([true, false])('rejects a commit whose directory fsync fails with EIO (journal: %s)', async (journal) => {
+    const path = join(tempDir(), 'instances.json');
+    const ledger = await openLedger(path, journal);
+    const syncs = await spyOnDirSyncs();
+    syncs.fail = 'EIO';
+    ledger.value.instances.a = 1;
+    await expect(ledger.commit()).rejects.toMatchObject({ code: 'EIO' });
+    // Once the directory syncs again, the next commit writes everything again and resolves.
+    syncs.fail = undefined;
+    ledger.value.instances.b = 2;
+    await ledger.commit(['instances', 'b']);
+    expect(readLedgerFile(path)).toEqual({ instances: { a: 1, b: 2 } });
   });
 });

@@ -1,13 +1,15 @@
-// writeFileAtomic: what lands on disk, and what a failure looks like to the caller and leaves
-// behind.
+// writeFileAtomic: what lands on disk, what a failure looks like to the caller and leaves
+// behind, and the directory fsyncs that make it durable.
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { writeFileAtomic } from '../src/common/persist.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { fsyncDir, writeFileAtomic } from '../src/common/persist.js';
+import { spyOnDirSyncs } from './support/dir-syncs.js';
 
 const dirs: string[] = [];
 afterEach(() => {
+  vi.restoreAllMocks();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -43,5 +45,34 @@ describe('writeFileAtomic', () => {
     const renameErr = await writeFileAtomic(file, 'x').then(() => null, (e: unknown) => e as NodeJS.ErrnoException);
     expect(renameErr?.syscall).toBe('rename');
     expect(readdirSync(dir).sort()).toEqual(['taken']);
+  });
+
+  it('makes each directory it creates durable in its parent, and syncs no parent when it creates none', async () => {
+    const root = tempDir();
+    const syncs = await spyOnDirSyncs();
+    await writeFileAtomic(join(root, 'a', 'b', 'x.json'), '{}');
+    for (const dir of [root, join(root, 'a'), join(root, 'a', 'b')]) expect(await syncs.synced(dir)).toBe(true);
+
+    vi.restoreAllMocks();
+    const again = await spyOnDirSyncs();
+    await writeFileAtomic(join(root, 'a', 'b', 'y.json'), '{}');
+    expect(await again.synced(join(root, 'a', 'b'))).toBe(true);
+    expect(await again.synced(join(root, 'a'))).toBe(false);
+  });
+
+  it('rejects when the directory fsync fails (EIO), and goes on where directories cannot be synced (EINVAL)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'ledger.json');
+    const syncs = await spyOnDirSyncs();
+    syncs.fail = 'EIO';
+    // The rename happened, but whether it is on disk is unknown: the caller must not be told it is.
+    const err = await writeFileAtomic(file, 'x').then(() => null, (e: unknown) => e as NodeJS.ErrnoException);
+    expect(err?.code).toBe('EIO');
+    await expect(fsyncDir(dir)).rejects.toMatchObject({ code: 'EIO' });
+
+    syncs.fail = 'EINVAL';
+    await writeFileAtomic(file, 'y');
+    await fsyncDir(dir);
+    expect(readFileSync(file, 'utf8')).toBe('y');
   });
 });

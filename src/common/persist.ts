@@ -2,12 +2,12 @@
 // flushed, then renamed over the old one, so a crash leaves either the old or the new content.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /** `makeDir` false skips creating the directory, for callers that made it once already. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, makeDir = true): Promise<void> {
   const dir = dirname(path);
-  if (makeDir) await mkdir(dir, { recursive: true });
+  if (makeDir) await mkdirDurable(dir);
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const handle = await open(tmp, 'wx', mode);
@@ -25,16 +25,49 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   await fsyncDir(dir);
 }
 
-/** Makes a rename or create in `dir` durable; some platforms cannot fsync a directory, and the rename is atomic anyway. */
+/**
+ * `mkdir -p`, made durable: a new directory is an entry in its parent, and until the parent is
+ * fsynced a power loss can take the directory, and whatever was made durable inside it, away.
+ * A directory that a killed process made but did not get to sync is not synced by the next one
+ * (mkdir does not say it exists already); the filesystem's own commit, seconds later, covers it.
+ */
+export async function mkdirDurable(dir: string): Promise<void> {
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  // mkdir names the first (outermost) directory it made; every one from there down to `dir` is new.
+  const top = resolve(first);
+  const created = [resolve(dir)];
+  for (let d = created[0] as string; d !== top && dirname(d) !== d; d = dirname(d)) created.push(dirname(d));
+  for (const made of created.reverse()) await fsyncDir(dirname(made));
+}
+
+/**
+ * What fsync of a directory fails with where the filesystem or platform cannot sync one: EINVAL
+ * (Linux: the filesystem has no fsync for it, fsync(2); POSIX: "not a file on which this
+ * operation is possible"), EBADF (systems that sync only descriptors open for writing, which a
+ * directory cannot be: NetBSD), and ENOTSUP from a filesystem that says so outright.
+ * PostgreSQL's fsync_fname_ext ignores EBADF and EINVAL for directories alike. On the
+ * filesystems the agent keeps its data on, a directory opened read-only syncs: Linux's ext4, xfs
+ * and tmpfs, illumos's ZFS, tmpfs and UFS (its fdsync does not ask for a descriptor open for
+ * writing). Not Windows's EPERM (libuv's name for FlushFileBuffers refusing a directory): the
+ * agent does not run there.
+ */
+const CANNOT_SYNC_DIR = new Set(['EINVAL', 'EBADF', 'ENOTSUP']);
+
+/**
+ * Makes a rename or create in `dir` durable. Where directories cannot be synced, it does
+ * nothing, the rename being atomic anyway; any other failure (EIO) means the change may not be
+ * on disk, and throws.
+ */
 export async function fsyncDir(dir: string): Promise<void> {
-  let handle;
+  const handle = await open(dir, 'r');
   try {
-    handle = await open(dir, 'r');
     await handle.sync();
-  } catch {
-    // Best effort, see above.
+  } catch (err) {
+    if (!CANNOT_SYNC_DIR.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
   } finally {
-    await handle?.close().catch(() => {});
+    // Read-only: closing it cannot lose anything the sync did not already report.
+    await handle.close().catch(() => {});
   }
 }
 
