@@ -20,13 +20,13 @@
 // - The Crucible agent's config/uuid is the dataset id, stable across restarts (the original
 //   made a new random one each time the zone was set up).
 import { randomUUID } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { datasetAddress, parseSocketAddr } from './common/address.js';
 import { invalidRequest, conflict, objectNotFound, serviceUnavailable } from './common/errors.js';
 import type { NexusNotifier } from './common/nexus-notifier.js';
-import { readJsonIfExists, writeJsonAtomic } from './common/persist.js';
+import { fsyncDir, readJsonIfExists, writeJsonAtomic } from './common/persist.js';
 import type { Host, PoolInfo } from './host/index.js';
 import {
   siteManifest, svcadmEnable, svccfgImport, svccfgRefresh, svccfgSetProp, zoneImage,
@@ -334,11 +334,20 @@ export class StorageManager {
           await datasets.set(name, { [OXIDE_UUID_PROPERTY]: id });
         }
       }
+      let replaced: DatasetInfo | undefined;
       if (info && info.id !== id) {
         // The host is the source of truth: the record followed an older dataset of that name.
         this.#log.warn({ dataset: name, record: info.id, zfs: id }, 'dataset record names another id than ZFS: replacing it');
+        // Its file goes, durably, before the new one is written: with both on disk a restart
+        // would load two records for one dataset, and nothing on file says which is current.
+        // A crash in between leaves neither: the request was not answered, the zone looks
+        // orphaned at restart, and the retried request writes the record from what ZFS says.
+        const path = this.#recordPath(info);
+        await rm(path, { force: true });
+        await fsyncDir(dirname(path));
         this.#datasets.delete(info.id);
         this.#up.delete(info.id);
+        replaced = info;
         info = undefined;
       }
 
@@ -349,7 +358,9 @@ export class StorageManager {
           kind: structuredClone(kind),
           name: { pool_name: pool.name, dataset_name: child },
           id,
-          control_vnic: this.#options.vnics.control('Storage'),
+          // The zone of this name, which the new record adopts if it runs, was made on the old
+          // record's VNIC: a new one would not be in it.
+          control_vnic: replaced?.control_vnic ?? this.#options.vnics.control('Storage'),
         };
         await writeJsonAtomic(this.#recordPath(info), info);
         this.#datasets.set(id, info);

@@ -1,13 +1,14 @@
 // StorageManager (src/storage-manager.ts, reference §11) against the simulated host and a fake
 // Nexus: pools found and reported, PUT /filesystem making a dataset with its oxide:uuid, a zone
 // serving it and a DatasetInfo record, dataset_put after zpool_put with Nexus's spelling of the
-// kind, repeats that do nothing, and a restart that adopts and reports again.
+// kind, repeats that do nothing, a restart that adopts and reports again, and records that stay
+// durable and single.
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../src/common/errors.js';
 import { NexusNotifier } from '../src/common/nexus-notifier.js';
 import { NexusClient } from '../src/nexus-client.js';
@@ -16,6 +17,7 @@ import { SimHost } from '../src/sim/host.js';
 import { StorageManager, type DatasetInfo } from '../src/storage-manager.js';
 import { VnicNames } from '../src/zone.js';
 import { countingHost, simZoneRecord, type CountingHost } from './support/counting-host.js';
+import { spyOnDirSyncs } from './support/dir-syncs.js';
 import { FakeNexus, type Recorded } from './support/fake-nexus.js';
 
 const log = pino({ level: 'silent' });
@@ -36,6 +38,7 @@ const isDatasetPut = (r: Recorded) => r.method === 'PUT' && DATASET_PUT_RE.test(
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
@@ -251,6 +254,15 @@ describe('StorageManager.filesystemEnsure', () => {
     expect(env.ch.calls.exec).toEqual([]);
   });
 
+  it('makes the directories its first record creates durable in their parents', async () => {
+    const env = await openEnv();
+    await env.manager.start();
+    const syncs = await spyOnDirSyncs();
+    await env.manager.filesystemEnsure(crdb());
+    // <dataDir>/<pool>/ and <dataDir> itself are new: each an entry in a directory to sync.
+    for (const dir of [env.dir, join(env.dir, 'data'), join(env.dir, 'data', POOL_ID)]) expect(await syncs.synced(dir)).toBe(true);
+  });
+
   it('keeps the oxide:uuid of a dataset that already exists', async () => {
     const env = await openEnv();
     const id = randomUUID();
@@ -323,6 +335,28 @@ describe('StorageManager after a restart', () => {
     second.ch.reset();
     await second.manager.filesystemEnsure(crdb());
     expect(second.ch.calls.exec).toEqual([]);
+  });
+
+  it('loads only the new record of a dataset that ZFS came to name with another id', async () => {
+    const first = await openEnv();
+    await first.manager.start();
+    await first.manager.filesystemEnsure(crdb());
+    const [old] = await records(first);
+    const id = randomUUID();
+    await first.sim.datasets.set(`${POOL}/cockroachdb`, { 'oxide:uuid': id });
+    await first.manager.filesystemEnsure(crdb());
+    const [current, ...more] = await records(first);
+    expect(more).toEqual([]);
+    expect(current!.id).toBe(id);
+    expect(current!.id).not.toBe(old!.id);
+    // Its zone, still running, was made on the old record's VNIC.
+    expect(current!.control_vnic).toBe(old!.control_vnic);
+    await first.sim.close();
+
+    const second = await openEnv({ dir: first.dir });
+    expect(second.manager.datasets()).toEqual([current]);
+    expect(second.manager.claimedZones()).toEqual(new Map([[`oxz_cockroachdb_${POOL}`, [current!.control_vnic]]]));
+    expect((await second.manager.start()).adopted).toEqual([`${POOL}/cockroachdb`]);
   });
 
   it('re-makes the zone of a dataset whose zone was deleted meanwhile, with the same VNIC, id and address', async () => {
