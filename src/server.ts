@@ -13,6 +13,9 @@ import { ApiError } from './common/errors.js';
 /** dropshot's `request_body_max_bytes` on the sled, bootstrap and sim servers. */
 export const REQUEST_BODY_MAX_BYTES = 1 << 20;
 
+/** fastify's default; every path parameter of these APIs is a UUID or a zone name (at most 64). */
+const MAX_PARAM_LENGTH = 100;
+
 const intFormat = (min: number, max: number) => ({
   type: 'number' as const,
   validate: (n: number) => Number.isInteger(n) && n >= min && n <= max,
@@ -90,7 +93,16 @@ export function createServer(options: ServerOptions): App {
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     logController: new OneLinePerRequest({ requestIdLogLabel: 'req_id' }),
-    return503OnClosing: true,
+    // fastify's own 503 while closing has a fixed body without the envelope; the onRequest hook
+    // below answers those requests instead.
+    return503OnClosing: false,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // A path that does not decode, or a parameter past the router's limit, is refused before
+    // routing, so setErrorHandler never sees it.
+    frameworkErrors: (error, request, reply) => {
+      void reply.header('x-request-id', request.id);
+      sendError(error, request, reply);
+    },
     schemaController: { compilersFactory: { buildValidator, buildSerializer } },
     ajv: {
       customOptions: {
@@ -125,18 +137,36 @@ export function createServer(options: ServerOptions): App {
   });
   for (const schema of options.sharedSchemas ?? []) app.addSchema(schema);
 
-  // Callback style: an async hook costs a promise per request on the hot path.
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id);
-    done();
-  });
-
-  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
-    const { status, code, message } = describeError(error, bodyLimit);
+  const sendError = (error: FastifyError | ApiError, request: FastifyRequest, reply: FastifyReply) => {
+    const { status, code, message } = describeError(error, request, bodyLimit);
     if (status >= 500) request.log.error({ err: error }, 'request failed');
     else request.log.debug({ err: error.message }, 'request refused');
     void reply.status(status).send({ request_id: request.id, error_code: code, message });
+  };
+
+  // Set by the first preClose hook, which fastify runs as soon as close() starts; requests
+  // already past onRequest run to completion while the server drains.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
+
+  // Callback style: an async hook costs a promise per request on the hot path.
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    if (!closing) {
+      done();
+      return;
+    }
+    void reply.status(503).send({
+      request_id: request.id,
+      error_code: 'ServiceUnavailable',
+      message: 'the sled agent is shutting down and takes no new requests; retry against it once it is back',
+    });
+  });
+
+  app.setErrorHandler(sendError);
 
   // As dropshot's router: a path served with other methods is a 405 naming them, not a 404.
   const routes: Array<{ path: RegExp; method: string }> = [];
@@ -196,7 +226,7 @@ function routePattern(url: string): RegExp {
   return new RegExp(`^${segments.join('/')}$`);
 }
 
-function describeError(error: FastifyError | ApiError, bodyLimit: number): { status: number; code: string; message: string } {
+function describeError(error: FastifyError | ApiError, request: FastifyRequest, bodyLimit: number): { status: number; code: string; message: string } {
   if (error instanceof ApiError) {
     return { status: error.statusCode, code: error.errorCode, message: error.message };
   }
@@ -205,19 +235,27 @@ function describeError(error: FastifyError | ApiError, bodyLimit: number): { sta
   }
   const status = error.statusCode ?? 500;
   if (status >= 400 && status < 500) {
-    return { status, code: CLIENT_ERROR_CODES[status] ?? 'InvalidRequest', message: clientMessage(error, status, bodyLimit) };
+    return { status, code: CLIENT_ERROR_CODES[status] ?? 'InvalidRequest', message: clientMessage(error, status, request, bodyLimit) };
   }
   return { status: 500, code: 'Internal', message: 'Internal Server Error' };
 }
 
 const CLIENT_ERROR_CODES: Record<number, string> = {
   413: 'PayloadTooLarge',
+  414: 'UriTooLong',
   415: 'UnsupportedMediaType',
 };
 
-function clientMessage(error: FastifyError, status: number, bodyLimit: number): string {
+function clientMessage(error: FastifyError, status: number, request: FastifyRequest, bodyLimit: number): string {
   if (status === 413) return `request body is larger than the limit of ${bodyLimit} bytes`;
   if (status === 415) return `${error.message}; send the body as application/json`;
+  const path = request.url.split('?')[0] as string;
+  if (error.code === 'FST_ERR_BAD_URL') {
+    return `the path ${path} does not decode: each % must start a two-hex-digit escape, and the escapes must form UTF-8`;
+  }
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return `the path ${path} has a parameter longer than ${MAX_PARAM_LENGTH} characters; no parameter of this API is that long`;
+  }
   if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) {
     return `unable to parse JSON body: ${error.message}`;
   }

@@ -1,4 +1,6 @@
 // The fastify app factory shared by every API: what each app gets regardless of its routes.
+import { once } from 'node:events';
+import { connect, type AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DiskRuntimeState, InstanceEnsureBody, InstanceRuntimeState, VolumeConstructionRequestSchema } from '../src/params.js';
@@ -116,5 +118,78 @@ describe('createServer', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('refuses a path that does not decode, or a parameter past the router limit, with the envelope', async () => {
+    const app = createServer({ logger: pino({ level: 'silent' }) });
+    app.get('/v2p/:id', async () => ({}));
+    app.put('/zones/bundles/:zone/:id', async () => ({}));
+    app.put('/disks/:id', async () => ({}));
+    try {
+      for (const url of ['/v2p/%zz', '/zones/bundles/oxz_a/%E0%A4%A']) {
+        const res = await app.inject({ method: url.startsWith('/v2p') ? 'GET' : 'PUT', url });
+        expect(res.statusCode).toBe(400);
+        expect(res.json()).toEqual({
+          request_id: res.headers['x-request-id'],
+          error_code: 'InvalidRequest',
+          message: `the path ${url} does not decode: each % must start a two-hex-digit escape, and the escapes must form UTF-8`,
+        });
+      }
+      const long = `/disks/${'a'.repeat(101)}`;
+      const res = await app.inject({ method: 'PUT', url: `${long}?x=1` });
+      expect(res.statusCode).toBe(414);
+      expect(res.json()).toEqual({
+        request_id: res.headers['x-request-id'],
+        error_code: 'UriTooLong',
+        message: `the path ${long} has a parameter longer than 100 characters; no parameter of this API is that long`,
+      });
+      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('answers a request that arrives while closing 503 with the envelope, finishes the one in flight, and closes', async () => {
+    const app = createServer({ logger: pino({ level: 'silent' }) });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const inFlight = new Promise<void>((resolve) => (started = resolve));
+    app.get('/slow', async () => {
+      started();
+      await released;
+      return { done: true };
+    });
+    app.get('/fast', async () => ({ fast: true }));
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    // The second request comes on the connection the first keeps busy, so close() cannot reap it.
+    const socket = connect(port, '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (received += chunk));
+    await once(socket, 'connect');
+    socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    await inFlight;
+    const closed = app.close();
+    const second = once(app.server, 'request');
+    socket.write('GET /fast HTTP/1.1\r\nHost: x\r\n\r\n');
+    await second;
+    release();
+    await closed;
+    await once(socket, 'close');
+    const responses = received.split(/(?=HTTP\/1\.1 )/);
+    expect(responses).toHaveLength(2);
+    expect(responses[0]).toMatch(/^HTTP\/1\.1 200 /);
+    expect(responses[0]).toContain('{"done":true}');
+    expect(responses[1]).toMatch(/^HTTP\/1\.1 503 /);
+    expect(responses[1]).toMatch(/\r\nconnection: close\r\n/i);
+    const id = /\r\nx-request-id: ([^\r]+)\r\n/i.exec(responses[1]!)?.[1];
+    const body = JSON.parse(responses[1]!.slice(responses[1]!.indexOf('\r\n\r\n') + 4));
+    expect(body).toEqual({
+      request_id: id,
+      error_code: 'ServiceUnavailable',
+      message: 'the sled agent is shutting down and takes no new requests; retry against it once it is back',
+    });
   });
 });
