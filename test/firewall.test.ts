@@ -47,8 +47,16 @@ describe('firewallHost', () => {
     expect(firewallHost({ type: 'vpc', value: 77 })).toEqual({ type: 'vni', vni: 77 });
   });
 
+  it('takes a subnet with host bits set as its network, as OPTE\'s Ipv4Cidr::new and Ipv6Cidr::new do', () => {
+    expect(firewallHost('10.0.0.5/24')).toEqual({ type: 'subnet', subnet: '10.0.0.0/24' });
+    expect(firewallHost({ type: 'ip', value: '172.30.3.255/22' })).toEqual({ type: 'subnet', subnet: '172.30.0.0/22' });
+    expect(firewallHost('10.1.2.3/0')).toEqual({ type: 'subnet', subnet: '0.0.0.0/0' });
+    expect(firewallHost('fd00:1122:3344:101::9/48')).toEqual({ type: 'subnet', subnet: 'fd00:1122:3344::/48' });
+  });
+
   it('refuses a malformed network or VNI', () => {
     einval(() => firewallHost('10.0.0.0/33'), /prefix/);
+    einval(() => firewallHost('fe80::1%1/64'), /not an IP network/);
     einval(() => firewallHost('nope/8'), /not an IP network/);
     einval(() => firewallHost({ type: 'vpc', value: 2 ** 24 }), /VNI/);
   });

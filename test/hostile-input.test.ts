@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectSchema } from './support/contract.js';
 import { ensureBody, realRuntime, startTestAgent, type TestAgent } from './support/agent.js';
-import { nic, v2pBody } from './support/networking.js';
+import { nic, rule, v2pBody, VNI_1 } from './support/networking.js';
 import { startTestSim, type TestSim } from './support/sim.js';
 
 type Case = [what: string, method: string, path: string, body?: string];
@@ -20,6 +20,9 @@ function deepVolumeBody(depth: number): string {
   const disk = `{"name":"d","slot":0,"read_only":false,"device":"nvme","gen":1,"volume_construction_request":${volume}}`;
   return json(ensureBody('stopped')).replace('"disks":[]', `"disks":[${disk}]`);
 }
+
+/** 1.7 KB on the wire; every port, TCP and UDP, from 100 subnets: 13 million port values unrolled. */
+const hugeRule = () => rule({ filter_hosts: Array.from({ length: 100 }, (_, i) => `10.0.${i}.0/24`), filter_ports: ['1-65535'], filter_protocols: ['TCP', 'UDP'] });
 
 /** What both agents refuse the same way. */
 function sharedCases(): Case[] {
@@ -36,6 +39,9 @@ function sharedCases(): Case[] {
     ['a CockroachDB peer that is not an address', 'PUT', '/filesystem',
       json({ zpool_id: POOL_ID, dataset_kind: { type: 'cockroach_db', all_addresses: ['nope'] }, address: '[fd00:1122:3344:101::42]:32221' })],
     ['a method the path does not take', 'DELETE', instance()],
+    ['VPC firewall rules that unroll past the bound', 'PUT', `/vpc/${randomUUID()}/firewall/rules`, json({ vni: VNI_1, rules: [hugeRule()] })],
+    ['instance firewall rules that unroll past the bound', 'PUT', instance(),
+      json({ ...ensureBody('running'), initial: { ...ensureBody('running').initial, firewall_rules: [hugeRule()] } })],
   ];
 }
 
@@ -83,5 +89,29 @@ describe('hostile and malformed requests', () => {
     expect((await sim.request('GET', '/instances')).body).toEqual([]);
     expect(sim.sim.agent.storage.requested).toEqual([]);
     expect((await sim.request('GET', '/health')).status).toBe(200);
+  });
+
+  it('refuses an address with a zone (scope) id, naming the field, and takes the corrected one after it', async () => {
+    agent = await startTestAgent();
+    const scoped = [
+      ['PUT', instance(), ensureBody('running', realRuntime({ propolis_addr: '[fd00:1122:3344:101::5%1]:12400' })), 'initial.runtime.propolis_addr'],
+      ['PUT', '/filesystem', { zpool_id: POOL_ID, dataset_kind: { type: 'clickhouse' }, address: '[fd00:1122:3344:101::9%foo]:32345' }, 'address'],
+      ['PUT', '/filesystem', { zpool_id: POOL_ID, dataset_kind: { type: 'cockroach_db', all_addresses: ['[fd00:1122:3344:101::3%2]:32221'] }, address: '[fd00:1122:3344:101::3]:32221' },
+        'dataset_kind.all_addresses'],
+    ] as const;
+    for (const [method, path, body, field] of scoped) {
+      const res = await agent.request(method, path, body);
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body.message).toMatch(new RegExp(`^${field.replace(/\./g, '\\.')} "[^"]+%[^"]+" has a zone \\(scope\\) id`));
+    }
+    expect(agent.running.agent.instances.size).toBe(0);
+    const fixed = await agent.request('PUT', '/filesystem', { zpool_id: POOL_ID, dataset_kind: { type: 'clickhouse' }, address: '[fd00:1122:3344:101::9]:32345' });
+    expect(fixed.status, JSON.stringify(fixed.body)).toBe(204);
+
+    sim = await startTestSim({ zpools: [{ id: POOL_ID, size: 1 << 30 }] });
+    const res = await sim.request('PUT', '/filesystem', scoped[1][2]);
+    expect(res.status).toBe(400);
+    expect(res.body.message).toMatch(/^address "\[fd00:1122:3344:101::9%foo\]:32345" has a zone \(scope\) id/);
+    expect(sim.sim.agent.storage.requested).toEqual([]);
   });
 });

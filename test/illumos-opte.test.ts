@@ -8,6 +8,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkAgentConfig } from '../src/config.js';
+import { opteFirewallRules } from '../src/host/firewall.js';
 import type { NativeAddon } from '../src/illumos/addon.js';
 import { IllumosHost } from '../src/illumos/host.js';
 import {
@@ -171,6 +172,24 @@ describe('IllumosNetwork', () => {
     // a target of the other family is the driver's InvalidRouterEntry: refused before it runs
     await rejection(net.addRouterEntry('opte0', { dest: '10.3.0.0/16', target: { type: 'ip', ip: 'fd00::1' }, class: 'system' }), 'EINVAL');
     expect(calls()).toEqual([]);
+  });
+
+  it('gets a Nexus host filter with host bits set as its network, as the simulated host takes it', async () => {
+    const { net, calls } = await open();
+    await net.setUnderlay(['net0', 'net1']);
+    await net.createPort(portSpec(0));
+    calls();
+    const nexusRule = {
+      status: 'enabled', direction: 'inbound', targets: [], filter_hosts: ['10.0.0.5/24', 'fd00:1122:3344:101::9/48'],
+      filter_ports: ['22'], filter_protocols: ['TCP'], action: 'allow', priority: 100,
+    } as const;
+    await net.setFirewallRules('opte0', opteFirewallRules([nexusRule], { vni: 1234, mac: portSpec(0).guestMac }));
+    expect(calls()).toEqual([{
+      argv: ['set-fw-rules', '-p', 'opte0'],
+      stdin:
+        'dir=in action=allow priority=100 hosts=subnet=10.0.0.0/24 protocol=tcp port=22\n' +
+        'dir=in action=allow priority=100 hosts=subnet=fd00:1122:3344::/48 protocol=tcp port=22\n',
+    }]);
   });
 
   it('writes each kind of firewall host, protocol and port list as set-fw-rules reads it', () => {

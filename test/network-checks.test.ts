@@ -4,8 +4,10 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../src/common/errors.js';
 import {
-  checkFirewallRulesEnsure, checkInstanceHardware, checkV2P, ipv4Subnet, isGuestMac, parsePortRange, vniOfRules,
+  checkFirewallRulesEnsure, checkInstanceHardware, checkV2P, ipv4Subnet, isGuestMac, MAX_FIREWALL_OPTE_RULES, MAX_FIREWALL_PORT_VALUES,
+  parsePortRange, vniOfRules,
 } from '../src/common/network-checks.js';
+import { opteFirewallRules } from '../src/host/firewall.js';
 import { instanceRuntime } from './support/sim.js';
 import { nic, networkedHardware, rule, v2pBody, VNI_1, VNI_2 } from './support/networking.js';
 
@@ -129,6 +131,44 @@ describe('firewall rule updates', () => {
     expect(refusal(() => checkFirewallRulesEnsure({ vni: 0x100_0000, rules: [] }))).toMatch(/^body\/vni is 16777216/);
     expect(refusal(() => checkFirewallRulesEnsure({ rules: [rule({ filter_ports: ['80-22'] })] }))).toMatch(/^body\/rules\/0\/filter_ports\/0 "80-22"/);
     expect(() => checkFirewallRulesEnsure({ vni: VNI_1, rules: [rule({ targets: [nic()] })] })).not.toThrow();
+  });
+});
+
+describe('firewall rule expansion', () => {
+  const hosts = (n: number) => Array.from({ length: n }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`);
+  const expanded = (rules: any[]) => {
+    const out = opteFirewallRules(rules, { vni: VNI_1, mac: 'A8:40:25:F0:00:01' });
+    return { rules: out.length, ports: out.reduce((n, r) => n + (r.ports === 'any' ? 0 : r.ports.length), 0) };
+  };
+
+  it('refuses a rule whose hosts × protocols × ports pass the bound, saying which rule and by how much', () => {
+    // 1.7 KB on the wire; unrolled, 13 million port values.
+    const big = rule({ filter_hosts: hosts(100), filter_ports: ['1-65535'], filter_protocols: ['TCP', 'UDP'] });
+    expect(refusal(() => checkFirewallRulesEnsure({ vni: VNI_1, rules: [rule(), big] }))).toBe(
+      'body/rules/1 expands to 13,107,000 port values on a port (100 hosts × 2 protocols with ports × 65,535 ports), 13,107,001 with the rules before it: '
+      + '12,844,857 over the limit of 262,144 for a port\'s rules; name fewer hosts or ports, or leave filter_ports empty to match every port');
+    expect(refusal(() => checkInstanceHardware(hardware({ firewall_rules: [big] })))).toMatch(/^body\/initial\/firewall_rules\/0 expands to 13,107,000 port values/);
+  });
+
+  it('counts the ports the expansion really makes: distinct ones, none for ICMP or a disabled rule', () => {
+    // Every port, TCP and UDP, from two hosts: at the bound, and taken.
+    const wide = rule({ filter_hosts: hosts(2), filter_ports: ['1-65535', '22', '100-200'], filter_protocols: ['TCP', 'UDP', 'ICMP'] });
+    expect(expanded([wide])).toEqual({ rules: 6, ports: 4 * 65535 });
+    expect(4 * 65535).toBeLessThanOrEqual(MAX_FIREWALL_PORT_VALUES);
+    expect(() => checkFirewallRulesEnsure({ vni: VNI_1, rules: [wide, rule({ status: 'disabled', filter_ports: ['1-65535'] })] })).not.toThrow();
+    expect(refusal(() => checkFirewallRulesEnsure({ vni: VNI_1, rules: [wide, rule({ filter_ports: ['1-5'] })] })))
+      .toBe('body/rules/1 expands to 5 port values on a port (1 host × 1 protocol with ports × 5 ports), 262,145 with the rules before it: '
+        + '1 over the limit of 262,144 for a port\'s rules; name fewer hosts or ports, or leave filter_ports empty to match every port');
+  });
+
+  it('refuses rules that unroll to more OPTE rules than the bound, ports or not', () => {
+    const broad = rule({ filter_hosts: hosts(256), filter_ports: null, filter_protocols: ['TCP', 'UDP', 'ICMP'] });
+    const fits = Math.floor(MAX_FIREWALL_OPTE_RULES / 768);
+    expect(expanded([broad])).toEqual({ rules: 768, ports: 0 });
+    expect(() => checkFirewallRulesEnsure({ vni: VNI_1, rules: Array(fits).fill(broad) })).not.toThrow();
+    expect(refusal(() => checkFirewallRulesEnsure({ vni: VNI_1, rules: Array(fits + 1).fill(broad) }))).toBe(
+      `body/rules/${fits} expands to 768 OPTE rules on a port (256 hosts × 3 protocols), 66,048 with the rules before it: `
+      + '512 over the limit of 65,536 for a port\'s rules; name fewer hosts or protocols in each rule (a subnet covers many hosts)');
   });
 });
 

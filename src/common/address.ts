@@ -37,6 +37,12 @@ export function requestSocketAddrV6(text: string, where: string): SocketAddr {
     throw invalidRequest(`${where}: ${(err as Error).message}`);
   }
   if (!isIPv6(addr.host)) throw invalidRequest(`${where} "${text}" must be an IPv6 socket address ([ip]:port)`);
+  // node's isIPv6 takes "fd00::5%1" (and "%anything"), which the rest of the agent cannot parse,
+  // and these addresses are underlay ones, global, where a scope means nothing.
+  const scope = addr.host.indexOf('%');
+  if (scope !== -1) {
+    throw invalidRequest(`${where} "${text}" has a zone (scope) id "${addr.host.slice(scope)}": give the address without it, as [${addr.host.slice(0, scope)}]:${addr.port}`);
+  }
   return addr;
 }
 

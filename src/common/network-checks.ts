@@ -107,13 +107,67 @@ export function checkSourceNat(snat: SourceNatConfig, where: string): void {
   }
 }
 
+/**
+ * What one port's rules may unroll to (src/host/firewall.ts): an OPTE rule per (protocol, host)
+ * of each enabled rule, each with its own list of every port its ranges name, written out again
+ * as `port=1,2,...` for opteadm. Neither OPTE (its ioctl copy-in has no upper bound yet) nor
+ * Nexus (1024 rules of 256 hosts and 256 port ranges each) bounds that product, and at about 8
+ * bytes a port value in the agent's heap one 1.7 KB rule took 106 MB. These bounds are far past
+ * Nexus's default rules (four OPTE rules) and still take every port, TCP and UDP, from two hosts:
+ * about 6 MB of heap and 1.5 MB of opteadm input for a port at the port-value bound, 14 MB at the
+ * rule bound.
+ */
+export const MAX_FIREWALL_OPTE_RULES = 1 << 16;
+export const MAX_FIREWALL_PORT_VALUES = 1 << 18;
+
+/** How many distinct ports `ranges` name, as the expansion dedups them. */
+function distinctPorts(ranges: Array<{ first: number; last: number }>): number {
+  let count = 0;
+  let end = 0;
+  for (const { first, last } of [...ranges].sort((a, b) => a.first - b.first)) {
+    if (last > end) {
+      count += last - Math.max(first - 1, end);
+      end = last;
+    }
+  }
+  return count;
+}
+
+const plural = (n: number, one: string) => `${n.toLocaleString('en-US')} ${one}${n === 1 ? '' : 's'}`;
+
 export function checkFirewallRules(rules: VpcFirewallRule[], where: string): void {
+  // Counted over every enabled rule, whatever its targets: a port the rules all target gets them all.
+  let opteRules = 0;
+  let portValues = 0;
   rules.forEach((rule, i) => {
     rule.targets.forEach((target, j) => checkNetworkInterface(target, `${where}/${i}/targets/${j}`));
-    (rule.filter_ports ?? []).forEach((range, k) => {
+    const ranges = (rule.filter_ports ?? []).map((range, k) => {
       const parsed = parsePortRange(range);
       if ('error' in parsed) throw invalidRequest(`${where}/${i}/filter_ports/${k} "${range}" ${parsed.error}`);
+      return parsed;
     });
+    if (rule.status !== 'enabled') return;
+    const hosts = Math.max(1, rule.filter_hosts?.length ?? 0);
+    const protocols = rule.filter_protocols?.length ? rule.filter_protocols : ['any'];
+    // ICMP has no ports, so its OPTE rules carry none.
+    const withPorts = ranges.length === 0 ? 0 : protocols.filter((p) => p !== 'ICMP').length;
+    const ports = distinctPorts(ranges);
+    const ownRules = hosts * protocols.length;
+    const ownValues = hosts * withPorts * ports;
+    opteRules += ownRules;
+    portValues += ownValues;
+    const over = (total: number, own: number, limit: number, what: string, product: string, advice: string) => {
+      const before = total > own ? `, ${total.toLocaleString('en-US')} with the rules before it` : '';
+      return invalidRequest(`${where}/${i} expands to ${plural(own, what)} on a port (${product})${before}: ${(total - limit).toLocaleString('en-US')} over the limit of ${limit.toLocaleString('en-US')} for a port's rules; ${advice}`);
+    };
+    if (portValues > MAX_FIREWALL_PORT_VALUES) {
+      throw over(portValues, ownValues, MAX_FIREWALL_PORT_VALUES, 'port value', `${plural(hosts, 'host')} × ${plural(withPorts, 'protocol')} with ports × ${plural(ports, 'port')}`,
+        'name fewer hosts or ports, or leave filter_ports empty to match every port');
+    }
+    if (opteRules > MAX_FIREWALL_OPTE_RULES) {
+      throw over(opteRules, ownRules, MAX_FIREWALL_OPTE_RULES, 'OPTE rule', `${plural(hosts, 'host')} × ${plural(protocols.length, 'protocol')}`,
+        'name fewer hosts or protocols in each rule (a subnet covers many hosts)');
+    }
   });
 }
 

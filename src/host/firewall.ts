@@ -4,6 +4,8 @@
 // OPTE rule holds a single host filter and a single protocol. Both Host backends and the agent
 // use this, so the sim's dataplane and the illumos `set-fw-rules` stdin see the same list.
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatIpv6, networkOf, parseIpv6 } from '../common/ipv6.js';
+import { ipv4Text, ipv4Value } from '../common/network-checks.js';
 import { hostError, type FirewallHost, type FirewallRule } from './index.js';
 
 /** A host filter as Nexus sends it: an IpNet string (2022 wire shape), or a HostIdentifier (2023 on). */
@@ -58,7 +60,7 @@ export function expandPortRange(range: string, field = 'filter_ports'): number[]
 function prefixOf(net: string, field: string): { ip: string; prefix: number; v6: boolean } {
   const slash = typeof net === 'string' ? net.indexOf('/') : -1;
   const ip = slash < 0 ? net : net.slice(0, slash);
-  const v6 = isIPv6(ip);
+  const v6 = isIPv6(ip) && !ip.includes('%');
   if (!v6 && !isIPv4(ip)) throw hostError('EINVAL', `${field}: ${JSON.stringify(net)} is not an IP network`);
   const max = v6 ? 128 : 32;
   const text = slash < 0 ? String(max) : net.slice(slash + 1);
@@ -67,7 +69,19 @@ function prefixOf(net: string, field: string): { ip: string; prefix: number; v6:
   return { ip, prefix, v6 };
 }
 
-/** One Nexus host filter as OPTE's Address: a host prefix (/32, /128) is an address, any other a subnet. */
+/** The network of `ip`/`prefix`: its host bits cleared. */
+function maskedNetwork(ip: string, prefix: number, v6: boolean): string {
+  if (v6) return formatIpv6(networkOf(parseIpv6(ip), prefix));
+  const size = 2 ** (32 - prefix);
+  const value = ipv4Value(ip) as number;
+  return ipv4Text(value - (value % size));
+}
+
+/**
+ * One Nexus host filter as OPTE's Address: a host prefix (/32, /128) is an address, any other a
+ * subnet. A subnet with host bits set ("10.0.0.5/24") is its network, as omicron's sled agent
+ * passed it to OPTE's Ipv4Cidr::new / Ipv6Cidr::new, which mask it (opte-api ip.rs).
+ */
 export function firewallHost(host: VpcFirewallHost, field = 'filter_hosts'): FirewallHost {
   if (typeof host === 'object' && host !== null && host.type === 'vpc') {
     const vni = host.value;
@@ -78,7 +92,7 @@ export function firewallHost(host: VpcFirewallHost, field = 'filter_hosts'): Fir
   if (typeof net !== 'string') throw hostError('EINVAL', `${field}: ${JSON.stringify(host)} is neither an IP network nor {type: "vpc", value: <vni>}`);
   const { ip, prefix, v6 } = prefixOf(net, field);
   if (prefix === (v6 ? 128 : 32)) return { type: 'ip', ip };
-  return { type: 'subnet', subnet: `${ip}/${prefix}` };
+  return { type: 'subnet', subnet: `${maskedNetwork(ip, prefix, v6)}/${prefix}` };
 }
 
 function sameMac(a: string, b: string): boolean {
