@@ -20,7 +20,7 @@ import { conflict, invalidRequest } from './common/errors.js';
 import type { Host } from './host/index.js';
 import { GLOBAL_ZONE, isHostError } from './host/index.js';
 import {
-  routeAddDefault6, siteManifest, svcadmEnable, svccfgAddPg, svccfgImport, svccfgRefresh, svccfgSetProp, zoneImage,
+  ADDROBJ_NAME_MAX, routeAddDefault6, siteManifest, svcadmEnable, svccfgAddPg, svccfgImport, svccfgRefresh, svccfgSetProp, zoneImage,
 } from './host/commands.js';
 import { Ledger } from './ledger.js';
 import type { ServiceRequest } from './params.js';
@@ -38,6 +38,11 @@ import { serviceBundle, type ZoneBundles } from './zone-bundle.js';
  * ZONENAME_MAX (63 characters).
  */
 export const SERVICE_NAME_RE = /^[a-z][a-z0-9-]{0,40}$/;
+
+/** The address object name a service's gz_addresses go under: libipadm takes letters and digits only. */
+export function gzAddrobjName(service: string): string {
+  return service.replace(/[-_]/g, '');
+}
 
 /** DNS ports (reference §1). */
 export const DNS_PORT = 53;
@@ -133,7 +138,7 @@ export class ServiceManager {
    */
   async ensure(requests: ServiceRequest[]): Promise<void> {
     // Validated before queueing: a bad request changes nothing and waits for nothing.
-    const wanted = validateRequests(requests);
+    const wanted = validateRequests(requests, this.#options.underlayVnic);
     return this.#serial(() => this.#ensure(wanted));
   }
 
@@ -243,7 +248,7 @@ export class ServiceManager {
       // the zone's gateway below. That is one addrobj per service, so of several the last stays
       // (RSS sends one).
       for (const address of s.gz_addresses) {
-        await ensureAddress(host, GLOBAL_ZONE, this.#options.underlayVnic, `${address}/64`, { name: s.name.replace(/[-_]/g, '') });
+        await ensureAddress(host, GLOBAL_ZONE, this.#options.underlayVnic, `${address}/64`, { name: gzAddrobjName(s.name) });
       }
 
       const gateway = s.gz_addresses[0] ?? this.#options.underlayAddress;
@@ -311,9 +316,11 @@ export async function ensurePropertyGroup(host: Host, zone: string, fmri: string
 type ServiceRecordInput = Omit<ServiceRecord, 'control_vnic'>;
 
 /** Checks every name and address; throws a 400 naming what is wrong. Pure: nothing changes. */
-function validateRequests(requests: ServiceRequest[]): ServiceRecordInput[] {
+function validateRequests(requests: ServiceRequest[], underlayVnic: string): ServiceRecordInput[] {
   if (!Array.isArray(requests)) throw invalidRequest('services must be an array');
   const seen = new Set<string>();
+  // Only services with gz_addresses make an address object, so only theirs must fit and differ.
+  const addrobjs = new Map<string, string>();
   return requests.map((r) => {
     const name: unknown = r?.name;
     if (typeof name !== 'string' || !SERVICE_NAME_RE.test(name)) {
@@ -331,6 +338,19 @@ function validateRequests(requests: ServiceRequest[]): ServiceRecordInput[] {
           throw invalidRequest(`service "${name}": ${field} entry ${JSON.stringify(a)} is not an IPv6 address`);
         }
       }
+    }
+    if (gz.length > 0) {
+      const addrobj = gzAddrobjName(name);
+      if (addrobj.length > ADDROBJ_NAME_MAX) {
+        throw invalidRequest(`service "${name}": its gz_addresses go on the address object ${underlayVnic}/${addrobj} (the name without "-"), `
+          + `and illumos takes at most ${ADDROBJ_NAME_MAX} characters after the "/": shorten the name by ${addrobj.length - ADDROBJ_NAME_MAX}`);
+      }
+      const other = addrobjs.get(addrobj);
+      if (other !== undefined) {
+        throw invalidRequest(`services "${other}" and "${name}" would both put their gz_addresses on the address object ${underlayVnic}/${addrobj} `
+          + '(the name without "-"), so one would replace the other\'s: rename one of them');
+      }
+      addrobjs.set(addrobj, name);
     }
     return { name, addresses: [...addresses], gz_addresses: [...gz] };
   });

@@ -199,6 +199,37 @@ describe('ServiceManager.ensure', () => {
     expect(env.manager.claimedZones().size).toBe(0);
   });
 
+  it('refuses, before recording anything, a gz_address the name makes no address object for, and two names that make one', async () => {
+    const env = await openEnv();
+    const gz = (name: string, n: number) => ({ name, addresses: [`fd00:1122:3344:101::${n}`], gz_addresses: [`fd00:1122:3344:101::a${n}`] });
+    const long = 'abcdefghij-abcdefghij-abcdefghij-kl';
+    const tooLong = await rejection(env.manager.ensure([NEXUS, gz(long, 1)]));
+    expect(tooLong.statusCode).toBe(400);
+    expect(tooLong.message).toBe(`service "${long}": its gz_addresses go on the address object underlay0/abcdefghijabcdefghijabcdefghijkl `
+      + '(the name without "-"), and illumos takes at most 31 characters after the "/": shorten the name by 1');
+    const twins = await rejection(env.manager.ensure([gz('int-dns', 1), NEXUS, gz('intdns', 2)]));
+    expect(twins.statusCode).toBe(400);
+    expect(twins.message).toBe('services "int-dns" and "intdns" would both put their gz_addresses on the address object underlay0/intdns '
+      + '(the name without "-"), so one would replace the other\'s: rename one of them');
+    await expect(readFile(env.ledgerPath, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await env.sim.zones.list()).toEqual([]);
+
+    // Without gz_addresses a name makes no address object; 31 characters without "-" fit.
+    await env.manager.ensure([{ name: long, addresses: ['fd00:1122:3344:101::1'] }, gz('int-dns', 2), gz(long.slice(0, -1), 3)]);
+    expect((await env.sim.zones.exec('global', ['ipadm', 'show-addr', '-p', '-o', 'ADDR', 'underlay0/abcdefghijabcdefghijabcdefghijk'])).stdout)
+      .toBe('fd00:1122:3344:101::a3/64\n');
+  });
+
+  it('the simulated host takes the address object names libipadm takes, and no others', async () => {
+    const env = await openEnv();
+    const create = (name: string, n: number) =>
+      env.sim.zones.exec('global', ['ipadm', 'create-addr', '-t', '-T', 'static', '-a', `fd00:1122:3344:101::${n}/64`, `underlay0/${name}`]);
+    await create(`a${'1'.repeat(30)}`, 1);
+    for (const [i, name] of [`a${'1'.repeat(31)}`, 'a_b', '1ab', ''].entries()) {
+      await expect(create(name, i + 2)).rejects.toMatchObject({ code: 'ECOMMAND', message: expect.stringContaining('Invalid argument') });
+    }
+  });
+
   it('records a service before its zone is made: a failed set-up is reported and finished by the next request', async () => {
     const env = await openEnv();
     env.ch.failInstall.add('oxz_oximeter');

@@ -59,6 +59,11 @@ export const PROPOLIS_SERVICE = 'svc:/system/illumos/propolis-server';
 /** The addrobj names omicron uses: static IPv6, link-local. */
 export const ADDROBJ_STATIC6 = 'omicron6';
 export const ADDROBJ_LINKLOCAL = 'linklocal';
+/**
+ * The longest name after the "/" of an address object: libipadm (i_ipadm_is_user_aobjname_valid)
+ * takes a letter, then letters and digits, fewer than IPADM_AOBJ_USTRSIZ (32) in all.
+ */
+export const ADDROBJ_NAME_MAX = 31;
 
 export const ipadmShowAddr = (addrobj: string): string[] => ['ipadm', 'show-addr', '-p', '-o', 'ADDR', addrobj];
 export const ipadmCreateLinkLocal = (vnic: string): string[] =>

@@ -5,7 +5,7 @@
 // hands them to run() and turns a CommandFailure into zlogin's ECOMMAND.
 import { isIP, isIPv6 } from 'node:net';
 import { GLOBAL_ZONE } from '../host/index.js';
-import { PROPOLIS_SERVICE, svcLogFile } from '../host/commands.js';
+import { ADDROBJ_NAME_MAX, PROPOLIS_SERVICE, svcLogFile } from '../host/commands.js';
 import type { SimMachine } from './machine.js';
 import { splitFmri, type SimSmf, type SmfPg } from './smf.js';
 import type { SimLinks } from './vnic.js';
@@ -47,7 +47,7 @@ function cidrProblem(cidr: string): string | null {
   return null;
 }
 
-const ADDROBJ_RE = /^([A-Za-z][A-Za-z0-9_.]*[0-9])\/([A-Za-z][A-Za-z0-9_]{0,31})$/;
+const ADDROBJ_RE = new RegExp(`^([A-Za-z][A-Za-z0-9_.]*[0-9])/([A-Za-z][A-Za-z0-9]{0,${ADDROBJ_NAME_MAX - 1}})$`);
 const PG_RE = /^[A-Za-z][-_A-Za-z0-9]*$/;
 const INSTANCE_RE = /^[A-Za-z0-9_][-_.,+A-Za-z0-9]*$/;
 const SITE_MANIFEST_RE = /^\/var\/svc\/manifest\/site\/([A-Za-z0-9][-_.A-Za-z0-9]*)\/manifest\.xml$/;
