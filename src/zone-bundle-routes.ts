@@ -45,7 +45,7 @@ const getSchema = {
 } as const;
 
 export function zoneBundleRoutes(app: App, agentOf: () => SledAgent): void {
-  app.get('/zones/bundles', { schema: listSchema }, async () => listBundles(bundleDir(agentOf().config.data_dir)));
+  app.get('/zones/bundles', { schema: listSchema }, async (request) => listBundles(bundleDir(agentOf().config.data_dir), request.log));
 
   app.get('/zones/bundles/:zone/:id', { schema: getSchema }, async (request, reply) => {
     const { zone, id } = request.params;

@@ -21,11 +21,12 @@
 // teardown (a lost zone has no SMF to ask: those steps say so). The bundles together stay within
 // `[bundles] max_bytes`, the oldest removed first.
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
+import { writeFileAtomic } from './common/persist.js';
 import { tarArchive, type TarEntry } from './common/tar.js';
 import { NETWORK_MILESTONE, svcLogFile, svcsExplain, svcsStates, tailLines } from './host/commands.js';
 import type { Host } from './host/index.js';
@@ -229,17 +230,16 @@ export class ZoneBundles {
   async #store1(info: BundleInfo, archive: Buffer): Promise<void> {
     const dir = join(this.dir, info.zone);
     await mkdir(dir, { recursive: true });
-    const path = join(dir, `${info.id}.tar.gz`);
-    // Written aside and renamed, so a listing never offers half a bundle.
-    await writeFile(`${path}.tmp`, archive);
-    await writeFile(join(dir, `${info.id}.json`), json(info));
-    await rename(`${path}.tmp`, path);
+    // Each written aside, synced and renamed, so neither is ever seen half written, not even
+    // after a power loss; the listing entry first, as the archive is what makes a bundle listed.
+    await writeFileAtomic(join(dir, `${info.id}.json`), json(info), 0o644, false);
+    await writeFileAtomic(join(dir, `${info.id}.tar.gz`), archive, 0o644, false);
     await this.#evict();
   }
 
-  /** Oldest first, until the bundles together are within max_bytes. */
+  /** Oldest first, until the bundles together are within max_bytes; those the listing leaves out count too. */
   async #evict(): Promise<void> {
-    const all = await listBundles(this.dir);
+    const all = await scanBundles(this.dir);
     let total = all.reduce((n, b) => n + b.size, 0);
     for (const b of all) {
       if (total <= this.#options.maxBytes) break;
@@ -279,9 +279,42 @@ export function serviceBundle(zone: string, service: ServiceRecord, err: unknown
   };
 }
 
-/** Every bundle under `dir`, oldest first. */
-export async function listBundles(dir: string): Promise<BundleInfo[]> {
-  const found: BundleInfo[] = [];
+/**
+ * Every bundle under `dir`, oldest first. One whose listing entry cannot be read is left out,
+ * and `log` says which: one bad file must not hide the others.
+ */
+export async function listBundles(dir: string, log?: Logger): Promise<BundleInfo[]> {
+  const listed: BundleInfo[] = [];
+  for (const { unreadable, ...info } of await scanBundles(dir)) {
+    if (unreadable === undefined) listed.push(info);
+    else log?.warn({ zone: info.zone, bundle: info.id, err: unreadable }, 'zone bundle left out of the listing: its listing entry cannot be read');
+  }
+  return listed;
+}
+
+/** A bundle found on disk; `unreadable` says why its listing entry could not be read (then time is the archive's mtime). */
+type ScannedBundle = BundleInfo & { unreadable?: string };
+
+/** The metadata in a bundle's listing entry: {} if there is none, an Error if it cannot be read or is not an object. */
+async function readListingEntry(path: string): Promise<Partial<BundleInfo> | Error> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    return err as Error;
+  }
+  try {
+    const meta: unknown = JSON.parse(text);
+    if (typeof meta === 'object' && meta !== null && !Array.isArray(meta)) return meta as Partial<BundleInfo>;
+    return new Error(`${path} holds ${JSON.stringify(meta)}, not an object`);
+  } catch (err) {
+    return new Error(`${path} is not JSON: ${errMessage(err)}`);
+  }
+}
+
+async function scanBundles(dir: string): Promise<ScannedBundle[]> {
+  const found: ScannedBundle[] = [];
   for (const zone of await readdirIfExists(dir)) {
     if (!ZONENAME_REGEXP.test(zone)) continue;
     for (const file of await readdirIfExists(join(dir, zone))) {
@@ -295,11 +328,13 @@ export async function listBundles(dir: string): Promise<BundleInfo[]> {
       } catch {
         continue; // removed meanwhile
       }
-      const meta = await readFile(join(dir, zone, `${id}.json`), 'utf8').then((t) => JSON.parse(t) as Partial<BundleInfo>, () => ({}) as Partial<BundleInfo>);
+      const entry = await readListingEntry(join(dir, zone, `${id}.json`));
+      const meta = entry instanceof Error ? {} : entry;
       found.push({
         zone, id, size,
         time: typeof meta.time === 'string' ? meta.time : mtime.toISOString(),
         cause: typeof meta.cause === 'string' ? meta.cause : 'unknown (its listing entry is missing)',
+        ...(entry instanceof Error ? { unreadable: entry.message } : {}),
       });
     }
   }

@@ -6,7 +6,7 @@
 // must answer alike.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,6 +25,7 @@ import { RecentLogs, recentLogs } from '../src/recent-logs.js';
 import { openSimHost } from '../src/host/open.js';
 import { SimHost } from '../src/sim/host.js';
 import { agentApp, startAgent } from '../src/sled-agent.js';
+import { bundleDir, ZoneBundles } from '../src/zone-bundle.js';
 import { ensureBody, nexusSees, realRuntime, runInstance, startTestAgent, testConfig, zoneOf, type TestAgent } from './support/agent.js';
 import { fakeIllumosFiles, freshFakeHost, openFakeIllumosHost, startFakeIllumosAgent } from './support/fake-illumos.js';
 import { FakeNexus } from './support/fake-nexus.js';
@@ -390,6 +391,62 @@ describe('zone bundles on the simulated host, over HTTP', () => {
     expect(missing.body).toMatchObject({ error_code: 'ObjectNotFound' });
     expect((await t.request('GET', '/zones/bundles/oxz_nexus/..%2F..%2Finstances')).status).toBe(400);
     expect((await t.request('GET', `/zones/bundles/..%2F/${randomUUID()}`)).status).toBe(400);
+  });
+});
+
+describe('a bundle whose listing entry cannot be read', () => {
+  const cleanup: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  /** A bundle on disk as an agent left it: its archive, and its listing entry as `entry` says (none if null). */
+  function plant(dir: string, zone: string, entry: string | null, bytes = 100, at = new Date('2026-01-01T00:00:00Z')): string {
+    const id = randomUUID();
+    mkdirSync(join(dir, zone), { recursive: true });
+    writeFileSync(join(dir, zone, `${id}.tar.gz`), Buffer.alloc(bytes));
+    utimesSync(join(dir, zone, `${id}.tar.gz`), at, at);
+    if (entry !== null) writeFileSync(join(dir, zone, `${id}.json`), entry);
+    return id;
+  }
+
+  it('is left out of GET /zones/bundles, and logged, while the others are listed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zone-bundle-corrupt-'));
+    const dataDir = join(dir, 'var-oxide');
+    const time = '2026-02-03T04:05:06.000Z';
+    const good = plant(bundleDir(dataDir), 'oxz_nexus', JSON.stringify({ zone: 'oxz_nexus', time, cause: 'it broke' }));
+    const truncated = plant(bundleDir(dataDir), 'oxz_nexus', '{"zone": "oxz_nex');
+    const notAnObject = plant(bundleDir(dataDir), 'oxz_oximeter', 'null');
+    const missing = plant(bundleDir(dataDir), 'oxz_oximeter', null);
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const t = await startTestAgent({ dir, log });
+    cleanup.push(() => t.close());
+
+    const list = await bundles(t.running.address);
+    expect(list).toEqual([
+      { zone: 'oxz_oximeter', id: missing, size: 100, time: '2026-01-01T00:00:00.000Z', cause: 'unknown (its listing entry is missing)' },
+      { zone: 'oxz_nexus', id: good, size: 100, time, cause: 'it broke' },
+    ]);
+    const skipped = lines.filter((l) => l.msg === 'zone bundle left out of the listing: its listing entry cannot be read');
+    expect(skipped.map((l) => [l.zone, l.bundle]).sort()).toEqual([['oxz_nexus', truncated], ['oxz_oximeter', notAnObject]].sort());
+    expect(skipped.find((l) => l.bundle === truncated)!.err).toMatch(/is not JSON/);
+    expect((await t.request('GET', '/health')).status).toBe(200);
+  });
+
+  it('still counts toward max_bytes, and goes when it is the oldest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zone-bundle-corrupt-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const host = await SimHost.open({ stateDir: join(dir, 'host'), links: [], pools: [] });
+    cleanup.push(() => host.close());
+    const bundlesDir = join(dir, 'bundles');
+    const corrupt = plant(bundlesDir, 'oxz_nexus', '{', 1 << 20);
+    const store = new ZoneBundles({ dir: bundlesDir, maxBytes: 1 << 20, host, log: pino({ level: 'silent' }), zoneDataset: 'rpool/zone' });
+    const made = await store.collect({ zone: 'oxz_oximeter', cause: 'it broke', ledger: { file: 'services.json', record: {} }, fmris: [], vnics: [] });
+    expect(made).not.toBeNull();
+    expect(existsSync(join(bundlesDir, 'oxz_nexus', `${corrupt}.tar.gz`))).toBe(false);
+    expect(existsSync(join(bundlesDir, 'oxz_nexus'))).toBe(false);
+    expect(readdirSync(join(bundlesDir, 'oxz_oximeter')).sort()).toEqual([`${made!.id}.json`, `${made!.id}.tar.gz`]);
   });
 });
 
