@@ -242,18 +242,31 @@ export class WarmPool {
     return null;
   }
 
-  /** Counts a provisioning under way, so refills wait for it; returns its end. */
+  /**
+   * Counts a provisioning under way, so refills wait for it; returns its end. It counts for as
+   * long as a readiness wait may last, no longer: a start whose VM never comes up (Propolis stuck
+   * in Starting, or unreachable while its monitor retries) would otherwise hold every refill for
+   * good.
+   */
   startBegun(): () => void {
     this.#starts += 1;
     if (this.#quiet !== null) clearTimeout(this.#quiet);
     this.#quiet = null;
     let ended = false;
-    return () => {
+    const end = (): void => {
       if (ended) return;
       ended = true;
+      clearTimeout(expiry);
       this.#starts -= 1;
       if (this.#starts === 0) this.#refillSoon();
     };
+    const limit = this.#ctx.settings.readyTimeoutMs;
+    const expiry = setTimeout(() => {
+      this.#log.warn({ after_ms: limit }, 'a start has not ended within the readiness deadline; the pool no longer waits for it to refill');
+      end();
+    }, limit);
+    expiry.unref();
+    return end;
   }
 
   /**
@@ -293,7 +306,20 @@ export class WarmPool {
         names.push(record.name);
       }
       // Named in the ledger before anything is made, so a kill leaves nothing unclaimed.
-      await this.#ctx.commit();
+      try {
+        await this.#ctx.commit();
+      } catch (err) {
+        // Not on disk, so nothing may be made under these names: they go, rather than stay
+        // "warming" with nothing warming them, and the next take or start tries again (not at
+        // once: the disk is failing).
+        for (const name of names) {
+          delete this.#ctx.table.zones[name];
+          this.#status.delete(name);
+        }
+        this.#lastWarmFailed = true;
+        this.#wake();
+        throw err;
+      }
       await Promise.all(names.map((name) => this.#warm(name, true)));
     })().catch((err: unknown) => this.#log.error({ err }, 'warm pool refill failed')).finally(() => {
       this.#refilling = null;

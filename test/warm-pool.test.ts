@@ -4,6 +4,8 @@
 // replaced, never handed out; a start that fails after taking one removes it. And the cold path:
 // zones cloned from the template, or installed without one.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -222,6 +224,50 @@ describe('warm pool', () => {
     expect(gone).toHaveLength(1);
     expect(states.has(gone[0] as string)).toBe(false);
     expect(states.get(zone)).toBe('running');
+  });
+
+  it('drops the names of a refill it could not record, and refills at the next start', async () => {
+    t = await startTestAgent(pooled({ warm_pool: 1, template: false }));
+    const pool = t.running.agent.pool;
+    await pool.ready();
+    // The refill's write naming the new zone fails, once.
+    const original = Ledger.prototype.commit;
+    let failed = 0;
+    Ledger.prototype.commit = async function onceFailing(this: Ledger<unknown>, ...changed: Change[]) {
+      if (failed === 0 && changed.some((c) => c[0] === 'pool')) {
+        failed += 1;
+        throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+      }
+      return original.apply(this, changed);
+    };
+    try {
+      await runInstance(t);
+      await expect.poll(() => failed, { timeout: 10_000 }).toBe(1);
+      // Nothing is warming under names the disk does not have.
+      await expect.poll(() => pool.counts()).toEqual({ target: 1, ready: 0, warming: 0 });
+    } finally {
+      Ledger.prototype.commit = original;
+    }
+    // The next start ends, and the pool is made up again.
+    await runInstance(t);
+    await pool.ready();
+    expect(Object.keys(ledger(t).pool.zones)).toHaveLength(1);
+  });
+
+  it('refills after the readiness deadline even while a start never ends (its VM stuck in Starting)', async () => {
+    // Each VM step takes a minute: the start's Propolis stays in Creating and Starting.
+    const dir = mkdtempSync(join(tmpdir(), 'sled-agent-real-'));
+    t = await startTestAgent(pooled({ warm_pool: 1, template: false, ready_timeout_ms: 1_500 }, {
+      dir, config: { host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: { vm_step: 60_000 } } },
+    }));
+    const pool = t.running.agent.pool;
+    await pool.ready();
+    const id = randomUUID();
+    expect((await t.request('PUT', `/instances/${id}`, ensureBody('running', realRuntime(), [NIC]))).status).toBe(200);
+    await expect.poll(() => t!.running.agent.instances.get(id)?.record.pooled).toBe(true);
+    await pool.ready();
+    expect(t.running.agent.instances.get(id)?.current.run_state).toBe('starting');
+    expect(Object.keys(ledger(t).pool.zones)).toHaveLength(1);
   });
 
   it('replaces a pool zone that went away, and never hands out one whose Propolis is down', async () => {
