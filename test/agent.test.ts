@@ -2,9 +2,8 @@
 // lifecycle, what reaches the host (zone, VNICs, address, Propolis with the real properties),
 // what reaches Nexus, failures at every phase, Nexus being down, and restarts.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GEN_LEASE } from '../src/instance.js';
@@ -93,8 +92,7 @@ describe('instance lifecycle', () => {
 
   it('a run asked while the stop is under way waits for the teardown, then runs in a new zone', async () => {
     // Propolis takes 300 ms per VM step, so the run arrives while the old VM is still going down.
-    const dir = mkdtempSync(join(tmpdir(), 'sled-agent-real-'));
-    t = await startTestAgent({ dir, config: { host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: { vm_step: 300 } } } });
+    t = await startTestAgent({ config: { host: { latency: { vm_step: 300 } } } });
     const { id, runtime, zone } = await runInstance(t);
     const stop = await t.request('PUT', `/instances/${id}`, ensureBody('stopped', runtime));
     expect(stop.body.run_state).toBe('stopping');
@@ -345,7 +343,7 @@ describe('services and storage over HTTP', () => {
 describe('failures', () => {
   it('marks the instance failed and tells Nexus when its zone is deleted before Propolis is up', async () => {
     // A long network milestone leaves time to pull the zone away mid-provisioning.
-    t = await startTestAgent({ config: { host: { backend: 'sim', latency: { network: 60_000 } } } });
+    t = await startTestAgent({ config: { host: { latency: { network: 60_000 } } } });
     const id = randomUUID();
     const runtime = realRuntime();
     await t.request('PUT', `/instances/${id}`, ensureBody('running', runtime));

@@ -4,8 +4,6 @@
 // replaced, never handed out; a start that fails after taking one removes it. And the cold path:
 // zones cloned from the template, or installed without one.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -256,9 +254,8 @@ describe('warm pool', () => {
 
   it('refills after the readiness deadline even while a start never ends (its VM stuck in Starting)', async () => {
     // Each VM step takes a minute: the start's Propolis stays in Creating and Starting.
-    const dir = mkdtempSync(join(tmpdir(), 'sled-agent-real-'));
     t = await startTestAgent(pooled({ warm_pool: 1, template: false, ready_timeout_ms: 1_500 }, {
-      dir, config: { host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: { vm_step: 60_000 } } },
+      config: { host: { latency: { vm_step: 60_000 } } },
     }));
     const pool = t.running.agent.pool;
     await pool.ready();

@@ -53,6 +53,8 @@ export interface TestAgentOptions {
 
 /** A config file's content for the sim host under `dir` (also used by the child-process tests). */
 export function testConfig(dir: string, nexus: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  // A test's [host] table goes over this one, so its state stays under `dir` unless it says otherwise.
+  const { host, ...rest } = extra as { host?: Record<string, unknown> };
   return {
     id: 'fb0f7546-4d46-40ca-9d56-cbb810684ca7',
     nexus_address: nexus,
@@ -62,12 +64,12 @@ export function testConfig(dir: string, nexus: string, extra: Record<string, unk
     data_dir: join(dir, 'var-oxide'),
     dropshot: { bind_address: '127.0.0.1:0' },
     log: { level: 'info' },
-    host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: 'zero' },
+    host: { backend: 'sim', state_dir: join(dir, 'sim-host'), latency: 'zero', ...host },
     // No pool and no template unless a test asks: each test's zones are its instances' own.
     zones: { ready_timeout_ms: 20_000, warm_pool: 0, template: false },
     updates: { artifact_dir: join(dir, 'zones') },
     nexus: { timeout_ms: 2_000, backoff_initial_ms: 5, backoff_max_ms: 100 },
-    ...extra,
+    ...rest,
   };
 }
 
