@@ -39,6 +39,7 @@ export class DiskManager {
   async ensure(id: string, initial: DiskRuntimeState, target: DiskStateRequested): Promise<DiskRuntimeState> {
     const known = this.#disks.get(id);
     const states = known ?? new DiskStates({ ...initial });
+    const before = { current: states.current, desired: states.desired, entry: this.ledger.value.disks[id] };
     states.requestTransition(target); // a 400 for a transition the state machine refuses
     if (!known) this.#disks.set(id, states);
     const answer = states.current;
@@ -53,7 +54,24 @@ export class DiskManager {
     } else {
       this.ledger.value.disks[id] = { runtime: after };
     }
-    await this.ledger.commit();
+    try {
+      await this.ledger.commit();
+    } catch (err) {
+      // Not on disk: as if the request never came, so Nexus's retry runs it again and Nexus hears
+      // the state it reaches then (left ahead, the retry would be a no-op that reports nothing).
+      // Unless another request has moved the disk on since: its own outcome decides.
+      if (states.current === after) {
+        if (known) {
+          states.current = before.current;
+          states.desired = before.desired;
+        } else if (this.#disks.get(id) === states) {
+          this.#disks.delete(id);
+        }
+        if (before.entry === undefined) delete this.ledger.value.disks[id];
+        else this.ledger.value.disks[id] = before.entry;
+      }
+      throw err;
+    }
     if (after !== answer) {
       this.log.info({ disk: id, state: after.disk_state, gen: after.gen }, 'disk state reached');
       void this.notifier.push(`disk:${id}`, `disk ${id} gen ${after.gen}`, () => this.nexus.diskPut(id, after));

@@ -307,6 +307,31 @@ describe('instance lifecycle', () => {
   });
 });
 
+describe('disks over HTTP', () => {
+  it('a disk request it cannot record is refused as if it never came: the retry runs it, and Nexus hears the result', async () => {
+    t = await startTestAgent();
+    const disk = randomUUID();
+    const instance = randomUUID();
+    const body = {
+      initial_runtime: { disk_state: { state: 'detached' }, gen: 1, time_updated: '2022-06-08T21:14:44.000Z' },
+      target: { state: 'attached', instance },
+    };
+    expect((await t.request('PUT', `/disks/${disk}`, { ...body, target: { state: 'detached' } })).status).toBe(200);
+    const original = Ledger.prototype.commit;
+    Ledger.prototype.commit = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    try {
+      expect((await t.request('PUT', `/disks/${disk}`, body)).status).toBe(500);
+    } finally {
+      Ledger.prototype.commit = original;
+    }
+    const retry = await t.request('PUT', `/disks/${disk}`, body);
+    expect(retry.status).toBe(200);
+    expect(retry.body.disk_state).toEqual({ state: 'attaching', instance });
+    const put = await t.nexus.waitFor((r) => r.method === 'PUT' && r.url === `/disks/${disk}` && r.body.disk_state.state === 'attached');
+    expect(put.body.disk_state).toEqual({ state: 'attached', instance });
+  });
+});
+
 describe('services and storage over HTTP', () => {
   it('PUT /services starts a zone per service; a request dropping one is a 409 naming it', async () => {
     t = await startTestAgent();
