@@ -25,6 +25,23 @@ async function poke(kind: 'instances' | 'disks', id: string) {
 }
 
 describe('instances, explicit mode', () => {
+  it('answers a poke once Nexus has the state it reports, as the original does', async () => {
+    t = await startTestSim({ mode: 'explicit' });
+    // A slow Nexus: a poke that did not wait would be answered long before this one is.
+    t.nexus.respond = async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      return { status: 204 };
+    };
+    const id = randomUUID();
+    await putInstance(id, 'running');
+    await poke('instances', id);
+    expect(t.nexus.requests.filter(instancePuts(id)).map((r) => r.body.run_state)).toEqual(['running']);
+    const disk = randomUUID();
+    expect((await t.request('PUT', `/disks/${disk}`, diskEnsure({ state: 'attached', instance: randomUUID() }))).status).toBe(200);
+    await poke('disks', disk);
+    expect(t.nexus.requests.filter(diskPuts(disk)).map((r) => r.body.disk_state.state)).toEqual(['attached']);
+  });
+
   it('runs the original Nexus flow: create, reboot, stop, with strictly increasing generations', async () => {
     t = await startTestSim({ mode: 'explicit' });
     const id = randomUUID();

@@ -51,8 +51,8 @@ export interface SimCollectionOptions<Current> {
   /** Auto mode: time from a request (or a step) to the next simulated step, ms. */
   autoDelayMs: number;
   log: Logger;
-  /** Report the object's state to Nexus (called after every poke, as the original does). */
-  notify: (id: string, current: Current) => void;
+  /** Report the object's state to Nexus (called after every poke, as the original does); settles once Nexus has it, or will not. */
+  notify: (id: string, current: Current) => Promise<unknown>;
 }
 
 interface Entry<O> {
@@ -103,14 +103,17 @@ export class SimCollection<Current, Requested, O extends SimObject<Current, Requ
     return object.current;
   }
 
-  /** Advance `id` one simulated step and report to Nexus. 404 if the id is unknown. */
-  poke(id: string): void {
+  /**
+   * Advance `id` one simulated step and report to Nexus; settles once Nexus has the new state (or
+   * will not get it), as the original's sim_poke awaits its notify. 404 if the id is unknown.
+   */
+  poke(id: string): Promise<unknown> {
     const entry = this.objects.get(id);
     if (!entry) throw objectNotFound(`no ${this.options.kind} with id ${id}`);
-    this.step(id, entry);
+    return this.step(id, entry);
   }
 
-  private step(id: string, entry: Entry<O>): void {
+  private step(id: string, entry: Entry<O>): Promise<unknown> {
     const { object } = entry;
     if (entry.timer) {
       clearTimeout(entry.timer);
@@ -118,12 +121,13 @@ export class SimCollection<Current, Requested, O extends SimObject<Current, Requ
     }
     if (object.desired !== null) object.executeDesiredTransition();
     this.options.log.info({ kind: this.options.kind, id, state: object.current }, 'simulated transition');
-    this.options.notify(id, object.current);
+    const reported = this.options.notify(id, object.current);
     if (object.desired === null && object.readyToDestroy()) {
       this.objects.delete(id);
-      return;
+      return reported;
     }
     this.scheduleStep(id, entry);
+    return reported;
   }
 
   private scheduleStep(id: string, entry: Entry<O>): void {
@@ -131,7 +135,7 @@ export class SimCollection<Current, Requested, O extends SimObject<Current, Requ
     entry.timer = setTimeout(() => {
       entry.timer = null;
       // The object may have been removed by a poke meanwhile.
-      if (this.objects.get(id) === entry) this.step(id, entry);
+      if (this.objects.get(id) === entry) void this.step(id, entry);
     }, this.options.autoDelayMs);
   }
 

@@ -15,7 +15,7 @@ export function simRoutes(app: App, agent: SimSledAgent, metrics: Metrics): void
   });
 
   app.post('/instances/:instance_id/poke', { schema: endpoints.instancePoke }, async (request, reply) => {
-    agent.instancePoke(request.params.instance_id);
+    await agent.instancePoke(request.params.instance_id);
     return reply.status(204).send();
   });
 
@@ -25,7 +25,7 @@ export function simRoutes(app: App, agent: SimSledAgent, metrics: Metrics): void
   });
 
   app.post('/disks/:disk_id/poke', { schema: endpoints.diskPoke }, async (request, reply) => {
-    agent.diskPoke(request.params.disk_id);
+    await agent.diskPoke(request.params.disk_id);
     return reply.status(204).send();
   });
 

@@ -21,6 +21,9 @@ import { SimNetworking } from './networking.js';
 import { SimServices } from './services.js';
 import type { SimStorage } from './storage.js';
 
+/** How long a poke waits for Nexus to take the state it reports before it answers anyway. */
+const POKE_REPORT_WAIT_MS = 10_000;
+
 export interface SimSledAgentOptions {
   id: string;
   mode: SimMode;
@@ -53,11 +56,11 @@ export class SimSledAgent {
     this.services = new SimServices(log.child({ component: 'services' }));
     this.instances = new SimCollection({
       kind: 'instance', mode, autoDelayMs, log,
-      notify: (id, state) => void notifier.push(`instance:${id}`, `instance gen ${state.gen}`, () => nexus.instancePut(id, state)),
+      notify: (id, state) => notifier.push(`instance:${id}`, `instance gen ${state.gen}`, () => nexus.instancePut(id, state)),
     }, (_id, initial) => new SimInstance(initial));
     this.disks = new SimCollection({
       kind: 'disk', mode, autoDelayMs, log,
-      notify: (id, state) => void notifier.push(`disk:${id}`, `disk gen ${state.gen}`, () => nexus.diskPut(id, state)),
+      notify: (id, state) => notifier.push(`disk:${id}`, `disk gen ${state.gen}`, () => nexus.diskPut(id, state)),
     }, (_id, initial) => new SimDisk(initial));
   }
 
@@ -66,16 +69,30 @@ export class SimSledAgent {
     return this.instances.ensure(id, initial.runtime, target);
   }
 
-  instancePoke(id: string): void {
-    this.instances.poke(id);
+  /** One simulated step; resolves once Nexus has the state it reports (at most POKE_REPORT_WAIT_MS). */
+  async instancePoke(id: string): Promise<void> {
+    await this.#reported(this.instances.poke(id), `instance ${id}`);
   }
 
   diskEnsure(id: string, initial: DiskRuntimeState, target: DiskStateRequested): DiskRuntimeState {
     return this.disks.ensure(id, initial, target);
   }
 
-  diskPoke(id: string): void {
-    this.disks.poke(id);
+  async diskPoke(id: string): Promise<void> {
+    await this.#reported(this.disks.poke(id), `disk ${id}`);
+  }
+
+  /**
+   * Nexus's tests poke, then read the state from Nexus at once, as the original's poke answers
+   * only after its notify; with Nexus down the report keeps being retried, but the poke does
+   * not wait for it past the bound.
+   */
+  async #reported(outcome: Promise<unknown>, what: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), POKE_REPORT_WAIT_MS); });
+    const result = await Promise.race([outcome, late]);
+    clearTimeout(timer);
+    if (result === 'late') this.options.log.warn({ object: what, waited_ms: POKE_REPORT_WAIT_MS }, 'poke answered before Nexus took the state it reports; still retrying');
   }
 
   servicesEnsure(services: ServiceRequest[]): void {

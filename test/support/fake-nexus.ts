@@ -10,7 +10,14 @@ export interface Recorded {
   raw: string;
 }
 
-export type Responder = (req: Recorded) => { status: number; body?: string | Buffer; headers?: Record<string, string> };
+export interface Answer {
+  status: number;
+  body?: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+/** An answer, or a promise of one (a slow Nexus): the request is recorded once it is answered. */
+export type Responder = (req: Recorded) => Answer | Promise<Answer>;
 
 export class FakeNexus {
   readonly requests: Recorded[] = [];
@@ -23,9 +30,9 @@ export class FakeNexus {
   static async start(): Promise<FakeNexus> {
     const nexus = new FakeNexus();
     nexus.server = createServer((req, res) => {
-      void readBody(req).then((raw) => {
+      void readBody(req).then(async (raw) => {
         const rec: Recorded = { method: req.method ?? '', url: req.url ?? '', raw, body: parse(raw) };
-        const answer = nexus.respond(rec);
+        const answer = await nexus.respond(rec);
         nexus.requests.push(rec);
         nexus.events.emit('request', rec);
         res.writeHead(answer.status, answer.headers ?? {});
