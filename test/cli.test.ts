@@ -272,6 +272,16 @@ describe('sled-agent sim', () => {
     return { id, first, port, stderr, child };
   }
 
+  it('serves its Crucible agents on its own address, and tells Nexus so, as sled-agent-sim does', async () => {
+    const { child: proc } = await start('127.0.0.2:0');
+    const put = await nexus!.waitFor((r) => r.method === 'PUT' && /\/dataset\//.test(r.url));
+    expect(put.body.address).toMatch(/^127\.0\.0\.2:\d+$/);
+    const port = Number(/:(\d+)$/.exec(put.body.address)![1]);
+    expect((await fetch(`http://127.0.0.2:${port}/crucible/0/regions`)).status).toBe(200);
+    proc.kill('SIGTERM');
+    await once(proc, 'exit');
+  });
+
   it('announces its real port, registers, serves, logs one JSON line per request and stops on SIGTERM', async () => {
     const { id, first, stderr, child: proc } = await start('127.0.0.1:0');
     const m = /^listening on http:\/\/127\.0\.0\.1:(\d+)$/.exec(first);

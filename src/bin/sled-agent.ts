@@ -10,7 +10,7 @@ import { lockAgentDirectories, simHostLock } from '../common/dir-lock.js';
 import { tuneV8 } from '../common/v8-tuning.js';
 import { createLogger, effectiveLevel } from '../logger.js';
 import {
-  ConfigError, DEFAULT_SLED_ID, checkSimConfig, defaultSimConfig, loadSimConfigFile, type SimConfig,
+  ConfigError, DEFAULT_SLED_ID, checkSimConfig, defaultSimConfig, loadSimConfigFile, readTomlFile, type SimConfig,
 } from '../sim/config.js';
 import { loadAgentConfigFile } from '../config.js';
 import { checkBootstrapConfig, defaultBootstrapConfig, loadBootstrapConfigFile } from '../bootstrap/config.js';
@@ -71,6 +71,11 @@ Example:
         }
       }
       const base = opts.config ? loadSimConfigFile(opts.config) : defaultSimConfig();
+      // The Crucible agents serve where the sled agent does, as sled-agent-sim sets storage.ip
+      // from its address: Nexus is told their addresses and must reach them. A file's own
+      // storage.ip wins.
+      const fileIp = opts.config ? (readTomlFile(opts.config).storage as { ip?: unknown } | undefined)?.ip : undefined;
+      const storage = fileIp === undefined ? { ...base.storage, ip: parseSocketAddr(bind).host } : base.storage;
       let config: SimConfig;
       try {
         config = checkSimConfig({
@@ -79,6 +84,7 @@ Example:
           nexus_address: nexus,
           sim_mode: opts.simMode ?? base.sim_mode,
           dropshot: { ...base.dropshot, bind_address: bind },
+          storage,
         }, 'command line');
       } catch (err) {
         // The file, if any, was checked as it was read: what is wrong here is an argument.
