@@ -146,6 +146,26 @@ describe('storage reported to Nexus', () => {
     for (const r of storage) expect(nexus.requests.indexOf(r)).toBeGreaterThan(accepted);
   });
 
+  it('holds a dataset asked for before registration until its pool is reported', async () => {
+    const nexus = await FakeNexus.start();
+    let register!: () => void;
+    const registration = new Promise<void>((resolve) => { register = resolve; });
+    nexus.respond = async (r) => {
+      if (r.method === 'POST' && r.url.startsWith('/sled_agents/')) await registration;
+      return { status: 204 };
+    };
+    sim = await startTestSim({ zpools: POOLS, nexus });
+    const res = await sim.request('PUT', '/filesystem', {
+      zpool_id: FIXED_ZPOOL_ID, dataset_kind: { type: 'clickhouse' }, address: '[fd00:1122:3344:101::9]:8123',
+    });
+    expect(res.status).toBe(204);
+    register();
+    await sim.sim.registered;
+    const clickhouse = await nexus.waitFor((r) => isDatasetPut(r) && r.body.kind === 'clickhouse');
+    const pool = nexus.requests.find((r) => isZpoolPut(r) && ZPOOL_PUT_RE.exec(r.url)![2] === FIXED_ZPOOL_ID)!;
+    expect(nexus.requests.indexOf(pool)).toBeLessThan(nexus.requests.indexOf(clickhouse));
+  });
+
   it('retries a zpool_put that Nexus answered with 500 and still reports its dataset after it', async () => {
     const nexus = await FakeNexus.start();
     let failedUrl: string | null = null;

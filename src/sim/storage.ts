@@ -34,7 +34,12 @@ export interface RequestedDataset {
 export class SimStorage {
   readonly zpools: SimZpool[] = [];
   readonly requested: RequestedDataset[] = [];
-  private reported: Promise<void> | null = null;
+  /**
+   * Settles once every pool has been reported (report()); until the sled is registered it stays
+   * pending, so a dataset asked for before then waits for its pool rather than reach Nexus first.
+   */
+  private readonly reported: Promise<void>;
+  private reportedNow!: (all: Promise<void>) => void;
   private readonly log: Logger;
 
   /**
@@ -47,6 +52,7 @@ export class SimStorage {
     private readonly parentLog: Logger,
   ) {
     this.log = parentLog.child({ component: 'storage' });
+    this.reported = new Promise((resolve) => { this.reportedNow = resolve; });
   }
 
   /** Creates the pools and starts one Crucible agent per pool's dataset; all or none. */
@@ -78,8 +84,9 @@ export class SimStorage {
 
   /** Reports every pool, then its dataset, to Nexus; resolves when all were delivered. */
   report(nexus: NexusClient, notifier: NexusNotifier): Promise<void> {
-    this.reported = this.reportAll(nexus, notifier);
-    return this.reported;
+    const all = this.reportAll(nexus, notifier);
+    this.reportedNow(all);
+    return all;
   }
 
   /**
@@ -96,7 +103,7 @@ export class SimStorage {
     this.requested.push(dataset);
     this.log.info({ zpool: zpoolId, dataset: dataset.id, kind: kind.type, address }, 'dataset created (simulated)');
     // Nexus must know the pool before it can take a dataset on it.
-    void (this.reported ?? Promise.resolve()).then(() => notifier.push(`dataset:${dataset.id}`, 'dataset_put',
+    void this.reported.then(() => notifier.push(`dataset:${dataset.id}`, 'dataset_put',
       () => nexus.datasetPut(zpoolId, dataset.id, { address, kind: NEXUS_DATASET_KIND[kind.type] })));
     return true;
   }
