@@ -17,10 +17,12 @@
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { conflict, invalidRequest } from './common/errors.js';
+import { canonicalIpv6, formatIpv6, networkOf, parseIpv6, parseIpv6Net } from './common/ipv6.js';
 import type { Host } from './host/index.js';
 import { GLOBAL_ZONE, isHostError } from './host/index.js';
 import {
-  ADDROBJ_NAME_MAX, routeAddDefault6, siteManifest, svcadmEnable, svccfgAddPg, svccfgImport, svccfgRefresh, svccfgSetProp, zoneImage,
+  ADDROBJ_LINKLOCAL, ADDROBJ_NAME_MAX, ADDROBJ_SLED6, ADDROBJ_STATIC6,
+  routeAddDefault6, siteManifest, svcadmEnable, svccfgAddPg, svccfgImport, svccfgRefresh, svccfgSetProp, zoneImage,
 } from './host/commands.js';
 import { Ledger } from './ledger.js';
 import type { ServiceRequest } from './params.js';
@@ -138,7 +140,7 @@ export class ServiceManager {
    */
   async ensure(requests: ServiceRequest[]): Promise<void> {
     // Validated before queueing: a bad request changes nothing and waits for nothing.
-    const wanted = validateRequests(requests, this.#options.underlayVnic);
+    const wanted = validateRequests(requests, this.#options);
     return this.#serial(() => this.#ensure(wanted));
   }
 
@@ -315,12 +317,50 @@ export async function ensurePropertyGroup(host: Host, zone: string, fmri: string
 
 type ServiceRecordInput = Omit<ServiceRecord, 'control_vnic'>;
 
-/** Checks every name and address; throws a 400 naming what is wrong. Pure: nothing changes. */
-function validateRequests(requests: ServiceRequest[], underlayVnic: string): ServiceRecordInput[] {
+/**
+ * The global-zone address objects the agent makes for itself on the underlay VNIC. A service whose
+ * gz_addresses landed on one would take it over: ensureAddress finds the agent's address there,
+ * deletes it and puts the service's in its place, and the agent takes it back at its next start.
+ */
+const AGENT_ADDROBJS = new Map([
+  [ADDROBJ_SLED6, 'the sled\'s own underlay address'],
+  [ADDROBJ_LINKLOCAL, 'the link-local address every static IPv6 address on the VNIC needs'],
+  [ADDROBJ_STATIC6, 'the agent\'s static IPv6 addresses'],
+]);
+
+/**
+ * Addresses that pass isIPv6 but that no service can be given on the underlay. ::/96 (but :: and
+ * ::1, matched first) and ::ffff:0:0/96 are besides printed by ipadm in dotted form, so even
+ * canonical text would never match what show-addr reports and every start would re-make them.
+ */
+const UNUSABLE = ([
+  ['::/128', 'the unspecified address'],
+  ['::1/128', 'the loopback address'],
+  ['::/96', 'a deprecated IPv4-compatible address'],
+  ['::ffff:0:0/96', 'an IPv4-mapped address'],
+  ['ff00::/8', 'a multicast address'],
+  ['fe80::/10', 'a link-local address'],
+] as const).map(([net, what]) => ({ ...parseIpv6Net(net), what: `${what} (${net})` }));
+
+/**
+ * Checks every name and address; throws a 400 naming what is wrong. Pure: nothing changes.
+ * Whatever passes is recorded before it is brought up and every later request must repeat it, so
+ * what could never come up is refused here, and addresses are returned in canonical (RFC 5952)
+ * text, which is what `ipadm show-addr` prints and ensureAddress compares against.
+ */
+function validateRequests(
+  requests: ServiceRequest[], options: Pick<ServiceManagerOptions, 'underlayVnic' | 'underlayAddress'>,
+): ServiceRecordInput[] {
+  const { underlayVnic, underlayAddress } = options;
   if (!Array.isArray(requests)) throw invalidRequest('services must be an array');
   const seen = new Set<string>();
   // Only services with gz_addresses make an address object, so only theirs must fit and differ.
   const addrobjs = new Map<string, string>();
+  // The zones and the global zone share one etherstub, so an address may be on one of them once.
+  const taken = new Map<string, string>();
+  if (underlayAddress !== undefined) {
+    taken.set(canonicalIpv6(underlayAddress), `the sled's own underlay address (on ${underlayVnic}/${ADDROBJ_SLED6})`);
+  }
   return requests.map((r) => {
     const name: unknown = r?.name;
     if (typeof name !== 'string' || !SERVICE_NAME_RE.test(name)) {
@@ -329,21 +369,38 @@ function validateRequests(requests: ServiceRequest[], underlayVnic: string): Ser
     }
     if (seen.has(name)) throw invalidRequest(`service "${name}" is listed more than once`);
     seen.add(name);
-    const addresses = r.addresses;
-    const gz = r.gz_addresses ?? [];
-    for (const [field, list] of [['addresses', addresses], ['gz_addresses', gz]] as const) {
+    const given = { addresses: r.addresses, gz_addresses: r.gz_addresses ?? [] };
+    const canonical: Pick<ServiceRecordInput, 'addresses' | 'gz_addresses'> = { addresses: [], gz_addresses: [] };
+    for (const field of ['addresses', 'gz_addresses'] as const) {
+      const list: unknown = given[field];
       if (!Array.isArray(list)) throw invalidRequest(`service "${name}": ${field} must be an array`);
-      for (const a of list) {
-        if (typeof a !== 'string' || !isIPv6(a)) {
-          throw invalidRequest(`service "${name}": ${field} entry ${JSON.stringify(a)} is not an IPv6 address`);
+      for (const a of list as unknown[]) {
+        const where = `service "${name}": ${field} entry ${JSON.stringify(a)}`;
+        const address = usableAddress(a, where);
+        const other = taken.get(address);
+        if (other !== undefined) {
+          throw invalidRequest(`${where} is ${other}, and an address can be on the underlay only once (ipadm would refuse `
+            + 'the second with "Address already in use"): give every address once, and none that the sled has');
         }
+        taken.set(address, `already in the ${field} of service "${name}"`);
+        canonical[field].push(address);
       }
     }
-    if (gz.length > 0) {
+    if (name === 'internal-dns' && canonical.addresses.length !== 1) {
+      // It serves on its first address, and of several only the last is configured (see bringUp()).
+      throw invalidRequest(`service "internal-dns": addresses has ${canonical.addresses.length} entries, and it needs exactly one: `
+        + `DNS is served on it (ports ${DNS_SERVER_PORT} and ${DNS_PORT}), and only one address is configured in its zone`);
+    }
+    if (canonical.gz_addresses.length > 0) {
       const addrobj = gzAddrobjName(name);
       if (addrobj.length > ADDROBJ_NAME_MAX) {
         throw invalidRequest(`service "${name}": its gz_addresses go on the address object ${underlayVnic}/${addrobj} (the name without "-"), `
           + `and illumos takes at most ${ADDROBJ_NAME_MAX} characters after the "/": shorten the name by ${addrobj.length - ADDROBJ_NAME_MAX}`);
+      }
+      const agents = AGENT_ADDROBJS.get(addrobj);
+      if (agents !== undefined) {
+        throw invalidRequest(`service "${name}": its gz_addresses would go on the address object ${underlayVnic}/${addrobj} (the name without "-"), `
+          + `which the agent uses for ${agents}: rename the service`);
       }
       const other = addrobjs.get(addrobj);
       if (other !== undefined) {
@@ -352,12 +409,30 @@ function validateRequests(requests: ServiceRequest[], underlayVnic: string): Ser
       }
       addrobjs.set(addrobj, name);
     }
-    return { name, addresses: [...addresses], gz_addresses: [...gz] };
+    return { name, ...canonical };
   });
 }
 
+/** `a` in canonical text if a service can be given it on the underlay; a 400 starting with `where` otherwise. */
+function usableAddress(a: unknown, where: string): string {
+  if (typeof a !== 'string' || !isIPv6(a)) throw invalidRequest(`${where} is not an IPv6 address`);
+  const [text, zoneIndex] = a.split('%') as [string, string?];
+  const value = parseIpv6(text);
+  const unusable = UNUSABLE.find((u) => networkOf(value, u.prefix) === u.network);
+  if (unusable !== undefined) {
+    throw invalidRequest(`${where} is ${unusable.what}, which no service can be reached at on the underlay: `
+      + 'give it a unicast address from the sled\'s underlay subnet');
+  }
+  if (zoneIndex !== undefined) {
+    throw invalidRequest(`${where} has a zone index ("%${zoneIndex}"), which an underlay address does not take: `
+      + `give it as ${JSON.stringify(text)}`);
+  }
+  return formatIpv6(value);
+}
+
+/** Compared as addresses, not as text: the same address may be spelt in more than one way. */
 function sameService(a: ServiceRecordInput, b: ServiceRecordInput): boolean {
-  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => canonicalIpv6(v) === canonicalIpv6(y[i]!));
   return same(a.addresses, b.addresses) && same(a.gz_addresses, b.gz_addresses);
 }
 
@@ -377,6 +452,16 @@ function checkLedger(raw: unknown, path: string): ServicesLedger {
     }
     if (names.has(r.name)) throw bad(`service "${r.name}" appears twice`);
     names.add(r.name);
+    // A record written before addresses were canonicalised: resume compares it with what ipadm prints.
+    for (const field of ['addresses', 'gz_addresses'] as const) {
+      r[field] = r[field]!.map((a) => {
+        try {
+          return canonicalIpv6(a);
+        } catch {
+          throw bad(`service "${r.name}": ${field} entry ${JSON.stringify(a)} is not an IPv6 address`);
+        }
+      });
+    }
   }
   return raw as ServicesLedger;
 }

@@ -9,6 +9,7 @@ import { NexusNotifier } from './common/nexus-notifier.js';
 import { Shutdown } from './common/shutdown.js';
 import type { AgentConfig } from './config.js';
 import { DiskManager } from './disk-manager.js';
+import { ADDROBJ_SLED6 } from './host/commands.js';
 import { GLOBAL_ZONE, type Host } from './host/index.js';
 import { agentRoutes } from './http-entrypoints.js';
 import { netTraceRoutes } from './net-trace.js';
@@ -179,8 +180,8 @@ export class SledAgent {
     }
     const address = this.config.underlay_address;
     if (address !== undefined) {
-      await ensureAddress(host, GLOBAL_ZONE, vnic, `${address}/64`, { name: 'sled6' });
-      log.info({ addrobj: `${vnic}/sled6`, address }, 'sled underlay address in the global zone');
+      await ensureAddress(host, GLOBAL_ZONE, vnic, `${address}/64`, { name: ADDROBJ_SLED6 });
+      log.info({ addrobj: `${vnic}/${ADDROBJ_SLED6}`, address }, 'sled underlay address in the global zone');
     }
   }
 

@@ -201,7 +201,7 @@ describe('ServiceManager.ensure', () => {
 
   it('refuses, before recording anything, a gz_address the name makes no address object for, and two names that make one', async () => {
     const env = await openEnv();
-    const gz = (name: string, n: number) => ({ name, addresses: [`fd00:1122:3344:101::${n}`], gz_addresses: [`fd00:1122:3344:101::a${n}`] });
+    const gz = (name: string, n: number) => ({ name, addresses: [`fd00:1122:3344:101::1${n}`], gz_addresses: [`fd00:1122:3344:101::a${n}`] });
     const long = 'abcdefghij-abcdefghij-abcdefghij-kl';
     const tooLong = await rejection(env.manager.ensure([NEXUS, gz(long, 1)]));
     expect(tooLong.statusCode).toBe(400);
@@ -215,9 +215,97 @@ describe('ServiceManager.ensure', () => {
     expect(await env.sim.zones.list()).toEqual([]);
 
     // Without gz_addresses a name makes no address object; 31 characters without "-" fit.
-    await env.manager.ensure([{ name: long, addresses: ['fd00:1122:3344:101::1'] }, gz('int-dns', 2), gz(long.slice(0, -1), 3)]);
+    await env.manager.ensure([{ name: long, addresses: ['fd00:1122:3344:101::b'] }, gz('int-dns', 2), gz(long.slice(0, -1), 3)]);
     expect((await env.sim.zones.exec('global', ['ipadm', 'show-addr', '-p', '-o', 'ADDR', 'underlay0/abcdefghijabcdefghijabcdefghijk'])).stdout)
       .toBe('fd00:1122:3344:101::a3/64\n');
+  });
+
+  it('refuses, before recording anything, a name whose gz_addresses would take over an address object of the agent\'s', async () => {
+    const env = await openEnv();
+    const showAddr = (addrobj: string) => env.sim.zones.exec('global', ['ipadm', 'show-addr', '-p', '-o', 'ADDR', addrobj]);
+    // The sled's own underlay address, as the agent makes it at start-up (ensureUnderlay).
+    await env.sim.zones.exec('global', ['ipadm', 'create-addr', '-t', '-T', 'addrconf', 'underlay0/linklocal']);
+    await env.sim.zones.exec('global', ['ipadm', 'create-addr', '-t', '-T', 'static', '-a', `${UNDERLAY}/64`, 'underlay0/sled6']);
+    const linkLocal = (await showAddr('underlay0/linklocal')).stdout;
+
+    for (const [name, addrobj, use] of [
+      ['sled6', 'sled6', 'the sled\'s own underlay address'],
+      ['sled-6', 'sled6', 'the sled\'s own underlay address'],
+      ['linklocal', 'linklocal', 'the link-local address every static IPv6 address on the VNIC needs'],
+      ['link-local', 'linklocal', 'the link-local address every static IPv6 address on the VNIC needs'],
+      ['omicron6', 'omicron6', 'the agent\'s static IPv6 addresses'],
+    ] as const) {
+      const err = await rejection(env.manager.ensure([NEXUS, { name, addresses: ['fd00:1122:3344:101::7'], gz_addresses: ['fd00:1122:3344:101::8'] }]));
+      expect(err.statusCode).toBe(400);
+      expect(err.message).toBe(`service "${name}": its gz_addresses would go on the address object underlay0/${addrobj} (the name without "-"), `
+        + `which the agent uses for ${use}: rename the service`);
+    }
+    await expect(readFile(env.ledgerPath, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await env.sim.zones.list()).toEqual([]);
+    expect((await showAddr('underlay0/sled6')).stdout).toBe(`${UNDERLAY}/64\n`);
+    expect((await showAddr('underlay0/linklocal')).stdout).toBe(linkLocal);
+  });
+
+  it('refuses with 400, before recording anything, addresses that could never be brought up, naming service, field and address', async () => {
+    const env = await openEnv();
+    const nexus = (addresses: string[], gz_addresses: string[] = []) => ({ name: 'nexus', addresses, gz_addresses });
+    const unusable = (field: string, a: string, what: string) => `service "nexus": ${field} entry "${a}" is ${what}, `
+      + 'which no service can be reached at on the underlay: give it a unicast address from the sled\'s underlay subnet';
+    const twice = (where: string, other: string) => `${where} is ${other}, and an address can be on the underlay only once `
+      + '(ipadm would refuse the second with "Address already in use"): give every address once, and none that the sled has';
+    const cases: Array<[ServiceRequest[], string]> = [
+      [[{ name: 'internal-dns', addresses: [] }], 'service "internal-dns": addresses has 0 entries, and it needs exactly one: '
+        + 'DNS is served on it (ports 5353 and 53), and only one address is configured in its zone'],
+      [[{ name: 'internal-dns', addresses: ['fd00:1122:3344:101::5', 'fd00:1122:3344:101::7'] }],
+        'service "internal-dns": addresses has 2 entries, and it needs exactly one: '
+        + 'DNS is served on it (ports 5353 and 53), and only one address is configured in its zone'],
+      [[nexus(['fd00:1122:3344:101::3%underlay0'])], 'service "nexus": addresses entry "fd00:1122:3344:101::3%underlay0" has a zone '
+        + 'index ("%underlay0"), which an underlay address does not take: give it as "fd00:1122:3344:101::3"'],
+      [[nexus(['fe80::1%x'])], unusable('addresses', 'fe80::1%x', 'a link-local address (fe80::/10)')],
+      [[nexus(['::'])], unusable('addresses', '::', 'the unspecified address (::/128)')],
+      [[nexus(['::1'])], unusable('addresses', '::1', 'the loopback address (::1/128)')],
+      [[nexus(['::10.0.0.1'])], unusable('addresses', '::10.0.0.1', 'a deprecated IPv4-compatible address (::/96)')],
+      [[nexus(['::ffff:10.0.0.1'])], unusable('addresses', '::ffff:10.0.0.1', 'an IPv4-mapped address (::ffff:0:0/96)')],
+      [[nexus(['ff02::1'])], unusable('addresses', 'ff02::1', 'a multicast address (ff00::/8)')],
+      [[nexus(['fd00:1122:3344:101::3'], ['FEBF::1'])], unusable('gz_addresses', 'FEBF::1', 'a link-local address (fe80::/10)')],
+      [[nexus(['fd00:1122:3344:101::3'], ['fd00:1122:3344:0101:0::1'])],
+        twice('service "nexus": gz_addresses entry "fd00:1122:3344:0101:0::1"', 'the sled\'s own underlay address (on underlay0/sled6)')],
+      [[nexus([UNDERLAY])], twice(`service "nexus": addresses entry "${UNDERLAY}"`, 'the sled\'s own underlay address (on underlay0/sled6)')],
+      [[nexus(['fd00:1122:3344:101::3', 'FD00:1122:3344:101::3'])],
+        twice('service "nexus": addresses entry "FD00:1122:3344:101::3"', 'already in the addresses of service "nexus"')],
+      [[nexus(['fd00:1122:3344:101::3'], ['fd00:1122:3344:101::3'])],
+        twice('service "nexus": gz_addresses entry "fd00:1122:3344:101::3"', 'already in the addresses of service "nexus"')],
+      [[DNS, { name: 'oximeter', addresses: ['fd00:1122:3344:101::6'] }],
+        twice('service "oximeter": addresses entry "fd00:1122:3344:101::6"', 'already in the gz_addresses of service "internal-dns"')],
+      [[NEXUS, DNS, { ...OXIMETER, gz_addresses: ['fd00:1122:3344:101::6'] }],
+        twice('service "oximeter": gz_addresses entry "fd00:1122:3344:101::6"', 'already in the gz_addresses of service "internal-dns"')],
+    ];
+    for (const [request, message] of cases) {
+      const err = await rejection(env.manager.ensure(request));
+      expect(err.statusCode).toBe(400);
+      expect(err.message).toBe(message);
+    }
+    await expect(readFile(env.ledgerPath, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await env.sim.zones.list()).toEqual([]);
+    expect(await serviceVnics(env.sim)).toEqual([]);
+  });
+
+  it('records and configures addresses in canonical text, and takes other spellings of them as the same request', async () => {
+    const env = await openEnv();
+    const spelt = { name: 'internal-dns', addresses: ['FD00:1122:3344:0101:0:0:0:5'], gz_addresses: ['fd00:1122:3344:101:0000::6'] };
+    await env.manager.ensure([spelt]);
+    expect((await ledger(env)).services[0]).toMatchObject({ addresses: DNS.addresses, gz_addresses: DNS.gz_addresses });
+    expect(env.manager.list()[0]).toMatchObject({ addresses: DNS.addresses, gz_addresses: DNS.gz_addresses });
+    const created = env.ch.calls.exec.filter((c) => c.argv[1] === 'create-addr' && c.argv[4] === 'static').map((c) => c.argv[6]);
+    expect(created.sort()).toEqual([`${DNS.addresses[0]}/64`, `${DNS.gz_addresses![0]}/64`]);
+    const rec = await simZoneRecord(env.sim, 'oxz_internal-dns');
+    expect(rec.services['svc:/system/illumos/internal-dns'].instances.default.pgs.config.props.server_address).toBe(`[${DNS.addresses[0]}]:5353`);
+    expect(rec.routes).toEqual(DNS.gz_addresses);
+
+    env.ch.reset();
+    await env.manager.ensure([spelt]);
+    await env.manager.ensure([DNS]);
+    expect(env.ch.calls.exec).toEqual([]);
   });
 
   it('the simulated host takes the address object names libipadm takes, and no others', async () => {
@@ -327,5 +415,41 @@ describe('ServiceManager after a restart', () => {
     const { writeFile } = await import('node:fs/promises');
     await writeFile(join(dir, 'services.json'), JSON.stringify({ services: [{ name: '../x', addresses: [], gz_addresses: [], control_vnic: 'oxControlService0' }] }));
     await expect(openEnv(dir)).rejects.toThrow(/services ledger .* is not usable/);
+  });
+
+  it('refuses a ledger whose address is not an IPv6 address, naming it', async () => {
+    const dir = await tempDir();
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(dir, 'services.json'), JSON.stringify({ services: [{ name: 'nexus', addresses: [], gz_addresses: ['nope'], control_vnic: 'oxControlService0' }] }));
+    await expect(openEnv(dir)).rejects.toThrow(/services ledger .* is not usable: service "nexus": gz_addresses entry "nope" is not an IPv6 address$/);
+  });
+
+  it('reads a ledger written with other spellings of addresses as canonical: resume leaves running addresses alone', async () => {
+    const first = await openEnv();
+    await first.manager.ensure([NEXUS, DNS]);
+    await first.sim.close();
+    // As a ledger from before addresses were canonicalised holds them, while ipadm prints them canonical.
+    const { writeFile } = await import('node:fs/promises');
+    const old = await ledger(first);
+    const spelling = new Map([[NEXUS.addresses[0], 'FD00:1122:3344:101::3'], [DNS.addresses[0], 'fd00:1122:3344:0101::5'],
+      [DNS.gz_addresses![0], 'fd00:1122:3344:101:0:0:0:6']]);
+    for (const s of old.services) {
+      s.addresses = s.addresses.map((a: string) => spelling.get(a));
+      s.gz_addresses = s.gz_addresses.map((a: string) => spelling.get(a));
+    }
+    await writeFile(first.ledgerPath, JSON.stringify(old));
+
+    const second = await openEnv(first.dir);
+    expect(second.manager.list().map((s) => [s.addresses, s.gz_addresses]))
+      .toEqual([[NEXUS.addresses, []], [DNS.addresses, DNS.gz_addresses]]);
+    expect(await second.manager.resume()).toEqual({ adopted: ['internal-dns', 'nexus'], recreated: [], failed: [] });
+    expect(second.ch.calls.exec.filter((c) => c.argv[0] === 'ipadm' && c.argv[1] !== 'show-addr')).toEqual([]);
+
+    // The request that wrote it, and its canonical form, are both the same services.
+    second.ch.reset();
+    await second.manager.ensure([{ ...NEXUS, addresses: ['FD00:1122:3344:101::3'] },
+      { name: 'internal-dns', addresses: ['fd00:1122:3344:0101::5'], gz_addresses: ['fd00:1122:3344:101:0:0:0:6'] }]);
+    await second.manager.ensure([NEXUS, DNS]);
+    expect(second.ch.calls.exec).toEqual([]);
   });
 });

@@ -56,9 +56,10 @@
 export const NETWORK_MILESTONE = 'svc:/milestone/network:default';
 export const PROPOLIS_SERVICE = 'svc:/system/illumos/propolis-server';
 
-/** The addrobj names omicron uses: static IPv6, link-local. */
+/** The addrobj names omicron uses: static IPv6, link-local, and the sled's underlay address in the global zone. */
 export const ADDROBJ_STATIC6 = 'omicron6';
 export const ADDROBJ_LINKLOCAL = 'linklocal';
+export const ADDROBJ_SLED6 = 'sled6';
 /**
  * The longest name after the "/" of an address object: libipadm (i_ipadm_is_user_aobjname_valid)
  * takes a letter, then letters and digits, fewer than IPADM_AOBJ_USTRSIZ (32) in all.
