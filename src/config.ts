@@ -3,6 +3,7 @@
 // default so the original's file works as it is. Validated as a whole; a bad field is named.
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
+import { canonicalIpv6 } from './common/ipv6.js';
 import { StringEnum } from './params.js';
 import { ConfigError, NexusTable, UpdatesTable, assertSocketAddrs, assertValid, configAjv, mergeTables, readTomlFile } from './sim/config.js';
 import { REQUEST_BODY_MAX_BYTES } from './server.js';
@@ -190,6 +191,9 @@ export function checkAgentConfig(partial: Record<string, unknown>, source: strin
   if (config.nexus.backoff_max_ms < config.nexus.backoff_initial_ms) {
     throw new ConfigError(`invalid configuration (${source}): nexus.backoff_max_ms is below nexus.backoff_initial_ms`);
   }
+  // In RFC 5952 form, as ipadm show-addr prints it: written otherwise (FD00::1), every start found
+  // the sled's address "changed" and deleted and re-added it under the zones that route through it.
+  if (config.underlay_address !== undefined) config.underlay_address = canonicalIpv6(config.underlay_address);
   return config;
 }
 

@@ -69,6 +69,11 @@ describe('sled agent config', () => {
       .toThrow(message);
   });
 
+  it('takes the underlay address in the form ipadm prints it', () => {
+    const config = checkAgentConfig({ id: 'fb0f7546-4d46-40ca-9d56-cbb810684ca7', nexus_address: '127.0.0.1:1', underlay_address: 'FD00:1122:3344:0101:0::1' }, 'test');
+    expect(config.underlay_address).toBe('fd00:1122:3344:101::1');
+  });
+
   it('maps the latency settings onto the simulated host', () => {
     expect(simLatencies('realistic').latencies).toEqual(REALISTIC_LATENCIES);
     expect(simLatencies('zero').latencies.install).toBe(0);
