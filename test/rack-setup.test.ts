@@ -1,11 +1,15 @@
 // Rack Setup Service: config-rss.toml parsing, the address plan, and runs over real HTTP against
 // fake bootstrap and sled agents (test/support/rss-fakes.ts): request order and bodies, the plan
-// persisted before acting, a completed plan left alone, a half-done plan resumed, 4xx fail-fast.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// persisted before acting, a completed plan left alone, a half-done plan resumed, 4xx fail-fast,
+// one run per state directory.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DirectoryInUseError, lockDirectory } from '../src/common/dir-lock.js';
 import { ConfigError, loadRssConfig, parseRssConfig, type RssConfig } from '../src/rack-setup/config.js';
 import { canonicalIpv6, formatIpv6, parseIpv6 } from '../src/common/ipv6.js';
 import {
@@ -17,7 +21,15 @@ import {
 } from '../src/rack-setup/service.js';
 import { formatRackSetupSummary } from '../src/rack-setup/index.js';
 import { CONTRACTS_DIR } from './support/contract.js';
+import { spyOnDirSyncs } from './support/dir-syncs.js';
 import { expectBootstrapSchema, startFakeRack, type FakeRack } from './support/rss-fakes.js';
+
+// The real lock, which a test can make do something just as RSS takes it.
+vi.mock(import('../src/common/dir-lock.js'), async (importOriginal) => {
+  const real = await importOriginal();
+  return { ...real, lockDirectory: vi.fn(real.lockDirectory) };
+});
+const { lockDirectory: realLockDirectory } = await vi.importActual<typeof import('../src/common/dir-lock.js')>('../src/common/dir-lock.js');
 
 const log = pino({ level: 'silent' });
 const EXAMPLE = join(CONTRACTS_DIR, 'omicron', 'sled-agent-smf-config-rss.toml');
@@ -236,6 +248,7 @@ describe('running RSS against fake agents', () => {
   });
 
   afterEach(async () => {
+    vi.restoreAllMocks();
     await rack.stop();
     rmSync(stateDir, { recursive: true, force: true });
   });
@@ -307,7 +320,8 @@ describe('running RSS against fake agents', () => {
       id,
     })));
 
-    // Step 8: the plan is renamed, every step recorded, no temp or lock file left behind.
+    // Step 8: the plan is renamed, every step recorded, no temp file left behind (the lock file
+    // stays, unlocked).
     expect(existsSync(planPath())).toBe(false);
     const done = readPlan(completedPath());
     expect(done.steps.every((s) => s.completed_at !== null)).toBe(true);
@@ -318,7 +332,7 @@ describe('running RSS against fake agents', () => {
       ['sled 0', 'sled 1', 'sled 2'],
     ]);
     expect(done.sleds.map((s) => s.id)).toEqual(IDS);
-    expect(readdirSync(stateDir)).toEqual([COMPLETED_PLAN_FILE]);
+    expect(readdirSync(stateDir).sort()).toEqual([LOCK_FILE, COMPLETED_PLAN_FILE].sort());
   });
 
   it('takes a config file path too', async () => {
@@ -462,16 +476,83 @@ describe('running RSS against fake agents', () => {
     expect(rack.log.requests).toHaveLength(1);
   });
 
-  it('refuses to run while another run holds the lock, and reports a corrupt plan file', async () => {
-    writeFileSync(join(stateDir, LOCK_FILE), `${process.pid}\n`);
-    await expect(runRackSetup(rackConfig(), stateDir, log, FAST)).rejects.toThrow(/another rack setup \(pid \d+\) is running/);
-    rmSync(join(stateDir, LOCK_FILE));
-
+  it('reports a corrupt plan file', async () => {
     writeFileSync(planPath(), '{"version": 1');
     await expect(runRackSetup(rackConfig(), stateDir, log, FAST)).rejects.toThrow(`RSS plan ${planPath()} is not JSON`);
     writeFileSync(planPath(), '{"version": 2}');
     await expect(runRackSetup(rackConfig(), stateDir, log, FAST)).rejects.toThrow(`RSS plan ${planPath()} is not a valid plan`);
     expect(rack.log.requests).toEqual([]);
-    expect(existsSync(join(stateDir, LOCK_FILE))).toBe(false);
+  });
+
+  it('refuses to run while another run holds the lock, naming the directory and its pid', async () => {
+    const held = realLockDirectory(stateDir, 'rack setup', 'RSS state directory');
+    try {
+      expect(held.file).toBe(join(stateDir, LOCK_FILE));
+      const err = await runRackSetup(rackConfig(), stateDir, log, FAST).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DirectoryInUseError);
+      expect((err as Error).message).toContain(`RSS state directory ${stateDir} is in use by another rack setup (pid ${process.pid})`);
+      expect(rack.log.requests).toEqual([]);
+      expect(existsSync(planPath())).toBe(false);
+    } finally {
+      held.release();
+    }
+    expect((await runRackSetup(rackConfig(), stateDir, log, FAST)).status).toBe('completed');
+  });
+
+  it('is not blocked by the pid in a lock file nobody holds, nor by an older version\'s rss.lock', async () => {
+    // Pids of live processes, as a killed run's may be by the next run (after a reboot, say):
+    // this process's in the lock file, init's in an older version's pid file.
+    writeFileSync(join(stateDir, LOCK_FILE), `${process.pid}\n`);
+    writeFileSync(join(stateDir, 'rss.lock'), '1\n');
+    const result = await runRackSetup(rackConfig(), stateDir, log, FAST);
+    expect(result.status).toBe('completed');
+    expect(rack.log.requests).toHaveLength(13);
+  });
+
+  it('of two runs starting together over a dead run\'s lock file, exactly one sets the rack up', async () => {
+    // The second starts 0 to 11 file-system round trips after the first, across the window in
+    // which a pid file let both through (each removing the dead run's lock, one the other's).
+    const exited = spawnSync(process.execPath, ['-e', '']);
+    for (let trips = 0; trips < 12; trips += 1) {
+      const dir = join(stateDir, `trips-${trips}`);
+      mkdirSync(dir);
+      writeFileSync(join(dir, LOCK_FILE), `${exited.pid}\n`);
+      rack.log.clear();
+      const later = async () => {
+        for (let t = 0; t < trips; t += 1) await stat(dir);
+        return runRackSetup(rackConfig(), dir, log, FAST);
+      };
+      const runs = await Promise.allSettled([runRackSetup(rackConfig(), dir, log, FAST), later()]);
+      expect(runs.map((r) => r.status).sort(), `${trips} round trips apart`).toEqual(['fulfilled', 'rejected']);
+      expect(rack.log.requests, `${trips} round trips apart`).toHaveLength(13);
+      expect(String((runs.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason)).toMatch(/another rack setup \(pid \d+\)/);
+    }
+  });
+
+  it('does not apply a plan again that another run completed while this one was taking the lock', async () => {
+    const first = await runRackSetup(rackConfig(), stateDir, log, FAST);
+    const completed = readFileSync(completedPath(), 'utf8');
+    // Not there yet when this run looks first; renamed into place by the time it holds the lock.
+    rmSync(completedPath());
+    let locked = false;
+    vi.mocked(lockDirectory).mockImplementationOnce((...args) => {
+      writeFileSync(completedPath(), completed);
+      locked = true;
+      return realLockDirectory(...args);
+    });
+    rack.log.clear();
+    const again = await runRackSetup(rackConfig(), stateDir, log, FAST);
+    expect(locked).toBe(true);
+    expect(rack.log.requests).toEqual([]);
+    expect(again).toEqual({ ...first, status: 'already-complete' });
+    expect(readFileSync(completedPath(), 'utf8')).toBe(completed);
+    expect(existsSync(planPath())).toBe(false);
+  });
+
+  it('makes a new state directory durable in its parent', async () => {
+    const fresh = join(stateDir, 'new', 'rss');
+    const syncs = await spyOnDirSyncs();
+    await runRackSetup(rackConfig(), fresh, log, FAST);
+    for (const dir of [stateDir, join(stateDir, 'new')]) expect(await syncs.synced(dir)).toBe(true);
   });
 });

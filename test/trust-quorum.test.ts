@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { combine, split } from 'shamir-secret-sharing';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   combineShares,
   createRackSecret,
@@ -20,6 +20,7 @@ import {
   writeShareFile,
   type ShareDistribution,
 } from '../src/bootstrap/trust-quorum.js';
+import { spyOnDirSyncs } from './support/dir-syncs.js';
 
 // ---------------------------------------------------------------------------------------------
 // An independent GF(2^8) with the AES polynomial x^8 + x^4 + x^3 + x + 1 (0x11b), which is the
@@ -332,6 +333,22 @@ describe('share files', () => {
     await writeShareFile(path, dists[1]!);
     expect((await stat(path)).mode & 0o777).toBe(0o600);
     expect(await readShareFile(path)).toEqual(dists[1]);
+  });
+
+  it('fails when the directory sync fails (EIO), and not where directories cannot be synced (EINVAL)', async () => {
+    const path = join(dir, 'unsynced.json');
+    const syncs = await spyOnDirSyncs();
+    try {
+      // Renamed into place, but maybe not on disk: the caller must not be told it is written.
+      syncs.fail = 'EIO';
+      await expect(writeShareFile(path, dists[3]!)).rejects.toMatchObject({ code: 'EIO' });
+      syncs.fail = 'EINVAL';
+      await writeShareFile(path, dists[3]!);
+    } finally {
+      vi.restoreAllMocks();
+    }
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    expect(await readShareFile(path)).toEqual(dists[3]);
   });
 
   it('refuses to write an inconsistent distribution', async () => {

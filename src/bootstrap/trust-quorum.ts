@@ -42,6 +42,7 @@ import { isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { combine, split } from 'shamir-secret-sharing';
 import { request, type Dispatcher } from 'undici';
+import { fsyncDir } from '../common/persist.js';
 
 export type TrustQuorumErrorCode =
   /** Bad arguments to createRackSecret and friends. */
@@ -277,7 +278,8 @@ function validateDistribution(value: unknown): string | undefined {
 
 /**
  * Writes a share file atomically: a temporary file in the same directory, created with mode 0600,
- * written and fsynced, renamed over `path`, then chmod 0600 and the directory fsynced.
+ * written and fsynced, renamed over `path`, then chmod 0600 and the directory fsynced. Rejects when
+ * that sync fails (EIO): the file is in place, but whether it survives a power loss is unknown.
  */
 export async function writeShareFile(path: string, dist: ShareDistribution): Promise<void> {
   const problem = validateDistribution(dist);
@@ -306,14 +308,7 @@ export async function writeShareFile(path: string, dist: ShareDistribution): Pro
     throw err;
   }
   await chmod(path, 0o600);
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } catch {
-    // Some file systems do not support fsync on a directory; the rename is still atomic.
-  } finally {
-    await dh.close();
-  }
+  await fsyncDir(dir);
 }
 
 /**

@@ -12,9 +12,8 @@
 // so a run that stops half way resumes exactly where it stopped and never re-sends a call that
 // already succeeded. Calls go one at a time, in sled order, so a rack comes up in a predictable
 // order and the log reads top to bottom.
-import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile, rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
@@ -24,12 +23,14 @@ import {
   buildPlan, callKey, checkPlan, planContent, planWarnings, STEP_NAMES, STEP_TITLES,
   type PlannedSled, type RssPlan, type StepName,
 } from './plan.js';
-import { fsyncDir, writeJsonAtomic } from '../common/persist.js';
+import { lockDirectory } from '../common/dir-lock.js';
+import { fsyncDir, mkdirDurable, writeJsonAtomic } from '../common/persist.js';
 import type { ServiceEnsureBody, SledAgentResponse } from '../params.js';
 
 export const PLAN_FILE = 'rss-plan.json';
 export const COMPLETED_PLAN_FILE = 'rss-plan-completed.json';
-export const LOCK_FILE = 'rss.lock';
+/** lockDirectory's file for the holder "rack setup"; it stays after a run, unlocked. */
+export const LOCK_FILE = 'rack-setup.lock';
 
 export interface RetryPolicy {
   /** Tries per call, including the first (>= 1). */
@@ -101,17 +102,27 @@ export async function runRackSetup(
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const planPath = join(stateDir, PLAN_FILE);
   const completedPath = join(stateDir, COMPLETED_PLAN_FILE);
-
-  if (await exists(completedPath)) {
+  const alreadyComplete = async (): Promise<RackSetupResult> => {
     const plan = await readPlan(completedPath);
     log.info({ plan: completedPath }, 'RSS: rack setup already completed; nothing to do');
     return { status: 'already-complete', plan_path: completedPath, sleds: summarize(plan, completedPath) };
-  }
+  };
 
-  await mkdir(stateDir, { recursive: true });
-  const releaseLock = await takeLock(join(stateDir, LOCK_FILE));
+  // Also before the lock, which writes: a completed rack is reported even from a state directory
+  // this user cannot write.
+  if (await exists(completedPath)) return alreadyComplete();
+
+  await mkdirDurable(stateDir);
+  // flock(2), not a pid file: the kernel drops it when its holder dies, so a killed run never
+  // blocks the next (even once its pid is another process's), and of two runs starting together
+  // exactly one gets it. The rss.lock pid file of older versions is another file: it blocks nothing.
+  const lock = lockDirectory(stateDir, 'rack setup', 'RSS state directory');
   const agent = new Agent({ connect: { timeout: timeoutMs }, keepAliveTimeout: 1_000 });
   try {
+    // A run that held the lock may have completed the plan since the check above; applying it
+    // again would re-send every call and overwrite the completed plan.
+    if (await exists(completedPath)) return await alreadyComplete();
+
     let plan: RssPlan;
     if (await exists(planPath)) {
       plan = await readPlan(planPath);
@@ -136,7 +147,7 @@ export async function runRackSetup(
     return { status: 'completed', plan_path: completedPath, sleds: summarize(plan, completedPath) };
   } finally {
     await agent.close().catch(() => {});
-    await releaseLock();
+    lock.release();
   }
 }
 
@@ -360,34 +371,5 @@ async function exists(path: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
-  }
-}
-
-/** One RSS per state directory at a time: a lock file holding our pid; a dead holder's lock is taken over. */
-async function takeLock(path: string): Promise<() => Promise<void>> {
-  for (let tries = 0; tries < 2; tries += 1) {
-    try {
-      const handle = await open(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o644);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      return () => rm(path, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
-        throw new Error(`another rack setup (pid ${holder}) is running on ${dirname(path)}; lock file ${path}`);
-      }
-      await rm(path, { force: true });
-    }
-  }
-  throw new Error(`cannot take the RSS lock ${path}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
