@@ -49,9 +49,9 @@ export class ZoneCommandError extends Error {
 
 export type { CommandResult } from './exec.js';
 
-async function run(program: string, args: readonly string[], timeoutMs: number): Promise<CommandResult> {
+async function run(program: string, args: readonly string[], timeoutMs: number, interrupt?: NodeJS.Signals): Promise<CommandResult> {
   try {
-    return await runCommand(program, args, { timeoutMs });
+    return await runCommand(program, args, { timeoutMs, ...(interrupt === undefined ? {} : { interrupt }) });
   } catch (err) {
     const f = err as CommandFailure;
     const code = f.spawnCode ?? 'ECOMMAND';
@@ -192,7 +192,8 @@ export class Zones {
     validateZoneName(name);
     const words = checkWords('argv', argv, false);
     if (words.length === 0) throw new TypeError('argv must name a command');
-    return run(this.zloginPath, [name, ...words.map(shellQuote)], options.timeoutMs ?? this.commandTimeoutMs);
+    // At its deadline: SIGINT, which zlogin passes on to the command in the zone.
+    return run(this.zloginPath, [name, ...words.map(shellQuote)], options.timeoutMs ?? this.commandTimeoutMs, 'SIGINT');
   }
 
   /**
