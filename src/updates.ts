@@ -4,12 +4,12 @@
 // download never replaces a good file.
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { invalidRequest, objectNotFound, serviceUnavailable } from './common/errors.js';
-import { fsyncDir } from './common/persist.js';
+import { fsyncDir, mkdirDurable } from './common/persist.js';
 import { unencodableText } from './common/unicode.js';
 import { NexusError, type NexusClient } from './nexus-client.js';
 import type { UpdateArtifact } from './params.js';
@@ -56,7 +56,13 @@ export async function downloadArtifact(
     throw serviceUnavailable(`cannot download artifact ${label}: ${(err as Error).message}`);
   }
 
-  await mkdir(artifactDir, { recursive: true });
+  try {
+    await mkdirDurable(artifactDir);
+  } catch (err) {
+    // Nothing will read the answer now: let its connection go.
+    body.destroy();
+    throw serviceUnavailable(`cannot store artifact ${label}: the artifact directory ${artifactDir} cannot be made: ${(err as Error).message}`);
+  }
   const finalPath = join(artifactDir, artifact.name);
   const tmpPath = join(artifactDir, `.${artifact.name}.${randomBytes(6).toString('hex')}.tmp`);
   let bytes = 0;

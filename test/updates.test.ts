@@ -3,7 +3,7 @@
 // original's defects fixed: a non-2xx answer is an error, and a name that is not a plain file name
 // is refused before anything is fetched.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ApiError } from '../src/common/errors.js';
@@ -255,6 +255,23 @@ describe('POST /update', () => {
     const res = await sim.request('POST', '/update', { version: 1, kind: 'zone' });
     expectEnvelope(res, 400, 'InvalidRequest');
     expect(res.body.message).toContain('name');
+  });
+});
+
+describe('POST /update with an artifact directory that cannot be made', () => {
+  it('answers 503 naming the directory, and keeps serving', async () => {
+    const own = await startTestSim();
+    try {
+      own.nexus.respond = () => ({ status: 200, body: 'an artifact', headers: { 'content-type': 'application/octet-stream' } });
+      // A file where the directory should go.
+      writeFileSync(own.artifactDir, 'not a directory');
+      const res = await own.request('POST', '/update', { name: uniqueName('nodir'), version: 1, kind: 'zone' });
+      expectEnvelope(res, 503, 'ServiceUnavailable');
+      expect(res.body.message).toContain(own.artifactDir);
+      expect((await own.request('GET', '/health')).status).toBe(200);
+    } finally {
+      await own.close();
+    }
   });
 });
 
