@@ -59,7 +59,9 @@ export async function downloadArtifact(
   try {
     await mkdirDurable(artifactDir);
   } catch (err) {
-    // Nothing will read the answer now: let its connection go.
+    // Nothing will read the answer now: let its connection go (undici's body reports that as
+    // an abort, which is expected here).
+    body.on('error', () => {});
     body.destroy();
     throw serviceUnavailable(`cannot store artifact ${label}: the artifact directory ${artifactDir} cannot be made: ${(err as Error).message}`);
   }
