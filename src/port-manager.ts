@@ -71,6 +71,8 @@ export class PortManager {
   /** Ports whose delete failed, retried in the background. */
   readonly #reaping = new Map<string, NodeJS.Timeout>();
   #closed = false;
+  /** The latest ledger write while it is in flight; null once it settled. */
+  #pending: Promise<void> | null = null;
 
   private constructor(
     private readonly network: HostNetwork,
@@ -127,7 +129,7 @@ export class PortManager {
         changed = true;
       }
     }
-    if (changed) await this.ledger.commit();
+    if (changed) await this.#commit();
     const present = new Set(unused ? [] : (await this.network.listPorts()).map((p) => p.name));
     await Promise.all(nics.map(async ({ port, nic, primary }) => {
       this.#live.set(port, { instance, vni: nic.vni, mac: nic.mac });
@@ -209,7 +211,7 @@ export class PortManager {
   async firewallRulesEnsure(vpcId: string, bodyVni: number | undefined, rules: readonly WireFirewallRule[]): Promise<void> {
     const vni = vniOfRules(bodyVni, [...rules] as Parameters<typeof vniOfRules>[1]);
     this.ledger.value.vpc_rules[String(vni)] = [...rules];
-    await this.ledger.commit();
+    await this.#commit();
     const ports = [...this.#live].filter(([, p]) => p.vni === vni);
     for (const [port, p] of ports) await this.network.setFirewallRules(port, this.#rulesFor(rules, p));
     this.log.info({ vpc: vpcId, vni, rules: rules.length, ports: ports.map(([name]) => name) }, 'VPC firewall rules applied');
@@ -217,6 +219,17 @@ export class PortManager {
 
   #rulesFor(rules: readonly WireFirewallRule[], port: { vni: number; mac: string }): FirewallRule[] {
     return opteFirewallRules(rules, { vni: port.vni, mac: port.mac });
+  }
+
+  /** A ledger write of the value as it is now, kept as #pending while in flight. */
+  #commit(): Promise<void> {
+    const written = this.ledger.commit();
+    this.#pending = written;
+    const settled = (): void => {
+      if (this.#pending === written) this.#pending = null;
+    };
+    written.then(settled, settled);
+    return written;
   }
 
   /**
@@ -229,7 +242,7 @@ export class PortManager {
       if (other !== interfaceId && m.vni === body.vni && sameIp(m.virtual_ip, body.virtual_ip)) delete held[other];
     }
     held[interfaceId] = { ...body };
-    await this.ledger.commit();
+    await this.#commit();
     await this.network.setV2P(mappingOf(body));
   }
 
@@ -241,9 +254,21 @@ export class PortManager {
    */
   async deleteV2P(interfaceId: string, body: V2PBody): Promise<void> {
     const held = this.ledger.value.v2p[interfaceId];
-    if (held === undefined || !sameMapping(held, body)) return;
+    if (held === undefined || !sameMapping(held, body)) {
+      // Gone already, perhaps by a delete whose write is still in flight: answered once that is
+      // durable, as that delete is (and refused if it fails, as that one is).
+      await this.#pending;
+      return;
+    }
     delete this.ledger.value.v2p[interfaceId];
-    await this.ledger.commit();
+    try {
+      await this.#commit();
+    } catch (err) {
+      // Not on disk: held again, so Nexus's retry deletes it (and records that) rather than find
+      // it gone and answer at once. Unless it was set again meanwhile.
+      this.ledger.value.v2p[interfaceId] ??= held;
+      throw err;
+    }
     const ports = await this.network.listPorts();
     const local = ports.some((p) => p.ip4 === body.virtual_ip && [...this.#live].some(([name, l]) => name === p.name && l.vni === body.vni));
     if (local) {

@@ -3,7 +3,9 @@
 // 400 naming the field, refused before anything reaches the host. What the ports do with the
 // rules and mappings is the PortManager's, tested with it.
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Ledger, readLedgerFile } from '../src/ledger.js';
 import { expectSchema } from './support/contract.js';
 import { ensureBody, nexusSees, realRuntime, startTestAgent, type TestAgent } from './support/agent.js';
 import { networkedHardware, nic, rule, v2pBody, VNI_1, VNI_2 } from './support/networking.js';
@@ -69,6 +71,42 @@ describe('V2P mappings', () => {
     expect(listed.body).toContainEqual({ interface_id: id, ...v2pBody() });
     expect((await t.request('DELETE', `/v2p/${id}`, v2pBody())).status).toBe(204);
     expect((await t.request('GET', '/v2p')).body).not.toContainEqual(expect.objectContaining({ interface_id: id }));
+  });
+
+  it('answers a repeated delete only once the first one is recorded, and refuses both when it is not', async () => {
+    const id = randomUUID();
+    expect((await t.request('PUT', `/v2p/${id}`, v2pBody())).status).toBe(204);
+    const ports = t.running.agent.ports;
+    const deleteV2P = ports.deleteV2P.bind(ports);
+    let calls = 0;
+    let second!: () => void;
+    const repeated = new Promise<void>((resolve) => { second = resolve; });
+    ports.deleteV2P = (interfaceId, body) => {
+      const answer = deleteV2P(interfaceId, body);
+      if (++calls === 2) second();
+      return answer;
+    };
+    const original = Ledger.prototype.commit;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    Ledger.prototype.commit = async () => {
+      await held;
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    };
+    try {
+      const first = t.request('DELETE', `/v2p/${id}`, v2pBody());
+      const again = t.request('DELETE', `/v2p/${id}`, v2pBody());
+      await repeated;
+      release();
+      expect((await first).status).toBe(500);
+      expect((await again).status).toBe(500);
+    } finally {
+      Ledger.prototype.commit = original;
+    }
+    // Nexus's retry deletes it for real: on disk too.
+    expect((await t.request('DELETE', `/v2p/${id}`, v2pBody())).status).toBe(204);
+    const onDisk = readLedgerFile(join(t.config.data_dir, 'ports.json')) as { v2p: Record<string, unknown> };
+    expect(onDisk.v2p[id]).toBeUndefined();
   });
 
   it('reaches the host\'s V2P table, and a delete naming a guest of this sled leaves its port\'s own entry', async () => {
