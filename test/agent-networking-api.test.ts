@@ -5,8 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Ledger, readLedgerFile } from '../src/ledger.js';
+import { readLedgerFile } from '../src/ledger.js';
 import { expectSchema } from './support/contract.js';
+import { holdLedgerWrites } from './support/ledger-faults.js';
 import { ensureBody, nexusSees, realRuntime, startTestAgent, type TestAgent } from './support/agent.js';
 import { networkedHardware, nic, rule, v2pBody, VNI_1, VNI_2 } from './support/networking.js';
 
@@ -86,22 +87,16 @@ describe('V2P mappings', () => {
       if (++calls === 2) second();
       return answer;
     };
-    const original = Ledger.prototype.commit;
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => { release = resolve; });
-    Ledger.prototype.commit = async () => {
-      await held;
-      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
-    };
+    const writes = holdLedgerWrites();
     try {
       const first = t.request('DELETE', `/v2p/${id}`, v2pBody());
       const again = t.request('DELETE', `/v2p/${id}`, v2pBody());
       await repeated;
-      release();
+      writes.release();
       expect((await first).status).toBe(500);
       expect((await again).status).toBe(500);
     } finally {
-      Ledger.prototype.commit = original;
+      writes.restore();
     }
     // Nexus's retry deletes it for real: on disk too.
     expect((await t.request('DELETE', `/v2p/${id}`, v2pBody())).status).toBe(204);

@@ -10,6 +10,7 @@ import { GEN_LEASE } from '../src/instance.js';
 import { Ledger, readLedgerFile, type Change } from '../src/ledger.js';
 import { SimPropolis } from '../src/sim/propolis.js';
 import { expectSchema } from './support/contract.js';
+import { failLedgerWrites, holdLedgerWrites } from './support/ledger-faults.js';
 import { simZoneRecord } from './support/counting-host.js';
 import {
   POOL, ensureBody, instancePuts, nexusSees, propolisFmriOf, realRuntime, runInstance, startTestAgent, zoneOf, zoneReachesRunning, type TestAgent,
@@ -240,13 +241,7 @@ describe('instance lifecycle', () => {
 
   it('answers a repeated PUT only once the first one is recorded, and refuses both when it is not', async () => {
     t = await startTestAgent();
-    const original = Ledger.prototype.commit;
-    let release!: () => void;
-    const held = new Promise<void>((r) => { release = r; });
-    Ledger.prototype.commit = async () => {
-      await held;
-      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
-    };
+    const writes = holdLedgerWrites();
     try {
       const id = randomUUID();
       const first = t.request('PUT', `/instances/${id}`, ensureBody('running'));
@@ -262,26 +257,25 @@ describe('instance lifecycle', () => {
       };
       const repeat = t.request('PUT', `/instances/${id}`, ensureBody('running'));
       await repeated;
-      release();
+      writes.release();
       expect((await first).status).toBe(500);
       expect((await repeat).status).toBe(500);
     } finally {
-      Ledger.prototype.commit = original;
+      writes.restore();
     }
   });
 
   it('refuses a request on a running instance it cannot record, and leaves the VM running', async () => {
     t = await startTestAgent();
     const { id, runtime, zone } = await runInstance(t);
-    const original = Ledger.prototype.commit;
-    Ledger.prototype.commit = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const restore = failLedgerWrites();
     try {
       const res = await t.request('PUT', `/instances/${id}`, ensureBody('reboot', runtime));
       expect(res.status).toBe(500);
       expectSchema('sled-agent.json', 'Error', res.body);
       await t.running.agent.instances.idle();
     } finally {
-      Ledger.prototype.commit = original;
+      restore();
     }
     expect((await t.host.zones.list()).find((z) => z.name === zone)?.state).toBe('running');
     // Not left stuck: the next request is carried out.
@@ -317,12 +311,11 @@ describe('disks over HTTP', () => {
       target: { state: 'attached', instance },
     };
     expect((await t.request('PUT', `/disks/${disk}`, { ...body, target: { state: 'detached' } })).status).toBe(200);
-    const original = Ledger.prototype.commit;
-    Ledger.prototype.commit = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const restore = failLedgerWrites();
     try {
       expect((await t.request('PUT', `/disks/${disk}`, body)).status).toBe(500);
     } finally {
-      Ledger.prototype.commit = original;
+      restore();
     }
     const retry = await t.request('PUT', `/disks/${disk}`, body);
     expect(retry.status).toBe(200);
@@ -522,8 +515,7 @@ describe('generations reported ahead of the ledger', () => {
       if (instancePuts(id)(rec)) seen.push({ gen: rec.body.gen, diskLimit: onDisk(t!, id)!.reported_gen_limit! });
       return { status: 204 };
     };
-    const original = Ledger.prototype.commit;
-    Ledger.prototype.commit = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    const restore = failLedgerWrites();
     try {
       // Reboots until the instance's generation passes the limit on disk; each request is
       // refused (it cannot be recorded), and each reboot goes on.
@@ -534,7 +526,7 @@ describe('generations reported ahead of the ledger', () => {
         await new Promise((r) => setTimeout(r, 5));
       }
     } finally {
-      Ledger.prototype.commit = original;
+      restore();
     }
     const past = await t.nexus.waitFor((r) => instancePuts(id)(r) && r.body.gen > limit, 20_000);
     expect(past.body.gen).toBeGreaterThan(limit);
