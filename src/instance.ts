@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import { formatSocketAddr, parseSocketAddr } from './common/address.js';
 import { InstanceStates, type InstanceAction, type PropolisInstanceState } from './common/instance.js';
+import { LatestWrite } from './common/latest-write.js';
 import type { NexusNotifier } from './common/nexus-notifier.js';
 import type { Host } from './host/index.js';
 import { isHostError } from './host/index.js';
@@ -141,8 +142,8 @@ export class Instance {
    * still to come, and a run asked meanwhile waits for it (#afterTeardown queues it).
    */
   #stopSent = false;
-  /** The latest ledger write of this record while it is in flight; null once it settled. */
-  #pendingWrite: Promise<void> | null = null;
+  /** This record's ledger writes. */
+  readonly #writes = new LatestWrite();
   /** The record is on disk (read from the ledger, or written once since): a failed write no longer means the sled never had it. */
   #recorded: boolean;
   /**
@@ -219,7 +220,7 @@ export class Instance {
       // Nexus repeating a request whose write is still in flight: answered once it is durable,
       // as the first is (and refused if it fails, as the first is).
       const answer = this.states.current;
-      await this.#written();
+      await this.#writes.landed();
       return answer;
     }
     this.#record();
@@ -397,28 +398,15 @@ export class Instance {
   /** A ledger write of the record as it is now; once durable, its reported_gen_limit is too. */
   #write(fields?: readonly StateField[]): Promise<void> {
     const limit = this.record.reported_gen_limit ?? 0;
-    const written = this.ctx.commit(fields).then(() => {
+    const written = this.#writes.track(this.ctx.commit(fields).then(() => {
       this.#durableGenLimit = Math.max(this.#durableGenLimit, limit);
       this.#recorded = true;
-    });
-    this.#pendingWrite = written;
+    }));
     if (this.#takeUnwritten) {
       this.#takeUnwritten = false;
       this.#takeWritten = written.then(() => true, () => false);
     }
-    const settled = (): void => {
-      if (this.#pendingWrite === written) this.#pendingWrite = null;
-    };
-    written.then(settled, settled);
     return written;
-  }
-
-  /**
-   * Settles once this record's ledger write in flight, if any, is durable; rejects if it failed.
-   * Writes are durable in the order they were made, so the latest covers the ones before it.
-   */
-  #written(): Promise<void> {
-    return this.#pendingWrite ?? Promise.resolve();
   }
 
   #act(action: InstanceAction): void {

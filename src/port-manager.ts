@@ -17,6 +17,7 @@ import type { FirewallRule, HostNetwork, PortSpec, RouterEntry, V2PMapping } fro
 import { isHostError, OPTE_GATEWAY_MAC } from './host/index.js';
 import { opteFirewallRules, type VpcFirewallRule as WireFirewallRule } from './host/firewall.js';
 import { ipv4Subnet, ipv4Text, sameIp, sameMapping, vniOfRules } from './common/network-checks.js';
+import { LatestWrite } from './common/latest-write.js';
 import { Ledger } from './ledger.js';
 
 /** A guest NIC as the instance ensure body gives it (NetworkInterface). */
@@ -71,8 +72,7 @@ export class PortManager {
   /** Ports whose delete failed, retried in the background. */
   readonly #reaping = new Map<string, NodeJS.Timeout>();
   #closed = false;
-  /** The latest ledger write while it is in flight; null once it settled. */
-  #pending: Promise<void> | null = null;
+  readonly #writes = new LatestWrite();
 
   private constructor(
     private readonly network: HostNetwork,
@@ -221,15 +221,9 @@ export class PortManager {
     return opteFirewallRules(rules, { vni: port.vni, mac: port.mac });
   }
 
-  /** A ledger write of the value as it is now, kept as #pending while in flight. */
+  /** A ledger write of the value as it is now. */
   #commit(): Promise<void> {
-    const written = this.ledger.commit();
-    this.#pending = written;
-    const settled = (): void => {
-      if (this.#pending === written) this.#pending = null;
-    };
-    written.then(settled, settled);
-    return written;
+    return this.#writes.track(this.ledger.commit());
   }
 
   /**
@@ -257,7 +251,7 @@ export class PortManager {
     if (held === undefined || !sameMapping(held, body)) {
       // Gone already, perhaps by a delete whose write is still in flight: answered once that is
       // durable, as that delete is (and refused if it fails, as that one is).
-      await this.#pending;
+      await this.#writes.landed();
       return;
     }
     delete this.ledger.value.v2p[interfaceId];

@@ -430,9 +430,9 @@ function usableAddress(a: unknown, where: string): string {
   return formatIpv6(value);
 }
 
-/** Compared as addresses, not as text: the same address may be spelt in more than one way. */
+/** Both sides hold canonical text (validateRequests, checkLedger), so the same address compares equal. */
 function sameService(a: ServiceRecordInput, b: ServiceRecordInput): boolean {
-  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => canonicalIpv6(v) === canonicalIpv6(y[i]!));
+  const same = (x: string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
   return same(a.addresses, b.addresses) && same(a.gz_addresses, b.gz_addresses);
 }
 

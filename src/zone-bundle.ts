@@ -21,12 +21,12 @@
 // teardown (a lost zone has no SMF to ask: those steps say so). The bundles together stay within
 // `[bundles] max_bytes`, the oldest removed first.
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
+import { open, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
-import { writeFileAtomic } from './common/persist.js';
+import { mkdirDurable, writeFileAtomic } from './common/persist.js';
 import { tarArchive, type TarEntry } from './common/tar.js';
 import { NETWORK_MILESTONE, svcLogFile, svcsExplain, svcsStates, tailLines } from './host/commands.js';
 import type { Host } from './host/index.js';
@@ -229,7 +229,7 @@ export class ZoneBundles {
   /** Writes the bundle (archive, then its listing entry), then keeps the total within the bound. */
   async #store1(info: BundleInfo, archive: Buffer): Promise<void> {
     const dir = join(this.dir, info.zone);
-    await mkdir(dir, { recursive: true });
+    await mkdirDurable(dir);
     // Each written aside, synced and renamed, so neither is ever seen half written, not even
     // after a power loss; the listing entry first, as the archive is what makes a bundle listed.
     await writeFileAtomic(join(dir, `${info.id}.json`), json(info), 0o644, false);

@@ -8,10 +8,11 @@
 // flock locks belong to the open file, not to the process: a second lockDirectory() of the same
 // directory and role in the same process is refused too (two agents in one process, as the
 // bootstrap agent runs its sled agent, are two holders).
-import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { AgentConfig } from '../config.js';
+import { mkdirDurableSync } from './persist.js';
 
 interface FsExt {
   flockSync(fd: number, flags: 'exnb'): void;
@@ -49,7 +50,8 @@ export interface DirectoryLock {
  */
 export function lockDirectory(dir: string, holder: string, what: string): DirectoryLock {
   fsExt ??= createRequire(import.meta.url)('fs-ext') as FsExt;
-  mkdirSync(dir, { recursive: true });
+  // Made durable here, as the first to make it: the ledgers after this find it there already.
+  mkdirDurableSync(dir);
   const file = join(dir, `${holder.replaceAll(' ', '-')}.lock`);
   // Close-on-exec, as libuv opens every file: a process the agent starts (zoneadm, a detached
   // zoneadmd) must not hold the lock on after the agent died.

@@ -1,6 +1,7 @@
 // Files the agent must not lose half of: written to a temporary file in the same directory,
 // flushed, then renamed over the old one, so a crash leaves either the old or the new content.
 import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -32,13 +33,21 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
  * (mkdir does not say it exists already); the filesystem's own commit, seconds later, covers it.
  */
 export async function mkdirDurable(dir: string): Promise<void> {
-  const first = await mkdir(dir, { recursive: true });
-  if (first === undefined) return;
-  // mkdir names the first (outermost) directory it made; every one from there down to `dir` is new.
+  for (const made of madeDirs(dir, await mkdir(dir, { recursive: true }))) await fsyncDir(dirname(made));
+}
+
+/** mkdirDurable, for start-up before anything else runs (the directory locks). */
+export function mkdirDurableSync(dir: string): void {
+  for (const made of madeDirs(dir, mkdirSync(dir, { recursive: true }))) fsyncDirSync(dirname(made));
+}
+
+/** What mkdir -p made, outermost first: it names the first directory it made (none: undefined), and every one from there down to `dir` is new. */
+function madeDirs(dir: string, first: string | undefined): string[] {
+  if (first === undefined) return [];
   const top = resolve(first);
   const created = [resolve(dir)];
   for (let d = created[0] as string; d !== top && dirname(d) !== d; d = dirname(d)) created.push(dirname(d));
-  for (const made of created.reverse()) await fsyncDir(dirname(made));
+  return created.reverse();
 }
 
 /**
@@ -68,6 +77,18 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     // Read-only: closing it cannot lose anything the sync did not already report.
     await handle.close().catch(() => {});
+  }
+}
+
+/** fsyncDir, synchronously. */
+export function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } catch (err) {
+    if (!CANNOT_SYNC_DIR.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  } finally {
+    closeSync(fd);
   }
 }
 
