@@ -96,8 +96,10 @@
 // Output: a table per mode and N, a side-by-side block per N with the targets, and
 // results/boot/<timestamp>.{json,svg} plus results/boot/latest.{json,svg}, which git ignores
 // (results/boot/reference.* is the result kept on purpose).
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -123,6 +125,7 @@ import { NexusClient } from '../src/nexus-client.js';
 import { PropolisClient } from '../src/propolis-client.js';
 import { PropolisFarm } from '../src/sim/propolis-farm.js';
 import { SimPropolis } from '../src/sim/propolis.js';
+import { compileTree } from './compile.js';
 import { median, nearestRank, printTable } from './table.js';
 import { monitorAndReport } from './wire-floor.js';
 import { defaultVpcRules } from '../test/support/vpc-rules.js';
@@ -156,7 +159,10 @@ const POOL = 'oxp_d462a7f7-b628-40fe-80ff-4e4189e2d62b';
  */
 const SIM_WRITE_BEHIND_MS = 500;
 const DRAWS_KEPT = 3;
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The repository: this file's parent, or, compiled (--entry build), the tree it was compiled from. */
+const ROOT = process.env.BENCH_BOOT_ROOT ?? resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** This file compiled by tsc (--entry build re-runs it so), not src/ through tsx. */
+const COMPILED = import.meta.url.endsWith('.js');
 /** After Nexus's connections are opened, before a run's clock: the agent's loop finishes with them. */
 const SETTLE_MS = 50;
 
@@ -547,6 +553,8 @@ interface Options {
   cpuProf: string | null;
   /** Guest NICs per instance, each an OPTE port and a VNIC over it. */
   nics: number;
+  /** build: the benchmark and the agent's src/ compiled by tsc, as dist/ ships; tsx: through tsx's loader. */
+  entry: 'build' | 'tsx';
 }
 
 function usage(problem?: string): never {
@@ -555,6 +563,7 @@ function usage(problem?: string): never {
                      [--rounds R] [--overhead-runs R] [--latency realistic|zero] [--simulation process|in-process] [--propolis process|in-process]
                      [--durable] [--propolis-on-demand] [--deadline SECONDS] [--out DIR] [--no-warmup] [--log-level info]
                      [--cpu-prof DIR]  (a .cpuprofile of the main thread for each measured run)
+                     [--entry build|tsx]  (build: the working tree compiled by tsc into a temp dir, as dist/ is; tsx: src/ through tsx)
                      [--host sim|illumos] [--config FILE.toml] [--subnet fd00:1122:3344:101]
 modes: original (poll, serial steps, no pool, zones installed), warm (events, parallel steps,
        a pool of K warm zones, template clones), cold (events, parallel steps, no pool, template clones)
@@ -588,6 +597,7 @@ function parseOptions(): Options {
         config: { type: 'string' },
         subnet: { type: 'string', default: 'fd00:1122:3344:101' },
         nics: { type: 'string', default: '0' },
+        entry: { type: 'string', default: 'build' },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -627,7 +637,10 @@ function parseOptions(): Options {
   if (!/^[0-9a-fA-F:]+$/.test(parsed.subnet) || parsed.subnet.endsWith(':')) usage(`--subnet: the first 64 bits of an IPv6 /64, e.g. fd00:1122:3344:101`);
   const nics = Number(parsed.nics);
   if (!Number.isInteger(nics) || nics < 0 || nics > 8) usage(`--nics: guest NICs per instance, 0 to 8, got "${parsed.nics}"`);
+  const entry = parsed.entry;
+  if (entry !== 'build' && entry !== 'tsx') usage(`--entry: build or tsx, got "${entry}"`);
   return {
+    entry,
     nics,
     counts,
     modes: ALL_MODES.filter((m) => modes.includes(m)),
@@ -1789,8 +1802,53 @@ async function propolisPlacement(want: Options['propolis']): Promise<{ where: 'p
   return want === 'in-process' ? { where: 'in-process', floor: inProcessFloorPropolis() } : { where: 'process', floor: await farmFloorPropolis() };
 }
 
+/**
+ * --entry build (the default): compiles this file and the src/ it imports with tsc into a temp
+ * dir and runs that with the same arguments, so what is measured is the JavaScript that ships
+ * (dist/), not src/ through tsx's loader, which costs the agent a `__name` call per closure made
+ * and source-mapped stack traces (the N = 100 overhead, tsx against compiled: docs/benchmarks.md,
+ * "Readings of 2026-12-08").
+ */
+async function runCompiled(): Promise<number> {
+  const out = mkdtempSync(join(tmpdir(), 'bench-boot-build-'));
+  try {
+    console.log(`compiling the benchmark and the agent (the working tree) with tsc into ${out}/tree ...`);
+    const tree = compileTree(ROOT, ROOT, out, 'tree', ['scripts/bench-boot.ts', 'src/sim/host-process-main.ts', 'src/sim/propolis-farm-main.ts'], 'the benchmark');
+    const main = join(tree, 'scripts/bench-boot.js');
+    if (!existsSync(main)) throw new Error(`the build in ${tree} has no scripts/bench-boot.js`);
+    const child = spawn(process.execPath, [...withoutTsx(process.execArgv), main, ...process.argv.slice(2)], {
+      stdio: 'inherit', env: { ...process.env, BENCH_BOOT_ROOT: ROOT },
+    });
+    // A ^C reaches both; this process waits for the benchmark to end to remove the build.
+    const ignore = () => undefined;
+    const forward = () => child.kill('SIGTERM');
+    process.on('SIGINT', ignore);
+    process.on('SIGTERM', forward);
+    try {
+      const [code] = await once(child, 'exit') as [number | null, NodeJS.Signals | null];
+      return code ?? 1;
+    } finally {
+      process.off('SIGINT', ignore);
+      process.off('SIGTERM', forward);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+/** Node's arguments less tsx's loader (`--import tsx`, `--import=tsx`). */
+function withoutTsx(args: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if ((args[i] === '--import' || args[i] === '--require' || args[i] === '--loader') && args[i + 1] === 'tsx') i++;
+    else if (!/^--(import|require|loader)=tsx$/.test(args[i]!)) kept.push(args[i]!);
+  }
+  return kept;
+}
+
 async function main(): Promise<number> {
   const options = parseOptions();
+  if (options.entry === 'build' && !COMPILED) return runCompiled();
   const latencies = options.latency === 'zero' ? { ...ZERO_LATENCIES } : { ...REALISTIC_LATENCIES };
   const jitter = options.latency === 'zero' ? 0 : REALISTIC_JITTER;
   const scratch = mkdtempSync(join(tmpdir(), 'bench-boot-probe-'));
@@ -1801,6 +1859,7 @@ async function main(): Promise<number> {
   const placement = await propolisPlacement(options.propolis);
   const load = loadavg().map((l) => l.toFixed(2)).join(' ');
   console.log(`bench:boot  node ${process.version}, ${cpus().length} CPU(s), load average ${load}, host ${options.host}${options.config ? ` (${options.config})` : ''}, temp dirs under ${tmpdir()}`);
+  console.log(`agent: ${COMPILED ? 'the working tree compiled by tsc, as dist/ is (--entry build)' : 'src/ through tsx\'s loader (--entry tsx)'}`);
   for (const mode of options.modes) console.log(`mode ${mode}: ${describeMode(mode, options.pool)}`);
   if (modelled) {
     console.log(`sim host: ${options.latency === 'zero' ? 'ZERO_LATENCIES' : 'REALISTIC_LATENCIES'} ${JSON.stringify(latencies)}, jitter ±${jitter * 100}%, seed ${options.seed}`);
@@ -1928,6 +1987,7 @@ async function main(): Promise<number> {
     loadavg: loadavg(),
     node: process.version,
     cpus: cpus().length,
+    entry: COMPILED ? 'build' : 'tsx',
     host: options.host,
     config: options.config,
     sim: modelled ? {

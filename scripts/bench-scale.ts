@@ -87,6 +87,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { compileTree, tsc } from './compile.js';
 import { allocProfPreload, startAllocSampling, stopAllocSampling, type AllocSummary, type Profiled } from './alloc-prof.js';
 import { median, printTable } from './table.js';
 
@@ -509,7 +510,7 @@ function agentEntry(options: Options, head: string): Built {
     if (existsSync(join(ROOT, name))) symlinkSync(join(ROOT, name), join(out, name));
   }
   console.log(`compiling the agent (${describe}) into ${out}/dist ...`);
-  tsc(['-p', join(project, 'tsconfig.build.json'), '--outDir', join(out, 'dist')], project, 'the agent');
+  tsc(ROOT, ['-p', join(project, 'tsconfig.build.json'), '--outDir', join(out, 'dist')], project, 'the agent');
   if (!existsSync(join(out, 'dist/bin/sled-agent.js'))) throw new Error(`the build in ${out} has no dist/bin/sled-agent.js`);
   const floor = options.floor === 'none' ? FLOOR_TSX : buildFloor(out, project, options);
   return { args: [join(out, 'dist/bin/sled-agent.js')], describe, floor, cleanup: () => rmSync(out, { recursive: true, force: true }) };
@@ -527,27 +528,11 @@ function buildFloor(out: string, project: string, options: Options): Built['floo
     mkdirSync(join(out, 'scripts'), { recursive: true });
     for (const file of ['scale-floor.ts', 'wire-floor.ts']) copyFileSync(join(ROOT, 'scripts', file), join(out, 'scripts', file));
   }
-  const tsconfig = join(out, 'tsconfig.floor.json');
-  writeFileSync(tsconfig, JSON.stringify({
-    extends: join(project, 'tsconfig.json'),
-    compilerOptions: { noEmit: false, rootDir: project, outDir: join(out, 'floor'), declaration: false, sourceMap: false },
-    include: [join(project, 'scripts/scale-floor.ts'), join(project, 'src/sim/propolis-farm-main.ts')],
-  }));
   console.log(`compiling the floor (scripts/scale-floor.ts over the agent's src/) into ${out}/floor ...`);
-  tsc(['-p', tsconfig], project, 'the floor');
-  const main = join(out, 'floor/scripts/scale-floor.js');
-  if (!existsSync(main)) throw new Error(`the floor build in ${out}/floor has no scripts/scale-floor.js`);
+  const dir = compileTree(ROOT, project, out, 'floor', ['scripts/scale-floor.ts', 'src/sim/propolis-farm-main.ts'], 'the floor');
+  const main = join(dir, 'scripts/scale-floor.js');
+  if (!existsSync(main)) throw new Error(`the floor build in ${dir} has no scripts/scale-floor.js`);
   return { args: [main], describe: `scripts/scale-floor.ts compiled with the agent (${options.entry === 'head' ? 'its src/ from the agent\'s HEAD build' : 'the working tree'})` };
-}
-
-function tsc(args: string[], cwd: string, what: string): void {
-  try {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    // tsc emits despite type errors; only a missing entry (checked by the caller) is fatal.
-    const text = String((err as { stdout?: Buffer }).stdout ?? '').trim().split('\n').slice(0, 5).join('\n');
-    console.log(`note: tsc reported errors in ${what} (the build is used anyway):\n${text}`);
-  }
 }
 
 let built: Built | null = null;

@@ -76,8 +76,17 @@ describe('npm run bench:boot', () => {
     // Zero latency, one instance at N = 1, a pool of one: the modes' code paths, not their speed.
     // The sim host in a process of its own with its Propolis servers, the floor's in a farm
     // process (the defaults).
+    // The default --entry build: the benchmark and the agent compiled by tsc, as dist/ ships.
+    const builds = () => readdirSync(tmpdir()).filter((n) => n.startsWith('bench-boot-build-')).sort();
+    const before = builds();
     const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
       '--counts', '1,2', '--rounds', '1', '--pool', '1', '--latency', 'zero', '--no-warmup', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+    expect(stdout).toMatch(/compiling the benchmark and the agent .* with tsc into .*bench-boot-build-/);
+    expect(stdout).toContain('agent: the working tree compiled by tsc');
+    // The build is removed; another test's may be under way meanwhile, so only this one's is looked for.
+    const mine = /with tsc into .*\/(bench-boot-build-[^/]+)\/tree/.exec(stdout)![1]!;
+    expect(before).not.toContain(mine);
+    expect(builds()).not.toContain(mine);
     expect(stdout).toContain('side by side');
     expect(stdout).toMatch(/target warm total p50 <= 0\.15x original's: .* (PASS|FAIL)/);
     expect(stdout).toMatch(/target cold total p50 <= 0\.6x original's: .* (PASS|FAIL)/);
@@ -85,9 +94,10 @@ describe('npm run bench:boot', () => {
     expect(readdirSync(dir)).toHaveLength(4);
 
     const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as {
-      runs: BootRun[]; verdicts: Array<{ n: number; target: string; pass: boolean | null }>; httpFloor: { propolis: string }; sim: { simulation: string };
+      runs: BootRun[]; verdicts: Array<{ n: number; target: string; pass: boolean | null }>; httpFloor: { propolis: string }; sim: { simulation: string }; entry: string;
     };
     expect(doc.sim.simulation).toBe('process');
+    expect(doc.entry).toBe('build');
     expect(stdout).toMatch(/main thread \(agent\): CPU/);
     expect(stdout).not.toMatch(/main thread \(agent \+ host/);
     expect(doc.runs.map((r) => `${r.mode} ${r.n}`)).toEqual(['original 1', 'warm 1', 'cold 1', 'original 2', 'warm 2', 'cold 2']);
@@ -132,7 +142,7 @@ describe('npm run bench:boot', () => {
     dir = mkdtempSync(join(tmpdir(), 'bench-boot-test-'));
     // Zero latency: the figures mean nothing here, what is checked is how they are combined.
     const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
-      '--counts', '100', '--modes', 'cold', '--overhead-runs', '2', '--latency', 'zero', '--no-warmup', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+      '--counts', '100', '--modes', 'cold', '--overhead-runs', '2', '--latency', 'zero', '--no-warmup', '--out', dir, '--entry', 'tsx'], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
     expect(stdout).toMatch(/cold N=100 run 2 of 2 \(for the overhead target only\)/);
     const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as {
       runs: BootRun[];
@@ -156,7 +166,7 @@ describe('npm run bench:boot', () => {
     // Realistic latencies, where Propolis reports Starting and, a VM boot later, Running, and
     // the agent reports both (at zero latency which of them a monitor sees is a race).
     const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
-      '--counts', '1', '--rounds', '1', '--modes', 'cold', '--no-warmup', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+      '--counts', '1', '--rounds', '1', '--modes', 'cold', '--no-warmup', '--out', dir, '--entry', 'tsx'], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
     expect(stdout).toContain('Nexus got the same states from the floor as from the agent for 1 of 1');
     const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as {
       runs: Array<BootRun & { instances: Array<{ floorNexusStates?: string[] | null }> }>;
@@ -174,9 +184,11 @@ describe('npm run bench:boot', () => {
   it('runs with the simulated host on the agent\'s event loop (--simulation in-process), its Propolis servers in a farm process', async () => {
     dir = mkdtempSync(join(tmpdir(), 'bench-boot-test-'));
     const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/bench-boot.ts',
-      '--counts', '2', '--modes', 'warm', '--pool', '1', '--latency', 'zero', '--no-warmup', '--simulation', 'in-process', '--out', dir], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
+      '--counts', '2', '--modes', 'warm', '--pool', '1', '--latency', 'zero', '--no-warmup', '--simulation', 'in-process', '--out', dir, '--entry', 'tsx'], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
     const doc = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as { sim: { simulation: string; propolis: string }; runs: Array<BootRun & { modelled: unknown }> };
     expect(doc.sim).toMatchObject({ simulation: 'in-process', propolis: 'farm process' });
+    expect(stdout).toContain('agent: src/ through tsx\'s loader (--entry tsx)');
+    expect(stdout).not.toContain('compiling the benchmark');
     expect(stdout).toMatch(/main thread \(agent \+ host \+ pool refill\): CPU/);
     expect(doc.runs.map((r) => `${r.mode} ${r.n} ${r.ok}`)).toEqual(['warm 2 true']);
     expect(doc.runs[0]!.instances.map((i) => i.start).sort()).toEqual(['own', 'pool']);
