@@ -24,6 +24,18 @@ export class NexusError extends Error {
   }
 }
 
+/**
+ * A send whose refusals are retried like any other failure. The original retries its
+ * registration whatever Nexus answers (omicron's server.rs and sim/server.rs map every error to
+ * `BackoffError::transient`): a Nexus not ready for the sled may refuse it, and a sled that stops
+ * asking is never registered. The refusal goes on as the cause, so the retry's log names it.
+ */
+export function retryingRefusals(send: () => Promise<void>): () => Promise<void> {
+  return () => send().catch((err: unknown) => {
+    throw err instanceof NexusError && err.permanent ? new Error(err.message, { cause: err }) : err;
+  });
+}
+
 export interface NexusClientOptions {
   /** Per-request timeout for headers and body, ms. */
   timeoutMs?: number;

@@ -18,7 +18,7 @@ import { InstanceManager } from './instance-manager.js';
 import type { WarmPool } from './warm-pool.js';
 import { PortManager, portOfVnic } from './port-manager.js';
 import type { Phase } from './zone.js';
-import { NexusClient } from './nexus-client.js';
+import { NexusClient, retryingRefusals } from './nexus-client.js';
 import { registerOpenApi, SLED_AGENT_API_INFO } from './openapi.js';
 import { VolumeConstructionRequestSchema, type UpdateArtifact } from './params.js';
 import { createServer, REQUEST_BODY_MAX_BYTES, type App } from './server.js';
@@ -350,12 +350,10 @@ export async function startAgent(config: AgentConfig, host: Host, log: Logger, o
   agent.resume();
   const storageStarted = agent.storage.start().catch((err: unknown) => log.error({ err }, 'storage could not be started'));
   const registered = (async () => {
+    // Retried until delivered, a 4xx included, or until close() drains the notifier.
     const outcome = await agent.notifier.push('sled', 'sled agent registration',
-      () => agent.nexus.sledAgentPost(config.id, { sa_address: address }));
-    if (outcome !== 'delivered') {
-      if (outcome !== 'cancelled') log.error({ outcome }, 'Nexus refused to register this sled; storage not reported');
-      return;
-    }
+      retryingRefusals(() => agent.nexus.sledAgentPost(config.id, { sa_address: address })));
+    if (outcome !== 'delivered') return; // cancelled: shut down before Nexus took it
     log.info({ nexus: agent.nexus.origin }, 'registered with Nexus');
     agent.registered = true;
     await storageStarted;

@@ -358,6 +358,28 @@ describe('services and storage over HTTP', () => {
   });
 });
 
+describe('registration', () => {
+  it('retries a registration Nexus refused with a 4xx, as the original does, then reports storage', async () => {
+    const { FakeNexus } = await import('./support/fake-nexus.js');
+    const nexus = await FakeNexus.start();
+    let refusals = 0;
+    nexus.respond = (r) => {
+      if (r.method === 'POST' && r.url.startsWith('/sled_agents/') && refusals < 2) {
+        refusals += 1;
+        return { status: 400, body: JSON.stringify({ request_id: '1', error_code: 'InvalidRequest', message: 'not yet' }) };
+      }
+      return { status: 204 };
+    };
+    t = await startTestAgent({ nexus });
+    await t.running.registered;
+    const posts = t.nexus.requests.filter((r) => r.method === 'POST' && r.url === `/sled_agents/${t!.config.id}`);
+    expect(posts).toHaveLength(3);
+    expect(t.running.agent.registered).toBe(true);
+    const zpoolPut = await t.nexus.waitFor((r) => r.method === 'PUT' && r.url.startsWith(`/sled_agents/${t!.config.id}/zpools/`));
+    expect(t.nexus.requests.indexOf(zpoolPut)).toBeGreaterThan(t.nexus.requests.indexOf(posts[2]!));
+  });
+});
+
 describe('failures', () => {
   it('marks the instance failed and tells Nexus when its zone is deleted before Propolis is up', async () => {
     // A long network milestone leaves time to pull the zone away mid-provisioning.

@@ -1,6 +1,7 @@
 // The simulated sled agent over real HTTP, as Nexus drives it: instance and disk lifecycles in
 // explicit and auto mode, what Nexus receives, and every refusal the API makes.
 import { randomUUID } from 'node:crypto';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectSchema } from './support/contract.js';
 import type { Recorded } from './support/fake-nexus.js';
@@ -11,6 +12,8 @@ afterEach(async () => { await t?.close(); });
 
 const instancePuts = (id: string) => (r: Recorded) => r.method === 'PUT' && r.url === `/instances/${id}`;
 const diskPuts = (id: string) => (r: Recorded) => r.method === 'PUT' && r.url === `/disks/${id}`;
+const registrations = (sledId: string) => (r: Recorded) => r.method === 'POST' && r.url === `/sled_agents/${sledId}`;
+const storagePuts = (r: Recorded) => r.method === 'PUT' && /^\/(sled_agents\/[^/]+\/zpools|zpools\/[^/]+\/dataset)\//.test(r.url);
 
 async function putInstance(id: string, runState: string, runtime?: object) {
   const res = await t.request('PUT', `/instances/${id}`, instanceEnsure(t.config.id, runState, runtime as any));
@@ -261,6 +264,59 @@ describe('Nexus conversation', () => {
       expectSchema('nexus-internal.json', 'SledAgentStartupInfo', post.body);
       expect(post.body.sa_address).toBe(t.sim.address);
     }
+  });
+
+  it('retries a registration Nexus refused with a 4xx, as omicron does, saying so, then reports storage', async () => {
+    const { FakeNexus } = await import('./support/fake-nexus.js');
+    const nexus = await FakeNexus.start();
+    let refusals = 0;
+    nexus.respond = (r) => {
+      if (r.method === 'POST' && r.url.startsWith('/sled_agents/') && refusals < 2) {
+        refusals += 1;
+        return { status: 400, body: JSON.stringify({ request_id: '1', error_code: 'InvalidRequest', message: 'not yet' }) };
+      }
+      return { status: 204 };
+    };
+    const lines: any[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+    t = await startTestSim({ nexus, zpools: [{ size: 2 ** 30 }], log });
+    await t.sim.registered;
+
+    const posts = nexus.requests.filter(registrations(t.config.id));
+    expect(posts).toHaveLength(3);
+    expect(t.sim.agent.registered).toBe(true);
+    const storage = nexus.requests.filter(storagePuts);
+    expect(storage.map((r) => r.url.split('/').slice(0, 4).join('/')))
+      .toEqual([`/sled_agents/${t.config.id}/zpools`, `/zpools/${t.sim.storage.zpools[0]!.id}/dataset`]);
+    for (const r of storage) expect(nexus.requests.indexOf(r)).toBeGreaterThan(nexus.requests.indexOf(posts[2]!));
+
+    // One warning per refusal, naming what failed, Nexus's answer, and that it is retried.
+    const failures = lines.filter((l) => l.what === 'sled agent registration' && l.level >= 40);
+    expect(failures).toHaveLength(2);
+    for (const l of failures) {
+      expect(l.level).toBe(40);
+      expect(l.msg).toMatch(/will retry/);
+      expect(l.err).toContain(`POST /sled_agents/${t.config.id} with 400`);
+      expect(l.err).toContain('not yet');
+      expect(l.retryInMs).toBeGreaterThanOrEqual(0);
+    }
+  });
+
+  it('stops retrying a refused registration when closed, never reporting storage', async () => {
+    const { FakeNexus } = await import('./support/fake-nexus.js');
+    const nexus = await FakeNexus.start();
+    nexus.respond = (r) => (r.method === 'POST' && r.url.startsWith('/sled_agents/') ? { status: 404 } : { status: 204 });
+    t = await startTestSim({ nexus, zpools: [{ size: 2 ** 30 }] });
+    await nexus.waitForCount(registrations(t.config.id), 2);
+    expect(t.sim.agent.registered).toBe(false);
+
+    await t.sim.close();
+    // `registered` settles only once the notifier has given the registration up, so the retries
+    // have ended: nothing is left queued and nothing more will be sent.
+    await t.sim.registered;
+    expect(t.sim.notifier.backlog).toBe(0);
+    expect(t.sim.agent.registered).toBe(false);
+    expect(nexus.requests.filter(storagePuts)).toEqual([]);
   });
 
   it('retries an instance update Nexus failed, delivering the newest state in order', async () => {

@@ -248,7 +248,7 @@ describe('Crucible agent of each dataset', () => {
     return addresses;
   }
 
-  it('creates, lists, gets, re-creates idempotently, refuses a conflicting create and deletes regions', async () => {
+  it('creates, lists, gets, re-creates, replaces a region re-created with other parameters and deletes regions', async () => {
     for (const address of await datasetAddresses()) {
       const base = `http://${address}/crucible/0/regions`;
       const id = randomUUID();
@@ -280,11 +280,13 @@ describe('Crucible agent of each dataset', () => {
       expect(again.body).toEqual(created.body);
       expect((await http('GET', base)).body).toHaveLength(1);
 
-      const conflicting = await http('POST', base, createBody(id, 32));
-      expectEnvelope(conflicting.body, 409, conflicting);
-      expect(conflicting.body.message).toContain(id);
-      // The conflict changed nothing.
-      expect((await http('GET', `${base}/${id}`)).body.extent_count).toBe(16);
+      // omicron's sim inserts over the old region: other parameters are a 200 with the new region.
+      const replaced = await http('POST', base, createBody(id, 32));
+      expect(replaced.status).toBe(200);
+      expectSchema('crucible-agent.json', 'Region', replaced.body);
+      expect(replaced.body).toEqual({ ...created.body, extent_count: 32 });
+      expect((await http('GET', `${base}/${id}`)).body).toEqual(replaced.body);
+      expect((await http('GET', base)).body).toEqual([replaced.body]);
 
       const deleted = await http('DELETE', `${base}/${id}`);
       expect(deleted.status).toBe(204);
@@ -293,11 +295,18 @@ describe('Crucible agent of each dataset', () => {
       const afterDelete = await http('GET', `${base}/${id}`);
       expect(afterDelete.status).toBe(200);
       expectSchema('crucible-agent.json', 'Region', afterDelete.body);
-      expect(afterDelete.body).toEqual({ ...created.body, state: 'destroyed' });
+      expect(afterDelete.body).toEqual({ ...replaced.body, state: 'destroyed' });
 
       const listAfter = await http('GET', base);
       expect(listAfter.status).toBe(200);
-      expect(listAfter.body).toEqual([{ ...created.body, state: 'destroyed' }]);
+      expect(listAfter.body).toEqual([{ ...replaced.body, state: 'destroyed' }]);
+
+      // A destroyed region's id makes a new region, with whatever parameters it is given.
+      const recreated = await http('POST', base, createBody(id, 8));
+      expect(recreated.status).toBe(200);
+      expectSchema('crucible-agent.json', 'Region', recreated.body);
+      expect(recreated.body).toEqual({ ...created.body, extent_count: 8 });
+      expect((await http('GET', base)).body).toEqual([recreated.body]);
     }
   });
 

@@ -1,8 +1,9 @@
 // A simulated Crucible agent, one per simulated dataset (omicron sim/http_entrypoints_storage.rs
 // against test/contracts/crucible/crucible-agent.json): regions list/create/get/delete.
-// Regions come up "created" at once; a deleted region stays listed as "destroyed".
+// Regions come up "created" at once; a deleted region stays listed as "destroyed"; a create
+// names its region by id and replaces whatever had that id.
 import type { Logger } from 'pino';
-import { conflict, invalidRequest, objectNotFound } from '../common/errors.js';
+import { invalidRequest, objectNotFound } from '../common/errors.js';
 import { unencodableText } from '../common/unicode.js';
 import { ApiError as ApiErrorSchema, CreateRegion, NoContent, Region, RegionPathParam } from '../params.js';
 import { createServer, type App } from '../server.js';
@@ -23,12 +24,16 @@ export class CrucibleData {
     return region;
   }
 
-  /** Idempotent for the same parameters; a different request for a live id is a conflict. */
+  /**
+   * As omicron's sim (CrucibleDataInner::create, a plain HashMap insert): a create for an id it
+   * already has, live or destroyed, with the same parameters or not, replaces that region with
+   * the new one and answers 200 with it. Nexus's tests were written against that sim, so a
+   * refusal here would fail a request that passes there.
+   */
   create(params: CreateRegion): Region {
     // The real agent's JSON parser refuses such an id; kept, it could never be named in a URL.
     const unencodable = unencodableText(params.id);
     if (unencodable) throw invalidRequest(`region id ${JSON.stringify(params.id)} contains ${unencodable}`);
-    const existing = this.regions.get(params.id);
     const region: Region = {
       id: params.id,
       state: 'created',
@@ -41,13 +46,6 @@ export class CrucibleData {
       key_pem: null,
       root_pem: null,
     };
-    if (existing && existing.state !== 'destroyed') {
-      const same = existing.block_size === region.block_size
-        && existing.extent_size === region.extent_size
-        && existing.extent_count === region.extent_count;
-      if (same) return existing;
-      throw conflict(`region ${params.id} already exists with different parameters`);
-    }
     this.regions.set(params.id, region);
     return region;
   }

@@ -1,11 +1,11 @@
 // Starting and stopping a simulated sled agent: its HTTP server, its storage with the Crucible
 // agents, and its conversation with Nexus. Registration runs in the background and is retried
-// until Nexus answers, so the agent serves requests while Nexus is still down.
+// until Nexus accepts it, so the agent serves requests while Nexus is still down.
 import type { Logger } from 'pino';
 import { formatSocketAddr, parseSocketAddr } from '../common/address.js';
 import { NexusNotifier } from '../common/nexus-notifier.js';
 import { Shutdown } from '../common/shutdown.js';
-import { NexusClient } from '../nexus-client.js';
+import { NexusClient, retryingRefusals } from '../nexus-client.js';
 import { registerOpenApi, SLED_AGENT_API_INFO } from '../openapi.js';
 import { VolumeConstructionRequestSchema } from '../params.js';
 import { createServer, type App } from '../server.js';
@@ -88,13 +88,10 @@ export async function startSim(config: SimConfig, log: Logger): Promise<RunningS
   log.info({ address, sled_id: config.id, sim_mode: config.sim_mode, nexus: nexus.origin }, 'simulated sled agent listening');
 
   const registered = (async () => {
+    // Retried until delivered, a 4xx included, or until close() drains the notifier.
     const outcome = await notifier.push('sled', 'sled agent registration',
-      () => nexus.sledAgentPost(config.id, { sa_address: address }));
-    if (outcome === 'cancelled') return; // shut down first
-    if (outcome !== 'delivered') {
-      log.error({ outcome }, 'Nexus refused to register this sled; storage not reported');
-      return;
-    }
+      retryingRefusals(() => nexus.sledAgentPost(config.id, { sa_address: address })));
+    if (outcome !== 'delivered') return; // cancelled: shut down before Nexus took it
     log.info({ nexus: nexus.origin }, 'registered with Nexus');
     agent.registered = true;
     await storage.report(nexus, notifier);
