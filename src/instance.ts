@@ -289,7 +289,9 @@ export class Instance {
    *   creating/stopped         running/reboot     halt under way, completes a half-made zone),
    *                                               re-attach Propolis, Run it if it never ran, and
    *                                               monitor; a VM that was running is reported by
-   *                                               the monitor
+   *                                               the monitor. Running or a migration's source
+   *                                               with a new Propolis (the zone was halted, the
+   *                                               sled rebooted): the VM is gone, so it fails
    *   creating/repairing       none               nothing (no host objects are made for them)
    */
   converge(): void {
@@ -728,10 +730,8 @@ export class Instance {
       // starts from generation 0, so it still sees the current state.
       if (run) {
         await this.#propolis.putState('Run');
-      } else if (this.states.desired?.run_state === 'running') {
-        // Adopted: Propolis may have run the VM already (the agent died after asking it to).
-        const vm = await this.#propolis.get();
-        if (vm.instance.state === 'Creating') await this.#propolis.putState('Run');
+      } else {
+        await this.#runAdopted();
       }
       this.#startMonitor(fmri);
       started = true;
@@ -745,6 +745,25 @@ export class Instance {
       // A VM that was running already (adopted) is not waited for: the monitor may not see a change.
       if (!started || !run) this.#endStart();
     }
+  }
+
+  /**
+   * After a restart, a Propolis that has not run its VM (Creating) is run if the VM was being
+   * started or rebooted. If the ledger says the VM was up (running, or a migration's source), a
+   * new Propolis means the VM went with its zone (the sled rebooted, the zone was halted while
+   * the agent was down): running it would boot the guest afresh behind Nexus's back, and a
+   * migration's source would come up beside its target. The instance fails instead, so Nexus
+   * hears what happened. A migration's target (record.migrate) is not judged here.
+   */
+  async #runAdopted(): Promise<void> {
+    const state = this.states.current.run_state;
+    const desired = this.states.desired?.run_state;
+    const lost = this.record.migrate === null && (state === 'running' || state === 'migrating');
+    if (!lost && desired !== 'running' && state !== 'rebooting') return;
+    const propolis = this.#propolis as PropolisClient;
+    if ((await propolis.get()).instance.state !== 'Creating') return;
+    if (lost) throw new Error(`the VM was ${state} when the agent stopped and is gone: its zone came back with a new Propolis`);
+    await propolis.putState('Run');
   }
 
   /**

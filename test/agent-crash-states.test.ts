@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../src/instance.js';
 import { readLedgerFile } from '../src/ledger.js';
+import { SimHost } from '../src/sim/host.js';
 import { ensureBody, instancePuts, nexusSees, realRuntime, runInstance, startTestAgent, withZones, zoneOf, type TestAgent } from './support/agent.js';
 
 let t: TestAgent | undefined;
@@ -43,6 +44,15 @@ function rewriteRecord(agent: TestAgent, id: string, runState: string, desired: 
   };
   writeLedger(agent, records);
   return records[id]!;
+}
+/** Halts a zone of the (stopped) agent's simulated host. */
+async function haltZone(agent: TestAgent, zone: string): Promise<void> {
+  const host = await SimHost.open({ stateDir: join(agent.dir, 'sim-host') });
+  try {
+    await host.zones.halt(zone);
+  } finally {
+    await host.close();
+  }
 }
 const nic = (slot: number) => ({ name: `net${slot}`, ip: `172.16.0.${5 + slot}`, mac: `a8:40:25:f0:00:0${slot + 1}`, subnet: '172.16.0.0/22', vni: 10, slot });
 
@@ -166,6 +176,38 @@ describe('restart after a kill', () => {
     await t.running.agent.instances.whenGone(id);
     await t.stop();
     expect(ledger(t)[id]).toBeUndefined();
+  });
+
+  it('fails a running instance whose VM went with its zone while the agent was down, rather than booting it again unasked', async () => {
+    t = await startTestAgent();
+    const { id, zone } = await runInstance(t);
+    await t.stop();
+    // As after the sled rebooted: zones have autoboot off, so the zone is only installed.
+    await haltZone(t, zone);
+    const seen = t.nexus.requests.length;
+
+    t = await t.restart();
+    const failed = await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.indexOf(r) >= seen && r.body.run_state === 'failed');
+    expect(failed.body.run_state).toBe('failed');
+    await t.running.agent.instances.idle();
+    expect(ledger(t)[id]).toMatchObject({ runtime: { run_state: 'failed' }, desired: null });
+    expect((await t.host.zones.list()).map((z) => z.name)).not.toContain(zone);
+    const after = t.nexus.requests.slice(seen).filter(instancePuts(id)).map((r) => r.body.run_state);
+    expect(after).not.toContain('starting');
+  });
+
+  it('runs again a VM that was rebooting when its zone went with the agent down: a reboot boots it afresh anyway', async () => {
+    t = await startTestAgent();
+    const { id, zone } = await runInstance(t);
+    await t.stop();
+    // The monitor had seen Rebooting (which clears what was desired), then the sled went down.
+    rewriteRecord(t, id, 'rebooting', null);
+    await haltZone(t, zone);
+    const seen = t.nexus.requests.length;
+
+    t = await t.restart();
+    await t.nexus.waitFor((r) => instancePuts(id)(r) && t!.nexus.requests.indexOf(r) >= seen && r.body.run_state === 'running');
+    expect(t.running.agent.instances.get(id)?.current.run_state).toBe('running');
   });
 
   it('a failure clears what was desired, so an old ledger with failed + stopped desired settles too', async () => {
