@@ -217,10 +217,10 @@ export class Instance {
     if (action === null && this.states.current === this.record.runtime) {
       // Already stopped (Nexus asking again, or about an instance this sled had forgotten).
       if (this.#done()) this.#enqueue('leave', () => this.#leave(false));
-      // Nexus repeating a request whose write is still in flight: answered once it is durable,
-      // as the first is (and refused if it fails, as the first is).
+      // Nexus repeating a request whose write is still in flight, or failed: answered once it is
+      // durable, as the first is (and refused if it fails, as the first is).
       const answer = this.states.current;
-      await this.#writes.landed();
+      await this.#writes.landed(() => this.#write());
       return answer;
     }
     this.#record();

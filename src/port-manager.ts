@@ -251,7 +251,7 @@ export class PortManager {
     if (held === undefined || !sameMapping(held, body)) {
       // Gone already, perhaps by a delete whose write is still in flight: answered once that is
       // durable, as that delete is (and refused if it fails, as that one is).
-      await this.#writes.landed();
+      await this.#writes.landed(() => this.#commit());
       return;
     }
     delete this.ledger.value.v2p[interfaceId];

@@ -265,6 +265,23 @@ describe('instance lifecycle', () => {
     }
   });
 
+  it('answers a request repeated after its write failed only once a write of it lands', async () => {
+    t = await startTestAgent();
+    const { id, runtime } = await runInstance(t);
+    const restore = failLedgerWrites();
+    try {
+      expect((await t.request('PUT', `/instances/${id}`, ensureBody('reboot', runtime))).status).toBe(500);
+      // In memory the reboot is asked; on disk it is not. Nexus's retry finds nothing to change,
+      // which is no reason to call it recorded.
+      const again = await t.request('PUT', `/instances/${id}`, ensureBody('reboot', runtime));
+      expect(again.status).toBe(500);
+      expectSchema('sled-agent.json', 'Error', again.body);
+    } finally {
+      restore();
+    }
+    expect((await t.request('PUT', `/instances/${id}`, ensureBody('reboot', runtime))).status).toBe(200);
+  });
+
   it('refuses a request on a running instance it cannot record, and leaves the VM running', async () => {
     t = await startTestAgent();
     const { id, runtime, zone } = await runInstance(t);
