@@ -4,6 +4,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
 import { canonicalIpv6 } from './common/ipv6.js';
+import { isOwnedVnicName, linkNameProblem, OWNED_VNIC_PREFIXES } from './host/names.js';
 import { StringEnum } from './params.js';
 import { ConfigError, NexusTable, UpdatesTable, assertSocketAddrs, assertValid, configAjv, mergeTables, readTomlFile } from './sim/config.js';
 import { REQUEST_BODY_MAX_BYTES } from './server.js';
@@ -190,6 +191,15 @@ export function checkAgentConfig(partial: Record<string, unknown>, source: strin
   }
   if (config.nexus.backoff_max_ms < config.nexus.backoff_initial_ms) {
     throw new ConfigError(`invalid configuration (${source}): nexus.backoff_max_ms is below nexus.backoff_initial_ms`);
+  }
+  for (const [key, name] of [['zones.control_link', config.zones.control_link], ['zones.underlay_vnic', config.zones.underlay_vnic]] as const) {
+    const problem = linkNameProblem(name);
+    if (problem !== null) throw new ConfigError(`invalid configuration (${source}): ${key}: ${JSON.stringify(name)} is not a link name: ${problem}`);
+  }
+  // The start-up sweep removes VNICs with the agent's own prefixes that no ledger claims.
+  if (isOwnedVnicName(config.zones.underlay_vnic)) {
+    throw new ConfigError(`invalid configuration (${source}): zones.underlay_vnic: ${JSON.stringify(config.zones.underlay_vnic)} starts with `
+      + `${OWNED_VNIC_PREFIXES.map((p) => `"${p}"`).join(' or ')}, the prefixes of the VNICs the agent makes for zones and removes when no ledger claims them`);
   }
   // In RFC 5952 form, as ipadm show-addr prints it: written otherwise (FD00::1), every start found
   // the sled's address "changed" and deleted and re-added it under the zones that route through it.

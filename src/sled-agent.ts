@@ -221,15 +221,25 @@ export class SledAgent {
       }
       // An orphan's own VNICs are whatever its configuration names.
       const nets = await host.zones.config(zone.name).then((c) => c.nets.map((n) => n.physical), () => []);
-      await removeZone(host, zone.name, nets.filter((n) => isOwnedVnicName(n) && !claimedVnics.has(n)), log);
-      summary.removedZones.push(zone.name);
+      // One orphan that will not go must not keep the agent, and every instance on the sled,
+      // from starting: it is left, said, and tried again at the next start.
+      try {
+        await removeZone(host, zone.name, nets.filter((n) => isOwnedVnicName(n) && !claimedVnics.has(n)), log);
+        summary.removedZones.push(zone.name);
+      } catch (err) {
+        log.error({ err, zone: zone.name, state: zone.state }, 'cannot remove an orphan zone; left as it is until the next start');
+      }
     }
     const present = new Set(zones.map((z) => z.name));
     summary.missing = [...claimed.keys()].filter((z) => !present.has(z));
     for (const vnic of await host.links.listVnics()) {
       if (!isOwnedVnicName(vnic.name) || claimedVnics.has(vnic.name)) continue;
-      await host.links.deleteVnic(vnic.name);
-      summary.removedVnics.push(vnic.name);
+      try {
+        await host.links.deleteVnic(vnic.name);
+        summary.removedVnics.push(vnic.name);
+      } catch (err) {
+        log.error({ err, vnic: vnic.name }, 'cannot remove an orphan VNIC; left as it is until the next start');
+      }
     }
     // Guest VNICs are over ports: the orphan VNICs are gone by now, so an orphan port is free.
     const claimedPorts = new Set([...claimedVnics].filter((v) => v.startsWith('vopte')).map(portOfVnic));

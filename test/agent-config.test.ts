@@ -74,6 +74,18 @@ describe('sled agent config', () => {
     expect(config.underlay_address).toBe('fd00:1122:3344:101::1');
   });
 
+  it('refuses link names the OS would refuse, and an underlay VNIC the start-up sweep would remove as an orphan', () => {
+    const base = { id: 'fb0f7546-4d46-40ca-9d56-cbb810684ca7', nexus_address: '127.0.0.1:1' };
+    expect(() => checkAgentConfig({ ...base, zones: { underlay_vnic: 'oxUnderlay0' } }, 'test'))
+      .toThrow(/zones\.underlay_vnic: "oxUnderlay0" starts with "ox" or "vopte"/);
+    expect(() => checkAgentConfig({ ...base, zones: { underlay_vnic: 'vopte3' } }, 'test')).toThrow(/zones\.underlay_vnic/);
+    expect(() => checkAgentConfig({ ...base, zones: { underlay_vnic: 'under lay0' } }, 'test'))
+      .toThrow(/zones\.underlay_vnic: "under lay0" is not a link name: only letters/);
+    expect(() => checkAgentConfig({ ...base, zones: { control_link: 'stub' } }, 'test'))
+      .toThrow(/zones\.control_link: "stub" is not a link name: does not end in a digit/);
+    expect(checkAgentConfig({ ...base, zones: { underlay_vnic: 'underlay1' } }, 'test').zones.underlay_vnic).toBe('underlay1');
+  });
+
   it('maps the latency settings onto the simulated host', () => {
     expect(simLatencies('realistic').latencies).toEqual(REALISTIC_LATENCIES);
     expect(simLatencies('zero').latencies.install).toBe(0);

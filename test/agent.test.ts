@@ -13,7 +13,7 @@ import { expectSchema } from './support/contract.js';
 import { failLedgerWrites, holdLedgerWrites } from './support/ledger-faults.js';
 import { simZoneRecord } from './support/counting-host.js';
 import {
-  POOL, ensureBody, instancePuts, nexusSees, propolisFmriOf, realRuntime, runInstance, startTestAgent, zoneOf, zoneReachesRunning, type TestAgent,
+  POOL, ensureBody, instancePuts, nexusSees, propolisFmriOf, realRuntime, runInstance, startTestAgent, withZones, zoneOf, zoneReachesRunning, type TestAgent,
 } from './support/agent.js';
 
 let t: TestAgent | undefined;
@@ -662,6 +662,32 @@ describe('restart', () => {
     expect(zones).toEqual(['not-ours']);
     // The global zone's underlay VNIC is not an orphan.
     expect((await t.host.links.listVnics()).map((v) => v.name)).toEqual(['underlay0']);
+  });
+
+  it('starts though an orphan cannot be removed, removing the others and trying it again at the next start', async () => {
+    t = await startTestAgent();
+    for (const name of ['oxz_stuck', 'oxz_orphan']) {
+      await t.host.zones.configure({ name, brand: 'omicron1', zonepath: `/zone/${name}`, nets: [], devices: [], datasets: [] });
+      await t.host.zones.install(name, '/opt/oxide/orphan.tar.gz');
+    }
+    await t.host.links.createVnic({ name: 'oxStuck1', link: 'stub0' });
+    await t.host.links.createVnic({ name: 'oxStray3', link: 'stub0' });
+    await t.stop();
+    const busy = Object.assign(new Error('zone is busy'), { code: 'EBUSY' });
+    t = await startTestAgent({
+      dir: t.dir, nexus: t.nexus,
+      wrapHost: (host) => ({
+        ...withZones(host, { uninstall: (name: string) => (name === 'oxz_stuck' ? Promise.reject(busy) : host.zones.uninstall(name)) }),
+        links: { ...host.links, deleteVnic: (name: string) => (name === 'oxStuck1' ? Promise.reject(busy) : host.links.deleteVnic(name)) },
+      }),
+    });
+    expect(t.running.summary.removedZones).toEqual(['oxz_orphan']);
+    expect(t.running.summary.removedVnics).toEqual(['oxStray3']);
+    expect((await t.request('GET', '/instances')).status).toBe(200);
+    await t.stop();
+    t = await startTestAgent({ dir: t.dir, nexus: t.nexus });
+    expect(t.running.summary.removedZones).toEqual(['oxz_stuck']);
+    expect(t.running.summary.removedVnics).toEqual(['oxStuck1']);
   });
 
   it('makes the underlay VNIC and puts the sled\'s underlay address on it in the global zone, once', async () => {
