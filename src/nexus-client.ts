@@ -109,8 +109,13 @@ export class NexusClient {
     return res.body;
   }
 
+  /**
+   * Ends the client, cutting off a request still in flight (its caller gets an error): closed
+   * once the notifier has drained, when nothing on the wire will be waited for. A graceful close
+   * would wait out a Nexus that does not answer, up to the request timeout.
+   */
   close(): Promise<void> {
-    return this.pool.close();
+    return this.pool.destroy();
   }
 }
 

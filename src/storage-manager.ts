@@ -31,7 +31,7 @@ import type { Host, PoolInfo } from './host/index.js';
 import {
   siteManifest, svcadmEnable, svccfgImport, svccfgRefresh, svccfgSetProp, zoneImage,
 } from './host/commands.js';
-import type { NexusClient } from './nexus-client.js';
+import { retryingRefusals, type NexusClient } from './nexus-client.js';
 import { NEXUS_DATASET_KIND, type DatasetEnsureBody, type DatasetKind } from './params.js';
 import { OXIDE_UUID_PROPERTY } from './host/names.js';
 import { addDefaultRoute, ensurePropertyGroup } from './services.js';
@@ -267,7 +267,9 @@ export class StorageManager {
   #reportPool(pool: Pool): Promise<boolean> {
     if (!this.#reporting) return Promise.resolve(false);
     pool.reported ??= this.#options.notifier
-      .push(`zpool:${pool.id}`, 'zpool_put', () => this.#options.nexus.zpoolPut(this.#options.sledId, pool.id, { size: Number(pool.info.size) }))
+      // Retried whatever Nexus answers, as the original's (storage_manager.rs maps every error to
+      // BackoffError::transient): a pool or dataset not reported stays unknown to Nexus for good.
+      .push(`zpool:${pool.id}`, 'zpool_put', retryingRefusals(() => this.#options.nexus.zpoolPut(this.#options.sledId, pool.id, { size: Number(pool.info.size) })))
       .then((outcome) => outcome === 'delivered');
     return pool.reported;
   }
@@ -282,11 +284,11 @@ export class StorageManager {
     if (known) return known;
     const reported = this.#reportPool(pool).then(async (ok) => {
       if (!ok) {
-        this.#log.warn({ zpool: pool.name, dataset: info.id }, 'zpool_put was not accepted: dataset_put not sent');
+        this.#log.warn({ zpool: pool.name, dataset: info.id }, 'zpool_put not delivered before shutdown: dataset_put not sent');
         return;
       }
       const body = { address: info.address, kind: NEXUS_DATASET_KIND[info.kind.type] };
-      await this.#options.notifier.push(`dataset:${info.id}`, 'dataset_put', () => this.#options.nexus.datasetPut(poolId, info.id, body));
+      await this.#options.notifier.push(`dataset:${info.id}`, 'dataset_put', retryingRefusals(() => this.#options.nexus.datasetPut(poolId, info.id, body)));
     });
     this.#datasetReported.set(info.id, reported);
     return reported;

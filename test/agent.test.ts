@@ -397,6 +397,30 @@ describe('registration', () => {
   });
 });
 
+describe('storage reports', () => {
+  it('retries a zpool_put and a dataset_put Nexus refused with a 4xx, as the original does', async () => {
+    const { FakeNexus } = await import('./support/fake-nexus.js');
+    const nexus = await FakeNexus.start();
+    const refused = new Set<string>();
+    nexus.respond = (r) => {
+      const kind = r.method === 'PUT' && r.url.includes('/zpools/') ? (r.url.includes('/dataset/') ? 'dataset' : 'zpool') : null;
+      if (kind !== null && !refused.has(kind)) {
+        refused.add(kind);
+        return { status: 404, body: JSON.stringify({ request_id: '1', error_code: 'ObjectNotFound', message: 'not yet' }) };
+      }
+      return { status: 204 };
+    };
+    t = await startTestAgent({ nexus });
+    await t.running.registered;
+    expect((await t.request('PUT', '/filesystem', {
+      zpool_id: 'd462a7f7-b628-40fe-80ff-4e4189e2d62b', dataset_kind: { type: 'crucible' }, address: '[fd00:1122:3344:101::20]:32345',
+    })).status).toBe(204);
+    await t.nexus.waitForCount((r) => r.method === 'PUT' && r.url.startsWith('/zpools/d462a7f7-b628-40fe-80ff-4e4189e2d62b/dataset/'), 2);
+    const zpoolPuts = t.nexus.requests.filter((r) => r.method === 'PUT' && r.url === `/sled_agents/${t!.config.id}/zpools/d462a7f7-b628-40fe-80ff-4e4189e2d62b`);
+    expect(zpoolPuts).toHaveLength(2);
+  });
+});
+
 describe('failures', () => {
   it('marks the instance failed and tells Nexus when its zone is deleted before Propolis is up', async () => {
     // A long network milestone leaves time to pull the zone away mid-provisioning.

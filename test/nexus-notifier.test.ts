@@ -1,9 +1,13 @@
 // The notifier's delivery rules, driven by send functions the test controls: per-key order,
-// coalescing to the newest state, retries until success, no retries after a 4xx, and drain.
+// coalescing to the newest state, retries until success, no retries after a 4xx, and drain
+// (with a real client against a Nexus that never answers, for shutdown).
+import { once } from 'node:events';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { NexusNotifier } from '../src/common/nexus-notifier.js';
-import { NexusError } from '../src/nexus-client.js';
+import { NexusClient, NexusError } from '../src/nexus-client.js';
 
 const log = pino({ level: 'silent' });
 const fast = { initialMs: 1, maxMs: 4, factor: 2 };
@@ -92,6 +96,49 @@ describe('NexusNotifier', () => {
     expect(await never).toBe('cancelled');
     expect(await notifier.push('c', 'c', async () => {})).toBe('cancelled');
   });
+
+  it('gives a lane waiting out its backoff one try at once when drained, rather than cancel it untried', async () => {
+    // A backoff far longer than the drain's window: only the drain's wake can make the retry.
+    const notifier = new NexusNotifier(log, { initialMs: 600_000, maxMs: 600_000, factor: 2 });
+    let attempts = 0;
+    const failed = gate();
+    const outcome = notifier.push('a', 'a', async () => {
+      attempts += 1;
+      if (attempts === 1) {
+        failed.open();
+        throw new NexusError('down', null);
+      }
+    });
+    await failed.promise;
+    expect(await notifier.drain(20_000)).toBe(0);
+    expect(await outcome).toBe('delivered');
+    expect(attempts).toBe(2);
+  }, 60_000);
+
+  it('at shutdown, cuts off a report Nexus never answers: no retry announced, the client closes, the caller hears cancelled', async () => {
+    const requests: IncomingMessage[] = [];
+    const arrived = gate();
+    const server = createServer((req) => { requests.push(req); arrived.open(); });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const lines: Array<{ msg: string }> = [];
+    const logged = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+    const { port } = server.address() as AddressInfo;
+    // A timeout far past the test's: only cutting the request off ends it in time.
+    const nexus = new NexusClient(`127.0.0.1:${port}`, { timeoutMs: 600_000 });
+    try {
+      const notifier = new NexusNotifier(logged, fast);
+      const outcome = notifier.push('instance:a', 'gen 1', () => nexus.sledAgentPost('a', { sa_address: '127.0.0.1:1' }));
+      await arrived.promise;
+      expect(await notifier.drain(10)).toBe(1);
+      await nexus.close();
+      expect(await outcome).toBe('cancelled');
+      expect(lines.filter((l) => /will retry/.test(l.msg))).toEqual([]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  }, 60_000);
 
   it('jitters and caps the backoff', () => {
     const notifier = new NexusNotifier(log, { initialMs: 100, maxMs: 1000, factor: 2 });

@@ -102,6 +102,8 @@ export class NexusNotifier {
         } else {
           lane.pending = entry;
         }
+        // Drained while this was on the wire: no retry will come, so none is announced or waited for.
+        if (this.stopped) break;
         attempt += 1;
         this.observer?.retry(key);
         const delay = this.delayFor(attempt);
@@ -146,6 +148,9 @@ export class NexusNotifier {
    * Returns the number of keys that were still undelivered.
    */
   async drain(timeoutMs: number): Promise<number> {
+    // A lane waiting out a backoff (Nexus was down, perhaps for long) tries now, within the
+    // window, rather than be cancelled untried when Nexus may be back.
+    for (const lane of this.lanes.values()) lane.wake?.();
     if (this.lanes.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(finish, timeoutMs);
