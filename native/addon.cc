@@ -10,19 +10,15 @@
 
 namespace {
 
-std::string g_dir;
-
 // load(dir?: string): the capability report. Never throws for a missing library.
 Napi::Value Load(const Napi::CallbackInfo& info) {
   std::string dir;
   if (info.Length() > 0 && !info[0].IsUndefined() && !info[0].IsNull()) dir = sled::ArgString(info, 0, "dir");
-  g_dir = dir;
-  sled::LoadAll(dir);
-  return sled::Report(info.Env(), g_dir);
+  return sled::Load(info.Env(), dir);
 }
 
 Napi::Value Capabilities(const Napi::CallbackInfo& info) {
-  return sled::Report(info.Env(), g_dir);
+  return sled::Report(info.Env());
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -1,9 +1,10 @@
 // Running library calls off the JS thread. Each library gets one SerialThread: libzonecfg is
 // not thread-safe at all, and a dladm or libzfs handle must not be used concurrently, so one
 // thread per library (owning that library's handle) serialises exactly what must be serialised
-// and never blocks the event loop. Results come back through a thread-safe function: one per
-// (SerialThread, Node environment), created by the first call from that environment and kept
-// for its lifetime (see Channel below).
+// and never blocks the event loop. (libsysevent and libscf need no serialising: their threads
+// are per Node environment, with the rest of what an environment made, see events.cc, scf.cc.)
+// Results come back through a thread-safe function: one per (SerialThread, Node environment),
+// created by the first call from that environment and kept for its lifetime (see Channel below).
 #pragma once
 
 #include <napi.h>
@@ -330,9 +331,21 @@ class Job final : public Completion {
 // Runs `work` on `thread`; resolves with convert(result) on the JS thread, or rejects with the
 // NativeError `work` threw. `work` must copy out everything it needs from library memory.
 // If the environment goes away before the call finishes, its promise is dropped unsettled.
+// If the call cannot be scheduled (Node refuses the thread-safe function, the thread cannot
+// start), `work` never runs: the promise rejects at once (or, if not even a promise can be made,
+// Napi::Error is thrown), and `unscheduled` runs before Schedule returns or throws, on the JS
+// thread, so the caller can release what it set up for the work. It must not throw.
 template <typename T>
 Napi::Promise Schedule(Napi::Env env, SerialThread& thread, std::function<T()> work,
-                       std::function<Napi::Value(Napi::Env, T&)> convert) {
+                       std::function<Napi::Value(Napi::Env, T&)> convert,
+                       std::function<void()> unscheduled = nullptr) {
+  // Runs on every way out of here until the work has been handed to the thread.
+  struct Undo {
+    std::function<void()> fn;
+    ~Undo() {
+      if (fn) fn();
+    }
+  } undo{std::move(unscheduled)};
   std::shared_ptr<detail::Channel> channel;
   std::unique_ptr<detail::Job<T>> job;
   auto deferred = Napi::Promise::Deferred::New(env);  // can only throw Napi::Error
@@ -342,6 +355,7 @@ Napi::Promise Schedule(Napi::Env env, SerialThread& thread, std::function<T()> w
     detail::Job<T>* raw = job.get();
     thread.Post([raw] { raw->Run(); });
     job.release();  // now the task's, then the channel's
+    undo.fn = nullptr;
   } catch (const Napi::Error& e) {
     detail::RejectQuietly(deferred, [&] { return e.Value(); });
     return deferred.Promise();

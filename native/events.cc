@@ -25,6 +25,8 @@
 //   De-duplication (per subscription, on its one delivery thread): an event whose newstate equals
 //   its oldstate (the kernel's ready->ready, shutting_down->shutting_down) or equals the newstate
 //   last delivered for that zone (name + id) is consumed without being delivered.
+//   If the subscribe cannot even be scheduled (the thread cannot start), the promise rejects and
+//   the thread-safe function is released at once.
 // subscription.close() -> Promise<void>
 //   Never calls into the library from the callback thread: the unsubscribe + unbind run on the
 //   "sysevent" SerialThread; they return only once an in-flight callback has finished. No event
@@ -35,10 +37,13 @@
 //   An open subscription keeps the process alive (its thread-safe function is ref'd), like a
 //   listening socket; unref() lets the process exit with it open; the env cleanup hook then
 //   unsubscribes and joins. ref() undoes unref(). Both are no-ops once close() was called.
-// Teardown (env cleanup hook): the SerialThread is stopped (finishing queued subscribes and
-// closes), then every subscription still bound is unsubscribed and unbound from the hook's thread
-// (its callbacks see the thread-safe function closing and return at once) and its thread-safe
-// function released.
+// Per environment: each Node environment that loads the addon (the main thread's, a worker's) has
+// its own "sysevent" SerialThread and registry of subscriptions (EnvState), so that its teardown
+// closes what it made and nothing another environment made.
+// Teardown (env cleanup hook): the environment's SerialThread is stopped (finishing its queued
+// subscribes and closes), then every subscription of the environment still bound is unsubscribed
+// and unbound from the hook's thread (its callbacks see the thread-safe function closing and
+// return at once) and its thread-safe function released.
 #include <napi.h>
 
 #include <cerrno>
@@ -76,8 +81,6 @@ Library lib("sysevent", "libsysevent.so.1",
             });
 
 #undef SE_SYM
-
-SerialThread thread("sysevent");
 
 // The JS side's queue bound: beyond it the library callback answers EAGAIN (redelivery).
 constexpr size_t kMaxQueued = 1024;
@@ -139,9 +142,17 @@ struct Subscription {
   std::vector<Napi::Promise::Deferred> close_waiters;
 };
 
-// JS-thread registry of subscriptions not yet closed (so the cleanup hook can find them).
-std::map<uint64_t, std::shared_ptr<Subscription>> subs;
-uint64_t next_sub_id = 1;
+// What one Node environment made. Owned by its cleanup hook and by the functions exported to it;
+// the thread apart, the environment's JS thread's alone.
+struct EnvState {
+  SerialThread thread{"sysevent"};
+  // Subscriptions not yet closed (so the cleanup hook can find them).
+  std::map<uint64_t, std::shared_ptr<Subscription>> subs;
+  uint64_t next_sub_id = 1;
+
+  void Cleanup();
+};
+using StatePtr = std::shared_ptr<EnvState>;
 
 // The channel callback, on the subscription's delivery thread. Returns 0 (consumed) or EAGAIN.
 int OnChannelEvent(sysevent_t* ev, void* cookie) {
@@ -202,7 +213,8 @@ void DeliverEvent(Napi::Env env, Napi::Function callback, Subscription* sub, Zon
   }
 }
 
-// On the SerialThread (or the cleanup hook once it stopped): unsubscribe, unbind, release.
+// On the SerialThread (or the cleanup hook once it stopped, or the JS thread if the subscribe never
+// reached the thread): unsubscribe, unbind, release.
 void Unsubscribe(Subscription& sub) {
   if (sub.ch != nullptr) {
     int e = api.sysevent_evc_unsubscribe(sub.ch, sub.sid);
@@ -221,7 +233,7 @@ struct SubscribeResult {
   NativeError error;
 };
 
-Napi::Value Close(const Napi::CallbackInfo& info, const std::shared_ptr<Subscription>& sub) {
+Napi::Value Close(const Napi::CallbackInfo& info, const StatePtr& state, const std::shared_ptr<Subscription>& sub) {
   Napi::Env env = info.Env();
   if (sub->closed) {
     auto d = Napi::Promise::Deferred::New(env);
@@ -235,25 +247,28 @@ Napi::Value Close(const Napi::CallbackInfo& info, const std::shared_ptr<Subscrip
   }
   sub->closing = true;
   return Schedule<bool>(
-      env, thread,
+      env, state->thread,
       [sub]() -> bool {
         Unsubscribe(*sub);
         return true;
       },
-      [sub](Napi::Env e, bool&) -> Napi::Value {
+      [state, sub](Napi::Env e, bool&) -> Napi::Value {
         sub->closed = true;
-        subs.erase(sub->id);
+        state->subs.erase(sub->id);
         for (auto& d : sub->close_waiters) d.Resolve(e.Undefined());
         sub->close_waiters.clear();
         return e.Undefined();
-      });
+      },
+      // Not closed after all (the promise rejects): still open, and close() may be tried again.
+      [sub] { sub->closing = false; });
 }
 
-Napi::Object MakeHandle(Napi::Env env, const std::shared_ptr<Subscription>& sub) {
+Napi::Object MakeHandle(Napi::Env env, const StatePtr& state, const std::shared_ptr<Subscription>& sub) {
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("id", Napi::Number::New(env, static_cast<double>(sub->id)));
   handle.Set("close", Napi::Function::New(
-                          env, [sub](const Napi::CallbackInfo& info) -> Napi::Value { return Close(info, sub); },
+                          env,
+                          [state, sub](const Napi::CallbackInfo& info) -> Napi::Value { return Close(info, state, sub); },
                           "close"));
   handle.Set("ref", Napi::Function::New(
                         env,
@@ -272,16 +287,28 @@ Napi::Object MakeHandle(Napi::Env env, const std::shared_ptr<Subscription>& sub)
   return handle;
 }
 
-Napi::Value ZoneEventsSubscribe(const Napi::CallbackInfo& info) {
+Napi::Value ZoneEventsSubscribe(const Napi::CallbackInfo& info, const StatePtr& state) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsFunction()) ThrowArgError(env, "callback must be a function");
   auto sub = std::make_shared<Subscription>();
-  sub->id = next_sub_id++;
+  sub->id = state->next_sub_id++;
   sub->tsfn = EventTsfn::New(env, info[0].As<Napi::Function>(), "zoneEvents", kMaxQueued, 1, sub.get());
-  subs[sub->id] = sub;
+  // Until the subscribe reaches the thread, nothing else would release the thread-safe function
+  // (ref'd, it holds the event loop open) or take the subscription out of the registry.
+  auto abandon = [state, sub] {
+    sub->closing = sub->closed = true;
+    state->subs.erase(sub->id);
+    Unsubscribe(*sub);
+  };
+  try {
+    state->subs[sub->id] = sub;
+  } catch (...) {
+    abandon();
+    throw;
+  }
 
   return Schedule<SubscribeResult>(
-      env, thread,
+      env, state->thread,
       [sub]() -> SubscribeResult {
         SubscribeResult r;
         try {
@@ -317,17 +344,18 @@ Napi::Value ZoneEventsSubscribe(const Napi::CallbackInfo& info) {
         if (!r.ok) Unsubscribe(*sub);  // releases the thread-safe function
         return r;
       },
-      [sub](Napi::Env e, SubscribeResult& r) -> Napi::Value {
+      [state, sub](Napi::Env e, SubscribeResult& r) -> Napi::Value {
         if (!r.ok) {
           sub->closing = sub->closed = true;
-          subs.erase(sub->id);
+          state->subs.erase(sub->id);
           throw ToJsError(e, r.error);
         }
-        return MakeHandle(e, sub);
-      });
+        return MakeHandle(e, state, sub);
+      },
+      abandon);
 }
 
-void Cleanup() {
+void EnvState::Cleanup() {
   thread.Stop();  // finishes queued subscribes and closes
   for (auto& [id, sub] : subs) {
     sub->closing = true;
@@ -339,8 +367,12 @@ void Cleanup() {
 }  // namespace
 
 void InitEvents(Napi::Env env, Napi::Object exports) {
-  exports.Set("zoneEventsSubscribe", Napi::Function::New(env, ZoneEventsSubscribe, "zoneEventsSubscribe"));
-  env.AddCleanupHook(Cleanup);
+  auto state = std::make_shared<EnvState>();
+  exports.Set("zoneEventsSubscribe",
+              Napi::Function::New(
+                  env, [state](const Napi::CallbackInfo& info) -> Napi::Value { return ZoneEventsSubscribe(info, state); },
+                  "zoneEventsSubscribe"));
+  env.AddCleanupHook([state] { state->Cleanup(); });
 }
 
 }  // namespace sled

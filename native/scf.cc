@@ -25,15 +25,21 @@
 //   way libscf offers to interrupt a _scf_pg_wait from another thread: configd drops the
 //   client's notification, the wait returns, and the next call fails with NOT_BOUND (see
 //   abi/scf.h). The promise then rejects with code "ECANCELED". The wait thread alone destroys
-//   its handle, after any in-flight unbind has finished.
+//   its handle, after any in-flight unbind has finished. (Should the "scf-cancel" thread fail to
+//   start, cancel() unbinds from the JS thread instead.)
+//   A wait whose thread cannot start (the process is out of threads) rejects with "EINTERNAL".
 //
 // Errors reject with code = the scf_error_t constant's name ("SCF_ERROR_NOT_FOUND",
 // "SCF_ERROR_NO_SERVER", ...) and message = scf_strerror()'s text plus the call and its subject;
 // "ENOLIB" if libscf is not usable.
 //
-// Teardown (env cleanup hook): every pending wait is cancelled (unbound from the cleanup hook's
-// thread) and its thread joined; the SerialThreads are stopped. Each wait's promise is settled
-// through its own thread-safe function, released by the wait thread when it finishes.
+// Per environment: each Node environment that loads the addon (the main thread's, a worker's) has
+// its own SerialThreads and registry of waits (EnvState), so that its teardown cancels what it
+// started and nothing another environment started.
+// Teardown (env cleanup hook): every pending wait of the environment is cancelled (unbound from
+// the cleanup hook's thread) and its thread joined; the environment's SerialThreads are stopped.
+// Each wait's promise is settled through its own thread-safe function, released by the wait
+// thread when it finishes.
 #include <napi.h>
 
 #include <algorithm>
@@ -91,9 +97,6 @@ Library lib("scf", "libscf.so.1",
             });
 
 #undef SCF_SYM
-
-SerialThread thread("scf");
-SerialThread cancel_thread("scf-cancel");
 
 const char* ErrorName(scf_error_t e) {
   switch (e) {
@@ -207,13 +210,28 @@ struct Session {
   }
 };
 
+struct Wait;
+
+// What one Node environment made. Owned by its cleanup hook and by the functions exported to it;
+// the threads apart, the environment's JS thread's alone.
+struct EnvState {
+  SerialThread thread{"scf"};
+  SerialThread cancel_thread{"scf-cancel"};
+  // Pending waits (inserted by smfWaitState, erased when settled).
+  std::map<uint64_t, std::shared_ptr<Wait>> waits;
+  uint64_t next_wait_id = 1;
+
+  void Cleanup();
+};
+using StatePtr = std::shared_ptr<EnvState>;
+
 // ---- smfState ----
 
-Napi::Value SmfState(const Napi::CallbackInfo& info) {
+Napi::Value SmfState(const Napi::CallbackInfo& info, const StatePtr& state) {
   std::string zone = ArgString(info, 0, "zone");
   std::string fmri = ArgString(info, 1, "fmri");
   return Schedule<std::string>(
-      info.Env(), thread,
+      info.Env(), state->thread,
       [zone, fmri]() -> std::string {
         lib.Require();
         Session s(zone, fmri);
@@ -227,7 +245,6 @@ Napi::Value SmfState(const Napi::CallbackInfo& info) {
 
 // ---- smfWaitState ----
 
-struct Wait;
 struct WaitResult {
   std::string state;
   std::optional<NativeError> error;
@@ -237,6 +254,7 @@ using WaitTsfn = Napi::TypedThreadSafeFunction<Wait, WaitResult, &SettleWait>;
 
 struct Wait {
   uint64_t id = 0;
+  std::weak_ptr<EnvState> owner;  // whose registry it is in
   std::string zone;
   std::string fmri;
   std::vector<std::string> states;
@@ -258,8 +276,7 @@ struct Wait {
 
   explicit Wait(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
   // The worker holds a reference, so this runs either on the worker as it ends or after it has
-  // ended without being joined: at process.exit() the environment's clean-up hook may not run,
-  // and the registry's destructor drops a finished wait (std::thread would call terminate).
+  // ended; one never joined must not make std::thread call terminate.
   ~Wait() {
     if (worker.joinable()) worker.detach();
   }
@@ -273,10 +290,6 @@ struct Wait {
     FailScf(call, s.zone, s.fmri);
   }
 };
-
-// JS-thread registry of pending waits (inserted by smfWaitState, erased when settled).
-std::map<uint64_t, std::shared_ptr<Wait>> waits;
-uint64_t next_wait_id = 1;
 
 bool Wanted(const Wait& w, const std::string& state) {
   for (const auto& s : w.states)
@@ -371,10 +384,12 @@ void WaitMain(std::shared_ptr<Wait> w) {
 void SettleWait(Napi::Env env, Napi::Function, Wait* wait, WaitResult* result) {
   std::unique_ptr<WaitResult> owned(result);
   if (env == nullptr || wait == nullptr) return;  // teardown: nobody is waiting
-  auto it = waits.find(wait->id);
-  std::shared_ptr<Wait> keep = it != waits.end() ? it->second : nullptr;
+  std::shared_ptr<EnvState> state = wait->owner.lock();
+  if (state == nullptr) return;
+  auto it = state->waits.find(wait->id);
+  std::shared_ptr<Wait> keep = it != state->waits.end() ? it->second : nullptr;
   if (keep == nullptr) return;
-  waits.erase(it);
+  state->waits.erase(it);
   if (keep->worker.joinable()) keep->worker.join();  // it has delivered; only its exit remains
   if (owned->error) {
     keep->deferred.Reject(ToJsError(env, *owned->error).Value());
@@ -401,14 +416,19 @@ bool CancelWait(const std::shared_ptr<Wait>& w, SerialThread* runner) {
     w->cv.notify_all();
   };
   if (runner != nullptr) {
-    runner->Post(unbind);
-  } else {
-    unbind();
+    try {
+      runner->Post(unbind);
+      return true;
+    } catch (const std::exception&) {
+      // The runner's thread cannot start. Unbinding here blocks the JS thread for a moment; not
+      // unbinding would leave the wait uncancellable, and its thread waiting on `unbinding`.
+    }
   }
+  unbind();
   return true;
 }
 
-Napi::Value SmfWaitState(const Napi::CallbackInfo& info) {
+Napi::Value SmfWaitState(const Napi::CallbackInfo& info, const StatePtr& state) {
   Napi::Env env = info.Env();
   std::string zone = ArgString(info, 0, "zone");
   std::string fmri = ArgString(info, 1, "fmri");
@@ -435,27 +455,41 @@ Napi::Value SmfWaitState(const Napi::CallbackInfo& info) {
     w->deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(std::min(timeout_ms, 1e15)));
   }
-  w->id = next_wait_id++;
-  w->tsfn = WaitTsfn::New(env, "smfWaitState", 0, 1, w.get());
-  waits[w->id] = w;
-  w->worker = std::thread(WaitMain, w);
+  w->id = state->next_wait_id++;
+  w->owner = state;
 
+  // The handle first: once the thread runs, nothing may throw before the handle is returned.
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("promise", w->deferred.Promise());
   uint64_t id = w->id;
   handle.Set("cancel", Napi::Function::New(
                            env,
-                           [id](const Napi::CallbackInfo& ci) -> Napi::Value {
-                             auto it = waits.find(id);
-                             bool pending = it != waits.end() && CancelWait(it->second, &cancel_thread);
+                           [state, id](const Napi::CallbackInfo& ci) -> Napi::Value {
+                             auto it = state->waits.find(id);
+                             bool pending = it != state->waits.end() && CancelWait(it->second, &state->cancel_thread);
                              return Napi::Boolean::New(ci.Env(), pending);
                            },
                            "cancel"));
+  w->tsfn = WaitTsfn::New(env, "smfWaitState", 0, 1, w.get());
+  try {
+    state->waits[w->id] = w;
+    w->worker = std::thread(WaitMain, w);
+  } catch (const std::exception& e) {
+    // No wait thread (std::system_error: out of threads). Nothing else would release the
+    // thread-safe function (ref'd, it holds the event loop open) or settle the promise, and the
+    // exception must not reach N-API, which would abort the process.
+    state->waits.erase(w->id);
+    w->tsfn.Release();
+    w->deferred.Reject(
+        ToJsError(env, NativeError{"EINTERNAL", "cannot start the wait for " + fmri + " in zone " + zone + ": " + e.what()})
+            .Value());
+  }
   return handle;
 }
 
-void Cleanup() {
-  // Cancel inline (the cancel thread may be gone), then wait for every wait thread.
+void EnvState::Cleanup() {
+  // Cancel inline (short calls, and no thread to start while the environment goes), then wait for
+  // every wait thread.
   std::vector<std::shared_ptr<Wait>> pending;
   for (auto& [id, w] : waits) pending.push_back(w);
   for (auto& w : pending) CancelWait(w, nullptr);
@@ -469,9 +503,15 @@ void Cleanup() {
 }  // namespace
 
 void InitScf(Napi::Env env, Napi::Object exports) {
-  exports.Set("smfState", Napi::Function::New(env, SmfState, "smfState"));
-  exports.Set("smfWaitState", Napi::Function::New(env, SmfWaitState, "smfWaitState"));
-  env.AddCleanupHook(Cleanup);
+  auto state = std::make_shared<EnvState>();
+  exports.Set("smfState", Napi::Function::New(
+                              env, [state](const Napi::CallbackInfo& info) -> Napi::Value { return SmfState(info, state); },
+                              "smfState"));
+  exports.Set("smfWaitState",
+              Napi::Function::New(
+                  env, [state](const Napi::CallbackInfo& info) -> Napi::Value { return SmfWaitState(info, state); },
+                  "smfWaitState"));
+  env.AddCleanupHook([state] { state->Cleanup(); });
 }
 
 }  // namespace sled

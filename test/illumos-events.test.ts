@@ -22,6 +22,7 @@ import type { NativeZoneEvent } from '../src/illumos/native-types/events.js';
 import { getServiceState, waitForServiceState } from '../src/illumos/smf.js';
 import { FAKE_BIN_DIR, FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
 import { runChild } from './support/child.js';
+import { threadFailPreload } from './support/thread-fail.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ADDON_PATH = process.env.SLED_AGENT_ADDON || join(repo, 'build', 'Release', 'sled_agent_native.node');
@@ -281,6 +282,63 @@ describe('zone state events (native)', () => {
     expect(caps).toEqual({ loaded: false });
     expect(result).toMatchObject({ code: 'ENOLIB' });
     expect(String(result!.message)).toContain('libsysevent.so.1');
+  });
+
+  it("a worker's environment going away closes its own subscriptions and leaves this one's open", async () => {
+    const state = fresh();
+    // The worker subscribes too and ends with its subscription open (unref'd): its environment's
+    // clean-up closes that one, and only that one.
+    const worker = `const a = require(process.env.ADDON);
+      a.load(process.env.LIBS);
+      a.zoneEventsSubscribe(() => {}).then((s) => s.unref());`;
+    const r = await runChild(
+      `const { createRequire } = await import('node:module');
+       const { Worker } = await import('node:worker_threads');
+       const { appendFileSync } = await import('node:fs');
+       const a = createRequire(import.meta.url)(process.env.ADDON);
+       a.load(process.env.LIBS);
+       let got;
+       const event = new Promise((resolve) => (got = resolve));
+       const sub = await a.zoneEventsSubscribe((e) => got('event ' + e.zonename));
+       const w = new Worker(${JSON.stringify(worker)}, { eval: true, execArgv: [] });
+       await new Promise((resolve, reject) => { w.on('error', reject); w.on('exit', resolve); });
+       console.log('worker gone');
+       appendFileSync(process.env.FAKE_ILLUMOS_STATE + '/zone-events.log', 'zmain 5 running ready 1\\n');
+       const timer = setTimeout(() => got('no event'), 3000);
+       console.log(await event);
+       clearTimeout(timer);
+       await sub.close();
+       console.log('closed');`,
+      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state },
+      15_000,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual(['worker gone', 'event zmain', 'closed']);
+    expect(r.code).toBe(0);
+  });
+
+  it('a subscribe whose thread cannot start rejects, and leaves nothing holding the process open', async () => {
+    const state = fresh();
+    const dir = mkdtempSync(join(tmpdir(), 'thread-fail-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    // The sysevent thread starts with the first call: that pthread_create fails.
+    const r = await runChild(
+      `const { createRequire } = await import('node:module');
+       const a = createRequire(import.meta.url)(process.env.ADDON);
+       a.load(process.env.LIBS);
+       process.env.SLED_TEST_FAIL_THREADS = '1';
+       const failing = a.zoneEventsSubscribe(() => {});
+       delete process.env.SLED_TEST_FAIL_THREADS;
+       console.log(await failing.then(() => 'subscribed', (e) => 'rejected ' + e.code));
+       const sub = await a.zoneEventsSubscribe(() => {});
+       await sub.close();
+       console.log('closed');`,
+      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, LD_PRELOAD: threadFailPreload(dir) },
+      10_000,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual(['rejected EINTERNAL', 'closed']);
+    expect(r.code).toBe(0);
   });
 });
 

@@ -11,8 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isNativeError, type NativeAddon } from '../src/illumos/addon.js';
 import { getServiceState, waitForServiceState } from '../src/illumos/smf.js';
-import { fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
+import { FAKE_LIB_DIR, fakeIllumos, freshFakeHost } from './support/fake-illumos.js';
 import { runChild } from './support/child.js';
+import { threadFailPreload } from './support/thread-fail.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ADDON_PATH = process.env.SLED_AGENT_ADDON || join(repo, 'build', 'Release', 'sled_agent_native.node');
@@ -214,6 +215,91 @@ describe('SMF state (native)', () => {
       expect(String(l.message)).toContain('libscf.so.1');
     }
     expect(lines).toHaveLength(3);
+  });
+
+  it("a worker's environment going away leaves this one's waits pending", async () => {
+    const state = fresh();
+    setState(state, 'oxz_a', NET, 'offline');
+    // The worker reads, waits and cancels a wait of its own, all settled before it ends.
+    const worker = `const { parentPort } = require('node:worker_threads');
+      const a = require(process.env.ADDON);
+      a.load(process.env.LIBS);
+      const done = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['offline'] });
+      const cancelled = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['online'] });
+      cancelled.cancel();
+      Promise.all([a.smfState('oxz_a', process.env.FMRI), done.promise, cancelled.promise.catch((e) => e.code)])
+        .then((r) => parentPort.postMessage(r.join(' ')));`;
+    const r = await runChild(
+      `const { createRequire } = await import('node:module');
+       const { Worker } = await import('node:worker_threads');
+       const { renameSync, writeFileSync } = await import('node:fs');
+       const a = createRequire(import.meta.url)(process.env.ADDON);
+       a.load(process.env.LIBS);
+       const wait = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['online'], timeoutMs: 5000 });
+       const w = new Worker(${JSON.stringify(worker)}, { eval: true, execArgv: [] });
+       w.on('message', (m) => console.log('worker ' + m));
+       await new Promise((resolve, reject) => { w.on('error', reject); w.on('exit', resolve); });
+       console.log('worker gone');
+       writeFileSync(process.env.SMF_FILE + '.tmp', 'online');
+       renameSync(process.env.SMF_FILE + '.tmp', process.env.SMF_FILE);
+       console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code));`,
+      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, SMF_FILE: smfFile(state, 'oxz_a', NET) },
+      15_000,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual(['worker offline offline ECANCELED', 'worker gone', 'resolved online']);
+    expect(r.code).toBe(0);
+  });
+
+  it('a wait whose thread cannot start rejects, without aborting the process or holding it open', async () => {
+    const state = fresh();
+    setState(state, 'oxz_a', NET, 'offline');
+    const dir = mkdtempSync(join(tmpdir(), 'thread-fail-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const r = await runChild(
+      `const { createRequire } = await import('node:module');
+       const a = createRequire(import.meta.url)(process.env.ADDON);
+       a.load(process.env.LIBS);
+       process.env.SLED_TEST_FAIL_THREADS = '1';
+       const wait = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['online'] });
+       delete process.env.SLED_TEST_FAIL_THREADS;
+       console.log('cancel ' + wait.cancel());
+       console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code + ': ' + e.message));`,
+      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, LD_PRELOAD: threadFailPreload(dir) },
+      10_000,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual([
+      'cancel false',
+      `rejected EINTERNAL: cannot start the wait for ${NET} in zone oxz_a: Resource temporarily unavailable`,
+    ]);
+    expect(r.code).toBe(0);
+  });
+
+  it('a cancel whose thread cannot start still cancels (from the JS thread)', async () => {
+    const state = fresh();
+    setState(state, 'oxz_a', NET, 'offline');
+    const dir = mkdtempSync(join(tmpdir(), 'thread-fail-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    // The wait has bound its handle by the time cancel() runs, so the unbind is handed to the
+    // cancel thread, which the first cancel starts: that pthread_create fails.
+    const r = await runChild(
+      `const { createRequire } = await import('node:module');
+       const a = createRequire(import.meta.url)(process.env.ADDON);
+       a.load(process.env.LIBS);
+       const wait = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['online'] });
+       await new Promise((resolve) => setTimeout(resolve, 200));
+       process.env.SLED_TEST_FAIL_THREADS = '1';
+       const pending = wait.cancel();
+       delete process.env.SLED_TEST_FAIL_THREADS;
+       console.log('cancel ' + pending);
+       console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code));`,
+      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, LD_PRELOAD: threadFailPreload(dir) },
+      10_000,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual(['cancel true', 'rejected ECANCELED']);
+    expect(r.code).toBe(0);
   });
 });
 

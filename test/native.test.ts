@@ -1,6 +1,8 @@
 // The addon builds on install and loads; without the illumos libraries it says what is missing
 // instead of failing, and with the fakes every library and symbol resolves.
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { loadNative } from '../src/illumos/addon.js';
 import { dirname, join } from 'node:path';
@@ -9,6 +11,7 @@ import { runChild } from './support/child.js';
 import { FAKE_LIB_DIR, freshFakeHost } from './support/fake-illumos.js';
 
 const LIBRARIES = ['dladm', 'nvpair', 'scf', 'sysevent', 'zfs', 'zonecfg'];
+const ADDON_PATH = process.env.SLED_AGENT_ADDON || join(dirname(fileURLToPath(import.meta.url)), '..', 'build', 'Release', 'sled_agent_native.node');
 
 describe('native addon', () => {
   it('survives Node environments coming and going with calls in flight (workers ending, exiting, terminated)', async () => {
@@ -68,4 +71,63 @@ describe('native addon', () => {
     }
     expect(loadNative().capabilities()).toEqual(report);
   });
+
+  it("capabilities() during another environment's load() sees that load whole, never half done", async () => {
+    const fake = freshFakeHost();
+    const dir = mkdtempSync(join(tmpdir(), 'slow-illumos-'));
+    try {
+      // The fake libraries, but libscf.so.1 a stand-in whose constructor holds dlopen (marking
+      // that it has begun) until told to go on, or 2 s have passed.
+      writeFileSync(join(dir, 'hold.c'), String.raw`
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        __attribute__((constructor)) static void hold(void) {
+          char path[4096];
+          snprintf(path, sizeof path, "%s/entered", getenv("SLOW_DIR"));
+          FILE *f = fopen(path, "w");
+          if (f) fclose(f);
+          snprintf(path, sizeof path, "%s/release", getenv("SLOW_DIR"));
+          for (int i = 0; i < 200 && access(path, F_OK) != 0; i++) usleep(10000);
+        }`);
+      const lib = join(dir, 'lib');
+      mkdirSync(lib);
+      for (const soname of ['libzonecfg.so.1', 'libdladm.so.1', 'libnvpair.so.1', 'libzfs.so.1', 'libsysevent.so.1']) {
+        symlinkSync(join(FAKE_LIB_DIR, soname), join(lib, soname));
+      }
+      execFileSync('cc', ['-shared', '-fPIC', '-o', join(lib, 'libscf.so.1'), join(dir, 'hold.c')]);
+      // Nothing loads from /nonexistent-illumos, so every library is tried again by the worker's load().
+      const worker = `require(process.env.ADDON).load(process.env.LIBS);`;
+      const res = await runChild(
+        `const { createRequire } = await import('node:module');
+         const { Worker } = await import('node:worker_threads');
+         const { existsSync, writeFileSync } = await import('node:fs');
+         const a = createRequire(import.meta.url)(process.env.ADDON);
+         a.load('/nonexistent-illumos');
+         const w = new Worker(${JSON.stringify(worker)}, { eval: true, execArgv: [] });
+         const exited = new Promise((resolve, reject) => { w.on('error', reject); w.on('exit', resolve); });
+         while (!existsSync(process.env.SLOW_DIR + '/entered')) await new Promise((r) => setTimeout(r, 5));
+         const caps = a.capabilities();
+         writeFileSync(process.env.SLOW_DIR + '/release', '');
+         await exited;
+         console.log(JSON.stringify(caps));`,
+        { ADDON: ADDON_PATH, LIBS: lib, SLOW_DIR: dir, FAKE_ILLUMOS_STATE: fake.state },
+        20_000,
+      );
+      expect(res.stderr).toBe('');
+      expect(res.code).toBe(0);
+      const caps = JSON.parse(res.stdout);
+      expect(caps.dir).toBe(lib);
+      for (const key of LIBRARIES) {
+        const status = caps.libraries[key];
+        expect(status.path, key).toBe(join(lib, status.soname));
+        expect(status.error, key).toBeNull();
+        expect(status.loaded, key).toBe(key !== 'scf');
+      }
+      expect(caps.libraries.scf.missing).toContain('_scf_pg_wait');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      fake.remove();
+    }
+  }, 30_000);
 });
