@@ -377,16 +377,9 @@ describe('services and storage over HTTP', () => {
 
 describe('registration', () => {
   it('retries a registration Nexus refused with a 4xx, as the original does, then reports storage', async () => {
-    const { FakeNexus } = await import('./support/fake-nexus.js');
+    const { FakeNexus, refusingFirst } = await import('./support/fake-nexus.js');
     const nexus = await FakeNexus.start();
-    let refusals = 0;
-    nexus.respond = (r) => {
-      if (r.method === 'POST' && r.url.startsWith('/sled_agents/') && refusals < 2) {
-        refusals += 1;
-        return { status: 400, body: JSON.stringify({ request_id: '1', error_code: 'InvalidRequest', message: 'not yet' }) };
-      }
-      return { status: 204 };
-    };
+    nexus.respond = refusingFirst((r) => r.method === 'POST' && r.url.startsWith('/sled_agents/'), 2);
     t = await startTestAgent({ nexus });
     await t.running.registered;
     const posts = t.nexus.requests.filter((r) => r.method === 'POST' && r.url === `/sled_agents/${t!.config.id}`);
@@ -399,17 +392,11 @@ describe('registration', () => {
 
 describe('storage reports', () => {
   it('retries a zpool_put and a dataset_put Nexus refused with a 4xx, as the original does', async () => {
-    const { FakeNexus } = await import('./support/fake-nexus.js');
+    const { FakeNexus, refusingFirst } = await import('./support/fake-nexus.js');
     const nexus = await FakeNexus.start();
-    const refused = new Set<string>();
-    nexus.respond = (r) => {
-      const kind = r.method === 'PUT' && r.url.includes('/zpools/') ? (r.url.includes('/dataset/') ? 'dataset' : 'zpool') : null;
-      if (kind !== null && !refused.has(kind)) {
-        refused.add(kind);
-        return { status: 404, body: JSON.stringify({ request_id: '1', error_code: 'ObjectNotFound', message: 'not yet' }) };
-      }
-      return { status: 204 };
-    };
+    const zpool = refusingFirst((r) => r.method === 'PUT' && /^\/sled_agents\/[^/]+\/zpools\//.test(r.url), 1, 404);
+    const dataset = refusingFirst((r) => r.method === 'PUT' && r.url.includes('/dataset/'), 1, 404);
+    nexus.respond = (r) => (r.url.includes('/dataset/') ? dataset(r) : zpool(r));
     t = await startTestAgent({ nexus });
     await t.running.registered;
     expect((await t.request('PUT', '/filesystem', {

@@ -319,8 +319,6 @@ describe('zone state events (native)', () => {
 
   it('a subscribe whose thread cannot start rejects, and leaves nothing holding the process open', async () => {
     const state = fresh();
-    const dir = mkdtempSync(join(tmpdir(), 'thread-fail-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     // The sysevent thread starts with the first call: that pthread_create fails.
     const r = await runChild(
       `const { createRequire } = await import('node:module');
@@ -333,7 +331,7 @@ describe('zone state events (native)', () => {
        const sub = await a.zoneEventsSubscribe(() => {});
        await sub.close();
        console.log('closed');`,
-      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, LD_PRELOAD: threadFailPreload(dir) },
+      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, LD_PRELOAD: threadFailPreload(cleanup) },
       10_000,
     );
     expect(r.stderr).toBe('');

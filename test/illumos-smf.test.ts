@@ -254,8 +254,6 @@ describe('SMF state (native)', () => {
   it('a wait whose thread cannot start rejects, without aborting the process or holding it open', async () => {
     const state = fresh();
     setState(state, 'oxz_a', NET, 'offline');
-    const dir = mkdtempSync(join(tmpdir(), 'thread-fail-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     const r = await runChild(
       `const { createRequire } = await import('node:module');
        const a = createRequire(import.meta.url)(process.env.ADDON);
@@ -265,7 +263,7 @@ describe('SMF state (native)', () => {
        delete process.env.SLED_TEST_FAIL_THREADS;
        console.log('cancel ' + wait.cancel());
        console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code + ': ' + e.message));`,
-      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, LD_PRELOAD: threadFailPreload(dir) },
+      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, LD_PRELOAD: threadFailPreload(cleanup) },
       10_000,
     );
     expect(r.stderr).toBe('');
@@ -279,8 +277,6 @@ describe('SMF state (native)', () => {
   it('a cancel whose thread cannot start still cancels (from the JS thread)', async () => {
     const state = fresh();
     setState(state, 'oxz_a', NET, 'offline');
-    const dir = mkdtempSync(join(tmpdir(), 'thread-fail-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     // The wait has bound its handle by the time cancel() runs, so the unbind is handed to the
     // cancel thread, which the first cancel starts: that pthread_create fails.
     const r = await runChild(
@@ -294,7 +290,7 @@ describe('SMF state (native)', () => {
        delete process.env.SLED_TEST_FAIL_THREADS;
        console.log('cancel ' + pending);
        console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code));`,
-      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, LD_PRELOAD: threadFailPreload(dir) },
+      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, LD_PRELOAD: threadFailPreload(cleanup) },
       10_000,
     );
     expect(r.stderr).toBe('');

@@ -267,16 +267,9 @@ describe('Nexus conversation', () => {
   });
 
   it('retries a registration Nexus refused with a 4xx, as omicron does, saying so, then reports storage', async () => {
-    const { FakeNexus } = await import('./support/fake-nexus.js');
+    const { FakeNexus, refusingFirst } = await import('./support/fake-nexus.js');
     const nexus = await FakeNexus.start();
-    let refusals = 0;
-    nexus.respond = (r) => {
-      if (r.method === 'POST' && r.url.startsWith('/sled_agents/') && refusals < 2) {
-        refusals += 1;
-        return { status: 400, body: JSON.stringify({ request_id: '1', error_code: 'InvalidRequest', message: 'not yet' }) };
-      }
-      return { status: 204 };
-    };
+    nexus.respond = refusingFirst((r) => r.method === 'POST' && r.url.startsWith('/sled_agents/'), 2);
     const lines: any[] = [];
     const log = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
     t = await startTestSim({ nexus, zpools: [{ size: 2 ** 30 }], log });

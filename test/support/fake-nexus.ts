@@ -19,6 +19,19 @@ export interface Answer {
 /** An answer, or a promise of one (a slow Nexus): the request is recorded once it is answered. */
 export type Responder = (req: Recorded) => Answer | Promise<Answer>;
 
+/**
+ * A responder that answers the first `times` requests `matching` with `status` and the omicron
+ * error envelope (message "not yet"), and 204 to everything else: a Nexus not ready for them.
+ */
+export function refusingFirst(matching: (req: Recorded) => boolean, times: number, status = 400): Responder {
+  let refused = 0;
+  return (req) => {
+    if (!matching(req) || refused >= times) return { status: 204 };
+    refused += 1;
+    return { status, body: JSON.stringify({ request_id: String(refused), error_code: 'InvalidRequest', message: 'not yet' }) };
+  };
+}
+
 export class FakeNexus {
   readonly requests: Recorded[] = [];
   private readonly events = new EventEmitter();

@@ -4,7 +4,8 @@
 // one call (std::thread throws std::system_error, as it would when the process is out of
 // threads). Only the main thread: Node's other threads, and the libraries', are left alone.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const SOURCE = String.raw`
@@ -30,10 +31,13 @@ int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*start)(void
 `;
 
 /**
- * Compiles the shim into `dir`; returns the LD_PRELOAD for a child: the shim after whatever is
- * preloaded already (the sanitizer runtime under npm run test:asan, which must come first).
+ * Compiles the shim into a temp dir (removed by a function pushed onto `cleanup`); returns the
+ * LD_PRELOAD for a child: the shim after whatever is preloaded already (the sanitizer runtime
+ * under npm run test:asan, which must come first).
  */
-export function threadFailPreload(dir: string): string {
+export function threadFailPreload(cleanup: Array<() => void>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'thread-fail-'));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
   const src = join(dir, 'thread-fail.c');
   const so = join(dir, 'thread-fail.so');
   writeFileSync(src, SOURCE);
