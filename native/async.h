@@ -144,7 +144,15 @@ class SerialThread {
         if (--envs_ > 0) return;
         close = close_;
       }
-      if (close) Post(std::move(close));
+      if (close) {
+        try {
+          Post(close);
+        } catch (...) {
+          // No thread could be started, so none is using the library: close it here rather than
+          // let the exception leave a cleanup hook, which would abort the process at its exit.
+          close();
+        }
+      }
       Stop();
     });
   }

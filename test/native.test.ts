@@ -8,6 +8,7 @@ import { loadNative } from '../src/illumos/addon.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runChild } from './support/child.js';
+import { threadFailPreload } from './support/thread-fail.js';
 import { FAKE_LIB_DIR, freshFakeHost } from './support/fake-illumos.js';
 
 const LIBRARIES = ['dladm', 'nvpair', 'scf', 'sysevent', 'zfs', 'zonecfg'];
@@ -128,6 +129,28 @@ describe('native addon', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
       fake.remove();
+    }
+  }, 30_000);
+
+  it('exits cleanly when a library\'s thread cannot start to close its handle at teardown', async () => {
+    const cleanup: Array<() => void> = [];
+    try {
+      // No call was made, so no library thread runs: the cleanup hooks' close must start one,
+      // and pthread_create fails by then.
+      const res = await runChild(
+        `const { createRequire } = await import('node:module');
+         const a = createRequire(import.meta.url)(process.env.ADDON);
+         a.load(process.env.LIBS);
+         process.env.SLED_TEST_FAIL_THREADS = '1';
+         console.log('loaded');`,
+        { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, LD_PRELOAD: threadFailPreload(cleanup) },
+        15_000,
+      );
+      expect(res.stderr).toBe('');
+      expect(res.stdout).toBe('loaded\n');
+      expect(res.code).toBe(0);
+    } finally {
+      for (const c of cleanup) c();
     }
   }, 30_000);
 });
