@@ -753,12 +753,13 @@ export class Instance {
    * new Propolis means the VM went with its zone (the sled rebooted, the zone was halted while
    * the agent was down): running it would boot the guest afresh behind Nexus's back, and a
    * migration's source would come up beside its target. The instance fails instead, so Nexus
-   * hears what happened. A migration's target (record.migrate) is not judged here.
+   * hears what happened. A migration's target still migrating in (record.migrate) is not judged
+   * here; one that has finished is running like any other.
    */
   async #runAdopted(): Promise<void> {
     const state = this.states.current.run_state;
     const desired = this.states.desired?.run_state;
-    const lost = this.record.migrate === null && (state === 'running' || state === 'migrating');
+    const lost = state === 'running' || (state === 'migrating' && this.record.migrate === null);
     if (!lost && desired !== 'running' && state !== 'rebooting') return;
     const propolis = this.#propolis as PropolisClient;
     if ((await propolis.get()).instance.state !== 'Creating') return;
