@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { requestSocketAddrV6 } from './common/address.js';
-import { invalidRequest } from './common/errors.js';
+import { conflict, invalidRequest } from './common/errors.js';
 import { formatIpv6, networkOf, parseIpv6 } from './common/ipv6.js';
 import { Ledger } from './ledger.js';
 import { Instance, type InstanceContext, type InstanceRecord } from './instance.js';
@@ -17,6 +17,12 @@ import type { Static } from 'typebox';
 
 interface InstanceLedger {
   instances: Record<string, InstanceRecord>;
+  /**
+   * The source of a migration between two Propolis on this sled, keyed by the instance id its
+   * target took over, until its VM has left and its zone is torn down: so a restart meanwhile
+   * adopts that zone (and follows its VM out) rather than remove it as an orphan.
+   */
+  sources?: Record<string, InstanceRecord>;
   /** The warm pool's zones and template (absent in ledgers from before the pool). */
   pool?: PoolTable;
 }
@@ -25,7 +31,9 @@ function checkLedger(path: string) {
   return (raw: unknown): InstanceLedger => {
     const table = (raw as InstanceLedger | null)?.instances;
     if (typeof table !== 'object' || table === null) throw new Error(`${path}: the instance ledger has no "instances" table`);
-    for (const [id, record] of Object.entries(table)) {
+    const sources = (raw as InstanceLedger).sources ?? {};
+    if (typeof sources !== 'object' || sources === null) throw new Error(`${path}: the instance ledger's "sources" is not a table`);
+    for (const [id, record] of [...Object.entries(table), ...Object.entries(sources)]) {
       if (record?.id !== id || typeof record.runtime !== 'object' || typeof record.hardware !== 'object') {
         throw new Error(`${path}: the entry for instance ${id} is not an instance record`);
       }
@@ -34,10 +42,13 @@ function checkLedger(path: string) {
   };
 }
 
+/** Which table of the ledger an actor's record is in; a migration's source moves to "sources". */
+type Table = 'instances' | 'sources';
+
 /** How many departed instances' last states are kept (a few hundred bytes each). */
 const DEPARTED_KEPT = 4096;
 
-export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget' | 'pool'>;
+export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget' | 'pool' | 'lane'>;
 
 /**
  * One ledger for all instances: its writes are group commits, so any number of instances
@@ -46,6 +57,9 @@ export type ManagerContext = Omit<InstanceContext, 'commit' | 'forget' | 'pool'>
  */
 export class InstanceManager {
   readonly #instances = new Map<string, Instance>();
+  /** Sources of migrations between two Propolis on this sled, by instance id, until they leave. */
+  readonly #sources = new Map<string, Instance>();
+  readonly #tables = new WeakMap<Instance, { table: Table }>();
   readonly #gone = new EventEmitter<{ gone: [id: string] }>();
   /** Instances whose request failed, still undoing what they started. */
   readonly #draining = new Set<Instance>();
@@ -78,7 +92,7 @@ export class InstanceManager {
 
   static async open(path: string, ctx: ManagerContext, pool: PoolSettings): Promise<InstanceManager> {
     // Journaled: a write costs the records that changed, not every record (about 1 MB at 1,000 instances).
-    const ledger = await Ledger.open(path, () => ({ instances: {} }), checkLedger(path), { journal: true });
+    const ledger = await Ledger.open(path, (): InstanceLedger => ({ instances: {} }), checkLedger(path), { journal: true });
     const manager = new InstanceManager(ledger, ctx, ctx.log.child({ component: 'instance-manager' }), pool);
     for (const record of Object.values(ledger.value.instances) as InstanceRecord[]) {
       // Before the pool, a zone was named by Propolis id, and made once the VNICs were named.
@@ -89,17 +103,34 @@ export class InstanceManager {
       // Names on file are never handed out again, even where the VNIC itself is gone.
       ctx.vnics.reserve([...record.guest_vnics, ...(record.control_vnic ? [record.control_vnic] : [])]);
     }
+    for (const record of Object.values(ledger.value.sources ?? {})) {
+      manager.#sources.set(record.id, manager.#make(record, true, 'sources'));
+      ctx.vnics.reserve([...record.guest_vnics, ...(record.control_vnic ? [record.control_vnic] : [])]);
+    }
     return manager;
   }
 
-  #make(record: InstanceRecord, onDisk: boolean): Instance {
-    return new Instance(record, {
+  #make(record: InstanceRecord, onDisk: boolean, table: Table = 'instances'): Instance {
+    // Read at each use: a migration on this sled moves the replaced actor's record to "sources".
+    const where = { table };
+    const instance = new Instance(record, {
       ...this.ctx,
       pool: this.pool,
       commit: (fields) => (fields === undefined
-        ? this.ledger.commit(['instances', record.id])
-        : this.ledger.commit(...fields.map((f) => ['instances', record.id, f] as const))),
+        ? this.ledger.commit([where.table, record.id])
+        : this.ledger.commit(...fields.map((f) => [where.table, record.id, f] as const))),
+      // A source's reports go on a lane of their own: on the target's, each would replace the
+      // other's pending state, as two sleds' agents never do.
+      lane: () => (where.table === 'sources' ? `instance-source:${record.id}` : `instance:${record.id}`),
       forget: (id) => {
+        if (where.table === 'sources') {
+          if (this.#sources.get(id)?.record !== record) return;
+          this.#sources.delete(id);
+          delete this.ledger.value.sources?.[id];
+          void this.ledger.commit(['sources', id]).catch((err: unknown) => this.log.error({ err, instance: id }, 'cannot record that a migration\'s source left'));
+          this.log.info({ instance: id, propolis: record.runtime.propolis_id }, 'the source of a migration on this sled is gone');
+          return;
+        }
         const instance = this.#instances.get(id);
         if (instance?.record !== record) return; // replaced meanwhile
         this.#instances.delete(id);
@@ -112,6 +143,25 @@ export class InstanceManager {
         this.#gone.emit('gone', id);
       },
     }, onDisk);
+    this.#tables.set(instance, where);
+    return instance;
+  }
+
+  /** Moves the actor an intra-sled migration replaces aside, with its record, in the next write. */
+  #setAside(id: string, source: Instance): void {
+    this.#sources.set(id, source);
+    (this.ledger.value.sources ??= {})[id] = source.record;
+    this.#tables.get(source)!.table = 'sources';
+    this.ledger.touch(['sources', id]);
+  }
+
+  /** Undoes #setAside: the migration was refused or not recorded. */
+  #putBack(id: string, source: Instance): void {
+    if (this.#sources.get(id) !== source) return;
+    this.#sources.delete(id);
+    delete this.ledger.value.sources?.[id];
+    this.#tables.get(source)!.table = 'instances';
+    this.ledger.touch(['sources', id]);
   }
 
   /** Resolves once the instance has left the sled (at once if it is not here). */
@@ -162,9 +212,11 @@ export class InstanceManager {
     }
     checkInitial(initial, this.#sledNet);
     if (existing) {
-      // An intra-sled migration: the old Propolis keeps running until its own monitor sees it go.
-      this.log.warn({ instance: id, from: existing.record.runtime.propolis_id, to: initial.runtime.propolis_id },
-        'instance replaced by a migration to a new Propolis on this sled');
+      const leaving = this.#sources.get(id);
+      if (leaving !== undefined) {
+        throw conflict(`instance ${id} is already migrating between two Propolis on this sled: the source `
+          + `(Propolis ${leaving.record.runtime.propolis_id}) has not left yet; migrate it again once it has`);
+      }
     }
     // Nexus's view may predate the state the instance left in: continue from the newer, so no
     // generation goes out twice (a report of the older one would also be one Nexus ignores).
@@ -186,6 +238,13 @@ export class InstanceManager {
       ...(existing?.record.reported_gen_limit === undefined ? {} : { reported_gen_limit: existing.record.reported_gen_limit }),
     };
     const instance = this.#make(record, false);
+    if (existing) {
+      // An intra-sled migration: the old Propolis keeps running in its zone until its own
+      // monitor sees its VM leave, and its record goes aside in the target's first write.
+      this.log.warn({ instance: id, from: existing.record.runtime.propolis_id, to: initial.runtime.propolis_id },
+        'instance replaced by a migration to a new Propolis on this sled');
+      this.#setAside(id, existing);
+    }
     this.#instances.set(id, instance);
     this.ledger.value.instances[id] = record;
     try {
@@ -203,6 +262,7 @@ export class InstanceManager {
         this.#instances.delete(id);
         delete this.ledger.value.instances[id];
         if (existing) {
+          this.#putBack(id, existing);
           this.#instances.set(id, existing);
           this.ledger.value.instances[id] = existing.record;
         }
@@ -217,29 +277,29 @@ export class InstanceManager {
   /** Zone name → VNIC names, of every instance the ledger holds and of the warm pool. */
   claimedZones(): Map<string, string[]> {
     const claimed = this.pool.claimedZones();
-    for (const i of this.#instances.values()) if (i.zone !== null) claimed.set(i.zone, i.vnics);
+    for (const i of [...this.#instances.values(), ...this.#sources.values()]) if (i.zone !== null) claimed.set(i.zone, i.vnics);
     return claimed;
   }
 
   /** Every VNIC name the ledger has handed out, including those of instances with no zone yet. */
   claimedVnics(): string[] {
-    return [...this.#instances.values()].flatMap((i) => i.vnics);
+    return [...this.#instances.values(), ...this.#sources.values()].flatMap((i) => i.vnics);
   }
 
   /** Start-up: each instance continues from where the ledger left it; then the pool fills. */
   resume(): void {
-    for (const instance of this.#instances.values()) instance.resume();
+    for (const instance of [...this.#instances.values(), ...this.#sources.values()]) instance.resume();
     this.pool.start();
   }
 
   /** Settles when every instance has finished what is queued (tests, shutdown). */
   async idle(): Promise<void> {
-    await Promise.all([...this.#instances.values(), ...this.#draining].map((i) => i.idle()));
+    await Promise.all([...this.#instances.values(), ...this.#sources.values(), ...this.#draining].map((i) => i.idle()));
   }
 
   /** Stops every actor and waits for ledger writes in flight; the VMs keep running. */
   async close(): Promise<void> {
-    const all = [...this.#instances.values(), ...this.#draining];
+    const all = [...this.#instances.values(), ...this.#sources.values(), ...this.#draining];
     this.pool.close();
     for (const instance of all) instance.close();
     // An operation already running finishes (its waits were aborted) and may still record

@@ -104,6 +104,8 @@ export interface InstanceContext {
   commit(fields?: readonly StateField[]): Promise<void>;
   /** The instance is gone from this sled (destroyed, or stopped and torn down). */
   forget(id: string): void;
+  /** The notifier's key for this actor's reports (default `instance:<id>`). */
+  lane?: () => string;
   /** Optional: each provisioning phase as it starts (the boot benchmark times them). */
   onPhase?: (id: string, phase: Phase | 'running') => void;
   /** Optional: where the evidence of a failed instance's zone goes before its teardown. */
@@ -481,7 +483,7 @@ export class Instance {
   #report(): void {
     const state = this.states.current;
     this.#reportedGen = state.gen;
-    this.#lastReport = this.ctx.notifier.push(`instance:${this.id}`, `instance ${this.id} ${state.run_state} gen ${state.gen}`,
+    this.#lastReport = this.ctx.notifier.push(this.ctx.lane?.() ?? `instance:${this.id}`, `instance ${this.id} ${state.run_state} gen ${state.gen}`,
       () => this.ctx.nexus.instancePut(this.id, state));
   }
 

@@ -157,6 +157,54 @@ describe('instance lifecycle', () => {
     expect(gens).toEqual(gens.map((_, i) => runtime.gen + 1 + i));
   });
 
+  it('keeps a migration\'s source on this sled across a restart until its VM has left, then removes its zone', async () => {
+    t = await startTestAgent();
+    const { id, zone: source, report } = await runInstance(t);
+    const migrationId = randomUUID();
+    const dst = randomUUID();
+    // Nexus: the source first (running -> migrating), then the target, here on the same sled.
+    const src = await t.request('PUT', `/instances/${id}`, {
+      ...ensureBody('migrating', { ...report.body }),
+      target: { run_state: 'migrating', migration_params: { migration_id: migrationId, dst_propolis_id: dst } },
+    });
+    expect(src.status).toBe(200);
+    const runtime = realRuntime({
+      run_state: 'migrating', migration_id: migrationId, propolis_id: dst, dst_propolis_id: dst, gen: src.body.gen + 1,
+      propolis_addr: '[fd00:1122:3344:101::11]:12400',
+    });
+    const res = await t.request('PUT', `/instances/${id}`, {
+      ...ensureBody('migrating', runtime),
+      target: { run_state: 'migrating', migration_params: { migration_id: migrationId, dst_propolis_id: dst } },
+      migrate: { src_propolis_id: report.body.propolis_id, src_propolis_addr: '[fd00:1122:3344:101::10]:12400' },
+    });
+    expect(res.status).toBe(200);
+    const target = zoneOf(t, id);
+    expect(target).not.toBe(source);
+    await zoneReachesRunning(t.host, target);
+    // A second migration of it on this sled while the source is still here: refused, saying why.
+    const again = await t.request('PUT', `/instances/${id}`, {
+      ...ensureBody('migrating', { ...runtime, propolis_id: randomUUID() }),
+      migrate: { src_propolis_id: dst, src_propolis_addr: '[fd00:1122:3344:101::11]:12400' },
+    });
+    expect(again.status).toBe(409);
+    expect(again.body.message).toMatch(/the source .* has not left yet/);
+
+    // Killed mid-migration: the source's zone is claimed, so it is adopted, not removed.
+    t = await t.restart();
+    expect(t.running.summary.removedZones).not.toContain(source);
+    expect(t.running.summary.adopted).toEqual(expect.arrayContaining([source, target]));
+    expect(t.running.agent.instances.get(id)?.zone).toBe(target);
+
+    // The VM leaves the source: its zone goes, and so does its record; the target stays.
+    await zoneReachesRunning(t.host, source);
+    await t.host.events.waitForService(source, propolisFmriOf(source), ['online'], { timeoutMs: 20_000 });
+    t.host.propolisFor(source)!.forceState('Destroyed');
+    await vi.waitFor(async () => expect((await t!.host.zones.list()).map((z) => z.name)).not.toContain(source), { timeout: 20_000, interval: 50 });
+    await t.running.agent.instances.idle();
+    expect(t.running.agent.instances.claimedZones().has(source)).toBe(false);
+    expect(t.running.agent.instances.get(id)?.zone).toBe(target);
+  });
+
   it('refuses what the original panicked on or got wrong, with a 400 and the envelope, and stays up', async () => {
     t = await startTestAgent();
     const noAddr = await t.request('PUT', `/instances/${randomUUID()}`, ensureBody('running', realRuntime({ propolis_addr: null })));
