@@ -168,6 +168,15 @@ export class Instance {
    * VNICs and their ports. Cleared as a provisioning begins (a retry asks again).
    */
   #unusedNames = { zone: false, links: false };
+  /**
+   * The record's firewall rules came with the request that made it, so they are its VPCs' rules
+   * as of now: true until its first provisioning, or a later request, whichever comes first.
+   * Later provisionings (a run after a stop, a restart) take the VPCs' rules as last recorded,
+   * which a rules PUT may have changed since; the record's would undo that.
+   */
+  #rulesFromRequest: boolean;
+  /** Whether ensure() has been called on this actor. */
+  #asked = false;
 
   #endStart(): void {
     this.#startEnded?.();
@@ -183,6 +192,7 @@ export class Instance {
     this.states = new InstanceStates(record.runtime);
     this.states.desired = record.desired;
     this.#durableGenLimit = onDisk ? record.reported_gen_limit ?? record.runtime.gen + 1 : 0;
+    this.#rulesFromRequest = !onDisk;
     this.#recorded = onDisk;
     this.log = this.#logger();
   }
@@ -215,6 +225,8 @@ export class Instance {
    * makes the new state durable, queues what must happen on the host, and returns the state.
    */
   async ensure(target: InstanceRuntimeStateRequested): Promise<InstanceRuntimeState> {
+    if (this.#asked) this.#rulesFromRequest = false;
+    this.#asked = true;
     const action = this.states.requestTransition(target);
     if (action === null && this.states.current === this.record.runtime) {
       // Already stopped (Nexus asking again, or about an instance this sled had forgotten).
@@ -629,6 +641,8 @@ export class Instance {
       const warm = await this.#checkPoolZone(phase);
       const unused = this.#unusedNames;
       this.#unusedNames = { zone: false, links: false };
+      const freshRules = this.#rulesFromRequest;
+      this.#rulesFromRequest = false;
       abort.signal.throwIfAborted();
       const zone = this.record.zone as string;
       const control = this.record.control_vnic as string;
@@ -643,7 +657,7 @@ export class Instance {
       // Each guest NIC's port, route, rules and external IPs, then the VNIC over it.
       const links = async () => {
         if (nics.length > 0) phase('ports');
-        await ctx.ports.ensurePorts(this.id, nics, this.record.hardware, this.record.hardware.firewall_rules ?? [], run, unused.links);
+        await ctx.ports.ensurePorts(this.id, nics, this.record.hardware, this.record.hardware.firewall_rules ?? [], freshRules, unused.links);
         abort.signal.throwIfAborted();
         await ensureGuestVnics(host, guests, phase, unused.links);
       };

@@ -118,12 +118,10 @@ export class PortManager {
       throw Object.assign(new Error('guest NICs need the sled\'s underlay address for their OPTE ports: set underlay_address in the config'),
         { code: 'OPTE_NO_UNDERLAY' });
     }
-    const applied = new Map<number, readonly WireFirewallRule[]>();
     let changed = false;
     for (const { nic } of nics) {
       const known = this.ledger.value.vpc_rules[String(nic.vni)];
       const own = known === undefined || (fresh && rules.length > 0);
-      applied.set(nic.vni, own ? rules : known);
       if (own && rules.length > 0 && JSON.stringify(known) !== JSON.stringify(rules)) {
         this.ledger.value.vpc_rules[String(nic.vni)] = [...rules];
         changed = true;
@@ -159,7 +157,9 @@ export class PortManager {
         await this.network.addRouterEntry(port, route);
         if (primary) await this.network.setExternalIps(port, spec.external);
       }
-      await this.network.setFirewallRules(port, this.#rulesFor(applied.get(nic.vni) ?? [], nic));
+      // The VPC's rules as recorded now, not as they were before the port was made: a rules PUT
+      // meanwhile recorded its rules and, finding no port yet, left them to this.
+      await this.network.setFirewallRules(port, this.#rulesFor(this.ledger.value.vpc_rules[String(nic.vni)] ?? [], nic));
     }));
   }
 
@@ -213,7 +213,14 @@ export class PortManager {
     this.ledger.value.vpc_rules[String(vni)] = [...rules];
     await this.#commit();
     const ports = [...this.#live].filter(([, p]) => p.vni === vni);
-    for (const [port, p] of ports) await this.network.setFirewallRules(port, this.#rulesFor(rules, p));
+    for (const [port, p] of ports) {
+      try {
+        await this.network.setFirewallRules(port, this.#rulesFor(rules, p));
+      } catch (err) {
+        // Still being made: it takes the VPC's rules from the ledger once it is.
+        if (!isHostError(err, 'OPTE_NO_PORT')) throw err;
+      }
+    }
     this.log.info({ vpc: vpcId, vni, rules: rules.length, ports: ports.map(([name]) => name) }, 'VPC firewall rules applied');
   }
 

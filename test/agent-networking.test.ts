@@ -169,6 +169,57 @@ describe('guest networking on two sleds', () => {
     expect(Math.max(...names)).toBeGreaterThan(77);
   });
 
+  it('a run asked during a stop makes the new port with the VPC\'s rules as they are now, not as the instance was created with', async () => {
+    const [a] = await sleds();
+    const a1 = guest(VPC1, 5, 'A8:40:25:F0:00:01');
+    await a.request('PUT', `/instances/${a1.id}`, body(a1, 'running', VPC1));
+    const first = await nexusSees(nexus!, a1.id, 'running');
+    const rules = [...defaultVpcRules([VPC1.subnet]), allowTcpInbound(80)];
+    expect((await a.request('PUT', `/vpc/${VPC1.id}/firewall/rules`, { vni: VPC1.vni, rules })).status).toBe(204);
+    expect((await a.request('POST', '/sim/net/trace', tcp('10.9.9.9', a1, 80, 'in', VPC1.vni))).body).toMatchObject({ verdict: 'allow' });
+
+    const runtime = { ...a1.runtime, ...first.body };
+    expect((await a.request('PUT', `/instances/${a1.id}`, { ...body(a1, 'stopped', VPC1), initial: { ...body(a1, 'stopped', VPC1).initial, runtime } })).status).toBe(200);
+    expect((await a.request('PUT', `/instances/${a1.id}`, { ...body(a1, 'running', VPC1), initial: { ...body(a1, 'running', VPC1).initial, runtime } })).status).toBe(200);
+    await nexus!.waitFor((r) => instancePuts(a1.id)(r) && r.body.run_state === 'running' && r.body.gen > first.body.gen + 1, 20_000);
+    await a.running.agent.instances.idle();
+    expect((await a.request('POST', '/sim/net/trace', tcp('10.9.9.9', a1, 80, 'in', VPC1.vni))).body).toMatchObject({ verdict: 'allow' });
+  });
+
+  it.each(['createPort', 'addRouterEntry'] as const)('a VPC\'s rules PUT while a port is being made (in %s) reach that port', async (step) => {
+    nexus = await FakeNexus.start();
+    let entered!: () => void;
+    const inRoute = new Promise<void>((resolve) => { entered = resolve; });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    const a = await startTestAgent({
+      nexus, config: { underlay_address: SLED_A },
+      wrapHost: (host) => {
+        const network = Object.create(host.network) as typeof host.network;
+        const real = host.network[step].bind(host.network) as (...args: unknown[]) => Promise<void>;
+        (network as unknown as Record<string, unknown>)[step] = async (...args: unknown[]) => {
+          entered();
+          await held;
+          return real(...args);
+        };
+        return { ...host, kind: host.kind, links: host.links, zones: host.zones, datasets: host.datasets, events: host.events,
+          network, reachable: (zone, addr) => host.reachable(zone, addr), close: () => host.close() };
+      },
+    });
+    agents.push(a);
+    const a1 = guest(VPC1, 5, 'A8:40:25:F0:00:01');
+    await a.request('PUT', `/instances/${a1.id}`, body(a1, 'running', VPC1));
+    await inRoute;
+    const rules = [...defaultVpcRules([VPC1.subnet]), allowTcpInbound(80)];
+    try {
+      expect((await a.request('PUT', `/vpc/${VPC1.id}/firewall/rules`, { vni: VPC1.vni, rules })).status).toBe(204);
+    } finally {
+      release();
+    }
+    await nexusSees(nexus, a1.id, 'running');
+    expect((await a.request('POST', '/sim/net/trace', tcp('10.9.9.9', a1, 80, 'in', VPC1.vni))).body).toMatchObject({ verdict: 'allow' });
+  });
+
   it('V2P: a late delete naming a sled the guest has left is a no-op; an interface taking an address replaces the old mapping', async () => {
     const [a] = await sleds();
     const mapping = { virtual_ip: '172.30.0.9', virtual_mac: 'A8:40:25:F0:00:09', physical_host_ip: SLED_B, vni: VPC1.vni };
