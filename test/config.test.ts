@@ -50,6 +50,8 @@ describe('defaultSimConfig', () => {
     expect(config.sim_mode).toBe('auto');
     expect(config.sim.auto_delay_ms).toBe(1500);
     expect(config.storage.zpools).toEqual(Array.from({ length: 10 }, () => ({ size: 2 ** 40 })));
+    // Where the original's updates.rs writes artifacts, and Nexus's update test reads them back.
+    expect(config.updates.artifact_dir).toBe('/var/tmp/zones');
   });
 
   it('returns a fresh object each time', () => {

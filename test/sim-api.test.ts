@@ -45,6 +45,16 @@ describe('instances, explicit mode', () => {
     expect(t.nexus.requests.filter(diskPuts(disk)).map((r) => r.body.disk_state.state)).toEqual(['attached']);
   });
 
+  it('takes an instance new to it that Nexus thinks is rebooting on to starting at the next poke, as the original does', async () => {
+    t = await startTestSim({ mode: 'explicit' });
+    const id = randomUUID();
+    // running asked of a rebooting instance is a no-op: nothing is desired.
+    expect((await putInstance(id, 'running', instanceRuntime(t.config.id, { run_state: 'rebooting', gen: 5 }))).body).toMatchObject({ run_state: 'rebooting', gen: 5 });
+    await poke('instances', id);
+    const [report] = await t.nexus.waitForCount(instancePuts(id), 1);
+    expect(report!.body).toMatchObject({ run_state: 'starting', gen: 6 });
+  });
+
   it('runs the original Nexus flow: create, reboot, stop, with strictly increasing generations', async () => {
     t = await startTestSim({ mode: 'explicit' });
     const id = randomUUID();

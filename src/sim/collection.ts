@@ -119,7 +119,9 @@ export class SimCollection<Current, Requested, O extends SimObject<Current, Requ
       clearTimeout(entry.timer);
       entry.timer = null;
     }
-    if (object.desired !== null) object.executeDesiredTransition();
+    // Every step, as omicron's sim_poke calls transition_finish whatever is desired: a rebooting
+    // instance goes on to starting with nothing desired (SimInstance decides what a step does).
+    object.executeDesiredTransition();
     this.options.log.info({ kind: this.options.kind, id, state: object.current }, 'simulated transition');
     const reported = this.options.notify(id, object.current);
     if (object.desired === null && object.readyToDestroy()) {

@@ -2,8 +2,6 @@
 // file, then by the CLI's positional arguments. Every field is validated before anything starts,
 // and a bad one is reported by name.
 import { readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { Type, type Static } from 'typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
@@ -69,7 +67,8 @@ export function defaultSimConfig(): SimConfig {
     sim: { auto_delay_ms: 1500 },
     // The original CLI creates ten 1 TiB pools.
     storage: { ip: '127.0.0.1', zpools: Array.from({ length: 10 }, () => ({ size: 2 ** 40 })) },
-    updates: { artifact_dir: join(tmpdir(), 'sled-agent-sim', 'zones') },
+    // Where the original's updates.rs puts them, and where Nexus's update test reads them back.
+    updates: { artifact_dir: '/var/tmp/zones' },
     nexus: { timeout_ms: 10_000, backoff_initial_ms: 250, backoff_max_ms: 30_000 },
   };
 }
