@@ -270,16 +270,24 @@ export class PortManager {
       this.ledger.value.v2p[interfaceId] ??= held;
       throw err;
     }
-    const ports = await this.network.listPorts();
-    const local = ports.some((p) => p.ip4 === body.virtual_ip && [...this.#live].some(([name, l]) => name === p.name && l.vni === body.vni));
-    if (local) {
-      this.log.info({ interface: interfaceId, ip: body.virtual_ip, vni: body.vni }, 'V2P mapping forgotten; the local port keeps its own entry');
-      return;
-    }
     try {
-      await this.network.clearV2P(mappingOf(body));
+      const ports = await this.network.listPorts();
+      const local = ports.some((p) => p.ip4 === body.virtual_ip && [...this.#live].some(([name, l]) => name === p.name && l.vni === body.vni));
+      if (local) {
+        this.log.info({ interface: interfaceId, ip: body.virtual_ip, vni: body.vni }, 'V2P mapping forgotten; the local port keeps its own entry');
+        return;
+      }
+      await this.network.clearV2P(mappingOf(body)).catch((err: unknown) => {
+        if (!isHostError(err, 'OPTE_NO_ENTRY')) throw err;
+      });
     } catch (err) {
-      if (!isHostError(err, 'OPTE_NO_ENTRY')) throw err;
+      // Still on the host: held again (and recorded so), so Nexus's retry clears it rather than
+      // find it gone and answer at once, leaving the host routing to where the guest was.
+      if (this.ledger.value.v2p[interfaceId] === undefined) {
+        this.ledger.value.v2p[interfaceId] = held;
+        await this.#commit().catch((write: unknown) => this.log.error({ err: write, interface: interfaceId }, 'cannot record a V2P mapping the host still has'));
+      }
+      throw err;
     }
   }
 

@@ -104,6 +104,22 @@ describe('V2P mappings', () => {
     expect(onDisk.v2p[id]).toBeUndefined();
   });
 
+  it('keeps a mapping the host failed to clear, so Nexus\'s retried delete clears it', async () => {
+    const id = randomUUID();
+    expect((await t.request('PUT', `/v2p/${id}`, v2pBody())).status).toBe(204);
+    const network = t.host.network;
+    const clear = network.clearV2P.bind(network);
+    let failing = true;
+    network.clearV2P = (m) => (failing ? Promise.reject(Object.assign(new Error('opteadm clear-v2p: EIO'), { code: 'EIO' })) : clear(m));
+    expect((await t.request('DELETE', `/v2p/${id}`, v2pBody())).status).toBe(500);
+    failing = false;
+    expect(await t.host.network.dumpV2P()).toContainEqual(expect.objectContaining({ virtualIp: '172.30.0.6' }));
+    const onDisk = readLedgerFile(join(t.config.data_dir, 'ports.json')) as { v2p: Record<string, unknown> };
+    expect(onDisk.v2p[id]).toBeDefined();
+    expect((await t.request('DELETE', `/v2p/${id}`, v2pBody())).status).toBe(204);
+    expect(await t.host.network.dumpV2P()).not.toContainEqual(expect.objectContaining({ virtualIp: '172.30.0.6' }));
+  });
+
   it('reaches the host\'s V2P table, and a delete naming a guest of this sled leaves its port\'s own entry', async () => {
     const id = randomUUID();
     await t.request('PUT', `/instances/${id}`, ensureWith(networkedHardware([nic()])));
