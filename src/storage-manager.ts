@@ -182,10 +182,14 @@ export class StorageManager {
   /**
    * Finds the configured pools on the host (a missing one is logged and skipped), then adopts
    * the zone of every dataset that is both on a pool (with its oxide:uuid) and on file. Call
-   * once, after orphans were removed; later calls return the first call's result.
+   * once, after orphans were removed; later calls return the first call's result, unless it
+   * failed: then they start again (a PUT /filesystem does, finding the pools not yet known).
    */
   start(): Promise<StorageStartSummary> {
-    this.#started ??= this.#start();
+    this.#started ??= this.#start().catch((err: unknown) => {
+      this.#started = null;
+      throw err;
+    });
     return this.#started;
   }
 
@@ -305,7 +309,11 @@ export class StorageManager {
     const ip = datasetAddress(body).host;
 
     if (this.#discovered === null) throw serviceUnavailable('storage is not started yet');
-    await this.#discovered;
+    // The host's pools could not be listed at start-up: tried again now, rather than have every
+    // request fail until a restart.
+    await this.#discovered.catch(() => this.start()).catch((err: unknown) => {
+      throw serviceUnavailable(`the sled's zpools could not be listed (${err instanceof Error ? err.message : String(err)}); each request tries again`);
+    });
     const poolId = String(body.zpool_id).toLowerCase();
     const pool = this.#pools.get(poolId);
     if (!pool) {

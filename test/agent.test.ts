@@ -438,6 +438,27 @@ describe('registration', () => {
   });
 });
 
+describe('storage start-up', () => {
+  it('lists the pools again at the next PUT /filesystem when the host could not list them at start-up', async () => {
+    let failures = 1;
+    t = await startTestAgent({
+      wrapHost: (host) => ({
+        ...withZones(host, {}),
+        datasets: Object.assign(Object.create(host.datasets) as typeof host.datasets, {
+          listPools: () => (failures-- > 0 ? Promise.reject(Object.assign(new Error('zpool list: EAGAIN'), { code: 'EAGAIN' })) : host.datasets.listPools()),
+        }),
+      }),
+    });
+    await t.running.registered;
+    const res = await t.request('PUT', '/filesystem', {
+      zpool_id: 'd462a7f7-b628-40fe-80ff-4e4189e2d62b', dataset_kind: { type: 'crucible' }, address: '[fd00:1122:3344:101::20]:32345',
+    });
+    expect(res.status).toBe(204);
+    await t.nexus.waitFor((r) => r.method === 'PUT' && r.url === `/sled_agents/${t!.config.id}/zpools/d462a7f7-b628-40fe-80ff-4e4189e2d62b`);
+    await t.nexus.waitFor((r) => r.method === 'PUT' && r.url.startsWith('/zpools/d462a7f7-b628-40fe-80ff-4e4189e2d62b/dataset/'));
+  });
+});
+
 describe('storage reports', () => {
   it('retries a zpool_put and a dataset_put Nexus refused with a 4xx, as the original does', async () => {
     const { FakeNexus, refusingFirst } = await import('./support/fake-nexus.js');
