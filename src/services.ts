@@ -17,7 +17,7 @@
 import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { conflict, invalidRequest } from './common/errors.js';
-import { canonicalIpv6, formatIpv6, networkOf, parseIpv6, parseIpv6Net } from './common/ipv6.js';
+import { canonicalIpv6, formatIpv6, parseIpv6, unusableOnUnderlay } from './common/ipv6.js';
 import type { Host } from './host/index.js';
 import { GLOBAL_ZONE, isHostError } from './host/index.js';
 import {
@@ -333,15 +333,6 @@ const AGENT_ADDROBJS = new Map([
  * ::1, matched first) and ::ffff:0:0/96 are besides printed by ipadm in dotted form, so even
  * canonical text would never match what show-addr reports and every start would re-make them.
  */
-const UNUSABLE = ([
-  ['::/128', 'the unspecified address'],
-  ['::1/128', 'the loopback address'],
-  ['::/96', 'a deprecated IPv4-compatible address'],
-  ['::ffff:0:0/96', 'an IPv4-mapped address'],
-  ['ff00::/8', 'a multicast address'],
-  ['fe80::/10', 'a link-local address'],
-] as const).map(([net, what]) => ({ ...parseIpv6Net(net), what: `${what} (${net})` }));
-
 /**
  * Checks every name and address; throws a 400 naming what is wrong. Pure: nothing changes.
  * Whatever passes is recorded before it is brought up and every later request must repeat it, so
@@ -418,9 +409,9 @@ function usableAddress(a: unknown, where: string): string {
   if (typeof a !== 'string' || !isIPv6(a)) throw invalidRequest(`${where} is not an IPv6 address`);
   const [text, zoneIndex] = a.split('%') as [string, string?];
   const value = parseIpv6(text);
-  const unusable = UNUSABLE.find((u) => networkOf(value, u.prefix) === u.network);
-  if (unusable !== undefined) {
-    throw invalidRequest(`${where} is ${unusable.what}, which no service can be reached at on the underlay: `
+  const unusable = unusableOnUnderlay(value);
+  if (unusable !== null) {
+    throw invalidRequest(`${where} is ${unusable}, which no service can be reached at on the underlay: `
       + 'give it a unicast address from the sled\'s underlay subnet');
   }
   if (zoneIndex !== undefined) {

@@ -91,6 +91,23 @@ describe('hostile and malformed requests', () => {
     expect((await sim.request('GET', '/health')).status).toBe(200);
   });
 
+  it('refuses a dataset address no zone could take, as PUT /services does, and takes the corrected one after it', async () => {
+    agent = await startTestAgent();
+    const cases = [
+      [{ type: 'clickhouse' }, '[::1]:8123', 'address', /the loopback address/],
+      [{ type: 'clickhouse' }, '[ff02::1]:8123', 'address', /a multicast address/],
+      [{ type: 'cockroach_db', all_addresses: ['[fe80::1]:32221'] }, '[fd00:1122:3344:101::3]:32221', 'dataset_kind.all_addresses', /a link-local address/],
+    ] as const;
+    for (const [kind, address, field, what] of cases) {
+      const res = await agent.request('PUT', '/filesystem', { zpool_id: POOL_ID, dataset_kind: kind, address });
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body.message).toMatch(new RegExp(`^${field.replace(/\./g, '\\.')} "`));
+      expect(res.body.message).toMatch(what);
+    }
+    const fixed = await agent.request('PUT', '/filesystem', { zpool_id: POOL_ID, dataset_kind: { type: 'clickhouse' }, address: '[fd00:1122:3344:101::9]:8123' });
+    expect(fixed.status, JSON.stringify(fixed.body)).toBe(204);
+  });
+
   it('refuses an address with a zone (scope) id, naming the field, and takes the corrected one after it', async () => {
     agent = await startTestAgent();
     const scoped = [

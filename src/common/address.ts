@@ -1,6 +1,7 @@
 // Socket addresses as omicron writes them: "a.b.c.d:port" or "[v6]:port".
 import { isIPv4, isIPv6 } from 'node:net';
 import { invalidRequest } from './errors.js';
+import { parseIpv6, unusableOnUnderlay } from './ipv6.js';
 import type { DatasetEnsureBody } from '../params.js';
 
 export interface SocketAddr {
@@ -55,5 +56,27 @@ export function datasetAddress(body: DatasetEnsureBody): SocketAddr {
   const addr = requestSocketAddrV6(body.address, 'address');
   const kind = body.dataset_kind;
   if (kind.type === 'cockroach_db') for (const peer of kind.all_addresses) requestSocketAddrV6(peer, 'dataset_kind.all_addresses');
+  return addr;
+}
+
+/**
+ * The real agent's check (the sim keeps the original's, above): a dataset's address is recorded
+ * before its zone is made and every later request must repeat it, so one its zone could never
+ * take (loopback, multicast, ...) is refused here, as PUT /services refuses it.
+ */
+export function usableDatasetAddress(body: DatasetEnsureBody): SocketAddr {
+  const addr = usableSocketAddr(body.address, 'address');
+  const kind = body.dataset_kind;
+  if (kind.type === 'cockroach_db') for (const peer of kind.all_addresses) usableSocketAddr(peer, 'dataset_kind.all_addresses');
+  return addr;
+}
+
+function usableSocketAddr(text: string, field: string): SocketAddr {
+  const addr = requestSocketAddrV6(text, field);
+  const unusable = unusableOnUnderlay(parseIpv6(addr.host));
+  if (unusable !== null) {
+    throw invalidRequest(`${field} ${JSON.stringify(text)} is ${unusable}, which nothing can be reached at on the underlay: `
+      + 'give a unicast address from the sled\'s underlay subnet');
+  }
   return addr;
 }

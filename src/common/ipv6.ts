@@ -104,3 +104,17 @@ export function addressInNet(net: Ipv6Net, index: bigint): string {
 export function sameNet(a: Ipv6Net, b: Ipv6Net): boolean {
   return a.network === b.network && a.prefix === b.prefix;
 }
+
+const UNUSABLE_ON_UNDERLAY = ([
+  ['::/128', 'the unspecified address'],
+  ['::1/128', 'the loopback address'],
+  ['::/96', 'a deprecated IPv4-compatible address'],
+  ['::ffff:0:0/96', 'an IPv4-mapped address'],
+  ['ff00::/8', 'a multicast address'],
+  ['fe80::/10', 'a link-local address'],
+] as const).map(([net, what]) => ({ ...parseIpv6Net(net), what: `${what} (${net})` }));
+
+/** What kind of address `value` is if nothing can be reached at it on the underlay (loopback, multicast, ...); null if it is unicast. */
+export function unusableOnUnderlay(value: bigint): string | null {
+  return UNUSABLE_ON_UNDERLAY.find((u) => networkOf(value, u.prefix) === u.network)?.what ?? null;
+}
