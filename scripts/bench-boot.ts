@@ -1805,9 +1805,8 @@ async function propolisPlacement(want: Options['propolis']): Promise<{ where: 'p
 /**
  * --entry build (the default): compiles this file and the src/ it imports with tsc into a temp
  * dir and runs that with the same arguments, so what is measured is the JavaScript that ships
- * (dist/), not src/ through tsx's loader, which costs the agent a `__name` call per closure made
- * and source-mapped stack traces (the N = 100 overhead, tsx against compiled: docs/benchmarks.md,
- * "Readings of 2026-12-08").
+ * (dist/), not src/ through tsx's loader. Through tsx the cold N = 100 overhead read ~21 ms
+ * against ~12 compiled (docs/benchmarks.md, "Readings of 2026-12-08"; the cause not isolated).
  */
 async function runCompiled(): Promise<number> {
   const out = mkdtempSync(join(tmpdir(), 'bench-boot-build-'));

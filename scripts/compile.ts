@@ -1,7 +1,7 @@
 // Compiling a benchmark and the agent's src/ with tsc, as `npm run build` compiles what ships,
-// so the benchmark measures that rather than src/ through tsx's loader. tsx (esbuild, keepNames)
-// wraps every nested function in a `__name(fn, "…")` call each time it is made, and turns on
-// source maps, which every stack trace then goes through; dist/ has neither.
+// so the benchmark measures that rather than src/ through tsx's loader (which, among other
+// things, wraps each nested function in a `__name(fn, "…")` call as it is made and turns source
+// maps on; dist/ has neither).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

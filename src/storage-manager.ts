@@ -23,7 +23,7 @@ import { randomUUID } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { parseSocketAddr, usableDatasetAddress } from './common/address.js';
+import { datasetAddress, parseSocketAddr } from './common/address.js';
 import { invalidRequest, conflict, objectNotFound, serviceUnavailable } from './common/errors.js';
 import type { NexusNotifier } from './common/nexus-notifier.js';
 import { fsyncDir, readJsonIfExists, writeJsonAtomic } from './common/persist.js';
@@ -306,7 +306,7 @@ export class StorageManager {
     const kind = body.dataset_kind;
     const child = DATASET_NAME[kind?.type];
     if (child === undefined) throw invalidRequest(`unknown dataset kind ${JSON.stringify(kind?.type)}`);
-    const ip = usableDatasetAddress(body).host;
+    const ip = datasetAddress(body, { usable: true }).host;
 
     if (this.#discovered === null) throw serviceUnavailable('storage is not started yet');
     // The host's pools could not be listed at start-up: tried again now, rather than have every

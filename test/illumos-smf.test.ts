@@ -251,21 +251,30 @@ describe('SMF state (native)', () => {
     expect(r.code).toBe(0);
   });
 
-  it('a wait whose thread cannot start rejects, without aborting the process or holding it open', async () => {
+  /**
+   * `body` in a child with the addon loaded (as `a`) and oxz_a's NET offline, whose
+   * pthread_create fails on the main thread while SLED_TEST_FAIL_THREADS is set.
+   */
+  function withFailingThreads(body: string) {
     const state = fresh();
     setState(state, 'oxz_a', NET, 'offline');
-    const r = await runChild(
+    return runChild(
       `const { createRequire } = await import('node:module');
        const a = createRequire(import.meta.url)(process.env.ADDON);
        a.load(process.env.LIBS);
-       process.env.SLED_TEST_FAIL_THREADS = '1';
-       const wait = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['online'] });
-       delete process.env.SLED_TEST_FAIL_THREADS;
-       console.log('cancel ' + wait.cancel());
-       console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code + ': ' + e.message));`,
+       ${body}`,
       { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, LD_PRELOAD: threadFailPreload(cleanup) },
       10_000,
     );
+  }
+
+  it('a wait whose thread cannot start rejects, without aborting the process or holding it open', async () => {
+    const r = await withFailingThreads(
+      `process.env.SLED_TEST_FAIL_THREADS = '1';
+       const wait = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['online'] });
+       delete process.env.SLED_TEST_FAIL_THREADS;
+       console.log('cancel ' + wait.cancel());
+       console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code + ': ' + e.message));`);
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n').filter(Boolean)).toEqual([
       'cancel false',
@@ -275,24 +284,16 @@ describe('SMF state (native)', () => {
   });
 
   it('a cancel whose thread cannot start still cancels (from the JS thread)', async () => {
-    const state = fresh();
-    setState(state, 'oxz_a', NET, 'offline');
     // The wait has bound its handle by the time cancel() runs, so the unbind is handed to the
     // cancel thread, which the first cancel starts: that pthread_create fails.
-    const r = await runChild(
-      `const { createRequire } = await import('node:module');
-       const a = createRequire(import.meta.url)(process.env.ADDON);
-       a.load(process.env.LIBS);
-       const wait = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['online'] });
+    const r = await withFailingThreads(
+      `const wait = a.smfWaitState('oxz_a', process.env.FMRI, { states: ['online'] });
        await new Promise((resolve) => setTimeout(resolve, 200));
        process.env.SLED_TEST_FAIL_THREADS = '1';
        const pending = wait.cancel();
        delete process.env.SLED_TEST_FAIL_THREADS;
        console.log('cancel ' + pending);
-       console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code));`,
-      { ADDON: ADDON_PATH, LIBS: FAKE_LIB_DIR, FAKE_ILLUMOS_STATE: state, FMRI: NET, LD_PRELOAD: threadFailPreload(cleanup) },
-      10_000,
-    );
+       console.log(await wait.promise.then((s) => 'resolved ' + s, (e) => 'rejected ' + e.code));`);
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n').filter(Boolean)).toEqual(['cancel true', 'rejected ECANCELED']);
     expect(r.code).toBe(0);

@@ -52,24 +52,19 @@ export function requestSocketAddrV6(text: string, where: string): SocketAddr {
  * CockroachDB's peers, SocketAddrV6 all as the original's serde took them (it used no peer yet,
  * and neither does this agent, which is no reason to keep what it refused). Returns the dataset's.
  */
-export function datasetAddress(body: DatasetEnsureBody): SocketAddr {
-  const addr = requestSocketAddrV6(body.address, 'address');
+export function datasetAddress(body: DatasetEnsureBody, { usable = false } = {}): SocketAddr {
+  const check = usable ? usableSocketAddr : requestSocketAddrV6;
+  const addr = check(body.address, 'address');
   const kind = body.dataset_kind;
-  if (kind.type === 'cockroach_db') for (const peer of kind.all_addresses) requestSocketAddrV6(peer, 'dataset_kind.all_addresses');
+  if (kind.type === 'cockroach_db') for (const peer of kind.all_addresses) check(peer, 'dataset_kind.all_addresses');
   return addr;
 }
 
 /**
- * The real agent's check (the sim keeps the original's, above): a dataset's address is recorded
- * before its zone is made and every later request must repeat it, so one its zone could never
- * take (loopback, multicast, ...) is refused here, as PUT /services refuses it.
+ * The real agent's check (`usable`; the sim keeps the original's plain parse): a dataset's
+ * address is recorded before its zone is made and every later request must repeat it, so one its
+ * zone could never take (loopback, multicast, ...) is refused, as PUT /services refuses it.
  */
-export function usableDatasetAddress(body: DatasetEnsureBody): SocketAddr {
-  const addr = usableSocketAddr(body.address, 'address');
-  const kind = body.dataset_kind;
-  if (kind.type === 'cockroach_db') for (const peer of kind.all_addresses) usableSocketAddr(peer, 'dataset_kind.all_addresses');
-  return addr;
-}
 
 function usableSocketAddr(text: string, field: string): SocketAddr {
   const addr = requestSocketAddrV6(text, field);
